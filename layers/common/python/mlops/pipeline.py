@@ -1,0 +1,172 @@
+"""Pipeline steps Train, Evaluate, Register and failure handling: each takes the state input, returns JSON."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from . import codeversion
+from .artifacts import ArtifactStore, ObjectStore, S3ObjectStore, sha256_hex
+from .datasets import parse_csv
+from .errors import ValidationError
+from .evaluation import classification_metrics, fairness_metrics, gate_decision, parity
+from .lineage import CodeVersion, DataSetRef, HoldoutRef, LineageRecord
+from .registry import LIVE, REJECTED, ModelRegistry
+from .schemas import ModelFamily
+
+
+@dataclass
+class PipelineContext:
+    artifacts: ArtifactStore
+    registry: ModelRegistry
+    objects: ObjectStore
+
+    @classmethod
+    def create(cls, bucket: str, table: str) -> PipelineContext:
+        objects = S3ObjectStore()
+        return cls(ArtifactStore(bucket, objects), ModelRegistry(table), objects)
+
+
+def _require(event: dict[str, Any], *path: str) -> Any:
+    node: Any = event
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            raise ValidationError(f"pipeline input lacks {'.'.join(path)}")
+        node = node[part]
+    return node
+
+
+def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
+    """Read the exact data set version, validate it, fit, convert to ONNX and store model, holdout, profile."""
+    from . import training
+
+    family = ctx.registry.get_family(_require(event, "family")).family
+    ref = _require(event, "dataset")
+    stored = ctx.objects.get(ref["bucket"], ref["key"], ref.get("version_id") or None,
+                             max_bytes=family.max_dataset_bytes)
+    dataset = parse_csv(stored.data, family)
+    seed = int(event.get("seed", family.seed))
+    model = training.train(family, dataset.X, dataset.y, seed=seed)
+    holdout_rows = model.holdout_index
+    holdout = training.holdout_bytes(
+        dataset.X[holdout_rows], dataset.y[holdout_rows], dataset.sensitive[holdout_rows],
+        dataset.row_ids[holdout_rows], model.sklearn_holdout_proba, model.sklearn_holdout_labels,
+    )
+    meta = {"family": family.name}
+    artifact = ctx.artifacts.put(model.onnx_bytes, "model/onnx", meta)
+    holdout_ref = ctx.artifacts.put(holdout, "holdout/npz", meta)
+    profile_ref = ctx.artifacts.put_json(model.profile, "baseline-profile/json", meta)
+    columns = [f.model_dump(mode="json") for f in family.features] + [
+        {"name": family.target, "kind": "target"}, {"name": family.sensitive_attribute, "kind": "sensitive"}]
+    return {
+        "artifact": artifact.to_dict(),
+        "holdout": HoldoutRef(fraction=family.holdout_fraction, rows=int(holdout_rows.size),
+                              row_ids_sha256=sha256_hex(dataset.row_ids[holdout_rows].tobytes()),
+                              artifact_sha256=holdout_ref.sha256, seed=seed).model_dump(),
+        "baseline_profile": profile_ref.to_dict(),
+        "dataset": DataSetRef(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
+                              etag=stored.etag.strip('"'), sha256=stored.sha256, rows=dataset.rows,
+                              columns=columns).model_dump(),
+        "code": CodeVersion(package="mlops", package_version=codeversion.package_version(),
+                            git_revision=codeversion.git_revision(), libraries=model.library_versions).model_dump(),
+        "algorithm": family.algorithm,
+        "hyperparameters": model.hyperparameters,
+        "seed": seed,
+        "fit_seconds": round(model.fit_seconds, 3),
+        "trained_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def load_holdout(artifacts: ArtifactStore, sha256: str) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(artifacts.get(sha256)), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
+    """Score the stored ONNX artifact itself on the holdout: parity, metrics, fairness, comparison with the
+    live model on the same rows, and the gate decision with its reasons."""
+    from .scoring import ScoringModel
+
+    record = ctx.registry.get_family(_require(event, "family"))
+    family = record.family
+    train = _require(event, "train")
+    holdout = load_holdout(ctx.artifacts, train["holdout"]["artifact_sha256"])
+    model = ScoringModel(ctx.artifacts.get(train["artifact"]["sha256"]))
+    labels, proba = model.predict_matrix(holdout["X"])
+    y = holdout["y"]
+    metrics = classification_metrics(y, proba, labels)
+    fairness = fairness_metrics(y, labels, holdout["sensitive"], family.favorable_label)
+    parity_result = parity(proba, labels, holdout["sklearn_proba"], holdout["sklearn_labels"],
+                           family.gate.parity_tolerance)
+    live = _live_on_same_holdout(ctx, family, record.live_version, holdout)
+    gate = gate_decision(family.gate, metrics, fairness, parity_result, live)
+    return {"metrics": metrics, "fairness": fairness, "parity": parity_result, "gate": gate,
+            "live": live, "first_model": record.live_version == 0}
+
+
+def _live_on_same_holdout(ctx: PipelineContext, family: ModelFamily, live_version: int,
+                          holdout: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    if not live_version:
+        return None
+    from .scoring import ScoringModel
+
+    live = ctx.registry.get_version(family.name, live_version)
+    live_model = ScoringModel(ctx.artifacts.get(live.artifact_sha256))
+    if live_model.feature_names != tuple(family.feature_names):
+        recorded = live.lineage.get("metrics", {})
+        return {"version": live_version, "auc": recorded.get("auc", 0.0), "basis": "recorded metrics"}
+    labels, proba = live_model.predict_matrix(holdout["X"])
+    metrics = classification_metrics(holdout["y"], proba, labels)
+    return {"version": live_version, "auc": metrics["auc"], "accuracy": metrics["accuracy"],
+            "basis": "candidate holdout"}
+
+
+def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Allocate the version and store its lineage; a candidate that failed the gate is recorded as rejected
+    with the reasons. Retries of the same execution return the version already registered."""
+    family_name = _require(event, "family")
+    train = _require(event, "train")
+    evaluation = _require(event, "evaluation")
+    record = ctx.registry.get_family(family_name)
+    lineage = LineageRecord(
+        family=family_name, dataset=train["dataset"], code=train["code"], algorithm=train["algorithm"],
+        hyperparameters=train["hyperparameters"], seed=train["seed"], holdout=train["holdout"],
+        artifact_sha256=train["artifact"]["sha256"], artifact_key=train["artifact"]["key"],
+        baseline_profile=train["baseline_profile"], metrics=evaluation["metrics"],
+        fairness=evaluation["fairness"], parity=evaluation["parity"], gate=evaluation["gate"],
+        previous_live_version=record.live_version or None, trained_at=train["trained_at"],
+        pipeline_execution=run_id,
+    ).model_dump(mode="json")
+    version = ctx.registry.allocate_version(family_name, lineage, actor=f"pipeline:{run_id}",
+                                            reason="passed training", run_id=run_id)
+    passed = bool(evaluation["gate"]["passed"])
+    if not passed:
+        reason = "gate: " + "; ".join(evaluation["gate"]["reasons"])
+        version = ctx.registry.transition(family_name, version.version, REJECTED, f"pipeline:{run_id}", reason)
+    return {"version": version.version, "status": version.status, "gate_passed": passed,
+            "first_model": record.live_version == 0 and version.status != LIVE}
+
+
+def record_failure_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Record why a run failed, in the registry, so "what happened to my upload?" has an answer."""
+    family = event.get("family", "")
+    error = event.get("error") or {}
+    cause = error.get("Cause", "")
+    message = cause
+    try:
+        import orjson
+
+        parsed = orjson.loads(cause) if cause else {}
+        message = parsed.get("errorMessage", cause) if isinstance(parsed, dict) else cause
+    except Exception:
+        pass
+    detail = {"error": error.get("Error", "unknown"), "message": message[:2000],
+              "dataset": event.get("dataset"), "stage": event.get("stage", "")}
+    if family:
+        ctx.registry.record_run(family, run_id, "failed", detail)
+    return detail
+

@@ -1,0 +1,161 @@
+"""Model family declarations and their policies: the contract between config, registry, training and scoring."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FAMILY_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+Algorithm = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+FeatureKind = Literal["numeric", "categorical"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Feature(_Frozen):
+    """One model input. Categorical features list their categories; the model sees their index."""
+
+    name: str
+    kind: FeatureKind = "numeric"
+    categories: tuple[str, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not FEATURE_NAME.match(value):
+            raise ValueError(f"feature name {value!r} must match {FEATURE_NAME.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _categories_match_kind(self) -> Feature:
+        if self.kind == "categorical":
+            if len(self.categories) < 2:
+                raise ValueError(f"categorical feature {self.name!r} needs at least 2 categories")
+            if len(set(self.categories)) != len(self.categories):
+                raise ValueError(f"categorical feature {self.name!r} has duplicate categories")
+        elif self.categories:
+            raise ValueError(f"numeric feature {self.name!r} cannot declare categories")
+        return self
+
+
+class GatePolicy(_Frozen):
+    """Offline checks a candidate must pass before it receives any traffic."""
+
+    min_auc: float = Field(0.65, ge=0.5, le=1.0)
+    min_accuracy: float = Field(0.0, ge=0.0, le=1.0)
+    # The candidate's holdout AUC minus the live model's must be at least this (may be negative: a tolerance).
+    min_auc_margin: float = Field(0.0, ge=-0.5, le=0.5)
+    max_demographic_parity_difference: float = Field(0.25, ge=0.0, le=1.0)
+    max_equal_opportunity_difference: float = Field(0.25, ge=0.0, le=1.0)
+    parity_tolerance: float = Field(1e-5, gt=0.0, le=1e-2)
+
+
+class CanaryPolicy(_Frozen):
+    """How a passing candidate is exposed to live traffic and what makes it roll back."""
+
+    steps: tuple[int, ...] = (10, 50, 100)
+    bake_seconds: int = Field(300, ge=0, le=86_400)
+    max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
+    max_p99_latency_ms: float = Field(500.0, gt=0.0)
+    # Population stability index between canary and live predictions on the same bake window.
+    max_prediction_psi: float = Field(0.25, gt=0.0)
+    # Below this many canary requests in a bake window the check cannot judge, so it waits another window.
+    min_requests: int = Field(20, ge=1)
+    max_idle_windows: int = Field(3, ge=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_increase_to_100(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("canary steps must not be empty")
+        if any(s <= 0 or s > 100 for s in value):
+            raise ValueError("canary steps must be percentages in 1..100")
+        if list(value) != sorted(set(value)):
+            raise ValueError("canary steps must strictly increase")
+        if value[-1] != 100:
+            raise ValueError("the last canary step must be 100")
+        return value
+
+
+class DriftPolicy(_Frozen):
+    """When captured traffic counts as drifted from the training baseline."""
+
+    schedule: str = "rate(1 hour)"
+    psi_threshold: float = Field(0.2, gt=0.0)
+    ks_pvalue: float = Field(0.01, gt=0.0, lt=1.0)
+    # Effect size floors: with huge samples any shift is "significant", so a test must also move this much.
+    ks_min_statistic: float = Field(0.1, gt=0.0, le=1.0)
+    chi2_pvalue: float = Field(0.01, gt=0.0, lt=1.0)
+    chi2_min_cramers_v: float = Field(0.1, gt=0.0, le=1.0)
+    min_samples: int = Field(500, ge=10)
+    # Drift is confirmed when at least this many features drift.
+    min_drifted_features: int = Field(1, ge=1)
+    auto_retrain: bool = False
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_expression(cls, value: str) -> str:
+        if not re.match(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$", value):
+            raise ValueError("schedule must be an EventBridge rate(...) or cron(...) expression")
+        return value
+
+
+class ModelFamily(_Frozen):
+    """A model family: one task, one feature schema, one stream of versions."""
+
+    name: str
+    task: Literal["binary_classification"] = "binary_classification"
+    algorithm: Algorithm = "logistic_regression"
+    hyperparameters: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    target: str
+    features: tuple[Feature, ...]
+    sensitive_attribute: str
+    # The label value that counts as the favourable outcome in fairness figures (e.g. "no default").
+    favorable_label: int = 0
+    seed: int = 42
+    holdout_fraction: float = Field(0.2, gt=0.05, lt=0.5)
+    max_dataset_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    capture_sample_rate: float = Field(0.1, ge=0.0, le=1.0)
+    never_capture: tuple[str, ...] = ()
+    gate: GatePolicy = GatePolicy()
+    canary: CanaryPolicy = CanaryPolicy()
+    drift: DriftPolicy = DriftPolicy()
+
+    @field_validator("name")
+    @classmethod
+    def _family_name(cls, value: str) -> str:
+        if not FAMILY_NAME.match(value):
+            raise ValueError(f"family name {value!r} must match {FAMILY_NAME.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_consistent(self) -> ModelFamily:
+        names = [f.name for f in self.features]
+        if not names:
+            raise ValueError("a family needs at least one feature")
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be unique")
+        if self.target in names:
+            raise ValueError(f"target {self.target!r} cannot also be a feature")
+        if self.sensitive_attribute == self.target:
+            raise ValueError("sensitive_attribute cannot be the target")
+        unknown = set(self.never_capture) - set(names) - {self.sensitive_attribute}
+        if unknown:
+            raise ValueError(f"never_capture names unknown columns: {sorted(unknown)}")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)

@@ -1,0 +1,135 @@
+"""Scoring core: one onnxruntime session per process, records validated against the model's own schema."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .errors import ValidationError
+from .schemas import Feature
+
+MAX_RECORDS = 1000
+
+
+@dataclass(frozen=True)
+class Prediction:
+    labels: list[int]
+    probabilities: list[list[float]]
+
+
+class ScoringModel:
+    """An ONNX model ready to serve. The feature schema and classes come from the artifact's metadata, so what
+    is validated is exactly what the model was trained on."""
+
+    def __init__(self, onnx_bytes: bytes) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.features = tuple(Feature.model_validate(f) for f in orjson.loads(meta["mlops.features"]))
+            self.classes = [int(c) for c in orjson.loads(meta["mlops.classes"])]
+        except KeyError as exc:
+            raise ValidationError(f"ONNX artifact lacks metadata {exc.args[0]!r}; it was not built here") from None
+        self.family = meta.get("mlops.family", "")
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.feature_names = tuple(f.name for f in self.features)
+        self._name_set = frozenset(self.feature_names)
+        self._categorical = {
+            i: {c: float(k) for k, c in enumerate(f.categories)}
+            for i, f in enumerate(self.features) if f.kind == "categorical"
+        }
+        self._numeric = [i for i, f in enumerate(self.features) if f.kind == "numeric"]
+        self.predict_matrix(np.zeros((1, len(self.features)), dtype=np.float32))  # warm-up run
+
+    def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels, proba = self.session.run(self.output_names, {self.input_name: X})
+        return labels, proba
+
+    def matrix(self, instances: Any) -> np.ndarray:
+        """Validate API records and build the float32 input. Raises ValidationError naming the problem."""
+        if not isinstance(instances, list):
+            raise ValidationError("'instances' must be a list of records")
+        n = len(instances)
+        if n == 0:
+            raise ValidationError("'instances' is empty; send 1 to 1000 records")
+        if n > MAX_RECORDS:
+            raise ValidationError(f"'instances' has {n} records; the limit is {MAX_RECORDS}")
+        names = self.feature_names
+        name_set = self._name_set
+        categorical = self._categorical
+        X = np.empty((n, len(names)), dtype=np.float32)
+        for r, record in enumerate(instances):
+            if type(record) is not dict:
+                raise ValidationError(f"instances[{r}] must be an object of feature values")
+            if record.keys() != name_set:
+                self._raise_key_problem(r, record)
+            values = []
+            for j, name in enumerate(names):
+                value = record[name]
+                mapping = categorical.get(j)
+                if mapping is None:
+                    if type(value) is float:
+                        if not math.isfinite(value):
+                            raise ValidationError(f"instances[{r}].{name} must be a finite number, got {value}")
+                    elif type(value) is not int:
+                        raise ValidationError(
+                            f"instances[{r}].{name} must be a number, got {_json_type(value)}")
+                    values.append(value)
+                else:
+                    code = mapping.get(value) if type(value) is str else None
+                    if code is None:
+                        raise ValidationError(
+                            f"instances[{r}].{name} must be one of {list(mapping)}, got {_short(value)}")
+                    values.append(code)
+            try:
+                X[r] = values
+            except OverflowError:
+                raise ValidationError(f"instances[{r}] has a number too large for a 32-bit float") from None
+        if not np.isfinite(X).all():
+            bad = np.argwhere(~np.isfinite(X))[0]
+            raise ValidationError(
+                f"instances[{int(bad[0])}].{names[int(bad[1])]} is too large for a 32-bit float")
+        return X
+
+    def predict(self, instances: Any) -> Prediction:
+        labels, proba = self.predict_matrix(self.matrix(instances))
+        return Prediction(labels=labels.tolist(), probabilities=proba.tolist())
+
+    def _raise_key_problem(self, r: int, record: dict) -> None:
+        missing = [n for n in self.feature_names if n not in record]
+        unknown = sorted(str(k) for k in record if k not in self._name_set)
+        parts = []
+        if missing:
+            parts.append(f"missing features {missing}")
+        if unknown:
+            parts.append(f"unknown features {[_short(u, 40) for u in unknown[:10]]}")
+        raise ValidationError(f"instances[{r}]: " + " and ".join(parts), missing=missing, unknown=unknown[:10])
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"the string {_short(value)}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

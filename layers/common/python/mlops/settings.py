@@ -1,0 +1,104 @@
+"""Per-function settings read once from environment variables whose names are shared with the CDK code."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import ConfigurationError
+
+
+class Env:
+    """Environment variable names: the CDK stacks set exactly these, the settings models read exactly these."""
+
+    ARTIFACT_BUCKET = "MLOPS_ARTIFACT_BUCKET"
+    REGISTRY_TABLE = "MLOPS_REGISTRY_TABLE"
+    STATE_MACHINE_ARN = "MLOPS_STATE_MACHINE_ARN"
+    MODEL_FAMILY = "MLOPS_MODEL_FAMILY"
+    MODEL_VERSION = "MLOPS_MODEL_VERSION"
+    MODEL_SHA256 = "MLOPS_MODEL_SHA256"
+    CAPTURE_SAMPLE_RATE = "MLOPS_CAPTURE_SAMPLE_RATE"
+    CAPTURE_FLUSH_RECORDS = "MLOPS_CAPTURE_FLUSH_RECORDS"
+    NEVER_CAPTURE = "MLOPS_NEVER_CAPTURE"
+    METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+    SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
+
+
+class StorageSettings(_Settings):
+    """Every pipeline function reads and writes artifacts and the registry."""
+
+    artifact_bucket: str = Field(alias=Env.ARTIFACT_BUCKET, min_length=3, max_length=63)
+    registry_table: str = Field(alias=Env.REGISTRY_TABLE, min_length=3, max_length=255)
+    metrics_namespace: str = Field("MLOpsPlatform", alias=Env.METRICS_NAMESPACE, min_length=1)
+
+
+class TriggerSettings(StorageSettings):
+    state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+
+
+class TrainSettings(StorageSettings):
+    pass
+
+
+class EvaluateSettings(StorageSettings):
+    pass
+
+
+class RolloutSettings(StorageSettings):
+    """Register, canary start/check, promote, rollback and the rollout lock."""
+
+    state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+
+
+class DriftSettings(StorageSettings):
+    state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+
+
+class ScoringSettings(StorageSettings):
+    """A published scoring-function version is bound to one model version through these values."""
+
+    model_family: str = Field(alias=Env.MODEL_FAMILY, pattern=r"^[a-z][a-z0-9-]{1,62}$")
+    # 0 means "no model bound": $LATEST before the first rollout; it answers 503.
+    model_version: int = Field(0, alias=Env.MODEL_VERSION, ge=0)
+    model_sha256: str = Field("", alias=Env.MODEL_SHA256, pattern=r"^([0-9a-f]{64})?$")
+    capture_sample_rate: float = Field(0.1, alias=Env.CAPTURE_SAMPLE_RATE, ge=0.0, le=1.0)
+    capture_flush_records: int = Field(200, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
+    never_capture: str = Field("", alias=Env.NEVER_CAPTURE)
+
+    @property
+    def never_capture_fields(self) -> frozenset[str]:
+        return frozenset(x.strip() for x in self.never_capture.split(",") if x.strip())
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+def load_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """Validate the environment against `model`; the error names every missing or invalid variable."""
+    env = os.environ if environ is None else environ
+    try:
+        return model.model_validate({k: v for k, v in env.items()})
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            if err["type"] == "missing":
+                problems.append(f"{name} is not set")
+            else:
+                problems.append(f"{name}={env.get(name)!r}: {err['msg']}")
+        raise ConfigurationError(
+            f"{model.__name__}: invalid environment: " + "; ".join(problems), variables=problems
+        ) from None
+
+
+def env_var_names(model: type[_Settings]) -> set[str]:
+    """Names the CDK code must provide for `model` (required ones only)."""
+    return {f.alias for f in model.model_fields.values() if f.is_required() and f.alias}
