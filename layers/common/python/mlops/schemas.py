@@ -68,6 +68,9 @@ class CanaryPolicy(_Frozen):
     # Below this many canary requests in a bake window the check cannot judge, so it waits another window.
     min_requests: int = Field(20, ge=1)
     max_idle_windows: int = Field(3, ge=0)
+    # A second upload for a family waits for the running rollout: poll interval and how long before refusing.
+    lock_poll_seconds: int = Field(30, ge=0, le=3600)
+    lock_max_wait_seconds: int = Field(7200, ge=0, le=86_400)
 
     @field_validator("steps")
     @classmethod

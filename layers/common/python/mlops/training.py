@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,12 +121,15 @@ def to_onnx_bytes(estimator: Any, family: ModelFamily, params: dict[str, Any]) -
     from skl2onnx.common.data_types import FloatTensorType
 
     classifier = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    model = to_onnx(
-        estimator,
-        initial_types=[(ONNX_INPUT, FloatTensorType([None, len(family.features)]))],
-        options={id(classifier): {"zipmap": False}},
-        target_opset=ONNX_OPSET,
-    )
+    with warnings.catch_warnings():
+        # skl2onnx 1.20 hands booleans to int fields; protobuf 6 accepts them (protobuf 7 would not: pinned <7).
+        warnings.filterwarnings("ignore", message="Field onnx.AttributeProto.ints", category=DeprecationWarning)
+        model = to_onnx(
+            estimator,
+            initial_types=[(ONNX_INPUT, FloatTensorType([None, len(family.features)]))],
+            options={id(classifier): {"zipmap": False}},
+            target_opset=ONNX_OPSET,
+        )
     metadata = {
         "mlops.family": family.name,
         "mlops.features": orjson.dumps([f.model_dump(mode="json") for f in family.features]).decode(),

@@ -1,0 +1,20 @@
+"""Scheduled drift check of every live model family (EventBridge schedule)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.drift import DriftMonitor, create_drift_monitor
+from mlops.settings import DriftSettings, load_settings
+
+_monitor: DriftMonitor | None = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _monitor
+    _monitor = _monitor or create_drift_monitor(load_settings(DriftSettings))
+    families = (event.get("detail") or {}).get("families") if isinstance(event, dict) else None
+    reports = _monitor.run(families)
+    return {"checked": len(reports), "reports": [
+        {k: r.get(k) for k in ("family", "verdict", "drifted_features", "rows", "retrain", "report_key")}
+        for r in reports]}

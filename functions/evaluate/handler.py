@@ -1,0 +1,18 @@
+"""Pipeline step Evaluate: the ONNX artifact itself on the holdout -> metrics, parity, fairness, gate decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.pipeline import PipelineContext, evaluate_step
+from mlops.settings import EvaluateSettings, load_settings
+
+_context: PipelineContext | None = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _context
+    if _context is None:
+        settings = load_settings(EvaluateSettings)
+        _context = PipelineContext.create(settings.artifact_bucket, settings.registry_table)
+    return evaluate_step(_context, event)

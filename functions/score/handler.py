@@ -1,0 +1,19 @@
+"""Scoring API (API Gateway REST proxy) for one model family; each published version serves one model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.observability import MetricsPublisher
+from mlops.scoring_api import ScoringService
+from mlops.settings import ScoringSettings, load_settings
+
+_service: ScoringService | None = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _service
+    if _service is None:
+        settings = load_settings(ScoringSettings)
+        _service = ScoringService(settings, MetricsPublisher(settings.metrics_namespace))
+    return _service.handle(event, context.aws_request_id)

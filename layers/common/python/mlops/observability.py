@@ -1,0 +1,44 @@
+"""One logger and one metrics publisher for the library; service name and namespace come from POWERTOOLS_*."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from . import aws
+
+
+@lru_cache(maxsize=1)
+def logger() -> Any:
+    """The powertools JSON logger (structured logs in CloudWatch); a stdlib logger where powertools is absent."""
+    try:
+        from aws_lambda_powertools import Logger
+
+        return Logger(utc=True)
+    except ImportError:  # pragma: no cover - powertools ships in every layer
+        return logging.getLogger("mlops")
+
+
+class MetricsPublisher:
+    """Direct PutMetricData for low-rate, must-not-be-lost figures (pipeline outcomes, drift, integrity).
+
+    The scoring hot path publishes nothing per request: Lambda's own Invocations/Errors/Duration metrics and
+    API Gateway's metrics cover traffic, so no per-request cost is added."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def put(self, name: str, value: float, dimensions: dict[str, str], unit: str = "Count") -> None:
+        try:
+            aws.client("cloudwatch").put_metric_data(Namespace=self.namespace, MetricData=[{
+                "MetricName": name, "Value": float(value), "Unit": unit, "Timestamp": datetime.now(UTC),
+                "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+            }])
+        except Exception as exc:  # a lost metric must never fail the work it describes
+            logger().warning("metric not published", extra={"metric": name, "error": str(exc)})
+
+    def integrity_failure(self, family: str, version: int) -> None:
+        self.put("ArtifactIntegrityFailures", 1, {"Family": family})
+        logger().error("artifact failed its integrity check", extra={"family": family, "version": version})

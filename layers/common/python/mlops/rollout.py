@@ -1,0 +1,423 @@
+"""Rollout control: the family lock, binding model versions to published Lambda versions, the weighted
+`live` alias, canary checks, promotion, rollback and failure handling.
+
+Ownership (docs/architecture.md): CDK owns the scoring function's code and base configuration ($LATEST) and
+creates the `live` alias once; from then on only this module moves the alias. Each published function
+version carries MLOPS_MODEL_VERSION/MLOPS_MODEL_SHA256 in its (immutable) configuration, so a published
+version is bound to exactly one model version for its whole life.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import aws
+from .capture import CaptureReader
+from .errors import IllegalTransitionError, PlatformError, TransientError
+from .observability import MetricsPublisher, logger
+from .pipeline import PipelineContext, register_step
+from .profile import PREDICTION_EDGES
+from .registry import CANARY, LIVE, ROLLED_BACK, ModelRegistry
+from .settings import Env
+from .stats import bin_counts, psi
+
+ALIAS = "live"
+LOCK_TTL_SECONDS = 24 * 3600
+
+
+# ---- adapters -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AliasState:
+    primary: str
+    canary: str | None
+    weight: float
+
+
+class AliasRouter(Protocol):
+    def current(self, function: str) -> AliasState | None: ...
+    def publish_bound(self, function: str, family: str, model_version: int, sha256: str) -> str: ...
+    def route(self, function: str, primary: str, canary: str | None = None, weight: float = 0.0) -> None: ...
+
+
+class LambdaAliasRouter:
+    """The `live` alias of a family's scoring function, through the Lambda API."""
+
+    def current(self, function: str) -> AliasState | None:
+        try:
+            alias = aws.client("lambda").get_alias(FunctionName=function, Name=ALIAS)
+        except Exception as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise _transient_or(exc) from exc
+        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        (canary, weight), = weights.items() if weights else ((None, 0.0),)
+        return AliasState(primary=alias["FunctionVersion"], canary=canary, weight=float(weight))
+
+    def publish_bound(self, function: str, family: str, model_version: int, sha256: str) -> str:
+        """Publish a function version whose configuration names the model; reuse one already published for
+        the same model (a retried step publishes nothing new)."""
+        client = aws.client("lambda")
+        existing = self._find_bound(function, model_version, sha256)
+        if existing:
+            return existing
+        config = client.get_function_configuration(FunctionName=function)
+        variables = dict((config.get("Environment") or {}).get("Variables") or {})
+        variables.update({Env.MODEL_VERSION: str(model_version), Env.MODEL_SHA256: sha256})
+        updated = client.update_function_configuration(
+            FunctionName=function, Environment={"Variables": variables}, RevisionId=config["RevisionId"])
+        revision = self._wait_updated(function, updated)
+        published = client.publish_version(
+            FunctionName=function, RevisionId=revision,
+            Description=f"{family} model v{model_version} sha256:{sha256[:16]}")
+        bound = (published.get("Environment") or {}).get("Variables") or {}
+        if bound.get(Env.MODEL_VERSION) != str(model_version):
+            raise IllegalTransitionError(
+                f"published version {published['Version']} of {function} is not bound to model v{model_version}")
+        return str(published["Version"])
+
+    def route(self, function: str, primary: str, canary: str | None = None, weight: float = 0.0) -> None:
+        routing = {"AdditionalVersionWeights": {canary: round(weight, 4)}} if canary and weight > 0 else \
+            {"AdditionalVersionWeights": {}}
+        client = aws.client("lambda")
+        try:
+            client.update_alias(FunctionName=function, Name=ALIAS, FunctionVersion=primary, RoutingConfig=routing)
+        except Exception as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                client.create_alias(FunctionName=function, Name=ALIAS, FunctionVersion=primary,
+                                    RoutingConfig=routing, Description="owned by the rollout pipeline")
+                return
+            raise _transient_or(exc) from exc
+
+    def _find_bound(self, function: str, model_version: int, sha256: str) -> str | None:
+        paginator = aws.client("lambda").get_paginator("list_versions_by_function")
+        for page in paginator.paginate(FunctionName=function):
+            for v in page.get("Versions", []):
+                if v["Version"] == "$LATEST":
+                    continue
+                variables = (v.get("Environment") or {}).get("Variables") or {}
+                if variables.get(Env.MODEL_VERSION) == str(model_version) and \
+                        variables.get(Env.MODEL_SHA256) == sha256:
+                    return str(v["Version"])
+        return None
+
+    @staticmethod
+    def _wait_updated(function: str, config: dict[str, Any], timeout: float = 120.0) -> str:
+        deadline = time.monotonic() + timeout
+        while config.get("LastUpdateStatus") == "InProgress":
+            if time.monotonic() > deadline:
+                raise TransientError(f"{function} configuration update did not finish in {timeout:.0f}s")
+            time.sleep(1.0)
+            config = aws.client("lambda").get_function_configuration(FunctionName=function)
+        if config.get("LastUpdateStatus") == "Failed":
+            raise IllegalTransitionError(f"{function} configuration update failed: "
+                                         f"{config.get('LastUpdateStatusReason')}")
+        return str(config["RevisionId"])
+
+
+@dataclass(frozen=True)
+class TrafficFigures:
+    invocations: float
+    errors: float
+    p99_ms: float | None
+
+
+class CanaryMetrics(Protocol):
+    def traffic(self, function: str, version: str, start: datetime, end: datetime) -> TrafficFigures: ...
+
+
+class CloudWatchCanaryMetrics:
+    """AWS/Lambda per-version metrics of invocations through the alias (dimension ExecutedVersion)."""
+
+    def traffic(self, function: str, version: str, start: datetime, end: datetime) -> TrafficFigures:
+        cw = aws.client("cloudwatch")
+        dims = [{"Name": "FunctionName", "Value": function}, {"Name": "Resource", "Value": f"{function}:{ALIAS}"},
+                {"Name": "ExecutedVersion", "Value": version}]
+        period = max(60, int((end - start).total_seconds() // 60 + 1) * 60)
+        window = {"StartTime": start - timedelta(seconds=1), "EndTime": end + timedelta(seconds=1),
+                  "Period": period, "Dimensions": dims, "Namespace": "AWS/Lambda"}
+
+        def total(name: str) -> float:
+            points = cw.get_metric_statistics(MetricName=name, Statistics=["Sum"], **window)["Datapoints"]
+            return float(sum(p.get("Sum", 0.0) for p in points))
+
+        latency = cw.get_metric_statistics(MetricName="Duration", ExtendedStatistics=["p99"], **window)
+        p99s = [p["ExtendedStatistics"]["p99"] for p in latency["Datapoints"] if "ExtendedStatistics" in p]
+        return TrafficFigures(invocations=total("Invocations"), errors=total("Errors"),
+                              p99_ms=max(p99s) if p99s else None)
+
+
+def _transient_or(exc: Exception) -> Exception:
+    return TransientError(str(exc)) if aws.is_transient(exc) else exc
+
+
+# ---- control actions --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RolloutContext:
+    pipeline: PipelineContext
+    router: AliasRouter
+    metrics: CanaryMetrics
+    captures: CaptureReader
+    publisher: MetricsPublisher
+    is_execution_running: Any  # Callable[[str], bool]
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.pipeline.registry
+
+
+def acquire_lock(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    family = state["family"]
+    attempts = int((state.get("lock") or {}).get("attempts", 0)) + 1
+    acquired = ctx.registry.acquire_rollout(family, run_id, LOCK_TTL_SECONDS, ctx.is_execution_running)
+    holder = run_id if acquired else ctx.registry.get_family(family).rollout_holder
+    return {"acquired": acquired, "attempts": attempts, "holder": holder}
+
+
+def refuse(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    holder = (state.get("lock") or {}).get("holder")
+    detail = {"reason": f"rollout {holder} kept the {state['family']} lock for "
+                        f"{state['lock']['attempts']} attempts; this run was refused", "dataset": state.get("dataset")}
+    ctx.registry.record_run(state["family"], run_id, "refused", detail)
+    ctx.publisher.put("RolloutOutcome", 1, {"Family": state["family"], "Outcome": "refused"})
+    return detail
+
+
+def register(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    return register_step(ctx.pipeline, state, run_id)
+
+
+def go_live_first(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The family's first model: nothing to canary against, so the alias moves to it at once."""
+    family, version = state["family"], int(state["registration"]["version"])
+    record = ctx.registry.get_family(family)
+    if record.live_version not in (0, version):
+        raise IllegalTransitionError(f"{family} got live v{record.live_version} meanwhile; not going live directly")
+    sha = ctx.registry.get_version(family, version).artifact_sha256
+    fv = ctx.router.publish_bound(record.scoring_function, family, version, sha)
+    ctx.registry.bind_function_version(family, version, fv)
+    # Registry first: if routing then fails, failure handling reconciles the alias to the live version.
+    ctx.registry.transition(family, version, LIVE, f"pipeline:{run_id}", "first model of the family passed the gate")
+    ctx.router.route(record.scoring_function, fv)
+    return {"version": version, "function_version": fv, "primary_function_version": fv, "weight": 100}
+
+
+def canary_start(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    family, version = state["family"], int(state["registration"]["version"])
+    record = ctx.registry.get_family(family)
+    policy = record.family.canary
+    alias = ctx.router.current(record.scoring_function)
+    live = ctx.registry.get_version(family, record.live_version)
+    if alias is None or alias.primary != live.function_version:
+        raise IllegalTransitionError(
+            f"alias {ALIAS} of {record.scoring_function} points at {alias.primary if alias else 'nothing'}, "
+            f"but live v{live.version} is function version {live.function_version}; refusing to canary")
+    fv = ctx.router.publish_bound(record.scoring_function, family, version, _sha(ctx, family, version))
+    ctx.registry.bind_function_version(family, version, fv)
+    weight = policy.steps[0]
+    ctx.registry.transition(family, version, CANARY, f"pipeline:{run_id}", f"canary at {weight}%")
+    ctx.router.route(record.scoring_function, alias.primary, fv, weight / 100)
+    ctx.registry.set_canary_weight(family, version, weight)
+    return {"version": version, "function_version": fv, "primary_function_version": alias.primary,
+            "live_version": live.version, "step": 0, "weight": weight, "window_start": time.time()}
+
+
+def _sha(ctx: RolloutContext, family: str, version: int) -> str:
+    return ctx.registry.get_version(family, version).artifact_sha256
+
+
+def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Judge the bake window: errors, p99 latency and prediction divergence from the live version on the
+    same traffic. Decision: step_up, promote, rollback, or wait (not enough canary traffic yet)."""
+    canary = state["canary"]
+    family = state["family"]
+    record = ctx.registry.get_family(family)
+    policy = record.family.canary
+    idle = int((state.get("check") or {}).get("idle_windows", 0))
+    start = datetime.fromtimestamp(float(canary["window_start"]), UTC)
+    end = datetime.now(UTC)
+    fn = record.scoring_function
+    traffic = ctx.metrics.traffic(fn, canary["function_version"], start, end)
+    figures: dict[str, Any] = {"invocations": traffic.invocations, "errors": traffic.errors,
+                               "p99_ms": traffic.p99_ms, "weight": canary["weight"]}
+    reasons: list[str] = []
+    if traffic.invocations > 0:
+        error_rate = traffic.errors / traffic.invocations
+        figures["error_rate"] = round(error_rate, 6)
+        if error_rate > policy.max_error_rate:
+            reasons.append(f"error rate {error_rate:.2%} over {policy.max_error_rate:.2%} "
+                           f"({traffic.errors:.0f} of {traffic.invocations:.0f} requests)")
+        if traffic.p99_ms is not None and traffic.p99_ms > policy.max_p99_latency_ms:
+            reasons.append(f"p99 latency {traffic.p99_ms:.1f} ms over {policy.max_p99_latency_ms:.1f} ms")
+    since = float(canary["window_start"])
+    new = _positive_probabilities(ctx, family, int(canary["version"]), since)
+    old = _positive_probabilities(ctx, family, int(canary["live_version"]), since)
+    figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size)})
+    if new.size >= policy.min_requests and old.size >= policy.min_requests:
+        divergence = psi(bin_counts(old, PREDICTION_EDGES), bin_counts(new, PREDICTION_EDGES))
+        figures["prediction_psi"] = round(divergence, 6)
+        figures["mean_probability"] = {"canary": round(float(new.mean()), 6), "live": round(float(old.mean()), 6)}
+        if divergence > policy.max_prediction_psi:
+            reasons.append(f"predictions diverge from live v{canary['live_version']}: PSI {divergence:.3f} over "
+                           f"{policy.max_prediction_psi} (mean P(positive) {new.mean():.3f} vs {old.mean():.3f})")
+    if reasons:
+        return {"decision": "rollback", "reasons": reasons, "figures": figures, "idle_windows": idle}
+    enough = traffic.invocations >= policy.min_requests and "prediction_psi" in figures
+    if not enough:
+        if idle + 1 > policy.max_idle_windows:
+            return {"decision": "rollback", "figures": figures, "idle_windows": idle + 1, "reasons": [
+                f"not enough canary traffic to judge after {idle + 1} bake windows "
+                f"({traffic.invocations:.0f} requests, {new.size} captured predictions; {policy.min_requests} needed)"]}
+        return {"decision": "wait", "figures": figures, "idle_windows": idle + 1,
+                "reasons": [f"waiting for traffic: {traffic.invocations:.0f} requests, {new.size} captured"]}
+    step = int(canary["step"])
+    decision = "promote" if step + 1 >= len(policy.steps) or policy.steps[step + 1] >= 100 else "step_up"
+    return {"decision": decision, "figures": figures, "idle_windows": 0, "reasons": ["canary healthy"]}
+
+
+def _positive_probabilities(ctx: RolloutContext, family: str, version: int, since: float) -> np.ndarray:
+    values = [r.probabilities[-1] for r in ctx.captures.records(family, version, since, limit=50_000)]
+    return np.asarray(values, dtype=np.float64)
+
+
+def canary_step(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    canary = dict(state["canary"])
+    family = state["family"]
+    record = ctx.registry.get_family(family)
+    step = int(canary["step"]) + 1
+    weight = record.family.canary.steps[step]
+    ctx.router.route(record.scoring_function, canary["primary_function_version"], canary["function_version"],
+                     weight / 100)
+    ctx.registry.set_canary_weight(family, int(canary["version"]), weight)
+    canary.update({"step": step, "weight": weight, "window_start": time.time()})
+    return canary
+
+
+def promote(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    canary = state["canary"]
+    family = state["family"]
+    record = ctx.registry.get_family(family)
+    ctx.router.route(record.scoring_function, canary["function_version"])
+    ctx.registry.transition(family, int(canary["version"]), LIVE, f"pipeline:{run_id}",
+                            f"canary healthy at every step {list(record.family.canary.steps)}")
+    return {"live_version": int(canary["version"]), "function_version": canary["function_version"]}
+
+
+def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Traffic back to the previous version only, then the registry records why."""
+    canary = state["canary"]
+    family = state["family"]
+    record = ctx.registry.get_family(family)
+    reasons = (state.get("check") or {}).get("reasons") or ["canary check failed"]
+    ctx.router.route(record.scoring_function, canary["primary_function_version"])
+    ctx.registry.transition(family, int(canary["version"]), ROLLED_BACK, f"pipeline:{run_id}",
+                            "canary: " + "; ".join(reasons))
+    ctx.pipeline.registry.update_lineage(family, int(canary["version"]), {
+        "canary_result": {"decision": "rollback", "reasons": reasons, "figures": (state.get("check") or {})
+                          .get("figures")}})
+    return {"rolled_back_version": int(canary["version"]), "reasons": reasons}
+
+
+def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str) -> dict[str, Any]:
+    family = state["family"]
+    version = (state.get("registration") or {}).get("version")
+    detail = {"version": version, "dataset": state.get("dataset"), "trigger": state.get("trigger")}
+    ctx.registry.record_run(family, run_id, outcome, detail)
+    ctx.registry.release_rollout(family, run_id)
+    ctx.publisher.put("RolloutOutcome", 1, {"Family": family, "Outcome": outcome})
+    return {"outcome": outcome, "family": family, "version": version}
+
+
+def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Whatever failed, leave traffic on the healthy version, the registry consistent, the lock released."""
+    from .pipeline import record_failure_step
+
+    family = state.get("family", "")
+    actions: list[str] = []
+    error = state.get("error") or {}
+    reason = f"pipeline failure: {error.get('Error', 'unknown')}"
+    if family:
+        try:
+            record = ctx.registry.get_family(family)
+            alias = ctx.router.current(record.scoring_function)
+            if alias is not None and alias.canary:
+                ctx.router.route(record.scoring_function, alias.primary)
+                actions.append(f"alias {ALIAS} back to version {alias.primary} only")
+            if record.canary_version:
+                ctx.registry.transition(family, record.canary_version, ROLLED_BACK, f"pipeline:{run_id}", reason)
+                actions.append(f"v{record.canary_version} rolled_back")
+            actions += reconcile_alias(ctx, family)
+        except PlatformError as exc:
+            actions.append(f"cleanup incomplete: {exc.message}")
+    detail = record_failure_step(ctx.pipeline, {**state, "stage": state.get("stage", "")}, run_id)
+    if family:
+        ctx.registry.release_rollout(family, run_id)
+        ctx.publisher.put("RolloutOutcome", 1, {"Family": family, "Outcome": "failed"})
+    logger().error("pipeline run failed", extra={"family": family, "run": run_id, "detail": detail,
+                                                 "actions": actions})
+    return {**detail, "actions": actions}
+
+
+def reconcile_alias(ctx: RolloutContext, family: str) -> list[str]:
+    """Make the alias serve exactly the registry's live version (no-op when it already does)."""
+    record = ctx.registry.get_family(family)
+    if not record.live_version:
+        return []
+    live = ctx.registry.get_version(family, record.live_version)
+    alias = ctx.router.current(record.scoring_function)
+    if not live.function_version or (alias and alias.primary == live.function_version and not alias.canary):
+        return []
+    ctx.router.route(record.scoring_function, live.function_version)
+    return [f"alias {ALIAS} set to live v{live.version} (function version {live.function_version})"]
+
+
+ACTIONS = {
+    "acquire_lock": acquire_lock, "refuse": refuse, "register": register, "go_live_first": go_live_first,
+    "canary_start": canary_start, "canary_check": canary_check, "canary_step": canary_step,
+    "promote": promote, "rollback": rollback, "handle_failure": handle_failure,
+}
+
+
+def run_action(ctx: RolloutContext, action: str, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    if action.startswith("finish:"):
+        return finish(ctx, state, run_id, action.split(":", 1)[1])
+    try:
+        fn = ACTIONS[action]
+    except KeyError:
+        from .errors import ValidationError
+
+        raise ValidationError(f"unknown control action {action!r}; known: {sorted(ACTIONS)}") from None
+    return fn(ctx, state, run_id)
+
+
+def execution_is_running(state_machine_arn: str):  # type: ignore[no-untyped-def]
+    """A lock holder check: is the execution with this name still running?"""
+    def check(run_id: str) -> bool:
+        arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        try:
+            status = aws.client("stepfunctions").describe_execution(executionArn=arn)["status"]
+        except Exception as exc:
+            if aws.error_code(exc) == "ExecutionDoesNotExist":
+                return False
+            return True
+        return status == "RUNNING"
+
+    return check
+
+
+def create_rollout_context(settings: Any) -> RolloutContext:
+    """The production wiring of the control steps (real adapters)."""
+    return RolloutContext(
+        pipeline=PipelineContext.create(settings.artifact_bucket, settings.registry_table),
+        router=LambdaAliasRouter(), metrics=CloudWatchCanaryMetrics(), captures=CaptureReader(settings.artifact_bucket),
+        publisher=MetricsPublisher(settings.metrics_namespace),
+        is_execution_running=execution_is_running(settings.state_machine_arn),
+    )

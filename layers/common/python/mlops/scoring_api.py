@@ -1,0 +1,201 @@
+"""The scoring API behind API Gateway (REST, Lambda proxy): POST /models/{name}/predict and GET /models/{name}.
+
+Kept lean on purpose: no router, no validation framework on the hot path (see docs/benchmarks.md). Client
+mistakes become 4xx answers whose message names the problem; unexpected faults propagate so Lambda counts
+them as errors (the canary check and alarms watch those) and API Gateway answers 502.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from .artifacts import ArtifactStore
+from .capture import CaptureWriter
+from .errors import IntegrityError, NoLiveModelError, PlatformError, UnknownFamilyError, ValidationError
+from .registry import ModelRegistry
+from .scoring import ScoringModel
+from .settings import ScoringSettings
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+JSON_TYPES = ("application/json", "application/vnd.api+json", "text/json")
+
+
+def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": orjson.dumps(body).decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def error_response(exc: PlatformError, request_id: str) -> dict[str, Any]:
+    body = exc.to_dict()
+    body["request_id"] = request_id
+    status = exc.http_status if exc.http_status < 500 or isinstance(exc, NoLiveModelError) else 503
+    return _response(status, body, {"X-Request-Id": request_id})
+
+
+class ScoringService:
+    """One per Lambda sandbox: the bound model is loaded on the first request and kept for the warm ones."""
+
+    def __init__(self, settings: ScoringSettings, metrics: Any | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.model: ScoringModel | None = None
+        self.capture: CaptureWriter | None = None
+        self._registry: ModelRegistry | None = None
+        self.load_error: PlatformError | None = None
+        self.version_header = {"X-Model-Version": str(settings.model_version)}
+
+    # ---- model lifecycle ------------------------------------------------------------------------------
+
+    def load(self) -> ScoringModel:
+        """Fetch the bound artifact, check its hash before parsing a byte of it, build the session."""
+        if self.model is not None:
+            return self.model
+        s = self.settings
+        if s.model_version == 0 or not s.model_sha256:
+            raise NoLiveModelError(f"model family {s.model_family!r} has no live model yet")
+        try:
+            data = ArtifactStore(s.artifact_bucket).get(s.model_sha256)
+        except IntegrityError:
+            if self.metrics is not None:
+                self.metrics.integrity_failure(s.model_family, s.model_version)
+            raise NoLiveModelError(
+                f"model {s.model_family} v{s.model_version} failed its integrity check and is not served"
+            ) from None
+        self.model = ScoringModel(data)
+        self.capture = CaptureWriter(
+            s.artifact_bucket, s.model_family, s.model_version, s.capture_sample_rate, s.never_capture_fields,
+            flush_records=s.capture_flush_records,
+        )
+        return self.model
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self._registry is None:
+            self._registry = ModelRegistry(self.settings.registry_table)
+        return self._registry
+
+    # ---- requests -------------------------------------------------------------------------------------
+
+    def handle(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
+        try:
+            context = event.get("requestContext") or {}
+            request_id = context.get("requestId") or request_id
+            method = event.get("httpMethod", "")
+            params = event.get("pathParameters") or {}
+            name = params.get("name", "")
+            resource = event.get("resource", "")
+            if name != self.settings.model_family:
+                raise UnknownFamilyError(f"model family {name!r} is not served here")
+            if resource.endswith("/predict"):
+                if method != "POST":
+                    return _response(405, {"error": "MethodNotAllowed", "message": "use POST for predictions",
+                                           "request_id": request_id}, {"Allow": "POST"})
+                return self.predict(event, request_id)
+            if method != "GET":
+                return _response(405, {"error": "MethodNotAllowed", "message": f"use GET on /models/{name}",
+                                       "request_id": request_id}, {"Allow": "GET"})
+            return self.describe(request_id)
+        except PlatformError as exc:
+            return error_response(exc, request_id)
+
+    def predict(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
+        instances = parse_instances(event)
+        model = self.load()
+        X = model.matrix(instances)
+        labels, proba = model.predict_matrix(X)
+        label_list = labels.tolist()
+        proba_list = proba.tolist()
+        if self.capture is not None:
+            self.capture.record(request_id, instances, label_list, proba_list)
+        return {
+            "statusCode": 200,
+            "headers": {"Content-Type": "application/json", "X-Model-Version": self.version_header["X-Model-Version"],
+                        "X-Request-Id": request_id},
+            "body": orjson.dumps({
+                "model": self.settings.model_family, "version": self.settings.model_version,
+                "predictions": label_list, "probabilities": proba_list, "classes": model.classes,
+                "request_id": request_id,
+            }).decode(),
+            "isBase64Encoded": False,
+        }
+
+    def describe(self, request_id: str) -> dict[str, Any]:
+        from .errors import TransientError
+
+        try:
+            record = self.registry.get_family(self.settings.model_family)
+        except TransientError:
+            raise NoLiveModelError("the model registry is unavailable; retry shortly") from None
+        body: dict[str, Any] = {
+            "model": record.family.name,
+            "live_version": record.live_version or None,
+            "canary_version": record.canary_version or None,
+            "canary_weight": record.canary_weight if record.canary_version else 0,
+            "features": [f.model_dump(mode="json") for f in record.family.features],
+            "served_version": self.settings.model_version or None,
+            "request_id": request_id,
+        }
+        if record.live_version:
+            live = self.registry.get_version(record.family.name, record.live_version)
+            lineage = live.lineage
+            body.update({
+                "metrics": lineage.get("metrics", {}),
+                "fairness": {k: v for k, v in lineage.get("fairness", {}).items() if k != "groups"},
+                "trained_at": lineage.get("trained_at"),
+                "dataset": {k: lineage.get("dataset", {}).get(k) for k in ("bucket", "key", "version_id", "sha256",
+                                                                             "rows")},
+                "artifact_sha256": lineage.get("artifact_sha256"),
+                "algorithm": lineage.get("algorithm"),
+                "live_since": live.updated_at,
+            })
+        return _response(200, body, {"X-Request-Id": request_id, **self.version_header})
+
+
+def parse_instances(event: dict[str, Any]) -> Any:
+    """Decode the request body into the `instances` list, naming the problem when it cannot."""
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    content_type = str(headers.get("content-type") or "application/json").split(";", 1)[0].strip().lower()
+    if content_type not in JSON_TYPES:
+        raise UnsupportedMediaTypeError(f"Content-Type must be application/json, got {content_type!r}")
+    body = event.get("body")
+    if body is None or body == "":
+        raise ValidationError("request body is empty; send {\"instances\": [...]}")
+    if not isinstance(body, str):
+        raise ValidationError("request body must be a JSON text")
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    raw: str | bytes = body
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError("request body is flagged base64 but is not valid base64") from None
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"request body is not valid JSON: {exc}") from None
+    if type(payload) is not dict:
+        raise ValidationError("request body must be a JSON object with an 'instances' list")
+    if "instances" not in payload:
+        raise ValidationError("request body lacks 'instances'")
+    extra = [k for k in payload if k != "instances"]
+    if extra:
+        raise ValidationError(f"request body has unknown fields {extra[:5]}; only 'instances' is accepted")
+    return payload["instances"]
+
+
+class UnsupportedMediaTypeError(ValidationError):
+    http_status = 415
+
+
+class PayloadTooLargeError(ValidationError):
+    http_status = 413
+

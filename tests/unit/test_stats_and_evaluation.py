@@ -1,0 +1,85 @@
+"""Statistics and gate logic checked against scipy and scikit-learn reference implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+from sklearn.metrics import roc_auc_score
+
+from mlops import stats
+from mlops.evaluation import fairness_metrics, gate_decision, parity, roc_auc
+from mlops.schemas import GatePolicy
+
+
+@pytest.mark.parametrize("x", [0.2, 0.5, 0.8, 1.0, 1.36, 2.0, 3.0])
+def test_kolmogorov_sf_matches_scipy(x):
+    assert stats.kolmogorov_sf(x) == pytest.approx(scipy_stats.kstwobign.sf(x), abs=1e-9)
+
+
+@pytest.mark.parametrize(("stat", "dof"), [(0.5, 1), (3.84, 1), (10.0, 4), (50.0, 4), (2.0, 7), (300.0, 20)])
+def test_chi2_sf_matches_scipy(stat, dof):
+    assert stats.chi2_sf(stat, dof) == pytest.approx(scipy_stats.chi2.sf(stat, dof), rel=1e-7, abs=1e-300)
+
+
+def test_ks_against_quantiles_tracks_exact_two_sample_ks():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=100_000)
+    current = rng.normal(0.05, 1.1, size=20_000)
+    levels = np.arange(1, 1000) / 1000
+    d, p = stats.ks_against_quantiles(np.quantile(base, levels), base.size, current)
+    exact = scipy_stats.ks_2samp(base, current)
+    assert d == pytest.approx(exact.statistic, abs=2e-3)
+    assert p < 1e-6 and exact.pvalue < 1e-6
+
+
+def test_psi_is_zero_for_same_distribution_and_large_for_shift():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=50_000)
+    edges = stats.quantile_edges(base, 10)
+    counts = stats.bin_counts(base, edges)
+    assert stats.psi(counts, stats.bin_counts(rng.normal(size=50_000), edges)) < 0.01
+    assert stats.psi(counts, stats.bin_counts(rng.normal(1.0, 1, size=50_000), edges)) > 0.5
+
+
+def test_chi_square_matches_scipy_contingency():
+    expected = np.array([500, 300, 200])
+    actual = np.array([420, 380, 200])
+    stat, p, v = stats.chi_square_against_frequencies(expected, actual)
+    ref = scipy_stats.chi2_contingency(np.vstack([expected, actual]), correction=False)
+    assert stat == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+    assert 0 < v < 1
+
+
+def test_roc_auc_matches_sklearn_with_ties():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 1000)
+    score = np.round(rng.random(1000) + 0.3 * y, 2)
+    assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score))
+
+
+def test_fairness_figures_on_known_groups():
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    groups = np.array(["a", "a", "a", "b", "b", "b", "a", "b"])
+    result = fairness_metrics(y, labels, groups, favorable=0)
+    assert result["demographic_parity_difference"] == pytest.approx(0.75)
+    assert result["equal_opportunity_difference"] == pytest.approx(1.0)
+
+
+def test_parity_failure_fails_the_gate_with_reason():
+    proba = np.array([[0.2, 0.8], [0.7, 0.3]])
+    bad = parity(proba + [[0.01, -0.01], [0, 0]], np.array([1, 0]), proba, np.array([1, 0]), 1e-5)
+    decision = gate_decision(GatePolicy(), {"auc": 0.9, "accuracy": 0.9},
+                             {"demographic_parity_difference": 0.0, "equal_opportunity_difference": 0.0}, bad, None)
+    assert not decision["passed"] and "ONNX vs sklearn" in decision["reasons"][0]
+
+
+def test_gate_compares_with_live_model_only_when_one_exists():
+    fair = {"demographic_parity_difference": 0.01, "equal_opportunity_difference": 0.01}
+    ok_parity = {"ok": True, "max_abs_diff": 0.0, "label_mismatches": 0}
+    first = gate_decision(GatePolicy(), {"auc": 0.7, "accuracy": 0.8}, fair, ok_parity, None)
+    assert first["passed"] and all(c["check"] != "auc_vs_live" for c in first["checks"])
+    worse = gate_decision(GatePolicy(min_auc_margin=0.0), {"auc": 0.7, "accuracy": 0.8}, fair, ok_parity,
+                          {"version": 3, "auc": 0.75})
+    assert not worse["passed"] and "live v3" in worse["reasons"][0]
