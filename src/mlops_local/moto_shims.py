@@ -3,12 +3,25 @@
 - DynamoDB: moto evaluates a condition and applies the write in separate steps without a lock, so two threads
   can both pass `latest_version = :prev`. Real DynamoDB applies each write and transaction atomically; one
   lock around moto's write and read paths restores that guarantee locally.
+- CloudWatch: GetMetricStatistics ignores ExtendedStatistics (p99); added from the stored data points.
+- Lambda: no Docker means no invocation; LocalLambdaRuntime runs the real handlers in-process.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
+import os
+import random
 import threading
+import time
+import traceback
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 _DYNAMODB_LOCK = threading.RLock()
 _DYNAMODB_METHODS = (
@@ -39,5 +52,220 @@ def make_dynamodb_atomic() -> None:
         _patched.add(name)
 
 
+
+# ---- CloudWatch: percentiles -------------------------------------------------------------------------------
+# moto ignores ExtendedStatistics in GetMetricStatistics; the canary check asks for p99 latency.
+
+
+def support_percentiles() -> None:
+    import numpy as np
+    from moto.cloudwatch import models as cw_models
+    from moto.cloudwatch import responses as cw_responses
+
+    if getattr(cw_responses.CloudWatchResponse.get_metric_statistics, "__mlops_patched__", False):
+        return
+
+    def extended_statistics(self):  # type: ignore[no-untyped-def]
+        wanted = [s for s in self.stats if s.startswith("p")]
+        values = np.asarray(self.metric_single_values_list, dtype=float)
+        if not wanted or values.size == 0:
+            return None
+        return {p: float(np.percentile(values, float(p[1:]), method="higher")) for p in wanted}
+
+    cw_models.Statistics.extended_statistics = property(extended_statistics)
+    original = cw_responses.CloudWatchResponse.get_metric_statistics
+
+    def get_metric_statistics(self):  # type: ignore[no-untyped-def]
+        extended = self._get_param("ExtendedStatistics") or []
+        read = self._get_param
+
+        def _get_param(name, default=None):  # type: ignore[no-untyped-def]
+            if name == "Statistics":
+                return (read(name, default) or []) + list(extended)
+            return read(name, default)
+
+        self._get_param = _get_param
+        try:
+            return original(self)
+        finally:
+            del self._get_param
+
+    get_metric_statistics.__mlops_patched__ = True  # type: ignore[attr-defined]
+    cw_responses.CloudWatchResponse.get_metric_statistics = get_metric_statistics
+
+
+# ---- Lambda: run the real handlers in-process, route aliases by weight, publish AWS/Lambda metrics ---------
+
+
+class LocalLambdaRuntime:
+    """Runs `functions/<name>/handler.py` for moto's Lambda functions, without Docker.
+
+    - Every invoke path (boto3, Step Functions tasks, S3 notifications) reaches `_invoke_lambda`; it is
+      replaced to import the function's handler (one module instance per function version, like separate
+      sandboxes) and call it with the version's own environment.
+    - moto ignores alias routing weights; `invoke` is replaced to pick the version by weight, as Lambda does.
+    - Lambda publishes Invocations/Errors/Duration per executed version; the runtime puts the same metrics into
+      moto's CloudWatch so the canary check reads what it would read in AWS.
+    Handlers run one at a time (os.environ is process-wide; Lambda gives each sandbox its own).
+    """
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Path] = {}
+        self.modules: dict[tuple[str, str], Any] = {}
+        self.lock = threading.RLock()
+        self.local = threading.local()
+        self.invocations = 0
+
+    def register(self, function_name: str, handler_file: Path) -> None:
+        self.handlers[function_name] = handler_file
+
+    def install(self) -> None:
+        from moto.awslambda import models as lambda_models
+
+        runtime = self
+        if getattr(lambda_models.LambdaFunction._invoke_lambda, "__mlops_runtime__", None) is not None:
+            lambda_models.LambdaFunction._invoke_lambda.__mlops_runtime__[0] = runtime
+            return
+        original_invoke_lambda = lambda_models.LambdaFunction._invoke_lambda
+        holder = [runtime]
+
+        def _invoke_lambda(fn, event=None):  # type: ignore[no-untyped-def]
+            active = holder[0]
+            if fn.function_name not in active.handlers:
+                return original_invoke_lambda(fn, event)
+            return active.invoke_handler(fn, event)
+
+        _invoke_lambda.__mlops_runtime__ = holder  # type: ignore[attr-defined]
+        lambda_models.LambdaFunction._invoke_lambda = _invoke_lambda
+
+        original_backend_invoke = lambda_models.LambdaBackend.invoke
+
+        def invoke(backend, function_name, qualifier, body, headers, response_headers):  # type: ignore[no-untyped-def]
+            active = holder[0]
+            qualifier = qualifier or getattr(active.local, "qualifier", None)
+            alias_name, fn = active.resolve(backend, function_name, qualifier)
+            if fn is None:
+                return original_backend_invoke(backend, function_name, qualifier, body, headers, response_headers)
+            active.local.alias = alias_name
+            try:
+                payload = fn.invoke(body, headers, response_headers)
+            finally:
+                active.local.alias = None
+            response_headers["x-amz-executed-version"] = str(fn.version)
+            response_headers["Content-Length"] = str(len(payload))
+            return payload
+
+        lambda_models.LambdaBackend.invoke = invoke
+
+        # moto 5.2 reads the lowercase "qualifier" query parameter; boto3 sends "Qualifier".
+        from moto.awslambda.responses import LambdaResponse
+
+        original_response_invoke = LambdaResponse.invoke
+
+        def response_invoke(response):  # type: ignore[no-untyped-def]
+            active = holder[0]
+            values = response.querystring.get("Qualifier") or [None]
+            active.local.qualifier = values[0]
+            try:
+                return original_response_invoke(response)
+            finally:
+                active.local.qualifier = None
+
+        LambdaResponse.invoke = response_invoke
+
+    def resolve(self, backend: Any, function_name: str, qualifier: str | None) -> tuple[str | None, Any]:
+        name = function_name.split(":function:")[-1]
+        if ":" in name:
+            name, qualifier = name.split(":", 1)
+        if name not in self.handlers or not qualifier or qualifier.isdigit() or qualifier == "$LATEST":
+            return None, None
+        alias = backend._lambdas._get_function_aliases(name).get(qualifier)
+        if alias is None:
+            return None, None
+        version = alias.function_version
+        weights = (alias.routing_config or {}).get("AdditionalVersionWeights") or {}
+        draw = random.random()
+        for candidate, weight in weights.items():
+            if draw < float(weight):
+                version = candidate
+                break
+            draw -= float(weight)
+        return qualifier, backend.get_function(name, version)
+
+    def invoke_handler(self, fn: Any, event: Any) -> tuple[str, bool, str]:
+        payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
+        version = str(fn.version)
+        alias = getattr(self.local, "alias", None)
+        module = self._module(fn.function_name, version)
+        context = SimpleNamespace(
+            function_name=fn.function_name, function_version=version, memory_limit_in_mb=fn.memory_size,
+            invoked_function_arn=f"{fn.function_arn.rsplit(':', 1)[0] if version != '$LATEST' else fn.function_arn}"
+                                 + (f":{alias}" if alias else ""),
+            aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{fn.function_name}",
+            log_stream_name="local", get_remaining_time_in_millis=lambda: int(fn.timeout) * 1000,
+        )
+        function_env = {**(fn.environment_vars or {}), "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+                        "AWS_LAMBDA_FUNCTION_VERSION": version}
+        with self.lock:
+            # Only the function's own keys are set and restored: other threads (boto3 in moto's Step Functions
+            # interpreter, capture writers) read os.environ concurrently and must never see it emptied.
+            previous = {key: os.environ.get(key) for key in function_env}
+            os.environ.update(function_env)
+            started = time.perf_counter()
+            errored = False
+            try:
+                result = module.lambda_handler(payload, context)
+                body = json.dumps(result)
+            except Exception as exc:  # Lambda turns an unhandled exception into an error payload
+                errored = True
+                body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
+                                   "stackTrace": traceback.format_exception(exc)[-5:]})
+            finally:
+                duration_ms = (time.perf_counter() - started) * 1000
+                for key, value in previous.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+            self.invocations += 1
+        self._publish_metrics(fn, version, alias, errored, duration_ms)
+        return body, errored, ""
+
+    def _module(self, function_name: str, version: str) -> Any:
+        key = (function_name, version)
+        module = self.modules.get(key)
+        if module is None:
+            path = self.handlers[function_name]
+            spec = importlib.util.spec_from_file_location(
+                f"local_fn_{function_name.replace('-', '_')}_{version.replace('$', '')}", path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            self.modules[key] = module
+        return module
+
+    @staticmethod
+    def _publish_metrics(fn: Any, version: str, alias: str | None, errored: bool, duration_ms: float) -> None:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        backend = cloudwatch_backends[fn.account_id][fn.region]
+        now = datetime.now(UTC).replace(tzinfo=None)  # moto stores naive UTC timestamps
+        dimension_sets = [[{"Name": "FunctionName", "Value": fn.function_name}]]
+        if alias:
+            dimension_sets.append([{"Name": "FunctionName", "Value": fn.function_name},
+                                   {"Name": "Resource", "Value": f"{fn.function_name}:{alias}"},
+                                   {"Name": "ExecutedVersion", "Value": version}])
+        data = []
+        for dims in dimension_sets:
+            data += [
+                {"MetricName": "Invocations", "Value": 1.0, "Unit": "Count", "Timestamp": now, "Dimensions": dims},
+                {"MetricName": "Errors", "Value": 1.0 if errored else 0.0, "Unit": "Count", "Timestamp": now,
+                 "Dimensions": dims},
+                {"MetricName": "Duration", "Value": duration_ms, "Unit": "Milliseconds", "Timestamp": now,
+                 "Dimensions": dims},
+            ]
+        backend.put_metric_data("AWS/Lambda", data)
+
+
 def install_all() -> None:
     make_dynamodb_atomic()
+    support_percentiles()

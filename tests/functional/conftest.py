@@ -6,12 +6,11 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from mlops import aws
 from mlops.pipeline import PipelineContext
 from mlops.registry import TABLE_DEFINITION
 from mlops.synthetic import credit_risk_family
+from moto import mock_aws
 
 BUCKET = "mlops-test-artifacts"
 TABLE = "mlops-test-registry"

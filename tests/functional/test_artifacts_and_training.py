@@ -5,7 +5,6 @@ from __future__ import annotations
 import boto3
 import numpy as np
 import pytest
-
 from mlops import pipeline, synthetic
 from mlops.artifacts import ArtifactStore
 from mlops.errors import ArtifactNotFoundError, DataSetError, IntegrityError

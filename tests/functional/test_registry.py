@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-
 from mlops.errors import IllegalTransitionError, UnknownFamilyError
 from mlops.registry import CANARY, LIVE, REJECTED, RETIRED, ROLLED_BACK
 from mlops.synthetic import credit_risk_family

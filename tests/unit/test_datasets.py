@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from mlops.datasets import parse_csv
 from mlops.errors import DataSetError
 from mlops.synthetic import credit_risk_csv, credit_risk_family

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError as PydanticValidationError
-
 from mlops.errors import ConfigurationError
 from mlops.schemas import CanaryPolicy, Feature, ModelFamily
 from mlops.settings import Env, ScoringSettings, TriggerSettings, env_var_names, load_settings
 from mlops.synthetic import credit_risk_family
+from pydantic import ValidationError as PydanticValidationError
 
 
 def test_settings_error_names_every_missing_and_invalid_variable():

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats as scipy_stats
-from sklearn.metrics import roc_auc_score
-
 from mlops import stats
 from mlops.evaluation import fairness_metrics, gate_decision, parity, roc_auc
 from mlops.schemas import GatePolicy
+from scipy import stats as scipy_stats
+from sklearn.metrics import roc_auc_score
 
 
 @pytest.mark.parametrize("x", [0.2, 0.5, 0.8, 1.0, 1.36, 2.0, 3.0])
@@ -83,3 +82,16 @@ def test_gate_compares_with_live_model_only_when_one_exists():
     worse = gate_decision(GatePolicy(min_auc_margin=0.0), {"auc": 0.7, "accuracy": 0.8}, fair, ok_parity,
                           {"version": 3, "auc": 0.75})
     assert not worse["passed"] and "live v3" in worse["reasons"][0]
+
+
+def test_ks_against_quantiles_handles_discrete_features_without_false_alarms():
+    rng = np.random.default_rng(3)
+    base = rng.poisson(0.9, 50_000).astype(float)
+    same = rng.poisson(0.9, 2_000).astype(float)
+    levels = np.arange(1, 1000) / 1000
+    q = np.quantile(base, levels)
+    d, p = stats.ks_against_quantiles(q, base.size, same)
+    assert d < 0.05 and p > 0.01
+    shifted = rng.poisson(2.0, 2_000).astype(float)
+    d_shift, p_shift = stats.ks_against_quantiles(q, base.size, shifted)
+    assert d_shift == pytest.approx(scipy_stats.ks_2samp(base, shifted).statistic, abs=0.01) and p_shift < 1e-10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -10,15 +11,19 @@ from typing import Any
 from . import aws
 
 
-@lru_cache(maxsize=1)
 def logger() -> Any:
-    """The powertools JSON logger (structured logs in CloudWatch); a stdlib logger where powertools is absent."""
+    """The powertools JSON logger for this function's service (POWERTOOLS_SERVICE_NAME)."""
+    return _logger(os.environ.get("POWERTOOLS_SERVICE_NAME", "mlops"))
+
+
+@lru_cache(maxsize=16)
+def _logger(service: str) -> Any:
     try:
         from aws_lambda_powertools import Logger
 
-        return Logger(utc=True)
+        return Logger(service=service, utc=True)
     except ImportError:  # pragma: no cover - powertools ships in every layer
-        return logging.getLogger("mlops")
+        return logging.getLogger(service)
 
 
 class MetricsPublisher:

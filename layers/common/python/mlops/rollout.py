@@ -70,12 +70,12 @@ class LambdaAliasRouter:
         config = client.get_function_configuration(FunctionName=function)
         variables = dict((config.get("Environment") or {}).get("Variables") or {})
         variables.update({Env.MODEL_VERSION: str(model_version), Env.MODEL_SHA256: sha256})
+        # RevisionId makes both calls fail if anyone else changed the function in between.
         updated = client.update_function_configuration(
-            FunctionName=function, Environment={"Variables": variables}, RevisionId=config["RevisionId"])
-        revision = self._wait_updated(function, updated)
+            FunctionName=function, Environment={"Variables": variables}, **_revision(config))
         published = client.publish_version(
-            FunctionName=function, RevisionId=revision,
-            Description=f"{family} model v{model_version} sha256:{sha256[:16]}")
+            FunctionName=function, Description=f"{family} model v{model_version} sha256:{sha256[:16]}",
+            **_revision(self._wait_updated(function, updated)))
         bound = (published.get("Environment") or {}).get("Variables") or {}
         if bound.get(Env.MODEL_VERSION) != str(model_version):
             raise IllegalTransitionError(
@@ -108,7 +108,7 @@ class LambdaAliasRouter:
         return None
 
     @staticmethod
-    def _wait_updated(function: str, config: dict[str, Any], timeout: float = 120.0) -> str:
+    def _wait_updated(function: str, config: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while config.get("LastUpdateStatus") == "InProgress":
             if time.monotonic() > deadline:
@@ -118,7 +118,7 @@ class LambdaAliasRouter:
         if config.get("LastUpdateStatus") == "Failed":
             raise IllegalTransitionError(f"{function} configuration update failed: "
                                          f"{config.get('LastUpdateStatusReason')}")
-        return str(config["RevisionId"])
+        return config
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,10 @@ class CloudWatchCanaryMetrics:
         p99s = [p["ExtendedStatistics"]["p99"] for p in latency["Datapoints"] if "ExtendedStatistics" in p]
         return TrafficFigures(invocations=total("Invocations"), errors=total("Errors"),
                               p99_ms=max(p99s) if p99s else None)
+
+
+def _revision(config: dict[str, Any]) -> dict[str, str]:
+    return {"RevisionId": config["RevisionId"]} if config.get("RevisionId") else {}
 
 
 def _transient_or(exc: Exception) -> Exception:
@@ -258,16 +262,21 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
         if traffic.p99_ms is not None and traffic.p99_ms > policy.max_p99_latency_ms:
             reasons.append(f"p99 latency {traffic.p99_ms:.1f} ms over {policy.max_p99_latency_ms:.1f} ms")
     since = float(canary["window_start"])
-    new = _positive_probabilities(ctx, family, int(canary["version"]), since)
-    old = _positive_probabilities(ctx, family, int(canary["live_version"]), since)
+    new_labels, new = _predictions(ctx, family, int(canary["version"]), since)
+    old_labels, old = _predictions(ctx, family, int(canary["live_version"]), since)
     figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size)})
     if new.size >= policy.min_requests and old.size >= policy.min_requests:
-        divergence = psi(bin_counts(old, PREDICTION_EDGES), bin_counts(new, PREDICTION_EDGES))
+        # Decisions, not calibration: a better model may shift probabilities, a broken one flips decisions.
+        classes = int(max(new_labels.max(initial=0), old_labels.max(initial=0))) + 1
+        divergence = psi(np.bincount(old_labels, minlength=classes), np.bincount(new_labels, minlength=classes))
         figures["prediction_psi"] = round(divergence, 6)
-        figures["mean_probability"] = {"canary": round(float(new.mean()), 6), "live": round(float(old.mean()), 6)}
+        figures["probability_psi"] = round(psi(bin_counts(old, PREDICTION_EDGES), bin_counts(new, PREDICTION_EDGES)), 6)
+        figures["positive_rate"] = {"canary": round(float((new_labels == 1).mean()), 6),
+                                    "live": round(float((old_labels == 1).mean()), 6)}
         if divergence > policy.max_prediction_psi:
-            reasons.append(f"predictions diverge from live v{canary['live_version']}: PSI {divergence:.3f} over "
-                           f"{policy.max_prediction_psi} (mean P(positive) {new.mean():.3f} vs {old.mean():.3f})")
+            reasons.append(f"predicted classes diverge from live v{canary['live_version']} on the same traffic: "
+                           f"PSI {divergence:.3f} over {policy.max_prediction_psi} (positive rate "
+                           f"{figures['positive_rate']['canary']:.1%} vs {figures['positive_rate']['live']:.1%})")
     if reasons:
         return {"decision": "rollback", "reasons": reasons, "figures": figures, "idle_windows": idle}
     enough = traffic.invocations >= policy.min_requests and "prediction_psi" in figures
@@ -283,9 +292,11 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
     return {"decision": decision, "figures": figures, "idle_windows": 0, "reasons": ["canary healthy"]}
 
 
-def _positive_probabilities(ctx: RolloutContext, family: str, version: int, since: float) -> np.ndarray:
-    values = [r.probabilities[-1] for r in ctx.captures.records(family, version, since, limit=50_000)]
-    return np.asarray(values, dtype=np.float64)
+def _predictions(ctx: RolloutContext, family: str, version: int, since: float) -> tuple[np.ndarray, np.ndarray]:
+    records = list(ctx.captures.records(family, version, since, limit=50_000))
+    labels = np.fromiter((r.label for r in records), dtype=np.int64, count=len(records))
+    positive = np.fromiter((r.probabilities[-1] for r in records), dtype=np.float64, count=len(records))
+    return labels, positive
 
 
 def canary_step(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:

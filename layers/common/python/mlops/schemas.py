@@ -63,7 +63,7 @@ class CanaryPolicy(_Frozen):
     bake_seconds: int = Field(300, ge=0, le=86_400)
     max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
     max_p99_latency_ms: float = Field(500.0, gt=0.0)
-    # Population stability index between canary and live predictions on the same bake window.
+    # Population stability index of the predicted-class distribution, canary vs live, on the same bake window.
     max_prediction_psi: float = Field(0.25, gt=0.0)
     # Below this many canary requests in a bake window the check cannot judge, so it waits another window.
     min_requests: int = Field(20, ge=1)

@@ -1,0 +1,42 @@
+"""API Gateway REST (Lambda proxy) events, shaped exactly like AWS's, for local serving and tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+ROUTES = {"predict": "/models/{name}/predict", "describe": "/models/{name}"}
+
+
+def proxy_event(method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None,
+                is_base64: bool = False, source_ip: str = "127.0.0.1", stage: str = "local") -> dict[str, Any]:
+    """The event API Gateway sends for `method path` on the scoring API's two resources."""
+    parts = path.strip("/").split("/")
+    name = parts[1] if len(parts) >= 2 and parts[0] == "models" else ""
+    resource = ROUTES["predict"] if len(parts) == 3 and parts[2] == "predict" else ROUTES["describe"]
+    request_id = str(uuid.uuid4())
+    now = time.time()
+    all_headers = {"Content-Type": "application/json", "Host": "localhost", **(headers or {})}
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"name": name},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource, "httpMethod": method, "path": f"/{stage}{path}", "stage": stage,
+            "requestId": request_id, "extendedRequestId": request_id, "accountId": "123456789012",
+            "apiId": "local", "protocol": "HTTP/1.1", "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000",
+                                                                                   time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000), "domainName": "localhost",
+            "identity": {"sourceIp": source_ip, "userAgent": all_headers.get("User-Agent", "local"),
+                         "caller": None, "user": None, "accessKey": None, "apiKey": None, "userArn": None},
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }
