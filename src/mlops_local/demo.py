@@ -146,7 +146,8 @@ class Demo:
             and not record.function_version and platform_live(platform) == 2
         if ok:
             self.report.rejected_versions.append(version)
-        self._end(step, t, ok, f"v{version} {record.status if record else '?'}: {record.status_reason if record else ''}")
+        status, reason = (record.status, record.status_reason) if record else ("?", "")
+        self._end(step, t, ok, f"v{version} {status}: {reason}")
 
     def _step_silent_label_flip(self, platform: LocalPlatform, traffic: TrafficGenerator) -> None:
         step, t = self._begin("4. Candidate that passes offline checks but misbehaves live is rolled back",

@@ -62,11 +62,14 @@ class LocalPlatform:
     runtime: LocalLambdaRuntime = field(default_factory=LocalLambdaRuntime)
     _mock: Any = None
     _server: Any = None
+    _role: str = ""
 
     def start(self) -> LocalPlatform:
         secure_local_environment()
-        # moto's interpreter logs every failed state at ERROR; the platform records failures itself.
+        # moto's interpreter logs every failed state at ERROR (the platform records failures itself), and the
+        # server logs every request: keep stdout for the platform's own output.
         logging.getLogger("moto").setLevel(logging.CRITICAL)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         install_all()
         self.runtime.install()
         config = {"stepfunctions": {"execute_state_machine": True}, "core": {"reset_boto3_session": False}}
@@ -119,7 +122,7 @@ class LocalPlatform:
 
     def _provision(self) -> None:
         from mlops import aws
-        from mlops.registry import TABLE_DEFINITION, ModelRegistry
+        from mlops.registry import TABLE_DEFINITION
 
         s3 = aws.client("s3")
         s3.create_bucket(Bucket=self.bucket)
@@ -146,20 +149,21 @@ class LocalPlatform:
         created = aws.client("stepfunctions").create_state_machine(
             name="mlops-local-pipeline", definition=definition, roleArn=sfn_role, type="STANDARD")
         self.state_machine_arn = created["stateMachineArn"]
-        registry = ModelRegistry(self.table)
+        self._role = role
         for family in self.families:
-            self.add_family(family, role, registry)
+            self.add_family(family)
         aws.client("s3").put_bucket_notification_configuration(
             Bucket=self.bucket, NotificationConfiguration={"LambdaFunctionConfigurations": [{
                 "Id": "datasets", "LambdaFunctionArn": arns["trigger"], "Events": ["s3:ObjectCreated:*"],
                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "datasets/"}]}},
             }]})
 
-    def add_family(self, family: Any, role: str, registry: Any) -> None:
+    def add_family(self, family: Any) -> None:
         """Scoring function per family, bootstrap version (no model) behind the `live` alias, registry entry."""
         from mlops import aws
         from mlops.settings import Env
 
+        role = self._role
         fn = f"mlops-local-score-{family.name}"
         env = {**self._storage_env("score"), Env.MODEL_FAMILY: family.name,
                Env.CAPTURE_SAMPLE_RATE: str(family.capture_sample_rate),
@@ -169,7 +173,7 @@ class LocalPlatform:
         bootstrap = aws.client("lambda").publish_version(FunctionName=fn, Description="bootstrap: no model")
         aws.client("lambda").create_alias(FunctionName=fn, Name="live", FunctionVersion=bootstrap["Version"])
         self.scoring_functions[family.name] = fn
-        registry.put_family(family, scoring_function=fn)
+        self.registry.put_family(family, scoring_function=fn)
 
     def _create_function(self, name: str, source: str, role: str, env: dict[str, str]) -> str:
         from mlops import aws

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ from .errors import ValidationError
 from .schemas import Feature
 
 MAX_RECORDS = 1000
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,14 @@ class ScoringModel:
                 value = record[name]
                 mapping = categorical.get(j)
                 if mapping is None:
-                    if type(value) is float:
-                        if not math.isfinite(value):
-                            raise ValidationError(f"instances[{r}].{name} must be a finite number, got {value}")
-                    elif type(value) is not int:
+                    kind = type(value)
+                    if kind is not float and kind is not int:
                         raise ValidationError(
                             f"instances[{r}].{name} must be a number, got {_json_type(value)}")
+                    # One comparison rejects NaN, infinities and values float32 cannot hold.
+                    if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                        raise ValidationError(
+                            f"instances[{r}].{name} must be a finite number within float32 range, got {value!r:.40}")
                     values.append(value)
                 else:
                     code = mapping.get(value) if type(value) is str else None
@@ -91,14 +93,7 @@ class ScoringModel:
                         raise ValidationError(
                             f"instances[{r}].{name} must be one of {list(mapping)}, got {_short(value)}")
                     values.append(code)
-            try:
-                X[r] = values
-            except OverflowError:
-                raise ValidationError(f"instances[{r}] has a number too large for a 32-bit float") from None
-        if not np.isfinite(X).all():
-            bad = np.argwhere(~np.isfinite(X))[0]
-            raise ValidationError(
-                f"instances[{int(bad[0])}].{names[int(bad[1])]} is too large for a 32-bit float")
+            X[r] = values
         return X
 
     def predict(self, instances: Any) -> Prediction:
@@ -112,7 +107,7 @@ class ScoringModel:
         if missing:
             parts.append(f"missing features {missing}")
         if unknown:
-            parts.append(f"unknown features {[_short(u, 40) for u in unknown[:10]]}")
+            parts.append(f"unknown features {[u[:40] for u in unknown[:10]]}")
         raise ValidationError(f"instances[{r}]: " + " and ".join(parts), missing=missing, unknown=unknown[:10])
 
 

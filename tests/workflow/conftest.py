@@ -1,0 +1,72 @@
+"""The real state machine definition executed on moto, with the real handlers, one platform per session."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from mlops import synthetic
+
+from mlops_local.runtime import LocalPlatform
+from mlops_local.traffic import TrafficGenerator
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[LocalPlatform]:
+    local = LocalPlatform([]).start()
+    yield local
+    local.stop()
+
+
+def fast_family(name: str, **overrides: Any) -> Any:
+    """Time compressed for tests: 1 s bake windows, lock polled every second, every request captured."""
+    canary = {"steps": [10, 50, 100], "bake_seconds": 1, "min_requests": 10, "max_idle_windows": 4,
+              "lock_poll_seconds": 1, "lock_max_wait_seconds": 120, **overrides.pop("canary", {})}
+    drift = {"min_samples": 300, **overrides.pop("drift", {})}
+    return synthetic.credit_risk_family(name=name, capture_sample_rate=1.0, canary=canary, drift=drift, **overrides)
+
+
+@pytest.fixture()
+def new_family(platform: LocalPlatform) -> Callable[..., Any]:
+    """A fresh family (own scoring function, alias and registry entries) for each test."""
+    def create(**overrides: Any) -> Any:
+        family = fast_family(f"wf-{next(_names)}", **overrides)
+        platform.add_family(family)
+        return family
+
+    return create
+
+
+def run_upload(platform: LocalPlatform, family: str, filename: str, data: bytes,
+               timeout: float = 120) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Upload a data set, wait for the one execution it starts, return (output, description)."""
+    before = {e["executionArn"] for e in platform.executions()}
+    platform.upload_dataset(family, filename, data)
+    started = [e for e in platform.executions() if e["executionArn"] not in before]
+    assert len(started) == 1, f"expected one execution, got {len(started)}"
+    described = platform.wait_for(started[0]["executionArn"], timeout)
+    return json.loads(described.get("output") or "{}"), described
+
+
+def live_model(platform: LocalPlatform, family: Any, rows: int = 3000, seed: int = 5) -> None:
+    output, described = run_upload(platform, family.name, "first.csv", synthetic.credit_risk_csv(rows, seed))
+    assert output.get("outcome") == "promoted", described
+
+
+@pytest.fixture()
+def traffic(platform: LocalPlatform) -> Iterator[Callable[[Any], TrafficGenerator]]:
+    generators: list[TrafficGenerator] = []
+
+    def create(family: Any) -> TrafficGenerator:
+        generator = TrafficGenerator(platform, family)
+        generators.append(generator)
+        return generator
+
+    yield create
+    for generator in generators:
+        generator.stop()
