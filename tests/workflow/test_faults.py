@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mlops import aws, rollout, synthetic
 from mlops.errors import TransientError
 

@@ -60,7 +60,6 @@ def test_upload_through_the_endpoint_runs_the_real_pipeline(served):
     import time
 
     import boto3
-
     from mlops import synthetic
 
     s3 = boto3.client("s3", endpoint_url=served["aws_endpoint_url"])
