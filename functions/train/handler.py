@@ -14,5 +14,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _context
     if _context is None:
         settings = load_settings(TrainSettings)
-        _context = PipelineContext.create(settings.artifact_bucket, settings.registry_table)
+        _context = PipelineContext.create(settings.artifact_bucket, settings.registry_table, settings.git_revision)
     return train_step(_context, event)

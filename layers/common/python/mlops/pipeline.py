@@ -24,11 +24,12 @@ class PipelineContext:
     artifacts: ArtifactStore
     registry: ModelRegistry
     objects: ObjectStore
+    git_revision: str = ""
 
     @classmethod
-    def create(cls, bucket: str, table: str) -> PipelineContext:
+    def create(cls, bucket: str, table: str, git_revision: str = "") -> PipelineContext:
         objects = S3ObjectStore()
-        return cls(ArtifactStore(bucket, objects), ModelRegistry(table), objects)
+        return cls(ArtifactStore(bucket, objects), ModelRegistry(table), objects, git_revision)
 
 
 def _require(event: dict[str, Any], *path: str) -> Any:
@@ -72,7 +73,7 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
                               etag=stored.etag.strip('"'), sha256=stored.sha256, rows=dataset.rows,
                               columns=columns).model_dump(),
         "code": CodeVersion(package="mlops", package_version=codeversion.package_version(),
-                            git_revision=codeversion.git_revision(), libraries=model.library_versions).model_dump(),
+                            git_revision=ctx.git_revision or codeversion.git_revision(), libraries=model.library_versions).model_dump(),
         "algorithm": family.algorithm,
         "hyperparameters": model.hyperparameters,
         "seed": seed,

@@ -24,6 +24,7 @@ class Env:
     CAPTURE_SAMPLE_RATE = "MLOPS_CAPTURE_SAMPLE_RATE"
     CAPTURE_FLUSH_RECORDS = "MLOPS_CAPTURE_FLUSH_RECORDS"
     NEVER_CAPTURE = "MLOPS_NEVER_CAPTURE"
+    GIT_REVISION = "MLOPS_GIT_REVISION"
     METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
     SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
@@ -45,7 +46,8 @@ class TriggerSettings(StorageSettings):
 
 
 class TrainSettings(StorageSettings):
-    pass
+    # Recorded in lineage as the code version; CDK sets it from the deploying checkout.
+    git_revision: str = Field("", alias=Env.GIT_REVISION, max_length=64)
 
 
 class EvaluateSettings(StorageSettings):

@@ -1,0 +1,13 @@
+"""CloudFormation custom resource: register a model family and create its `live` alias once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.bootstrap import respond
+from mlops.registry import ModelRegistry
+from mlops.settings import StorageSettings, load_settings
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> None:
+    respond(event, context, ModelRegistry(load_settings(StorageSettings).registry_table))

@@ -1,0 +1,78 @@
+"""Platform configuration from the cdk.json context key `mlops`, validated at synth (field names in errors)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import pydantic
+from mlops.schemas import ModelFamily
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CONTEXT_KEY = "mlops"
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+
+
+class ApiConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    throttle_rate_limit: float = Field(100.0, gt=0, le=10_000)
+    throttle_burst_limit: int = Field(200, gt=0, le=5_000)
+    stage_name: str = Field("prod", pattern=r"^[A-Za-z0-9_]{1,64}$")
+
+
+class PlatformConfig(BaseModel):
+    """Everything an operator declares: families and their policies, plus platform-wide settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    families: tuple[ModelFamily, ...] = Field(min_length=1)
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    log_retention_days: int = 90
+    capture_retention_days: int = Field(90, ge=1, le=3650)
+    report_retention_days: int = Field(400, ge=1, le=3650)
+    alarm_email: str | None = None
+    scoring_memory_mb: int = Field(1024, ge=128, le=10_240)
+    training_memory_mb: int = Field(3008, ge=512, le=10_240)
+    api: ApiConfig = ApiConfig()
+
+    @field_validator("families")
+    @classmethod
+    def _unique_names(cls, value: tuple[ModelFamily, ...]) -> tuple[ModelFamily, ...]:
+        names = [f.name for f in value]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"family names must be unique; repeated: {duplicated}")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"must be one of CloudWatch Logs' retention values {LOG_RETENTION_DAYS}")
+        return value
+
+    @field_validator("alarm_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError("must be an e-mail address")
+        return value
+
+
+class ConfigError(ValueError):
+    """Raised at synth: the message names every invalid field by its path in the cdk.json context."""
+
+
+def load_config(context: Any) -> PlatformConfig:
+    if not isinstance(context, dict):
+        raise ConfigError(f"cdk.json context key {CONTEXT_KEY!r} must be an object with 'families'")
+    try:
+        return PlatformConfig.model_validate(context)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path = CONTEXT_KEY + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+            problems.append(f"{path}: {err['msg']}")
+        raise ConfigError("invalid platform configuration:\n  " + "\n  ".join(problems)) from None

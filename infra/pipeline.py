@@ -1,0 +1,124 @@
+"""Pipeline: the train, evaluate and control functions and the state machine from the shared definition file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+from mlops.capture import CAPTURE_PREFIX
+from mlops.settings import Env
+
+from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
+from .layers import ROOT
+from .storage import Storage
+
+DEFINITION_FILE = ROOT / "infra" / "statemachine" / "pipeline.asl.json"
+
+
+@dataclass(frozen=True)
+class PipelineProps:
+    storage: Storage
+    defaults: FunctionDefaults
+    scoring_layers: tuple[lambda_.ILayerVersion, ...]
+    training_layers: tuple[lambda_.ILayerVersion, ...]
+    scoring_function_arns: tuple[str, ...]
+    training_memory_mb: int
+    metrics_namespace: str
+    git_revision: str
+
+
+def state_machine_name(stack: Stack) -> str:
+    # A physical name, deliberately: the control function's role must name the executions it inspects, and
+    # the state machine references the control function, so a token would create a dependency cycle.
+    return f"{stack.stack_name}-ModelPipeline"[:80]
+
+
+def state_machine_arn(stack: Stack) -> str:
+    return stack.format_arn(service="states", resource="stateMachine", resource_name=state_machine_name(stack),
+                            arn_format=_colon())
+
+
+def execution_arns(stack: Stack) -> str:
+    return stack.format_arn(service="states", resource="execution",
+                            resource_name=f"{state_machine_name(stack)}:*", arn_format=_colon())
+
+
+def _colon():
+    from aws_cdk import ArnFormat
+
+    return ArnFormat.COLON_RESOURCE_NAME
+
+
+class Pipeline(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, props: PipelineProps) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        storage = props.storage
+        artifacts = storage.object_arns("artifacts/sha256/")
+        datasets = storage.object_arns("datasets/")
+        kms = ["kms:Decrypt", "kms:GenerateDataKey"]
+
+        self.train = PlatformFunction(
+            self, "Train", source="train", description="Pipeline step Train: fit, convert to ONNX, profile",
+            defaults=props.defaults, layers=props.training_layers, memory_size=props.training_memory_mb,
+            timeout=Duration.minutes(15), environment={Env.GIT_REVISION: props.git_revision})
+        self.train.allow(["s3:GetObject", "s3:GetObjectVersion"], [datasets],
+                         reason="users upload data sets under datasets/<family>/ with any file name; prefix-scoped")
+        self.train.allow(["s3:PutObject"], [artifacts], reason="objects are content-addressed by sha256, unknown until trained; prefix-scoped")
+        self.train.allow(["dynamodb:GetItem"], [storage.table.table_arn])
+        self.train.allow(kms, [storage.key.key_arn])
+
+        self.evaluate = PlatformFunction(
+            self, "Evaluate", source="evaluate", description="Pipeline step Evaluate: ONNX on holdout, gate",
+            defaults=props.defaults, layers=props.scoring_layers, memory_size=2048, timeout=Duration.minutes(5))
+        self.evaluate.allow(["s3:GetObject"], [artifacts], reason="objects are content-addressed by sha256, unknown until trained; prefix-scoped")
+        self.evaluate.allow(["dynamodb:GetItem"], [storage.table.table_arn])
+        self.evaluate.allow(["kms:Decrypt"], [storage.key.key_arn])
+
+        self.control = PlatformFunction(
+            self, "Control", source="control", description="Pipeline control: lock, register, canary, promote",
+            defaults=props.defaults, layers=props.scoring_layers, memory_size=1024, timeout=Duration.minutes(5),
+            environment={Env.STATE_MACHINE_ARN: state_machine_arn(stack)})
+        self.control.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+                            "dynamodb:ConditionCheckItem"], [storage.table.table_arn])
+        self.control.allow(["s3:ListBucket"], [storage.bucket.bucket_arn],
+                           {"StringLike": {"s3:prefix": [f"{CAPTURE_PREFIX}*"]}})
+        self.control.allow(["s3:GetObject"], [storage.object_arns(CAPTURE_PREFIX)],
+                           reason="canary checks read captured predictions keyed by family, version and time")
+        self.control.allow(["kms:Decrypt"], [storage.key.key_arn])
+        function_arns = [*props.scoring_function_arns, *(f"{a}:*" for a in props.scoring_function_arns)]
+        self.control.allow(["lambda:GetAlias", "lambda:UpdateAlias", "lambda:CreateAlias",
+                            "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration",
+                            "lambda:PublishVersion", "lambda:ListVersionsByFunction"], function_arns,
+                           reason="versions of the scoring functions are published by the rollout at run time")
+        self.control.allow(["states:DescribeExecution"], [execution_arns(stack)],
+                           reason="checks whether the holder of a family's rollout lock is still running")
+        # CloudWatch has no resource-level permissions for these two actions; PutMetricData is namespace-bound.
+        self.control.allow(["cloudwatch:GetMetricStatistics"], ["*"],
+                           reason="GetMetricStatistics has no resource-level permissions (canary check reads the "
+                                  "scoring functions' AWS/Lambda metrics)")
+        self.control.allow(["cloudwatch:PutMetricData"], ["*"],
+                           {"StringEquals": {"cloudwatch:namespace": props.metrics_namespace}}, reason=METRIC_REASON)
+
+        self.log_group = logs.LogGroup(self, "ExecutionLogs", retention=props.defaults.log_retention,
+                                       encryption_key=props.defaults.log_key, removal_policy=RemovalPolicy.RETAIN)
+        self.state_machine = sfn.StateMachine(
+            self, "StateMachine",
+            state_machine_name=state_machine_name(stack),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_file(str(DEFINITION_FILE)),
+            definition_substitutions={
+                "TrainFunctionArn": self.train.function.function_arn,
+                "EvaluateFunctionArn": self.evaluate.function.function_arn,
+                "ControlFunctionArn": self.control.function.function_arn,
+            },
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            tracing_enabled=True,
+        )
+        for step in (self.train, self.evaluate, self.control):
+            step.function.grant_invoke(self.state_machine)
+        self.functions = (self.train, self.evaluate, self.control)

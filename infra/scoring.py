@@ -1,0 +1,139 @@
+"""Scoring: the REST API and, per model family, the scoring function, its `live` alias and its routes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_cdk import CustomResource, Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+from mlops.capture import CAPTURE_PREFIX
+from mlops.schemas import ModelFamily
+from mlops.scoring import MAX_RECORDS
+from mlops.settings import Env
+
+from .config import ApiConfig
+from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
+from .storage import Storage
+
+ERROR_TEMPLATE = json.dumps({"error": "$context.error.responseType", "message": "$context.error.messageString",
+                             "request_id": "$context.requestId"})
+
+
+class ScoringApi(Construct):
+    """One REST API for every family. Authorization: IAM (SigV4) on every method: callers are AWS principals
+    (applications' roles) granted execute-api:Invoke on the routes they need; API keys are not authorization."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: ApiConfig, defaults: FunctionDefaults) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=defaults.log_retention,
+                                         encryption_key=defaults.log_key, removal_policy=RemovalPolicy.RETAIN)
+        self.api = apigw.RestApi(
+            self, "Api",
+            description="Model scoring API: POST /models/{name}/predict, GET /models/{name}",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            deploy_options=apigw.StageOptions(
+                stage_name=config.stage_name,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # request bodies are credit data: never in execution logs
+                throttling_rate_limit=config.throttle_rate_limit,
+                throttling_burst_limit=config.throttle_burst_limit,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True, http_method=True, ip=True, protocol=True, request_time=True, resource_path=True,
+                    response_length=True, status=True, user=True),
+            ),
+            default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
+        )
+        for response_type, status in ((apigw.ResponseType.DEFAULT_4_XX, None), (apigw.ResponseType.DEFAULT_5_XX, None),
+                                      (apigw.ResponseType.BAD_REQUEST_BODY, "400")):
+            template = ERROR_TEMPLATE
+            if response_type == apigw.ResponseType.BAD_REQUEST_BODY:
+                template = json.dumps({"error": "ValidationError",
+                                       "message": "$context.error.validationErrorString",
+                                       "request_id": "$context.requestId"})
+            self.api.add_gateway_response(f"Gateway{response_type.response_type}", type=response_type,
+                                          status_code=status, templates={"application/json": template})
+        self.models = self.api.root.add_resource("models")
+        self.validator = apigw.RequestValidator(self, "BodyValidator", rest_api=self.api,
+                                                validate_request_body=True, validate_request_parameters=True)
+        self.predict_model = self.api.add_model(
+            "PredictRequest", content_type="application/json", model_name="PredictRequest",
+            schema=apigw.JsonSchema(
+                schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT,
+                required=["instances"], additional_properties=False,
+                properties={"instances": apigw.JsonSchema(
+                    type=apigw.JsonSchemaType.ARRAY, min_items=1, max_items=MAX_RECORDS,
+                    items=apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT))},
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class FamilyScoringProps:
+    family: ModelFamily
+    storage: Storage
+    api: ScoringApi
+    defaults: FunctionDefaults
+    layers: tuple[lambda_.ILayerVersion, ...]
+    bootstrap: lambda_.IFunction
+    memory_size: int
+    metrics_namespace: str
+
+
+class FamilyScoring(Construct):
+    """Scoring function of one family, its `live` alias (created once by the bootstrap custom resource), and
+    its two routes integrated with the alias, never with $LATEST or a CDK-managed version."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: FamilyScoringProps) -> None:
+        super().__init__(scope, construct_id)
+        family, storage = props.family, props.storage
+        self.scoring = PlatformFunction(
+            self, "Scoring", source="score", description=f"Scoring API for model family {family.name}",
+            defaults=props.defaults, layers=props.layers, memory_size=props.memory_size,
+            timeout=Duration.seconds(30), service=f"mlops-score-{family.name}",
+            environment={
+                Env.MODEL_FAMILY: family.name,
+                Env.CAPTURE_SAMPLE_RATE: str(family.capture_sample_rate),
+                Env.NEVER_CAPTURE: ",".join(family.never_capture),
+            },
+        )
+        fn = self.scoring.function
+        self.function = fn
+        self.scoring.allow(["s3:GetObject"], [storage.object_arns("artifacts/sha256/")], reason="objects are content-addressed by sha256, unknown until trained; prefix-scoped")
+        self.scoring.allow(["s3:PutObject"], [storage.object_arns(f"{CAPTURE_PREFIX}family={family.name}/")],
+                           reason="capture batches keyed by version and time, only under this family's prefix")
+        self.scoring.allow(["dynamodb:GetItem"], [storage.table.table_arn])
+        self.scoring.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
+        self.scoring.allow(["cloudwatch:PutMetricData"], ["*"],
+                           {"StringEquals": {"cloudwatch:namespace": props.metrics_namespace}}, reason=METRIC_REASON)
+
+        self.setup = CustomResource(
+            self, "FamilySetup", service_token=props.bootstrap.function_arn,
+            resource_type="Custom::ModelFamily",
+            properties={"Family": json.dumps(family.model_dump(mode="json"), sort_keys=True),
+                        "ScoringFunction": fn.function_name},
+        )
+        self.alias_name = "live"
+        self.alias_arn = f"{fn.function_arn}:{self.alias_name}"
+        alias = lambda_.Function.from_function_attributes(self, "LiveAlias", function_arn=self.alias_arn,
+                                                          same_environment=True)
+
+        resource = props.api.models.add_resource(family.name)
+        predict = resource.add_resource("predict")
+        integration = apigw.LambdaIntegration(alias, proxy=True, allow_test_invoke=False)
+        methods = [
+            predict.add_method("POST", integration, request_validator=props.api.validator,
+                               request_models={"application/json": props.api.predict_model}),
+            resource.add_method("GET", integration),
+        ]
+        for method in methods:  # the alias must exist before its invoke permissions and integrations
+            method.node.add_dependency(self.setup)
+        self.routes = [f"POST /models/{family.name}/predict", f"GET /models/{family.name}"]

@@ -1,0 +1,43 @@
+"""Triggers: S3 notifications for datasets/ to the trigger function, which starts the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from constructs import Construct
+from mlops.settings import Env
+from mlops.trigger import DATASET_PREFIX
+
+from .functions import FunctionDefaults, PlatformFunction
+from .storage import Storage
+
+
+@dataclass(frozen=True)
+class TriggersProps:
+    storage: Storage
+    defaults: FunctionDefaults
+    layers: tuple
+    state_machine_arn: str
+    execution_arns: str
+
+
+class Triggers(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, props: TriggersProps) -> None:
+        super().__init__(scope, construct_id)
+        storage = props.storage
+        self.trigger = PlatformFunction(
+            self, "Trigger", source="trigger", description="Starts the model pipeline for data set uploads",
+            defaults=props.defaults, layers=props.layers, memory_size=512, timeout=Duration.seconds(30),
+            environment={Env.STATE_MACHINE_ARN: props.state_machine_arn})
+        self.trigger.allow(["s3:GetObject", "s3:GetObjectVersion"], [storage.object_arns(DATASET_PREFIX)],
+                           reason="HeadObject of uploaded data sets (any file name) to pin their version")
+        self.trigger.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [storage.table.table_arn])
+        self.trigger.allow(["states:StartExecution"], [props.state_machine_arn])
+        self.trigger.allow(["kms:Decrypt"], [storage.key.key_arn])
+        # Every object under datasets/ reaches the function; unsupported files are rejected there with a log
+        # line, so a wrong upload is visible instead of silently ignored.
+        storage.bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.trigger.function),
+                                              s3.NotificationKeyFilter(prefix=DATASET_PREFIX))
