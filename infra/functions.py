@@ -16,6 +16,7 @@ from .layers import ASSET_EXCLUDE, ROOT
 from .nag import STAR_REASONS, acknowledge_wildcard
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
+CONTENT_ADDRESSED = "objects are content-addressed by sha256, unknown until trained; prefix-scoped"
 METRIC_REASON = ("PutMetricData has no resource-level permissions; the condition binds it to the platform's "
                  "metric namespace")
 
@@ -40,7 +41,7 @@ class PlatformFunction(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, source: str, description: str,
                  defaults: FunctionDefaults, layers: tuple[lambda_.ILayerVersion, ...] = (),
                  environment: dict[str, str] | None = None, memory_size: int = 512,
-                 timeout: Duration = Duration.seconds(60), service: str | None = None) -> None:
+                 timeout: Duration | None = None, service: str | None = None) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(self, "Logs", retention=defaults.log_retention,
                                        encryption_key=defaults.log_key, removal_policy=RemovalPolicy.RETAIN)
@@ -64,7 +65,7 @@ class PlatformFunction(Construct):
             layers=[*defaults.layers, *layers],
             description=description,
             memory_size=memory_size,
-            timeout=timeout,
+            timeout=timeout or Duration.seconds(60),
             role=self.role,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,

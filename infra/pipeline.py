@@ -12,7 +12,7 @@ from constructs import Construct
 from mlops.capture import CAPTURE_PREFIX
 from mlops.settings import Env
 
-from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
+from .functions import CONTENT_ADDRESSED, METRIC_REASON, FunctionDefaults, PlatformFunction
 from .layers import ROOT
 from .storage import Storage
 
@@ -68,14 +68,14 @@ class Pipeline(Construct):
             timeout=Duration.minutes(15), environment={Env.GIT_REVISION: props.git_revision})
         self.train.allow(["s3:GetObject", "s3:GetObjectVersion"], [datasets],
                          reason="users upload data sets under datasets/<family>/ with any file name; prefix-scoped")
-        self.train.allow(["s3:PutObject"], [artifacts], reason="objects are content-addressed by sha256, unknown until trained; prefix-scoped")
+        self.train.allow(["s3:PutObject"], [artifacts], reason=CONTENT_ADDRESSED)
         self.train.allow(["dynamodb:GetItem"], [storage.table.table_arn])
         self.train.allow(kms, [storage.key.key_arn])
 
         self.evaluate = PlatformFunction(
             self, "Evaluate", source="evaluate", description="Pipeline step Evaluate: ONNX on holdout, gate",
             defaults=props.defaults, layers=props.scoring_layers, memory_size=2048, timeout=Duration.minutes(5))
-        self.evaluate.allow(["s3:GetObject"], [artifacts], reason="objects are content-addressed by sha256, unknown until trained; prefix-scoped")
+        self.evaluate.allow(["s3:GetObject"], [artifacts], reason=CONTENT_ADDRESSED)
         self.evaluate.allow(["dynamodb:GetItem"], [storage.table.table_arn])
         self.evaluate.allow(["kms:Decrypt"], [storage.key.key_arn])
 

@@ -16,7 +16,7 @@ from mlops.scoring import MAX_RECORDS
 from mlops.settings import Env
 
 from .config import ApiConfig
-from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
+from .functions import CONTENT_ADDRESSED, METRIC_REASON, FunctionDefaults, PlatformFunction
 from .storage import Storage
 
 ERROR_TEMPLATE = json.dumps({"error": "$context.error.responseType", "message": "$context.error.messageString",
@@ -107,7 +107,7 @@ class FamilyScoring(Construct):
         )
         fn = self.scoring.function
         self.function = fn
-        self.scoring.allow(["s3:GetObject"], [storage.object_arns("artifacts/sha256/")], reason="objects are content-addressed by sha256, unknown until trained; prefix-scoped")
+        self.scoring.allow(["s3:GetObject"], [storage.object_arns("artifacts/sha256/")], reason=CONTENT_ADDRESSED)
         self.scoring.allow(["s3:PutObject"], [storage.object_arns(f"{CAPTURE_PREFIX}family={family.name}/")],
                            reason="capture batches keyed by version and time, only under this family's prefix")
         self.scoring.allow(["dynamodb:GetItem"], [storage.table.table_arn])

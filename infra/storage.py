@@ -38,7 +38,8 @@ class Storage(Construct):
         # Server access logs support only SSE-S3 on the target bucket.
         self.access_logs = s3.Bucket(
             self, "AccessLogs", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             versioned=True, removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365),
                                               noncurrent_version_expiration=Duration.days(30))],
@@ -47,7 +48,8 @@ class Storage(Construct):
             self, "Artifacts",
             encryption=s3.BucketEncryption.KMS, encryption_key=self.key, bucket_key_enabled=True,
             enforce_ssl=True, minimum_tls_version=1.2, versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs, server_access_logs_prefix="artifacts/",
             removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[

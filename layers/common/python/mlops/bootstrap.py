@@ -49,8 +49,9 @@ def handle(event: dict[str, Any], registry: ModelRegistry) -> dict[str, Any]:
 def respond(event: dict[str, Any], context: Any, registry: ModelRegistry, send: Sender | None = None) -> None:
     """Run `handle` and always answer CloudFormation (a missing answer blocks a stack for an hour)."""
     send = send or _put_response
-    body = {"StackId": event["StackId"], "RequestId": event["RequestId"], "LogicalResourceId":
-            event["LogicalResourceId"], "PhysicalResourceId": event.get("PhysicalResourceId") or context.log_stream_name}
+    body = {"StackId": event["StackId"], "RequestId": event["RequestId"],
+            "LogicalResourceId": event["LogicalResourceId"],
+            "PhysicalResourceId": event.get("PhysicalResourceId") or context.log_stream_name}
     try:
         result = handle(event, registry)
         body.update({"Status": "SUCCESS", "PhysicalResourceId": result["PhysicalResourceId"], "Data": result["Data"]})
