@@ -1,0 +1,187 @@
+"""The synthesized template: every property the infrastructure promises, checked on the real template."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from mlops import settings as settings_module
+from mlops.settings import Env, load_settings
+
+from .conftest import ROOT
+
+DEFINITION = json.loads((ROOT / "infra" / "statemachine" / "pipeline.asl.json").read_text())
+
+
+def _one(synth, kind):
+    found = synth.resources(kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return next(iter(found.values()))
+
+
+def test_artifact_bucket_is_versioned_kms_encrypted_tls_only_private_and_logged(synth_bucket):
+    props = synth_bucket["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms" and rule["BucketKeyEnabled"]
+    assert props["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                       "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert "DestinationBucketName" in props["LoggingConfiguration"]
+    rules = {r.get("Id"): r for r in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireCaptures"]["Prefix"] == "captures/" and rules["ExpireCaptures"]["ExpirationInDays"] == 90
+    assert synth_bucket["DeletionPolicy"] == "Retain"
+
+
+def test_buckets_deny_plain_http(synthesized):
+    policies = synthesized.resources("AWS::S3::BucketPolicy").values()
+    assert len(policies) == 2
+    for policy in policies:
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(s["Effect"] == "Deny" and s["Condition"].get("Bool", {}).get("aws:SecureTransport") == "false"
+                   for s in statements)
+
+
+def test_registry_table_on_demand_pitr_deletion_protected_kms(synthesized):
+    table = _one(synthesized, "AWS::DynamoDB::Table")
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["DeletionProtectionEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True and props["SSESpecification"]["SSEType"] == "KMS"
+    assert [k["AttributeName"] for k in props["KeySchema"]] == ["PK", "SK"]
+    assert props["GlobalSecondaryIndexes"][0]["IndexName"] == "GSI1"
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_kms_key_rotates(synthesized):
+    assert _one(synthesized, "AWS::KMS::Key")["Properties"]["EnableKeyRotation"] is True
+
+
+def test_state_machine_is_the_shared_definition_with_logging_all_and_tracing(synthesized):
+    machine = _one(synthesized, "AWS::StepFunctions::StateMachine")["Properties"]
+    assert machine["StateMachineType"] == "STANDARD"
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+    assert machine["LoggingConfiguration"]["IncludeExecutionData"] is True
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    # The deployed definition is the shared file itself (an asset), with CDK substituting the function ARNs.
+    deployed = (synthesized.outdir / f"asset.{machine['DefinitionS3Location']['Key']}").read_text()
+    assert json.loads(deployed) == DEFINITION
+    placeholders = set(re.findall(r"\$\{(\w+)\}", deployed))
+    substitutions = machine["DefinitionSubstitutions"]
+    assert set(substitutions) == placeholders == {"TrainFunctionArn", "EvaluateFunctionArn", "ControlFunctionArn"}
+    for name, prefix in (("TrainFunctionArn", "PipelineTrainFunction"), ("EvaluateFunctionArn", "PipelineEvaluate"),
+                         ("ControlFunctionArn", "PipelineControlFunction")):
+        assert substitutions[name]["Fn::GetAtt"][0].startswith(prefix)
+
+
+FUNCTION_SETTINGS = {
+    "trigger": settings_module.TriggerSettings, "train": settings_module.TrainSettings,
+    "evaluate": settings_module.EvaluateSettings, "control": settings_module.RolloutSettings,
+    "score": settings_module.ScoringSettings, "drift": settings_module.DriftSettings,
+    "bootstrap": settings_module.StorageSettings,
+}
+
+
+def test_every_function_environment_validates_against_its_settings_model(synthesized):
+    functions = {k: v for k, v in synthesized.resources("AWS::Lambda::Function").items()
+                 if "BucketNotificationsHandler" not in k}
+    assert len(functions) == 7
+    seen = set()
+    for logical, function in functions.items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        service = variables[Env.SERVICE_NAME]
+        source = re.sub(r"^mlops-", "", service).split("-")[0]
+        model = FUNCTION_SETTINGS[source]
+        concrete = {k: (v if isinstance(v, str) else _placeholder(k)) for k, v in variables.items()}
+        load_settings(model, concrete)  # raises ConfigurationError naming the variable on any gap
+        seen.add(source)
+        assert function["Properties"]["Runtime"] == "python3.12"
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
+        assert function["Properties"]["LoggingConfig"]["LogFormat"] == "JSON"
+        assert function["Properties"]["Architectures"] == ["x86_64"]
+    assert seen == set(FUNCTION_SETTINGS)
+
+
+def _placeholder(name):
+    return {Env.ARTIFACT_BUCKET: "bucket-name", Env.REGISTRY_TABLE: "table-name",
+            Env.STATE_MACHINE_ARN: "arn:aws:states:us-east-1:123456789012:stateMachine:x"}.get(name, "x")
+
+
+def test_scoring_api_routes_are_iam_authorized_validated_and_integrated_with_the_live_alias(synthesized):
+    methods = synthesized.resources("AWS::ApiGateway::Method")
+    by_route = {}
+    for method in methods.values():
+        props = method["Properties"]
+        assert props["AuthorizationType"] == "AWS_IAM"
+        uri = json.dumps(props["Integration"]["Uri"])
+        assert "FamilyCreditRiskScoringFunction" in uri and ":live/invocations" in uri
+        by_route[props["HttpMethod"]] = props
+    assert set(by_route) == {"GET", "POST"}
+    assert "RequestValidatorId" in by_route["POST"] and "RequestModels" in by_route["POST"]
+    stage = _one(synthesized, "AWS::ApiGateway::Stage")["Properties"]
+    assert stage["TracingEnabled"] is True and "AccessLogSetting" in stage
+    settings = stage["MethodSettings"][0]
+    assert settings["ThrottlingRateLimit"] == 100 and settings["ThrottlingBurstLimit"] == 200
+    assert settings["DataTraceEnabled"] is False
+
+
+def test_predict_request_model_bounds_the_record_count(synthesized):
+    model = _one(synthesized, "AWS::ApiGateway::Model")["Properties"]["Schema"]
+    assert model["required"] == ["instances"] and model["properties"]["instances"]["maxItems"] == 1000
+
+
+def test_gateway_errors_are_json_with_request_id(synthesized):
+    responses = synthesized.resources("AWS::ApiGateway::GatewayResponse").values()
+    types = {r["Properties"]["ResponseType"] for r in responses}
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "BAD_REQUEST_BODY"} <= types
+    for response in responses:
+        assert "$context.requestId" in response["Properties"]["ResponseTemplates"]["application/json"]
+
+
+def test_s3_notification_sends_datasets_prefix_to_the_trigger(synthesized):
+    notification = _one(synthesized, "Custom::S3BucketNotifications")["Properties"]["NotificationConfiguration"]
+    config = notification["LambdaFunctionConfigurations"][0]
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+    assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "datasets/"}]
+    assert "TriggersTrigger" in json.dumps(config["LambdaFunctionArn"])
+
+
+def test_drift_schedule_alarms_topic_and_dashboard(synthesized):
+    rules = synthesized.resources("AWS::Events::Rule")
+    assert [r["Properties"]["ScheduleExpression"] for r in rules.values()] == ["rate(1 hour)"]
+    target = next(iter(rules.values()))["Properties"]["Targets"][0]
+    assert json.loads(target["Input"])["detail"] == {"families": ["credit-risk"]}
+    topic = _one(synthesized, "AWS::SNS::Topic")["Properties"]
+    assert "KmsMasterKeyId" in topic
+    alarms = synthesized.resources("AWS::CloudWatch::Alarm").values()
+    names = {a["Properties"].get("MetricName") or a["Properties"]["Metrics"][0]["MetricStat"]["Metric"]["MetricName"]
+             for a in alarms}
+    assert {"Errors", "Duration", "ArtifactIntegrityFailures", "DriftedFeatures", "ExecutionsFailed"} <= names
+    assert all(a["Properties"]["AlarmActions"] for a in alarms)
+    dashboard = json.dumps(_one(synthesized, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+    for metric in ("Invocations", "Duration", "Errors", "CanaryWeight", "DriftedFeatures"):
+        assert metric in dashboard
+
+
+def test_log_groups_are_encrypted_with_retention(synthesized):
+    groups = synthesized.resources("AWS::Logs::LogGroup").values()
+    assert len(groups) >= 9
+    for group in groups:
+        assert group["Properties"]["RetentionInDays"] == 90 and "KmsKeyId" in group["Properties"]
+
+
+def test_outputs_name_what_operators_need(synthesized):
+    outputs = synthesized.template["Outputs"]
+    for name in ("ArtifactBucket", "RegistryTable", "ScoringApiUrl", "PipelineStateMachine", "AlertsTopic",
+                 "Dashboard", "ScoringFunctionCreditRisk"):
+        assert name in outputs
+
+
+def test_no_physical_names_on_storage_functions_roles_topics(synthesized):
+    named = []
+    for logical, resource in synthesized.template["Resources"].items():
+        props = resource.get("Properties", {})
+        for key in ("BucketName", "TableName", "FunctionName", "RoleName", "TopicName", "LogGroupName"):
+            if key in props and not resource["Type"].startswith(("Custom::", "AWS::Lambda::Permission")):
+                named.append((logical, key))
+    assert named == []
