@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint serve clean
+CDK := node_modules/.bin/cdk
+CDK_STAMP := node_modules/.installed
+
+.PHONY: setup demo test lint serve synth deploy diff clean
 
 setup: $(STAMP)
 
@@ -28,5 +31,19 @@ lint: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/mlops local serve
 
+$(CDK_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(CDK_STAMP)
+
+# Offline, no Docker: layers are built with pip's platform options and cached under .build/.
+synth: $(STAMP) $(CDK_STAMP)
+	$(CDK) synth --quiet --no-notices
+
+diff: $(STAMP) $(CDK_STAMP)
+	$(CDK) diff --no-notices
+
+deploy: $(STAMP) $(CDK_STAMP)
+	$(CDK) deploy --no-notices --require-approval broadening
+
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache
+	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache node_modules .build

@@ -27,7 +27,7 @@ from constructs import Construct
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".build" / "layers"
 LAMBDA_PYTHON = "3.12"
-BUILDER_VERSION = "3"  # bump to invalidate caches when the build recipe changes
+BUILDER_VERSION = "4"  # bump to invalidate caches when the build recipe changes
 PRUNE_DIRS = ("tests", "test", "__pycache__")
 ASSET_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
 
@@ -85,8 +85,10 @@ def build_layer(requirements: Path, architecture: str) -> Path:
                 shutil.rmtree(path, ignore_errors=True)
     python = find_lambda_python()
     if python:
+        # Reproducible bytecode: paths as Lambda mounts layers (/opt/python), fixed hash seed, content hashes.
         subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-                        str(site)], check=True, capture_output=True)
+                        "-s", str(site), "-p", "/opt/python", str(site)],
+                       check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     (staging / ".complete").write_text("ok\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
