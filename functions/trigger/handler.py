@@ -1,4 +1,5 @@
-"""S3 upload under datasets/<model-name>/ -> one pipeline execution per object version."""
+"""S3 upload under datasets/<model-name>/ -> one pipeline execution per object version; also the operator's
+entry point to roll out new scoring code ({"rollout_code": "<family>"})."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from mlops.registry import ModelRegistry
 from mlops.settings import TriggerSettings, load_settings
-from mlops.trigger import handle_s3_event
+from mlops.trigger import handle_event
 
 _settings: TriggerSettings | None = None
 
@@ -14,5 +15,4 @@ _settings: TriggerSettings | None = None
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _settings
     _settings = _settings or load_settings(TriggerSettings)
-    outcomes = handle_s3_event(event, ModelRegistry(_settings.registry_table), _settings.state_machine_arn)
-    return {"outcomes": outcomes}
+    return handle_event(event, ModelRegistry(_settings.registry_table), _settings.state_machine_arn)

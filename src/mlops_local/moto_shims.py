@@ -204,13 +204,13 @@ class LocalLambdaRuntime:
             aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{fn.function_name}",
             log_stream_name="local", get_remaining_time_in_millis=lambda: int(fn.timeout) * 1000,
         )
-        function_env = {**(fn.environment_vars or {}), "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+        from mlops.settings import function_environment
+
+        function_env = {**os.environ, **(fn.environment_vars or {}), "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
                         "AWS_LAMBDA_FUNCTION_VERSION": version}
-        with self.lock:
-            # Only the function's own keys are set and restored: other threads (boto3 in moto's Step Functions
-            # interpreter, capture writers) read os.environ concurrently and must never see it emptied.
-            previous = {key: os.environ.get(key) for key in function_env}
-            os.environ.update(function_env)
+        # os.environ is never mutated (moto's interpreter threads and capture writers read it concurrently): the
+        # function's environment is a per-thread overlay that the settings loader reads.
+        with self.lock, function_environment(function_env):
             started = time.perf_counter()
             errored = False
             try:
@@ -220,13 +220,7 @@ class LocalLambdaRuntime:
                 errored = True
                 body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
                                    "stackTrace": traceback.format_exception(exc)[-5:]})
-            finally:
-                duration_ms = (time.perf_counter() - started) * 1000
-                for key, value in previous.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
+            duration_ms = (time.perf_counter() - started) * 1000
             self.invocations += 1
         self._publish_metrics(fn, version, alias, errored, duration_ms)
         return body, errored, ""

@@ -160,7 +160,7 @@ class LocalPlatform:
 
     def add_family(self, family: Any) -> None:
         """Scoring function per family, bootstrap version (no model) behind the `live` alias, registry entry."""
-        from mlops import aws
+        from mlops.bootstrap import ensure_alias
         from mlops.settings import Env
 
         role = self._role
@@ -170,10 +170,10 @@ class LocalPlatform:
                Env.CAPTURE_FLUSH_RECORDS: str(self.capture_flush_records),
                Env.NEVER_CAPTURE: ",".join(family.never_capture)}
         self._create_function(fn, "score", role, env)
-        bootstrap = aws.client("lambda").publish_version(FunctionName=fn, Description="bootstrap: no model")
-        aws.client("lambda").create_alias(FunctionName=fn, Name="live", FunctionVersion=bootstrap["Version"])
         self.scoring_functions[family.name] = fn
+        # Exactly what the deploy-time custom resource does (functions/bootstrap).
         self.registry.put_family(family, scoring_function=fn)
+        ensure_alias(fn)
 
     def _create_function(self, name: str, source: str, role: str, env: dict[str, str]) -> str:
         from mlops import aws

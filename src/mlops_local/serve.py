@@ -8,6 +8,7 @@ s3://<bucket>/datasets/<family>/ runs the real pipeline.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import signal
 import sys
@@ -107,7 +108,9 @@ def start(port: int = 8080, seed_model: bool = True) -> tuple[LocalPlatform, Thr
 
 
 def main(port: int = 8080, as_json: bool = False) -> int:
-    platform, httpd = start(port)
+    # Everything the platform logs goes to stderr, so stdout carries only the endpoints (first line with --json).
+    with contextlib.redirect_stdout(sys.stderr):
+        platform, httpd = start(port)
     info = {"api_url": f"http://127.0.0.1:{httpd.server_address[1]}", "aws_endpoint_url": platform.endpoint_url,
             "bucket": platform.bucket, "registry_table": platform.table,
             "state_machine_arn": platform.state_machine_arn, "families": sorted(platform.scoring_functions)}

@@ -16,7 +16,7 @@ BUCKET = "mlops-test-artifacts"
 TABLE = "mlops-test-registry"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _moto() -> Iterator[object]:
     mock = mock_aws(config={"core": {"reset_boto3_session": False}})
     mock.start()

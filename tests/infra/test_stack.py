@@ -87,7 +87,7 @@ def test_every_function_environment_validates_against_its_settings_model(synthes
                  if "BucketNotificationsHandler" not in k}
     assert len(functions) == 7
     seen = set()
-    for logical, function in functions.items():
+    for function in functions.values():
         variables = function["Properties"]["Environment"]["Variables"]
         service = variables[Env.SERVICE_NAME]
         source = re.sub(r"^mlops-", "", service).split("-")[0]

@@ -73,7 +73,7 @@ def test_confirmed_drift_starts_a_retrain_on_the_newest_good_data_set(platform, 
     generator.start()
     described = platform.wait_for(retrain["execution_arn"], 120)
     generator.stop()
-    assert described["status"] == "SUCCEEDED"
+    assert described["status"] == "SUCCEEDED", platform.registry.get_run(family.name, described["name"])
     execution_input = json.loads(described["input"])
     assert execution_input["trigger"] == {"source": "drift"}
 

@@ -150,9 +150,10 @@ def test_second_upload_waits_for_the_running_rollout_and_none_is_lost(platform, 
     assert len(started) == 2
     results = [platform.wait_for(e["executionArn"], 180) for e in started]
     generator.stop()
-    assert all(r["status"] == "SUCCEEDED" for r in results), results
+    assert all(r["status"] == "SUCCEEDED" for r in results), [
+        platform.registry.get_run(family.name, r["name"]) for r in results]
     waited = [e for e in started if "WaitForRolloutLock" in _states(e["executionArn"])]
-    assert len(waited) == 1
+    assert len(waited) == 1, [(e["name"], _states(e["executionArn"])) for e in started]
     first_done = min(r["stopDate"] for r in results)
     events = aws.client("stepfunctions").get_execution_history(executionArn=waited[0]["executionArn"])["events"]
     train_started = next(e["timestamp"] for e in events
@@ -176,3 +177,35 @@ def test_rollout_is_refused_and_recorded_when_the_family_stays_busy(platform, ne
     assert len(refused) == 1
     run = platform.registry.get_run(family.name, refused[0])
     assert run["outcome"] == "refused" and "lock" in run["detail"]["reason"]
+
+
+def test_scoring_code_change_is_rolled_out_as_a_canary_of_the_same_model(platform, new_family, traffic):
+    family = new_family()
+    live_model(platform, family)
+    v1 = platform.registry.get_version(family.name, 1)
+    fn = platform.scoring_functions[family.name]
+    lam = aws.client("lambda")
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("handler.py", "# new scoring code\n")
+    lam.update_function_code(FunctionName=fn, ZipFile=buffer.getvalue())  # what a `cdk deploy` does to $LATEST
+    assert _alias(platform, family)["version"] == v1.function_version, "a deploy alone changes no traffic"
+    new_code = lam.get_function_configuration(FunctionName=fn)["CodeSha256"]
+
+    generator = traffic(family).start()
+    response = lam.invoke(FunctionName=platform.function_names["trigger"],
+                          Payload=json.dumps({"rollout_code": family.name}).encode())
+    outcome = json.loads(response["Payload"].read())["outcomes"][0]
+    assert outcome["started"] is True
+    described = platform.wait_for(outcome["execution_arn"], 120)
+    generator.stop()
+    assert json.loads(described["output"])["outcome"] == "promoted"
+    assert "CanaryStart" in _states(described["executionArn"])
+    v2 = platform.registry.get_version(family.name, 2)
+    assert v2.artifact_sha256 == v1.artifact_sha256, "same data version and seed: the same model"
+    alias = _alias(platform, family)
+    assert alias["version"] == v2.function_version != v1.function_version
+    assert lam.get_function_configuration(FunctionName=fn, Qualifier=alias["version"])["CodeSha256"] == new_code

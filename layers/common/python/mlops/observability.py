@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -13,15 +12,18 @@ from . import aws
 
 def logger() -> Any:
     """The powertools JSON logger for this function's service (POWERTOOLS_SERVICE_NAME)."""
-    return _logger(os.environ.get("POWERTOOLS_SERVICE_NAME", "mlops"))
+    from .settings import Env, environ
+
+    env = environ()
+    return _logger(env.get(Env.SERVICE_NAME, "mlops"), env.get("POWERTOOLS_LOG_LEVEL", "INFO"))
 
 
 @lru_cache(maxsize=16)
-def _logger(service: str) -> Any:
+def _logger(service: str, level: str) -> Any:
     try:
         from aws_lambda_powertools import Logger
 
-        return Logger(service=service, utc=True)
+        return Logger(service=service, level=level, utc=True)
     except ImportError:  # pragma: no cover - powertools ships in every layer
         return logging.getLogger(service)
 

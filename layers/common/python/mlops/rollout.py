@@ -64,10 +64,10 @@ class LambdaAliasRouter:
         """Publish a function version whose configuration names the model; reuse one already published for
         the same model (a retried step publishes nothing new)."""
         client = aws.client("lambda")
-        existing = self._find_bound(function, model_version, sha256)
+        config = client.get_function_configuration(FunctionName=function)
+        existing = self._find_bound(function, model_version, sha256, config.get("CodeSha256", ""))
         if existing:
             return existing
-        config = client.get_function_configuration(FunctionName=function)
         variables = dict((config.get("Environment") or {}).get("Variables") or {})
         variables.update({Env.MODEL_VERSION: str(model_version), Env.MODEL_SHA256: sha256})
         # RevisionId makes both calls fail if anyone else changed the function in between.
@@ -95,7 +95,8 @@ class LambdaAliasRouter:
                 return
             raise _transient_or(exc) from exc
 
-    def _find_bound(self, function: str, model_version: int, sha256: str) -> str | None:
+    def _find_bound(self, function: str, model_version: int, sha256: str, code_sha256: str) -> str | None:
+        """A version already published with this model on the current code (a retried step)."""
         paginator = aws.client("lambda").get_paginator("list_versions_by_function")
         for page in paginator.paginate(FunctionName=function):
             for v in page.get("Versions", []):
@@ -103,7 +104,7 @@ class LambdaAliasRouter:
                     continue
                 variables = (v.get("Environment") or {}).get("Variables") or {}
                 if variables.get(Env.MODEL_VERSION) == str(model_version) and \
-                        variables.get(Env.MODEL_SHA256) == sha256:
+                        variables.get(Env.MODEL_SHA256) == sha256 and v.get("CodeSha256") == code_sha256:
                     return str(v["Version"])
         return None
 
@@ -230,6 +231,7 @@ def canary_start(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
     ctx.registry.transition(family, version, CANARY, f"pipeline:{run_id}", f"canary at {weight}%")
     ctx.router.route(record.scoring_function, alias.primary, fv, weight / 100)
     ctx.registry.set_canary_weight(family, version, weight)
+    ctx.publisher.put("CanaryWeight", weight, {"Family": family}, unit="Percent")
     return {"version": version, "function_version": fv, "primary_function_version": alias.primary,
             "live_version": live.version, "step": 0, "weight": weight, "window_start": time.time()}
 
@@ -308,6 +310,7 @@ def canary_step(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict
     ctx.router.route(record.scoring_function, canary["primary_function_version"], canary["function_version"],
                      weight / 100)
     ctx.registry.set_canary_weight(family, int(canary["version"]), weight)
+    ctx.publisher.put("CanaryWeight", weight, {"Family": family}, unit="Percent")
     canary.update({"step": step, "weight": weight, "window_start": time.time()})
     return canary
 
@@ -317,6 +320,7 @@ def promote(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str
     family = state["family"]
     record = ctx.registry.get_family(family)
     ctx.router.route(record.scoring_function, canary["function_version"])
+    ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
     ctx.registry.transition(family, int(canary["version"]), LIVE, f"pipeline:{run_id}",
                             f"canary healthy at every step {list(record.family.canary.steps)}")
     return {"live_version": int(canary["version"]), "function_version": canary["function_version"]}
@@ -329,6 +333,7 @@ def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[st
     record = ctx.registry.get_family(family)
     reasons = (state.get("check") or {}).get("reasons") or ["canary check failed"]
     ctx.router.route(record.scoring_function, canary["primary_function_version"])
+    ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
     ctx.registry.transition(family, int(canary["version"]), ROLLED_BACK, f"pipeline:{run_id}",
                             "canary: " + "; ".join(reasons))
     ctx.pipeline.registry.update_lineage(family, int(canary["version"]), {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TypeVar
 
 import pydantic
@@ -81,11 +83,28 @@ class ScoringSettings(StorageSettings):
 
 
 S = TypeVar("S", bound=_Settings)
+_overlay = threading.local()
 
 
-def load_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S:
+def environ() -> Mapping[str, str]:
+    """The function's environment: os.environ in Lambda; a per-thread mapping when the local runtime runs
+    several functions in one process (it never mutates os.environ, which other threads read concurrently)."""
+    return getattr(_overlay, "env", None) or os.environ
+
+
+@contextmanager
+def function_environment(env: Mapping[str, str]) -> Iterator[None]:
+    previous = getattr(_overlay, "env", None)
+    _overlay.env = env
+    try:
+        yield
+    finally:
+        _overlay.env = previous
+
+
+def load_settings(model: type[S], environ_: Mapping[str, str] | None = None) -> S:
     """Validate the environment against `model`; the error names every missing or invalid variable."""
-    env = os.environ if environ is None else environ
+    env = environ() if environ_ is None else environ_
     try:
         return model.model_validate({k: v for k, v in env.items()})
     except pydantic.ValidationError as exc:

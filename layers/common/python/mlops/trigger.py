@@ -64,6 +64,7 @@ def pipeline_input(record: FamilyRecord, dataset: dict[str, Any], source: str) -
     return {
         "family": record.family.name,
         "dataset": dataset,
+        "seed": record.family.seed,
         "trigger": {"source": source},
         "timing": {
             "bake_seconds": canary.bake_seconds,
@@ -83,6 +84,29 @@ def start_pipeline(state_machine_arn: str, name: str, payload: dict[str, Any]) -
             return {"started": False, "execution": name, "reason": "duplicate event: execution already exists"}
         raise
     return {"started": True, "execution": name, "execution_arn": response["executionArn"]}
+
+
+def start_code_rollout(family_name: str, registry: ModelRegistry, state_machine_arn: str) -> dict[str, Any]:
+    """Roll out a new scoring-function code version: retrain the live model on its exact data set version
+    (deterministic: the same artifact) so the new code is published, gated and canaried like any model."""
+    record = registry.get_family(family_name)
+    if not record.live_version:
+        raise UnknownFamilyError(f"{family_name} has no live model; its first model will use the new code")
+    live = registry.get_version(family_name, record.live_version)
+    source = live.lineage["dataset"]
+    dataset = {k: source.get(k) for k in ("bucket", "key", "version_id", "etag")}
+    code = aws.client("lambda").get_function_configuration(FunctionName=record.scoring_function)["CodeSha256"]
+    digest = hashlib.sha256(f"{code}\n{live.version}".encode()).hexdigest()[:24]
+    payload = pipeline_input(record, dataset, "code")
+    payload["seed"] = live.lineage.get("seed", record.family.seed)
+    return {"family": family_name, **start_pipeline(state_machine_arn, f"{family_name[:40]}-code-{digest}", payload)}
+
+
+def handle_event(event: dict[str, Any], registry: ModelRegistry, state_machine_arn: str) -> dict[str, Any]:
+    """S3 notifications, or an operator's `{"rollout_code": "<family>"}` after a scoring-code deploy."""
+    if isinstance(event, dict) and "rollout_code" in event:
+        return {"outcomes": [start_code_rollout(str(event["rollout_code"]), registry, state_machine_arn)]}
+    return {"outcomes": handle_s3_event(event, registry, state_machine_arn)}
 
 
 def handle_s3_event(event: dict[str, Any], registry: ModelRegistry, state_machine_arn: str) -> list[dict[str, Any]]:
