@@ -17,3 +17,13 @@ secure_local_environment()
 from mlops_local.moto_shims import install_all  # noqa: E402
 
 install_all()
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    """Two groups for the two workers (`-n 2 --dist loadgroup`): the local platform's workflow tests share one
+    embedded AWS per process, so they must not interleave with tests that reset moto."""
+    import pytest
+
+    for item in items:
+        group = "workflow" if "/tests/workflow/" in str(item.fspath) else "main"
+        item.add_marker(pytest.mark.xdist_group(group))

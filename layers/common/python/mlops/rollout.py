@@ -22,7 +22,7 @@ from .errors import IllegalTransitionError, PlatformError, TransientError
 from .observability import MetricsPublisher, logger
 from .pipeline import PipelineContext, register_step
 from .profile import PREDICTION_EDGES
-from .registry import CANARY, LIVE, ROLLED_BACK, ModelRegistry
+from .registry import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
 from .settings import Env
 from .stats import bin_counts, psi
 
@@ -316,26 +316,28 @@ def canary_step(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict
 
 
 def promote(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The registry transition decides (one conditional transaction, so a concurrent rollback cannot also win);
+    the alias then follows the registry."""
     canary = state["canary"]
     family = state["family"]
     record = ctx.registry.get_family(family)
-    ctx.router.route(record.scoring_function, canary["function_version"])
-    ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
     ctx.registry.transition(family, int(canary["version"]), LIVE, f"pipeline:{run_id}",
                             f"canary healthy at every step {list(record.family.canary.steps)}")
+    reconcile_alias(ctx, family)
+    ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
     return {"live_version": int(canary["version"]), "function_version": canary["function_version"]}
 
 
 def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Traffic back to the previous version only, then the registry records why."""
+    """Registry first (the canary becomes rolled_back with the reasons), then the alias back to the live
+    version only. A rollback that loses a race with a promotion raises and moves nothing."""
     canary = state["canary"]
     family = state["family"]
-    record = ctx.registry.get_family(family)
     reasons = (state.get("check") or {}).get("reasons") or ["canary check failed"]
-    ctx.router.route(record.scoring_function, canary["primary_function_version"])
-    ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
     ctx.registry.transition(family, int(canary["version"]), ROLLED_BACK, f"pipeline:{run_id}",
                             "canary: " + "; ".join(reasons))
+    reconcile_alias(ctx, family)
+    ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
     ctx.pipeline.registry.update_lineage(family, int(canary["version"]), {
         "canary_result": {"decision": "rollback", "reasons": reasons, "figures": (state.get("check") or {})
                           .get("figures")}})
@@ -370,6 +372,11 @@ def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> d
             if record.canary_version:
                 ctx.registry.transition(family, record.canary_version, ROLLED_BACK, f"pipeline:{run_id}", reason)
                 actions.append(f"v{record.canary_version} rolled_back")
+            registered = (state.get("registration") or {}).get("version")
+            if registered and ctx.registry.get_version(family, int(registered)).status == CANDIDATE:
+                # Never leave a half-done candidate behind: it did not finish its checks, so it is rejected.
+                ctx.registry.transition(family, int(registered), REJECTED, f"pipeline:{run_id}", reason)
+                actions.append(f"v{registered} rejected")
             actions += reconcile_alias(ctx, family)
         except PlatformError as exc:
             actions.append(f"cleanup incomplete: {exc.message}")
