@@ -1,0 +1,54 @@
+"""The canary check rolls back on errors and on latency of the new version, within one bake interval."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mlops import aws, synthetic
+from mlops.scoring_api import ScoringService
+
+from .conftest import live_model, run_upload
+
+
+def _states(execution_arn):
+    events = aws.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
+@pytest.fixture()
+def misbehaving_version(monkeypatch):
+    """Make the scoring function misbehave only when it serves model version 2 (the canary)."""
+    def install(kind: str):
+        original = ScoringService.predict
+
+        def predict(self, event, request_id):
+            if self.settings.model_version == 2:
+                if kind == "errors":
+                    raise RuntimeError("canary bug: unhandled exception in the new version")
+                time.sleep(0.25)
+            return original(self, event, request_id)
+
+        monkeypatch.setattr(ScoringService, "predict", predict)
+
+    return install
+
+
+@pytest.mark.parametrize(("kind", "needle"), [("errors", "error rate"), ("latency", "p99 latency")])
+def test_canary_breach_rolls_back_within_one_bake_interval(platform, new_family, traffic, misbehaving_version,
+                                                            kind, needle):
+    family = new_family(gate={"min_auc_margin": -0.5}, canary={"max_p99_latency_ms": 150, "steps": [50, 100]})
+    live_model(platform, family, rows=1500)
+    misbehaving_version(kind)
+    generator = traffic(family).start()
+    output, described = run_upload(platform, family.name, "v2.csv", synthetic.credit_risk_csv(1500, 8))
+    generator.stop()
+    assert output["outcome"] == "rolled_back", described
+    assert _states(described["executionArn"]).count("CanaryCheck") == 1
+    v2 = platform.registry.get_version(family.name, 2)
+    assert v2.status == "rolled_back" and needle in v2.status_reason
+    record = platform.registry.get_family(family.name)
+    assert record.live_version == 1 and record.canary_version == 0
+    if kind == "errors":
+        assert generator.statuses[502] > 0, "the broken canary really served (and failed) requests"
