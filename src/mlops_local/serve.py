@@ -52,6 +52,12 @@ class ScoringFront(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch("DELETE")
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (PATCH, HEAD, TRACE, QUERY, ...) gets the API's JSON 405, not the stdlib's HTML 501.
+        if name.startswith("do_"):
+            return lambda: self._dispatch(name[3:])
+        raise AttributeError(name)
+
     def _dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
         parts = path.strip("/").split("/")
@@ -90,7 +96,8 @@ class ScoringFront(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
 
 def start(port: int = 8080, seed_model: bool = True) -> tuple[LocalPlatform, ThreadingHTTPServer]:

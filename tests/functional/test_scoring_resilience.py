@@ -11,13 +11,13 @@ import boto3
 import orjson
 import pytest
 from botocore.exceptions import ClientError
-
 from mlops import aws, capture, synthetic
+from mlops.datasets import parse_csv
 from mlops.observability import MetricsPublisher
 from mlops.scoring_api import ScoringService
 from mlops.settings import Env, ScoringSettings
 from mlops.training import train
-from mlops.datasets import parse_csv
+
 from mlops_local.apigw import proxy_event
 
 from .conftest import BUCKET, TABLE

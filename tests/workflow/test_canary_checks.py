@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from mlops import aws, synthetic
 from mlops.scoring_api import ScoringService
 

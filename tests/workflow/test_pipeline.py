@@ -125,6 +125,10 @@ def test_bad_data_sets_fail_fast_with_reason_and_register_nothing(platform, new_
         "missing-target.csv": (header.replace(b",default", b",outcome") + b"\n" + rows, "'default' (target)"),
         "wrong-types.csv": (header + b"\n" + b"\n".join([b"x,1,0.2,3,0,1,4,north,F,0"] * 60), "is not a number"),
         "empty.csv": (b"", "empty"),
+        "header-only.csv": (header + b"\n", "no data rows"),
+        "constant-target.csv": (header + b"\n" + b"\n".join([b"30,1,0.2,3,0,1,4,north,F,1"] * 60), "constant"),
+        "duplicated-header.csv": (header.replace(b"income", b"age") + b"\n" + rows, "repeats columns"),
+        "latin1.csv": (b"\xff\xfe" + good, "not UTF-8"),
     }
     for filename, (data, reason) in cases.items():
         output, described = run_upload(platform, family.name, filename, data)
@@ -135,7 +139,18 @@ def test_bad_data_sets_fail_fast_with_reason_and_register_nothing(platform, new_
         assert run["outcome"] == "failed" and run["detail"]["error"] == "DataSetError"
         assert reason in run["detail"]["message"]
     record = platform.registry.get_family(family.name)
-    assert record.latest_version == 0 and record.rollout_holder is None
+    assert record.latest_version == 0 and record.rollout_holder is None, "no half-registered version"
+
+
+def test_data_set_over_the_size_limit_is_rejected_by_the_trigger_with_a_recorded_reason(platform, new_family):
+    family = new_family(max_dataset_bytes=20_000)
+    before = len(platform.executions())
+    ref = platform.upload_dataset(family.name, "big.csv", synthetic.credit_risk_csv(2000, 5))
+    assert len(platform.executions()) == before, "no execution for an oversize data set"
+    run = platform.registry.get_run(family.name, execution_name(family.name, platform.bucket, ref["key"],
+                                                                ref["version_id"]))
+    assert run["outcome"] == "rejected_dataset" and "over the family's limit of 20000" in run["detail"]["reason"]
+    assert platform.registry.get_family(family.name).latest_version == 0
 
 
 def test_second_upload_waits_for_the_running_rollout_and_none_is_lost(platform, new_family, traffic):

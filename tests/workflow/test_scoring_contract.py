@@ -85,8 +85,9 @@ def _with(**changes):
     (json.dumps({"instances": _with(age=True)}), 400, "a boolean"),
     (json.dumps({"instances": _with(age=None)}), 400, "null"),
     (json.dumps({"instances": _with(region="mars")}), 400, "instances[0].region must be one of"),
-    (json.dumps({"instances": _with(income=1e300)}), 400, "within float32 range"),
-    (json.dumps({"instances": _with(income=10**40)}), 400, "within float32 range"),
+    (json.dumps({"instances": _with(income=1e300)}), 400, "instances[0].income must be a finite number in [0, 1e+09]"),
+    (json.dumps({"instances": _with(income=10**40)}), 400, "in [0, 1e+09]"),
+    (json.dumps({"instances": _with(age=-1)}), 400, "instances[0].age must be a finite number in [0, 130]"),
     (json.dumps({"instances": [RECORD], "extra": 1}), 400, "unknown fields"),
     (None, 400, "empty"),
 ])
@@ -124,3 +125,4 @@ def test_family_without_a_live_model_is_503(platform):
 def test_wrong_method_is_405(platform, served):
     code, payload, headers = _call(platform, served, _event(served, None, "GET"))
     assert code == 405 and headers["Allow"] == "POST"
+

@@ -126,8 +126,12 @@ def _decode_row(row: list[str], index: dict[str, int], family: ModelFamily, line
                 errors.append(f"line {line_no}: {feature.name}={raw!r} is not a number")
                 ok = False
                 continue
+            low, high = feature.bounds()
             if not math.isfinite(number):
                 errors.append(f"line {line_no}: {feature.name}={raw!r} is not finite")
+                ok = False
+            elif not low <= number <= high:
+                errors.append(f"line {line_no}: {feature.name}={raw!r} is outside its domain [{low:g}, {high:g}]")
                 ok = False
             values.append(number)
     raw_target = row[index[family.target]].strip()

@@ -24,6 +24,9 @@ class Feature(_Frozen):
     name: str
     kind: FeatureKind = "numeric"
     categories: tuple[str, ...] = ()
+    # The feature's domain: values outside are rejected at scoring and in data sets (numeric features only).
+    minimum: float | None = None
+    maximum: float | None = None
 
     @field_validator("name")
     @classmethod
@@ -41,7 +44,16 @@ class Feature(_Frozen):
                 raise ValueError(f"categorical feature {self.name!r} has duplicate categories")
         elif self.categories:
             raise ValueError(f"numeric feature {self.name!r} cannot declare categories")
+        if self.kind == "categorical" and (self.minimum is not None or self.maximum is not None):
+            raise ValueError(f"categorical feature {self.name!r} cannot declare minimum/maximum")
+        if self.minimum is not None and self.maximum is not None and self.minimum >= self.maximum:
+            raise ValueError(f"feature {self.name!r}: minimum must be below maximum")
         return self
+
+    def bounds(self) -> tuple[float, float]:
+        """The accepted range: the declared domain, else anything a 32-bit float can hold."""
+        limit = 3.4028234663852886e38
+        return (-limit if self.minimum is None else self.minimum, limit if self.maximum is None else self.maximum)
 
 
 class GatePolicy(_Frozen):

@@ -12,7 +12,6 @@ from .errors import ValidationError
 from .schemas import Feature
 
 MAX_RECORDS = 1000
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class ScoringModel:
             i: {c: float(k) for k, c in enumerate(f.categories)}
             for i, f in enumerate(self.features) if f.kind == "categorical"
         }
-        self._numeric = [i for i, f in enumerate(self.features) if f.kind == "numeric"]
+        self._bounds = [f.bounds() for f in self.features]
         self.predict_matrix(np.zeros((1, len(self.features)), dtype=np.float32))  # warm-up run
 
     def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +66,7 @@ class ScoringModel:
         names = self.feature_names
         name_set = self._name_set
         categorical = self._categorical
+        bounds = self._bounds
         X = np.empty((n, len(names)), dtype=np.float32)
         for r, record in enumerate(instances):
             if type(record) is not dict:
@@ -82,10 +82,11 @@ class ScoringModel:
                     if kind is not float and kind is not int:
                         raise ValidationError(
                             f"instances[{r}].{name} must be a number, got {_json_type(value)}")
-                    # One comparison rejects NaN, infinities and values float32 cannot hold.
-                    if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                    # One comparison rejects NaN, infinities and anything outside the feature's domain.
+                    low, high = bounds[j]
+                    if not low <= value <= high:
                         raise ValidationError(
-                            f"instances[{r}].{name} must be a finite number within float32 range, got {value!r:.40}")
+                            f"instances[{r}].{name} must be a finite number in [{low:g}, {high:g}], got {value!r:.40}")
                     values.append(value)
                 else:
                     code = mapping.get(value) if type(value) is str else None

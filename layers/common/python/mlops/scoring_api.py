@@ -11,6 +11,7 @@ import base64
 import binascii
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .artifacts import ArtifactStore
@@ -111,6 +112,11 @@ class ScoringService:
         model = self.load()
         X = model.matrix(instances)
         labels, proba = model.predict_matrix(X)
+        if not np.isfinite(proba).all():
+            bad = sorted({int(i) for i in np.argwhere(~np.isfinite(proba))[:, 0]})[:10]
+            raise ValidationError(
+                f"instances {bad}: the model cannot score these values (numeric overflow); check their units and "
+                "magnitudes", instances=bad)
         label_list = labels.tolist()
         proba_list = proba.tolist()
         if self.capture is not None:

@@ -12,13 +12,13 @@ REGIONS = ("north", "south", "east", "west", "central")
 REGION_RISK = {"north": -0.2, "south": 0.25, "east": 0.0, "west": -0.1, "central": 0.1}
 
 CREDIT_FEATURES = (
-    Feature(name="age", kind="numeric"),
-    Feature(name="income", kind="numeric"),
-    Feature(name="debt_ratio", kind="numeric"),
-    Feature(name="credit_history_years", kind="numeric"),
-    Feature(name="late_payments", kind="numeric"),
-    Feature(name="employment_years", kind="numeric"),
-    Feature(name="open_credit_lines", kind="numeric"),
+    Feature(name="age", kind="numeric", minimum=0, maximum=130),
+    Feature(name="income", kind="numeric", minimum=0, maximum=1e9),
+    Feature(name="debt_ratio", kind="numeric", minimum=0, maximum=100),
+    Feature(name="credit_history_years", kind="numeric", minimum=0, maximum=120),
+    Feature(name="late_payments", kind="numeric", minimum=0, maximum=1000),
+    Feature(name="employment_years", kind="numeric", minimum=0, maximum=120),
+    Feature(name="open_credit_lines", kind="numeric", minimum=0, maximum=1000),
     Feature(name="region", kind="categorical", categories=REGIONS),
 )
 
