@@ -71,3 +71,19 @@ def traffic(platform: LocalPlatform) -> Iterator[Callable[[Any], TrafficGenerato
     yield create
     for generator in generators:
         generator.stop()
+
+
+def alias_state(platform: LocalPlatform, family: Any) -> tuple[str, dict[str, float]]:
+    """(primary version, additional weights) of the family's `live` alias."""
+    from mlops import aws
+
+    alias = aws.client("lambda").get_alias(FunctionName=platform.scoring_functions[family.name], Name="live")
+    return alias["FunctionVersion"], (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+
+
+def entered_states(execution_arn: str) -> list[str]:
+    """Names of the states an execution entered, in order, from its history."""
+    from mlops import aws
+
+    events = aws.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]

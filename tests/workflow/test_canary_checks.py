@@ -5,15 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from mlops import aws, synthetic
+from mlops import synthetic
 from mlops.scoring_api import ScoringService
 
-from .conftest import live_model, run_upload
-
-
-def _states(execution_arn):
-    events = aws.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
-    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+from .conftest import entered_states, live_model, run_upload
 
 
 @pytest.fixture()
@@ -44,7 +39,7 @@ def test_canary_breach_rolls_back_within_one_bake_interval(platform, new_family,
     output, described = run_upload(platform, family.name, "v2.csv", synthetic.credit_risk_csv(1500, 8))
     generator.stop()
     assert output["outcome"] == "rolled_back", described
-    assert _states(described["executionArn"]).count("CanaryCheck") == 1
+    assert entered_states(described["executionArn"]).count("CanaryCheck") == 1
     v2 = platform.registry.get_version(family.name, 2)
     assert v2.status == "rolled_back" and needle in v2.status_reason
     record = platform.registry.get_family(family.name)

@@ -10,12 +10,7 @@ from mlops.errors import PlatformError
 from mlops.rollout import create_rollout_context, promote, rollback
 from mlops.settings import Env, RolloutSettings
 
-from .conftest import live_model
-
-
-def _alias(platform, family):
-    alias = aws.client("lambda").get_alias(FunctionName=platform.scoring_functions[family.name], Name="live")
-    return alias["FunctionVersion"], (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+from .conftest import alias_state, live_model
 
 
 @pytest.mark.parametrize("attempt", range(2))
@@ -63,5 +58,5 @@ def test_concurrent_promote_and_rollback_leave_registry_and_alias_consistent(pla
     candidate = platform.registry.get_version(family.name, state["registration"]["version"])
     live = platform.registry.get_version(family.name, record.live_version)
     assert record.canary_version == 0
-    assert _alias(platform, family) == (live.function_version, {}), "the alias serves exactly the registry's live"
+    assert alias_state(platform, family) == (live.function_version, {}), "the alias serves exactly the registry's live"
     assert candidate.status == ("live" if outcomes["promote"] == "won" else "rolled_back")

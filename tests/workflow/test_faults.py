@@ -8,7 +8,7 @@ import pytest
 from mlops import aws, pipeline, rollout, synthetic, training
 from mlops.errors import TransientError
 
-from .conftest import live_model, run_upload
+from .conftest import alias_state, live_model, run_upload
 
 CONTROL_STATES = {"AcquireRolloutLock": "acquire_lock", "Register": "register", "CanaryStart": "canary_start",
                   "CanaryCheck": "canary_check", "CanaryStepUp": "canary_step", "Promote": "promote",
@@ -45,9 +45,6 @@ def inject(monkeypatch):
     return install
 
 
-def _alias(platform, family):
-    alias = aws.client("lambda").get_alias(FunctionName=platform.scoring_functions[family.name], Name="live")
-    return alias["FunctionVersion"], (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
 
 
 def assert_healthy_and_consistent(platform, family, described):
@@ -57,7 +54,7 @@ def assert_healthy_and_consistent(platform, family, described):
     assert not {"candidate", "canary"} & set(statuses.values()), statuses
     if record.live_version:
         live = platform.registry.get_version(family.name, record.live_version)
-        assert _alias(platform, family) == (live.function_version, {}), "alias must serve the registry's live"
+        assert alias_state(platform, family) == (live.function_version, {}), "alias must serve the registry's live"
     run = platform.registry.get_run(family.name, described["name"])
     assert run["outcome"] == "failed" and run["detail"]["message"]
 
@@ -81,13 +78,13 @@ def test_permanent_failure_at_each_state_leaves_traffic_healthy(platform, new_fa
 def test_permanent_failure_in_rollback_still_restores_the_live_version(platform, new_family, traffic, inject):
     family = new_family(canary={"steps": [50, 100]})
     live_model(platform, family, rows=1500)
-    before = _alias(platform, family)
+    before = alias_state(platform, family)
     inject("Rollback", RuntimeError("injected permanent failure in Rollback"))
     generator = traffic(family).start()
     _, described = run_upload(platform, family.name, "flip.csv", synthetic.credit_risk_csv(4000, 9, flip_labels=True))
     generator.stop()
     assert described["status"] == "FAILED"
-    assert _alias(platform, family) == before
+    assert alias_state(platform, family) == before
     assert_healthy_and_consistent(platform, family, described)
 
 

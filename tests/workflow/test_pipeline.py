@@ -7,18 +7,7 @@ import json
 from mlops import aws, synthetic
 from mlops.trigger import execution_name
 
-from .conftest import live_model, run_upload
-
-
-def _alias(platform, family) -> dict:
-    alias = aws.client("lambda").get_alias(FunctionName=platform.scoring_functions[family.name], Name="live")
-    return {"version": alias["FunctionVersion"],
-            "weights": (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}}
-
-
-def _states(execution_arn: str) -> list[str]:
-    events = aws.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
-    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+from .conftest import alias_state, entered_states, live_model, run_upload
 
 
 def test_first_model_goes_live_on_absolute_gate_and_lineage_answers_the_audit_question(platform, new_family):
@@ -35,8 +24,8 @@ def test_first_model_goes_live_on_absolute_gate_and_lineage_answers_the_audit_qu
     assert lineage["gate"]["passed"] and lineage["gate"]["compared_with_live_version"] is None
     assert {"demographic_parity_difference", "equal_opportunity_difference"} <= set(lineage["fairness"])
     assert lineage["parity"]["max_abs_diff"] <= 1e-5
-    assert _alias(platform, family) == {"version": v1.function_version, "weights": {}}
-    assert "CanaryStart" not in _states(described["executionArn"])
+    assert alias_state(platform, family) == (v1.function_version, {})
+    assert "CanaryStart" not in entered_states(described["executionArn"])
 
 
 def test_better_model_is_canaried_step_by_step_then_promoted(platform, new_family, traffic):
@@ -46,13 +35,13 @@ def test_better_model_is_canaried_step_by_step_then_promoted(platform, new_famil
     output, described = run_upload(platform, family.name, "v2.csv", synthetic.credit_risk_csv(12000, 12))
     generator.stop()
     assert output["outcome"] == "promoted", described
-    states = _states(described["executionArn"])
+    states = entered_states(described["executionArn"])
     assert states.count("CanaryCheck") >= 2 and states.count("CanaryStepUp") == 1 and "Promote" in states
     record = platform.registry.get_family(family.name)
     assert (record.live_version, record.canary_version, record.canary_weight) == (2, 0, 0)
     assert platform.registry.get_version(family.name, 1).status == "retired"
     v2 = platform.registry.get_version(family.name, 2)
-    assert _alias(platform, family) == {"version": v2.function_version, "weights": {}}
+    assert alias_state(platform, family) == (v2.function_version, {})
     history = [(e.version, e.to_status) for e in platform.registry.history(family.name).items]
     assert (2, "canary") in history and (1, "retired") in history and (2, "live") in history
 
@@ -60,20 +49,20 @@ def test_better_model_is_canaried_step_by_step_then_promoted(platform, new_famil
 def test_degraded_candidate_is_rejected_at_the_gate_and_never_gets_traffic(platform, new_family):
     family = new_family()
     live_model(platform, family)
-    before = _alias(platform, family)
+    before = alias_state(platform, family)
     output, described = run_upload(platform, family.name, "noise.csv",
                                    synthetic.credit_risk_csv(4000, 13, label_noise=0.9))
     assert output["outcome"] == "rejected"
     v2 = platform.registry.get_version(family.name, 2)
     assert v2.status == "rejected" and "AUC" in v2.status_reason and not v2.function_version
-    assert _alias(platform, family) == before
-    assert "CanaryStart" not in _states(described["executionArn"])
+    assert alias_state(platform, family) == before
+    assert "CanaryStart" not in entered_states(described["executionArn"])
 
 
 def test_canary_that_misbehaves_on_live_traffic_is_rolled_back_automatically(platform, new_family, traffic):
     family = new_family()
     live_model(platform, family)
-    before = _alias(platform, family)
+    before = alias_state(platform, family)
     generator = traffic(family).start()
     output, described = run_upload(platform, family.name, "flipped.csv",
                                    synthetic.credit_risk_csv(6000, 14, flip_labels=True))
@@ -82,9 +71,9 @@ def test_canary_that_misbehaves_on_live_traffic_is_rolled_back_automatically(pla
     v2 = platform.registry.get_version(family.name, 2)
     assert v2.lineage["gate"]["passed"] and v2.status == "rolled_back"
     assert "diverge" in v2.status_reason
-    assert _alias(platform, family) == before
+    assert alias_state(platform, family) == before
     assert platform.registry.get_family(family.name).live_version == 1
-    states = _states(described["executionArn"])
+    states = entered_states(described["executionArn"])
     assert states.count("CanaryCheck") == 1, "rollback must happen within the first bake interval"
 
 
@@ -133,7 +122,7 @@ def test_bad_data_sets_fail_fast_with_reason_and_register_nothing(platform, new_
     for filename, (data, reason) in cases.items():
         output, described = run_upload(platform, family.name, filename, data)
         assert described["status"] == "FAILED"
-        states = _states(described["executionArn"])
+        states = entered_states(described["executionArn"])
         assert "Evaluate" not in states and "Register" not in states
         run = platform.registry.get_run(family.name, described["name"])
         assert run["outcome"] == "failed" and run["detail"]["error"] == "DataSetError"
@@ -167,8 +156,8 @@ def test_second_upload_waits_for_the_running_rollout_and_none_is_lost(platform, 
     generator.stop()
     assert all(r["status"] == "SUCCEEDED" for r in results), [
         platform.registry.get_run(family.name, r["name"]) for r in results]
-    waited = [e for e in started if "WaitForRolloutLock" in _states(e["executionArn"])]
-    assert len(waited) == 1, [(e["name"], _states(e["executionArn"])) for e in started]
+    waited = [e for e in started if "WaitForRolloutLock" in entered_states(e["executionArn"])]
+    assert len(waited) == 1, [(e["name"], entered_states(e["executionArn"])) for e in started]
     first_done = min(r["stopDate"] for r in results)
     events = aws.client("stepfunctions").get_execution_history(executionArn=waited[0]["executionArn"])["events"]
     train_started = next(e["timestamp"] for e in events
@@ -207,7 +196,7 @@ def test_scoring_code_change_is_rolled_out_as_a_canary_of_the_same_model(platfor
     with zipfile.ZipFile(buffer, "w") as z:
         z.writestr("handler.py", "# new scoring code\n")
     lam.update_function_code(FunctionName=fn, ZipFile=buffer.getvalue())  # what a `cdk deploy` does to $LATEST
-    assert _alias(platform, family)["version"] == v1.function_version, "a deploy alone changes no traffic"
+    assert alias_state(platform, family)[0] == v1.function_version, "a deploy alone changes no traffic"
     new_code = lam.get_function_configuration(FunctionName=fn)["CodeSha256"]
 
     generator = traffic(family).start()
@@ -218,9 +207,9 @@ def test_scoring_code_change_is_rolled_out_as_a_canary_of_the_same_model(platfor
     described = platform.wait_for(outcome["execution_arn"], 120)
     generator.stop()
     assert json.loads(described["output"])["outcome"] == "promoted"
-    assert "CanaryStart" in _states(described["executionArn"])
+    assert "CanaryStart" in entered_states(described["executionArn"])
     v2 = platform.registry.get_version(family.name, 2)
     assert v2.artifact_sha256 == v1.artifact_sha256, "same data version and seed: the same model"
-    alias = _alias(platform, family)
-    assert alias["version"] == v2.function_version != v1.function_version
-    assert lam.get_function_configuration(FunctionName=fn, Qualifier=alias["version"])["CodeSha256"] == new_code
+    primary, _ = alias_state(platform, family)
+    assert primary == v2.function_version != v1.function_version
+    assert lam.get_function_configuration(FunctionName=fn, Qualifier=primary)["CodeSha256"] == new_code
