@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import os
@@ -68,7 +69,17 @@ def build_layer(requirements: Path, architecture: str) -> Path:
     target = CACHE / f"{requirements.parent.name}-{architecture}-{layer_key(requirements, architecture)}"
     if (target / ".complete").exists():
         return target
-    staging = target.with_name(target.name + ".tmp")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # Several processes (test workers, a parallel synth) may want the same layer: one builds, the others wait.
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return target
+        return _build(requirements, architecture, target)
+
+
+def _build(requirements: Path, architecture: str, target: Path) -> Path:
+    staging = target.with_name(f"{target.name}.tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     site = staging / "python"
     site.mkdir(parents=True)
