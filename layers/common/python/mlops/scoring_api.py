@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Any
 
 import numpy as np
@@ -112,7 +113,7 @@ class ScoringService:
         model = self.load()
         X = model.matrix(instances)
         labels, proba = model.predict_matrix(X)
-        if not np.isfinite(proba).all():
+        if not math.isfinite(float(proba.sum())):  # NaN/inf anywhere propagates into the sum
             bad = sorted({int(i) for i in np.argwhere(~np.isfinite(proba))[:, 0]})[:10]
             raise ValidationError(
                 f"instances {bad}: the model cannot score these values (numeric overflow); check their units and "
@@ -167,8 +168,11 @@ class ScoringService:
 
 def parse_instances(event: dict[str, Any]) -> Any:
     """Decode the request body into the `instances` list, naming the problem when it cannot."""
-    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
-    content_type = str(headers.get("content-type") or "application/json").split(";", 1)[0].strip().lower()
+    headers = event.get("headers") or {}
+    content_type = headers.get("Content-Type") or headers.get("content-type")
+    if content_type is None and headers:  # header names are case-insensitive; the usual spellings come first
+        content_type = next((v for k, v in headers.items() if str(k).lower() == "content-type"), None)
+    content_type = str(content_type or "application/json").split(";", 1)[0].strip().lower()
     if content_type not in JSON_TYPES:
         raise UnsupportedMediaTypeError(f"Content-Type must be application/json, got {content_type!r}")
     body = event.get("body")
