@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CDK := node_modules/.bin/cdk
 CDK_STAMP := node_modules/.installed
 
-.PHONY: setup demo test lint serve synth deploy diff clean
+.PHONY: setup demo test bench lint serve synth deploy diff clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Figures, not assertions: prints a table, writes bench/results.json and the table in docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

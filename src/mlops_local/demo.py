@@ -17,11 +17,11 @@ FAMILY = "credit-risk"
 
 
 def demo_family() -> Any:
-    """The demo family with time compressed: 2 s bake windows instead of minutes, every request captured."""
+    """The demo family with time compressed: 1 s bake windows instead of minutes, every request captured."""
     return synthetic.credit_risk_family(
         name=FAMILY,
         capture_sample_rate=1.0,
-        canary={"steps": [10, 50, 100], "bake_seconds": 2, "min_requests": 20, "max_idle_windows": 5,
+        canary={"steps": [10, 50, 100], "bake_seconds": 1, "min_requests": 10, "max_idle_windows": 8,
                 "lock_poll_seconds": 1, "lock_max_wait_seconds": 600},
         drift={"min_samples": 500, "auto_retrain": True},
     )

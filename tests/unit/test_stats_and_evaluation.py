@@ -95,3 +95,19 @@ def test_ks_against_quantiles_handles_discrete_features_without_false_alarms():
     shifted = rng.poisson(2.0, 2_000).astype(float)
     d_shift, p_shift = stats.ks_against_quantiles(q, base.size, shifted)
     assert d_shift == pytest.approx(scipy_stats.ks_2samp(base, shifted).statistic, abs=0.01) and p_shift < 1e-10
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3])
+def test_one_pass_psi_and_ks_equals_the_two_pass_figures(shift):
+    from mlops.profile import numeric_profile
+
+    rng = np.random.default_rng(5)
+    for base, current in ((rng.lognormal(10, 0.5, 50_000), rng.lognormal(10 + shift, 0.5, 20_000)),
+                          (rng.poisson(0.9, 50_000).astype(float), rng.poisson(0.9 + shift, 20_000).astype(float))):
+        profile = numeric_profile(base)
+        edges, counts = np.asarray(profile["psi_edges"]), np.asarray(profile["psi_counts"])
+        grid = np.asarray(profile["ks_quantiles"])
+        one_pass = stats.psi_and_ks(edges, counts, grid, profile["n"], current)
+        d, p = stats.ks_against_quantiles(grid, profile["n"], current)
+        assert one_pass[0] == pytest.approx(stats.psi(counts, stats.bin_counts(current, edges)), abs=1e-12)
+        assert one_pass[1] == pytest.approx(d, abs=1e-12) and one_pass[2] == pytest.approx(p, rel=1e-9)

@@ -17,7 +17,7 @@ from .observability import MetricsPublisher, logger
 from .profile import PREDICTION_EDGES
 from .registry import REJECTED, ROLLED_BACK, FamilyRecord, ModelRegistry
 from .schemas import DriftPolicy, ModelFamily
-from .stats import bin_counts, chi_square_against_frequencies, ks_against_quantiles, psi
+from .stats import bin_counts, chi_square_against_frequencies, psi, psi_and_ks
 from .trigger import DATASET_PREFIX, pipeline_input, start_pipeline
 
 REPORT_PREFIX = "reports/drift/"
@@ -43,9 +43,8 @@ def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns:
             features[feature.name] = {"kind": "categorical", "chi2": round(stat, 4), "p_value": p_value,
                                       "cramers_v": round(v, 6), "drifted": bool(drifted)}
         else:
-            edges = np.asarray(base["psi_edges"])
-            feature_psi = psi(np.asarray(base["psi_counts"]), bin_counts(values, edges))
-            d, p_value = ks_against_quantiles(np.asarray(base["ks_quantiles"]), int(base["n"]), values)
+            feature_psi, d, p_value = psi_and_ks(np.asarray(base["psi_edges"]), np.asarray(base["psi_counts"]),
+                                                 np.asarray(base["ks_quantiles"]), int(base["n"]), values)
             significant = p_value < policy.ks_pvalue and d >= policy.ks_min_statistic
             drifted = feature_psi >= policy.psi_threshold or significant
             features[feature.name] = {"kind": "numeric", "psi": round(feature_psi, 6), "ks_statistic": round(d, 6),

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .schemas import ModelFamily
-from .stats import bin_counts, quantile_edges
+from .stats import bin_counts
 
 PSI_BINS = 10
 KS_QUANTILES = 999
@@ -15,15 +15,19 @@ PREDICTION_EDGES = np.linspace(0.0, 1.0, 21)[1:-1]
 
 
 def numeric_profile(values: np.ndarray) -> dict[str, Any]:
+    """Decile edges for PSI are taken from the 999-quantile grid used for KS, so a drift check bins each current
+    value once (against the grid) and derives both statistics from that one histogram."""
     values = values.astype(np.float64)
-    edges = quantile_edges(values, PSI_BINS)
     levels = np.arange(1, KS_QUANTILES + 1) / (KS_QUANTILES + 1)
+    grid = np.quantile(values, levels)
+    step = (KS_QUANTILES + 1) // PSI_BINS
+    edges = np.unique(grid[step - 1::step][: PSI_BINS - 1])
     return {
         "kind": "numeric",
         "n": int(values.size),
         "psi_edges": edges.tolist(),
         "psi_counts": bin_counts(values, edges).tolist(),
-        "ks_quantiles": np.quantile(values, levels).tolist(),
+        "ks_quantiles": grid.tolist(),
         "mean": float(values.mean()),
         "std": float(values.std()),
         "min": float(values.min()),

@@ -113,13 +113,15 @@ class ScoringService:
         model = self.load()
         X = model.matrix(instances)
         labels, proba = model.predict_matrix(X)
-        if not math.isfinite(float(proba.sum())):  # NaN/inf anywhere propagates into the sum
+        label_list = labels.tolist()
+        proba_list = proba.tolist()
+        # NaN/inf would serialise as null: refuse them. Plain Python for a few rows, one numpy reduction for many.
+        if not (all(map(math.isfinite, proba_list[0])) and (len(proba_list) == 1 or
+                                                            math.isfinite(float(proba.sum())))):
             bad = sorted({int(i) for i in np.argwhere(~np.isfinite(proba))[:, 0]})[:10]
             raise ValidationError(
                 f"instances {bad}: the model cannot score these values (numeric overflow); check their units and "
                 "magnitudes", instances=bad)
-        label_list = labels.tolist()
-        proba_list = proba.tolist()
         if self.capture is not None:
             self.capture.record(request_id, instances, label_list, proba_list)
         return {

@@ -77,6 +77,32 @@ def ks_against_quantiles(baseline_quantiles: np.ndarray, baseline_n: int, curren
     return d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
 
 
+def psi_and_ks(psi_edges: np.ndarray, psi_counts: np.ndarray, grid: np.ndarray, baseline_n: int,
+               current: np.ndarray) -> tuple[float, float, float]:
+    """PSI on the baseline's decile edges and KS against its quantile grid from ONE binning of `current` (the
+    profile takes its decile edges from the grid). Returns (psi, ks_statistic, ks_p_value); an edge that is not
+    on the grid (an older profile) falls back to two passes with the same results."""
+    n = current.size
+    if n == 0 or grid.size == 0:
+        return 0.0, 0.0, 1.0
+    positions = np.searchsorted(grid, psi_edges, side="left")
+    if positions.size and (positions.max() >= grid.size or not np.array_equal(grid[positions], psi_edges)):
+        d, p = ks_against_quantiles(grid, baseline_n, current)
+        return psi(psi_counts, bin_counts(current, psi_edges)), d, p
+    # Bin i holds grid[i-1] < x <= grid[i]; at_or_below[k] = number of current values <= grid[k].
+    fine = np.bincount(np.searchsorted(grid, current, side="left"), minlength=grid.size + 1)
+    at_or_below = np.cumsum(fine)[: grid.size]
+    psi_value = psi(psi_counts, np.diff(np.concatenate([[0], at_or_below[positions], [n]])))
+    distinct = np.unique(grid)
+    last = np.searchsorted(grid, distinct, side="right") - 1
+    f_cur = at_or_below[last] / n
+    f_base = (last + 1) / (grid.size + 1)
+    below = np.count_nonzero(current < grid[0]) / n
+    d = float(max(np.max(np.abs(f_cur - f_base)), below))
+    en = math.sqrt(n * baseline_n / (n + baseline_n))
+    return psi_value, d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
+
+
 def _upper_gamma_regularized(a: float, x: float) -> float:
     """Q(a, x) = Gamma(a, x) / Gamma(a): series below a+1, continued fraction above."""
     if x <= 0:
