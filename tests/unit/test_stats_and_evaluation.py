@@ -111,3 +111,13 @@ def test_one_pass_psi_and_ks_equals_the_two_pass_figures(shift):
         d, p = stats.ks_against_quantiles(grid, profile["n"], current)
         assert one_pass[0] == pytest.approx(stats.psi(counts, stats.bin_counts(current, edges)), abs=1e-12)
         assert one_pass[1] == pytest.approx(d, abs=1e-12) and one_pass[2] == pytest.approx(p, rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["lognormal", "discrete", "outliers", "constant"])
+def test_lookup_table_binning_equals_binary_search(kind):
+    rng = np.random.default_rng(9)
+    base = {"lognormal": rng.lognormal(0, 1.5, 100_000), "discrete": rng.poisson(2, 100_000).astype(float),
+            "outliers": np.append(rng.normal(size=99_990), [1e9] * 10), "constant": np.full(100_000, 3.0)}[kind]
+    grid = np.quantile(base, np.arange(1, 1000) / 1000)
+    values = np.concatenate([rng.choice(base, 200_000), [-1e12, 1e12, grid[0], grid[-1]]])
+    assert np.array_equal(stats.bin_index(grid, values), np.searchsorted(grid, values, side="left"))
