@@ -9,7 +9,29 @@ import numpy as np
 import orjson
 
 from .errors import ValidationError
-from .schemas import Feature
+FLOAT32_LIMIT = 3.4028234663852886e38
+
+
+@dataclass(frozen=True)
+class ServedFeature:
+    """A feature as the artifact declares it. Plain data, no pydantic: the cold start of the scoring function
+    does not build the family schema models (the artifact's metadata was validated when it was trained)."""
+
+    name: str
+    kind: str
+    categories: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @classmethod
+    def from_metadata(cls, entry: dict[str, Any]) -> ServedFeature:
+        return cls(name=str(entry["name"]), kind=str(entry.get("kind", "numeric")),
+                   categories=tuple(entry.get("categories") or ()), minimum=entry.get("minimum"),
+                   maximum=entry.get("maximum"))
+
+    def bounds(self) -> tuple[float, float]:
+        return (-FLOAT32_LIMIT if self.minimum is None else float(self.minimum),
+                FLOAT32_LIMIT if self.maximum is None else float(self.maximum))
 
 MAX_RECORDS = 1000
 _NUMERIC_TYPES = frozenset({int, float})
@@ -36,7 +58,7 @@ class ScoringModel:
         self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
-            self.features = tuple(Feature.model_validate(f) for f in orjson.loads(meta["mlops.features"]))
+            self.features = tuple(ServedFeature.from_metadata(f) for f in orjson.loads(meta["mlops.features"]))
             self.classes = [int(c) for c in orjson.loads(meta["mlops.classes"])]
         except KeyError as exc:
             raise ValidationError(f"ONNX artifact lacks metadata {exc.args[0]!r}; it was not built here") from None

@@ -18,7 +18,6 @@ import orjson
 from .artifacts import ArtifactStore
 from .capture import CaptureWriter
 from .errors import IntegrityError, NoLiveModelError, PlatformError, UnknownFamilyError, ValidationError
-from .registry import ModelRegistry
 from .scoring import ScoringModel
 from .settings import ScoringSettings
 
@@ -50,7 +49,7 @@ class ScoringService:
         self.metrics = metrics
         self.model: ScoringModel | None = None
         self.capture: CaptureWriter | None = None
-        self._registry: ModelRegistry | None = None
+        self._registry: Any = None
         self.load_error: PlatformError | None = None
         self.version_header = {"X-Model-Version": str(settings.model_version)}
 
@@ -79,8 +78,11 @@ class ScoringService:
         return self.model
 
     @property
-    def registry(self) -> ModelRegistry:
+    def registry(self) -> Any:
+        """Only GET needs the registry; importing it (and the family schema models) is kept off the cold path."""
         if self._registry is None:
+            from .registry import ModelRegistry
+
             self._registry = ModelRegistry(self.settings.registry_table)
         return self._registry
 

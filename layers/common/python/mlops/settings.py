@@ -32,7 +32,8 @@ class Env:
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
+    # defer_build: each function builds only the settings model it uses (cold start).
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False, defer_build=True)
 
 
 class StorageSettings(_Settings):
