@@ -177,8 +177,33 @@ def _time_calls(fn, count: int) -> list[int]:
     return out
 
 
+def onnx_call_floor(reps: int, features: int = 8) -> float:
+    """p50 of an InferenceSession.run on a one-node Identity model: the cost of any ONNX call through the
+    Python API on this machine, so sklearn_p50 / floor bounds every single-row ratio."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["X"], ["Y"])], "floor",
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, features])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, features])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = np.zeros((1, features), dtype=np.float32)
+    for _ in range(200):
+        session.run(["Y"], {"X": x})
+    p50, _ = percentiles(_time_calls(lambda: session.run(["Y"], {"X": x}), reps))
+    return p50
+
+
 def bench_model_and_handler(reps: int) -> None:
     from threadpoolctl import threadpool_limits
+
+    floor = onnx_call_floor(reps)
+    row("onnxruntime Python call floor (Identity model, 1 row)", floor, "us", "measured", None,
+        note="bounds every single-row ratio: sklearn p50 / floor")
 
     targets = {"lr": (38, 15, 10e6), "hgb": (77, 30, 0.4e6), "rf": (340, 150, None)}
     for short, algorithm in ALGORITHMS.items():
@@ -217,7 +242,8 @@ def bench_model_and_handler(reps: int) -> None:
             ratio >= model_target, baseline=round(skl50, 2), onnxruntime_p50_us=round(ort50, 2),
             onnxruntime_p99_us=round(ort99, 2), sklearn_p99_us=round(skl99, 2),
             sklearn_1_thread_p50_us=round(percentiles(skl_1t_ns)[0], 2),
-            ratio_vs_1_thread=round(percentiles(skl_1t_ns)[0] / ort50, 1))
+            ratio_vs_1_thread=round(percentiles(skl_1t_ns)[0] / ort50, 1),
+            ratio_upper_bound_at_call_floor=round(skl50 / floor, 1))
 
         onnx_module, _ = scoring_handler(onnx_bytes, family)
         sk_module, _ = scoring_handler(onnx_bytes, family, sklearn_predictor(estimator))
