@@ -65,11 +65,6 @@ def acknowledge_platform_findings(stack: Stack) -> None:
                 if isinstance(node.node.scope, sfn.StateMachine):
                     reasons.append("Step Functions log delivery (logs:CreateLogDelivery, ...) requires Resource *")
                 acknowledge(node, "AwsSolutions-IAM5[Resource::*]", "; ".join(reasons))
-        if isinstance(node, sfn.StateMachine):
-            for fn_arn in _invoke_targets(stack, node):
-                acknowledge_wildcard(node.role, f"{fn_arn}:*",
-                                     "Invoking a pipeline function by qualified ARN (version/alias) as Step "
-                                     "Functions may; the unqualified function is the same resource")
         if isinstance(node, apigw.RestApi):
             acknowledge(node, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                               "AmazonAPIGatewayPushToCloudWatchLogs]",
@@ -94,16 +89,3 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     actions = statement.get("Action", [])
     return [actions] if isinstance(actions, str) else list(actions)
 
-
-def _invoke_targets(stack: Stack, machine: sfn.StateMachine) -> list[str]:
-    targets = []
-    policy = machine.role.node.try_find_child("DefaultPolicy")
-    if policy is None:
-        return targets
-    for statement in policy.document.to_json().get("Statement", []):
-        if "lambda:InvokeFunction" in _actions(statement):
-            resources = statement.get("Resource", [])
-            for resource in [resources] if isinstance(resources, str) else resources:
-                if not str(stack.resolve(resource)).endswith(":*']}") and "*" not in render(stack, resource):
-                    targets.append(resource)
-    return targets

@@ -199,8 +199,8 @@ class LocalLambdaRuntime:
         module = self._module(fn.function_name, version)
         context = SimpleNamespace(
             function_name=fn.function_name, function_version=version, memory_limit_in_mb=fn.memory_size,
-            invoked_function_arn=f"{fn.function_arn.rsplit(':', 1)[0] if version != '$LATEST' else fn.function_arn}"
-                                 + (f":{alias}" if alias else ""),
+            invoked_function_arn=(f"arn:aws:lambda:{fn.region}:{fn.account_id}:function:{fn.function_name}"
+                                  + (f":{alias}" if alias else "")),
             aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{fn.function_name}",
             log_stream_name="local", get_remaining_time_in_millis=lambda: int(fn.timeout) * 1000,
         )

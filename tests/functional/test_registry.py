@@ -97,14 +97,12 @@ def test_promotion_retires_previous_and_history_answers_what_was_live_when(platf
     assert reg.live_at(FAMILY, datetime.now(UTC)) == 2
     assert reg.live_at(FAMILY, datetime(2000, 1, 1, tzinfo=UTC)) == 0
 
+    # Events sort by time, then version: the promotion's two events share a timestamp, v1's comes first.
     changes = [(e.version, e.from_status, e.to_status) for e in reg.history(FAMILY).items]
     assert changes == [
         (1, "", "candidate"), (1, "candidate", "live"), (2, "", "candidate"), (2, "candidate", "canary"),
         (1, "live", "retired"), (2, "canary", "live"),
-    ] or sorted(changes) == sorted([
-        (1, "", "candidate"), (1, "candidate", "live"), (2, "", "candidate"), (2, "candidate", "canary"),
-        (1, "live", "retired"), (2, "canary", "live"),
-    ])
+    ]
     assert all(e.actor == "pipeline" and e.reason for e in reg.history(FAMILY).items)
 
 

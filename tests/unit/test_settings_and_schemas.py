@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from mlops.errors import ConfigurationError
-from mlops.schemas import CanaryPolicy, Feature, ModelFamily
+from mlops.schemas import Feature, ModelFamily
 from mlops.settings import Env, ScoringSettings, TriggerSettings, env_var_names, load_settings
 from mlops.synthetic import credit_risk_family
 from pydantic import ValidationError as PydanticValidationError
@@ -65,7 +65,3 @@ def test_categorical_feature_needs_distinct_categories():
         Feature(name="region", kind="categorical", categories=("a", "a"))
     with pytest.raises(PydanticValidationError, match="cannot declare categories"):
         Feature(name="age", kind="numeric", categories=("a",))
-
-
-def test_canary_policy_defaults_end_at_100():
-    assert CanaryPolicy().steps[-1] == 100

@@ -36,8 +36,8 @@ def inject(monkeypatch):
             monkeypatch.setattr(training, "train", wrap(training.train))
         elif state == "Evaluate":
             monkeypatch.setattr(pipeline, "fairness_metrics", wrap(pipeline.fairness_metrics))
-        elif state.startswith("Finish"):
-            monkeypatch.setattr(rollout, "finish", wrap(rollout.finish))
+        elif state == "FinishPromoted":
+            monkeypatch.setitem(rollout.ACTIONS, "finish:promoted", wrap(rollout.ACTIONS["finish:promoted"]))
         else:
             raise ValueError(state)
         return calls

@@ -128,9 +128,3 @@ class ArtifactStore:
     def get_json(self, sha256: str) -> Any:
         return orjson.loads(self.get(sha256))
 
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key

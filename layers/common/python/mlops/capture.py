@@ -56,7 +56,7 @@ class CaptureWriter:
         self.max_age_seconds = max_age_seconds
         self._buffer: list[tuple[float, str, list, list, list]] = []
         self._first_at = 0.0
-        self._queue: queue.Queue[list | None] = queue.Queue()
+        self._queue: queue.Queue[list] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pending = 0
         self._idle = threading.Condition()
@@ -99,8 +99,6 @@ class CaptureWriter:
     def _run(self) -> None:
         while True:
             batch = self._queue.get()
-            if batch is None:
-                return
             try:
                 self._write(batch)
             except Exception:

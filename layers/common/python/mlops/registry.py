@@ -20,6 +20,7 @@ from .errors import (
     RolloutInProgressError,
     TransientError,
     UnknownFamilyError,
+    ValidationError,
 )
 from .schemas import ModelFamily
 
@@ -167,8 +168,6 @@ def _decode_token(token: str | None) -> dict[str, Any] | None:
     try:
         key = orjson.loads(base64.urlsafe_b64decode(token.encode()))
     except Exception:
-        from .errors import ValidationError
-
         raise ValidationError("next_token is not a token this registry issued") from None
     return key
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 
 from . import aws
 from .capture import CaptureReader
-from .errors import IllegalTransitionError, PlatformError, TransientError
+from .errors import IllegalTransitionError, PlatformError, TransientError, ValidationError
 from .observability import MetricsPublisher, logger
-from .pipeline import PipelineContext, register_step
+from .pipeline import PipelineContext, record_failure_step, register_step
 from .profile import PREDICTION_EDGES
 from .registry import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
 from .settings import Env
@@ -225,7 +226,8 @@ def canary_start(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
         raise IllegalTransitionError(
             f"alias {ALIAS} of {record.scoring_function} points at {alias.primary if alias else 'nothing'}, "
             f"but live v{live.version} is function version {live.function_version}; refusing to canary")
-    fv = ctx.router.publish_bound(record.scoring_function, family, version, _sha(ctx, family, version))
+    sha = ctx.registry.get_version(family, version).artifact_sha256
+    fv = ctx.router.publish_bound(record.scoring_function, family, version, sha)
     ctx.registry.bind_function_version(family, version, fv)
     weight = policy.steps[0]
     ctx.registry.transition(family, version, CANARY, f"pipeline:{run_id}", f"canary at {weight}%")
@@ -234,10 +236,6 @@ def canary_start(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
     ctx.publisher.put("CanaryWeight", weight, {"Family": family}, unit="Percent")
     return {"version": version, "function_version": fv, "primary_function_version": alias.primary,
             "live_version": live.version, "step": 0, "weight": weight, "window_start": time.time()}
-
-
-def _sha(ctx: RolloutContext, family: str, version: int) -> str:
-    return ctx.registry.get_version(family, version).artifact_sha256
 
 
 def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -338,7 +336,7 @@ def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[st
                             "canary: " + "; ".join(reasons))
     reconcile_alias(ctx, family)
     ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
-    ctx.pipeline.registry.update_lineage(family, int(canary["version"]), {
+    ctx.registry.update_lineage(family, int(canary["version"]), {
         "canary_result": {"decision": "rollback", "reasons": reasons, "figures": (state.get("check") or {})
                           .get("figures")}})
     return {"rolled_back_version": int(canary["version"]), "reasons": reasons}
@@ -356,19 +354,15 @@ def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str
 
 def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Whatever failed, leave traffic on the healthy version, the registry consistent, the lock released."""
-    from .pipeline import record_failure_step
-
     family = state.get("family", "")
     actions: list[str] = []
     error = state.get("error") or {}
     reason = f"pipeline failure: {error.get('Error', 'unknown')}"
     if family:
         try:
+            # Traffic first: the alias serves the registry's live version only, whatever else fails below.
+            actions += reconcile_alias(ctx, family)
             record = ctx.registry.get_family(family)
-            alias = ctx.router.current(record.scoring_function)
-            if alias is not None and alias.canary:
-                ctx.router.route(record.scoring_function, alias.primary)
-                actions.append(f"alias {ALIAS} back to version {alias.primary} only")
             if record.canary_version:
                 ctx.registry.transition(family, record.canary_version, ROLLED_BACK, f"pipeline:{run_id}", reason)
                 actions.append(f"v{record.canary_version} rolled_back")
@@ -377,7 +371,6 @@ def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> d
                 # Never leave a half-done candidate behind: it did not finish its checks, so it is rejected.
                 ctx.registry.transition(family, int(registered), REJECTED, f"pipeline:{run_id}", reason)
                 actions.append(f"v{registered} rejected")
-            actions += reconcile_alias(ctx, family)
         except PlatformError as exc:
             actions.append(f"cleanup incomplete: {exc.message}")
     detail = record_failure_step(ctx.pipeline, {**state, "stage": state.get("stage", "")}, run_id)
@@ -406,17 +399,14 @@ ACTIONS = {
     "acquire_lock": acquire_lock, "refuse": refuse, "register": register, "go_live_first": go_live_first,
     "canary_start": canary_start, "canary_check": canary_check, "canary_step": canary_step,
     "promote": promote, "rollback": rollback, "handle_failure": handle_failure,
+    **{f"finish:{outcome}": partial(finish, outcome=outcome) for outcome in ("promoted", "rejected", "rolled_back")},
 }
 
 
 def run_action(ctx: RolloutContext, action: str, state: dict[str, Any], run_id: str) -> dict[str, Any]:
-    if action.startswith("finish:"):
-        return finish(ctx, state, run_id, action.split(":", 1)[1])
     try:
         fn = ACTIONS[action]
     except KeyError:
-        from .errors import ValidationError
-
         raise ValidationError(f"unknown control action {action!r}; known: {sorted(ACTIONS)}") from None
     return fn(ctx, state, run_id)
 

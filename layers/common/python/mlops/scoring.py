@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 
 from .errors import ValidationError
+
 FLOAT32_LIMIT = 3.4028234663852886e38
 
 
@@ -36,12 +37,6 @@ class ServedFeature:
 MAX_RECORDS = 1000
 _NUMERIC_TYPES = frozenset({int, float})
 FAST_PATH_MIN_RECORDS = 12
-
-
-@dataclass(frozen=True)
-class Prediction:
-    labels: list[int]
-    probabilities: list[list[float]]
 
 
 class ScoringModel:
@@ -72,10 +67,8 @@ class ScoringModel:
             for i, f in enumerate(self.features) if f.kind == "categorical"
         }
         self._bounds = [f.bounds() for f in self.features]
-        self._low = np.array([b[0] if f.kind == "numeric" else -np.inf for f, b in zip(self.features, self._bounds,
-                                                                                      strict=True)])
-        self._high = np.array([b[1] if f.kind == "numeric" else np.inf for f, b in zip(self.features, self._bounds,
-                                                                                     strict=True)])
+        # Category codes (0..k-1) always sit inside a categorical feature's default float32 bounds.
+        self._low, self._high = (np.array(column) for column in zip(*self._bounds, strict=True))
         self._numeric = tuple(i for i, f in enumerate(self.features) if f.kind == "numeric")
         self._categorical_items = tuple(self._categorical.items())
         self.predict_matrix(np.zeros((1, len(self.features)), dtype=np.float32))  # warm-up run
@@ -161,10 +154,6 @@ class ScoringModel:
                     values.append(code)
             X[r] = values
         return X
-
-    def predict(self, instances: Any) -> Prediction:
-        labels, proba = self.predict_matrix(self.matrix(instances))
-        return Prediction(labels=labels.tolist(), probabilities=proba.tolist())
 
     def _raise_key_problem(self, r: int, record: dict) -> None:
         missing = [n for n in self.feature_names if n not in record]

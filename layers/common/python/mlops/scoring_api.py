@@ -37,7 +37,8 @@ def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> 
 def error_response(exc: PlatformError, request_id: str) -> dict[str, Any]:
     body = exc.to_dict()
     body["request_id"] = request_id
-    status = exc.http_status if exc.http_status < 500 or isinstance(exc, NoLiveModelError) else 503
+    # Anything the service cannot do right now is "unavailable" to the client, never a bare 500.
+    status = exc.http_status if exc.http_status < 500 else 503
     return _response(status, body, {"X-Request-Id": request_id})
 
 
@@ -50,8 +51,7 @@ class ScoringService:
         self.model: ScoringModel | None = None
         self.capture: CaptureWriter | None = None
         self._registry: Any = None
-        self.load_error: PlatformError | None = None
-        self.version_header = {"X-Model-Version": str(settings.model_version)}
+        self.version = str(settings.model_version)
 
     # ---- model lifecycle ------------------------------------------------------------------------------
 
@@ -128,7 +128,7 @@ class ScoringService:
             self.capture.record(request_id, instances, label_list, proba_list)
         return {
             "statusCode": 200,
-            "headers": {"Content-Type": "application/json", "X-Model-Version": self.version_header["X-Model-Version"],
+            "headers": {"Content-Type": "application/json", "X-Model-Version": self.version,
                         "X-Request-Id": request_id},
             "body": orjson.dumps({
                 "model": self.settings.model_family, "version": self.settings.model_version,
@@ -167,7 +167,7 @@ class ScoringService:
                 "algorithm": lineage.get("algorithm"),
                 "live_since": live.updated_at,
             })
-        return _response(200, body, {"X-Request-Id": request_id, **self.version_header})
+        return _response(200, body, {"X-Request-Id": request_id, "X-Model-Version": self.version})
 
 
 def parse_instances(event: dict[str, Any]) -> Any:

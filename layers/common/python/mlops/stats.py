@@ -13,14 +13,6 @@ import numpy as np
 PSI_EPSILON = 1e-4
 
 
-def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Interior edges of `bins` equal-frequency bins, de-duplicated (discrete features get fewer bins)."""
-    if values.size == 0:
-        return np.empty(0)
-    qs = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], method="linear")
-    return np.unique(qs)
-
-
 LUT_BUCKETS = 1 << 14
 LUT_MAX_STEPS = 6
 LUT_MIN_VALUES = 50_000

@@ -60,7 +60,7 @@ def execution_name(family: str, bucket: str, key: str, version: str) -> str:
 def pipeline_input(record: FamilyRecord, dataset: dict[str, Any], source: str) -> dict[str, Any]:
     """The execution input. It holds nothing time-dependent, so duplicate starts are recognised as such."""
     canary = record.family.canary
-    poll = max(1, canary.lock_poll_seconds) if canary.lock_max_wait_seconds else 1
+    poll = max(1, canary.lock_poll_seconds)
     return {
         "family": record.family.name,
         "dataset": dataset,
