@@ -3,12 +3,17 @@
 - DynamoDB: moto evaluates a condition and applies the write in separate steps without a lock, so two threads
   can both pass `latest_version = :prev`. Real DynamoDB applies each write and transaction atomically; one
   lock around moto's write and read paths restores that guarantee locally.
+- DynamoDB: moto snapshots every table a TransactWriteItems names with a deep copy (to roll back on failure),
+  so each registry transaction costs time in proportion to the whole table (50x slower with 10k versions). The
+  shim snapshots only the items the transaction names and restores those on failure: same all-or-nothing
+  outcome, cost independent of the table's size, as in DynamoDB.
 - CloudWatch: GetMetricStatistics ignores ExtendedStatistics (p99); added from the stored data points.
 - Lambda: no Docker means no invocation; LocalLambdaRuntime runs the real handlers in-process.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import json
@@ -51,6 +56,94 @@ def make_dynamodb_atomic() -> None:
         setattr(DynamoDBBackend, name, _serialised(method))
         _patched.add(name)
 
+
+
+class _TableCopyDuringTransaction:
+    """Stands in for the `copy` module inside moto's DynamoDB backend: while an item-level snapshot is in force,
+    moto's table snapshot is a reference (the shim restores the named items instead); otherwise a real copy."""
+
+    def __init__(self) -> None:
+        self.item_snapshot_active = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        if self.item_snapshot_active and isinstance(value, Table):
+            return value
+        return copy.deepcopy(value, memo)
+
+
+_COPY_SHIM = _TableCopyDuringTransaction()
+
+
+def _named_items(backend: Any, transact_items: Any) -> list[tuple[Any, Any, Any]] | None:
+    """(table, hash key, range key) of every item a transaction names; None when the shim should stand aside
+    (malformed request, unknown table, streams) and leave moto's own validation and copy to it."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    named = []
+    try:
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = backend.tables[op["TableName"]]
+            if table.stream_shard is not None:
+                return None
+            attrs = op["Item"] if "Item" in op else op["Key"]
+            range_key = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+            named.append((table, DynamoType(attrs[table.hash_key_attr]), range_key))
+    except (KeyError, TypeError, AttributeError, StopIteration):
+        return None
+    return named
+
+
+def _restore(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
+    if range_key is None:
+        if item is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = item
+        return
+    partition = table.items[hash_key]
+    if item is None:
+        partition.pop(range_key, None)
+        if not partition:
+            table.items.pop(hash_key, None)
+    else:
+        partition[range_key] = item
+
+
+def snapshot_transaction_items() -> None:
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original = DynamoDBBackend.transact_write_items
+    if getattr(original, "__mlops_item_snapshot__", False):
+        return
+    models.copy = _COPY_SHIM  # type: ignore[attr-defined]
+
+    @functools.wraps(original)
+    def transact_write_items(self, transact_items):  # type: ignore[no-untyped-def]
+        with _DYNAMODB_LOCK:  # every DynamoDB call is serialised, so the flag below is seen by this call only
+            named = _named_items(self, transact_items)
+            if named is None:
+                return original(self, transact_items)
+            saved = [(table, h, r, copy.deepcopy(table.get_item(h, r))) for table, h, r in named]
+            _COPY_SHIM.item_snapshot_active = True
+            try:
+                return original(self, transact_items)
+            except BaseException:
+                for table, h, r, item in reversed(saved):
+                    _restore(table, h, r, item)
+                raise
+            finally:
+                _COPY_SHIM.item_snapshot_active = False
+
+    transact_write_items.__mlops_item_snapshot__ = True  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items
+    _patched.add("transact_write_items:item-snapshot")
 
 
 # ---- CloudWatch: percentiles -------------------------------------------------------------------------------
@@ -261,5 +354,6 @@ class LocalLambdaRuntime:
 
 
 def install_all() -> None:
+    snapshot_transaction_items()
     make_dynamodb_atomic()
     support_percentiles()

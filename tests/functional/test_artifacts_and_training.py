@@ -50,6 +50,13 @@ def test_onnx_probabilities_match_sklearn_on_holdout(platform, algorithm):
     labels, proba = model.predict_matrix(holdout["X"])
     assert np.max(np.abs(proba - holdout["sklearn_proba"])) <= 1e-5
     assert (labels == holdout["sklearn_labels"]).all()
+    # The pre-bound single-row path answers exactly as session.run on the same row, row after row (distinct
+    # rows, so a stale buffer or a missed copy would show).
+    assert model._binding is not None
+    for i in range(200):
+        row = holdout["X"][i:i + 1]
+        one_labels, one_proba = model.predict_matrix(row)
+        assert model.predict_lists(row) == (one_labels.tolist(), one_proba.tolist())
     evaluation = pipeline.evaluate_step(platform, event)
     assert evaluation["parity"]["ok"] and evaluation["gate"]["passed"], evaluation["gate"]
 

@@ -152,3 +152,52 @@ def test_listings_paginate_families_and_versions(platform):
 def test_unknown_family_is_a_named_error(platform):
     with pytest.raises(UnknownFamilyError, match="no-such-family"):
         platform.registry.get_family("no-such-family")
+
+
+def test_failed_transaction_leaves_every_item_as_it_was_without_copying_the_table(platform, monkeypatch):
+    """The local shim snapshots only the items a transaction names: a transaction whose last condition fails
+    undoes the update, the overwrite and the creation moto applied before it, and no table is deep-copied."""
+    import copy as copy_module
+
+    import boto3
+    from moto.dynamodb.models.table import Table
+
+    from mlops_local import moto_shims
+
+    from .conftest import TABLE
+
+    table_copies = []
+    real_deepcopy = copy_module.deepcopy
+
+    def counting(value, memo=None):
+        if isinstance(value, Table):
+            table_copies.append(value.name)
+        return real_deepcopy(value, memo)
+
+    monkeypatch.setattr(moto_shims.copy, "deepcopy", counting)
+    ddb = boto3.client("dynamodb")
+    ddb.put_item(TableName=TABLE, Item={"PK": {"S": "T"}, "SK": {"S": "a"}, "n": {"N": "1"}})
+    ddb.put_item(TableName=TABLE, Item={"PK": {"S": "T"}, "SK": {"S": "b"}, "n": {"N": "1"}})
+    ddb.put_item(TableName=TABLE, Item={"PK": {"S": "T"}, "SK": {"S": "z"}})
+    before = ddb.scan(TableName=TABLE)["Items"]
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[
+            {"Update": {"TableName": TABLE, "Key": {"PK": {"S": "T"}, "SK": {"S": "a"}},
+                        "UpdateExpression": "SET n = :v", "ExpressionAttributeValues": {":v": {"N": "2"}}}},
+            {"Put": {"TableName": TABLE, "Item": {"PK": {"S": "T"}, "SK": {"S": "b"}, "n": {"N": "9"}}}},
+            {"Put": {"TableName": TABLE, "Item": {"PK": {"S": "NEW"}, "SK": {"S": "c"}}}},
+            {"ConditionCheck": {"TableName": TABLE, "Key": {"PK": {"S": "T"}, "SK": {"S": "z"}},
+                                "ConditionExpression": "attribute_not_exists(PK)"}},
+        ])
+    after = ddb.scan(TableName=TABLE)["Items"]
+    key = lambda item: (item["PK"]["S"], item["SK"]["S"])  # noqa: E731
+    assert sorted(after, key=key) == sorted(before, key=key)
+    ddb.transact_write_items(TransactItems=[
+        {"Update": {"TableName": TABLE, "Key": {"PK": {"S": "T"}, "SK": {"S": "a"}},
+                    "UpdateExpression": "SET n = :v", "ExpressionAttributeValues": {":v": {"N": "2"}}}},
+        {"Put": {"TableName": TABLE, "Item": {"PK": {"S": "NEW"}, "SK": {"S": "c"}}}},
+    ])
+    assert ddb.get_item(TableName=TABLE, Key={"PK": {"S": "T"}, "SK": {"S": "a"}})["Item"]["n"] == {"N": "2"}
+    assert "Item" in ddb.get_item(TableName=TABLE, Key={"PK": {"S": "NEW"}, "SK": {"S": "c"}})
+    platform.registry.allocate_version(FAMILY, _lineage("x"), actor="t", run_id="run-1")
+    assert table_copies == []

@@ -175,3 +175,29 @@ def test_scores_the_model_cannot_compute_are_a_400_naming_the_records(handler, m
                                                   json.dumps({"instances": [record, record]})),
                                       SimpleNamespace(aws_request_id="r"))
     assert response["statusCode"] == 400 and "instances [1]" in json.loads(response["body"])["message"]
+
+
+def test_single_row_path_refuses_non_finite_scores_and_falls_back_when_busy(handler, monkeypatch):
+    """The pre-bound single-row call: non-finite outputs are a 400; a second caller while the binding is in use
+    (possible locally, never in one Lambda sandbox) takes the ordinary path and gets the same answer."""
+    import numpy as np
+
+    model = handler._service.model
+    record = {f.name: (f.categories[0] if f.kind == "categorical" else 1.0) for f in FAMILY.features}
+    X = model.matrix([record])
+    expected = model.predict_lists(X)
+    assert model._binding is not None
+    with model._bound_lock:  # binding busy
+        assert model.predict_lists(X) == expected
+
+    bound = model._bound_run
+
+    def overflowing():
+        bound()
+        model._bound_proba[0, 0] = np.inf
+
+    monkeypatch.setattr(model, "_bound_run", overflowing)
+    response = handler.lambda_handler(proxy_event("POST", f"/models/{FAMILY.name}/predict",
+                                                  json.dumps({"instances": [record]})),
+                                      SimpleNamespace(aws_request_id="r"))
+    assert response["statusCode"] == 400 and "instances [0]" in json.loads(response["body"])["message"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -71,11 +74,83 @@ class ScoringModel:
         self._low, self._high = (np.array(column) for column in zip(*self._bounds, strict=True))
         self._numeric = tuple(i for i, f in enumerate(self.features) if f.kind == "numeric")
         self._categorical_items = tuple(self._categorical.items())
-        self.predict_matrix(np.zeros((1, len(self.features)), dtype=np.float32))  # warm-up run
+        self._plan = tuple((f.name, *self._bounds[j], self._categorical.get(j)) for j, f in enumerate(self.features))
+        zeros = np.zeros((1, len(self.features)), dtype=np.float32)
+        self.predict_matrix(zeros)  # warm-up run
+        self._bind_single_row(zeros)
 
     def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         labels, proba = self.session.run(self.output_names, {self.input_name: X})
         return labels, proba
+
+    def predict_instances(self, instances: Any) -> tuple[list, list[list[float]]]:
+        """Validate API records and score them: labels and probabilities as plain lists. One record is
+        validated straight into the pre-bound input buffer (no intermediate matrix)."""
+        if type(instances) is list and len(instances) == 1 and self._binding is not None:
+            values = self._row(instances[0], 0)
+            if self._bound_lock.acquire(blocking=False):
+                try:
+                    self._bound_input[0] = values
+                    return self._run_bound()
+                finally:
+                    self._bound_lock.release()
+        return self.predict_lists(self.matrix(instances))
+
+    def _run_bound(self) -> tuple[list, list[list[float]]]:
+        self._bound_run()
+        proba = self._bound_proba.tolist()
+        if not math.isfinite(sum(proba[0])):  # probabilities sum to ~1; any NaN or infinity makes the sum one
+            raise _not_finite([0])
+        return self._bound_labels.tolist(), proba
+
+    def predict_lists(self, X: np.ndarray) -> tuple[list, list[list[float]]]:
+        """Labels and probabilities as plain lists (what the API returns). Refuses non-finite probabilities
+        (they would serialise as null) with a message naming the rows.
+
+        A single row runs through a pre-bound session (input and outputs in fixed buffers): the call skips
+        building feeds and allocating outputs, about 2 us of a 6 us call. Concurrent callers (never two in one
+        Lambda sandbox; possible locally) take the ordinary path instead of waiting."""
+        if len(X) == 1 and self._binding is not None and self._bound_lock.acquire(blocking=False):
+            try:
+                self._bound_input[...] = X
+                return self._run_bound()
+            finally:
+                self._bound_lock.release()
+        labels_array, proba_array = self.predict_matrix(X)
+        if not np.isfinite(proba_array).all():
+            raise _not_finite(sorted({int(i) for i in np.argwhere(~np.isfinite(proba_array))[:, 0]})[:10])
+        return labels_array.tolist(), proba_array.tolist()
+
+    def _bind_single_row(self, probe: np.ndarray) -> None:
+        """Set up the single-row binding, and keep it only if it answers exactly as session.run does."""
+        self._binding = None
+        self._bound_lock = threading.Lock()
+        outputs = self.session.get_outputs()
+        dtypes = [_ORT_TYPES.get(o.type) for o in outputs]
+        if len(outputs) != 2 or None in dtypes:
+            return
+        self._bound_input = np.zeros(probe.shape, dtype=np.float32)
+        self._bound_labels = np.zeros((1,), dtype=dtypes[0])
+        self._bound_proba = np.zeros((1, len(self.classes)), dtype=dtypes[1])
+        binding = self.session.io_binding()
+        binding.bind_input(self.input_name, "cpu", 0, np.float32, list(probe.shape), self._bound_input.ctypes.data)
+        for output, buffer in zip(outputs, (self._bound_labels, self._bound_proba), strict=True):
+            binding.bind_output(output.name, "cpu", 0, buffer.dtype, list(buffer.shape), buffer.ctypes.data)
+        # The binding's own entry point, past the Python wrapper (about 0.3 us a call); the public method when an
+        # onnxruntime release moves it.
+        native = getattr(getattr(self.session, "_sess", None), "run_with_iobinding", None)
+        raw = getattr(binding, "_iobinding", None)
+        run = partial(native, raw, None) if native is not None and raw is not None else partial(
+            self.session.run_with_iobinding, binding)
+        self._bound_input[...] = probe
+        try:
+            run()
+        except Exception:  # noqa: BLE001 - an exotic graph the binding cannot serve: keep the ordinary path
+            return
+        labels, proba = self.predict_matrix(probe)
+        if np.array_equal(labels, self._bound_labels) and np.array_equal(proba, self._bound_proba):
+            self._binding, self._bound_run = binding, run
+
 
     def matrix(self, instances: Any) -> np.ndarray:
         """Validate API records and build the float32 input. Raises ValidationError naming the problem.
@@ -120,40 +195,51 @@ class ScoringModel:
         return X.astype(np.float32)
 
     def _checked_matrix(self, instances: list) -> np.ndarray:
-        n = len(instances)
-        names = self.feature_names
-        name_set = self._name_set
-        categorical = self._categorical
-        bounds = self._bounds
-        X = np.empty((n, len(names)), dtype=np.float32)
+        X = np.empty((len(instances), len(self.feature_names)), dtype=np.float32)
+        row = self._row
         for r, record in enumerate(instances):
-            if type(record) is not dict:
-                raise ValidationError(f"instances[{r}] must be an object of feature values")
-            if record.keys() != name_set:
-                self._raise_key_problem(r, record)
-            values = []
-            for j, name in enumerate(names):
-                value = record[name]
-                mapping = categorical.get(j)
-                if mapping is None:
-                    kind = type(value)
-                    if kind is not float and kind is not int:
-                        raise ValidationError(
-                            f"instances[{r}].{name} must be a number, got {_json_type(value)}")
-                    # One comparison rejects NaN, infinities and anything outside the feature's domain.
-                    low, high = bounds[j]
-                    if not low <= value <= high:
-                        raise ValidationError(
-                            f"instances[{r}].{name} must be a finite number in [{low:g}, {high:g}], got {value!r:.40}")
-                    values.append(value)
-                else:
-                    code = mapping.get(value) if type(value) is str else None
-                    if code is None:
-                        raise ValidationError(
-                            f"instances[{r}].{name} must be one of {list(mapping)}, got {_short(value)}")
-                    values.append(code)
-            X[r] = values
+            X[r] = row(record, r)
         return X
+
+    def _row(self, record: Any, r: int) -> list:
+        """One record's values in schema order, validated exactly; the first problem found is explained."""
+        if type(record) is not dict or record.keys() != self._name_set:
+            self._explain(record, r)
+        values = []
+        append = values.append
+        numeric_types = _NUMERIC_TYPES
+        for name, low, high, mapping in self._plan:
+            value = record[name]
+            if mapping is None:
+                # Exact int/float only (bool is an int subclass); one comparison rejects NaN, infinities and
+                # anything outside the feature's domain.
+                if type(value) not in numeric_types or not low <= value <= high:
+                    self._explain(record, r)
+                append(value)
+            else:
+                code = mapping.get(value) if type(value) is str else None
+                if code is None:
+                    self._explain(record, r)
+                append(code)
+        return values
+
+    def _explain(self, record: Any, r: int) -> None:
+        """Raise the ValidationError that names the first problem of a record the fast checks refused."""
+        if type(record) is not dict:
+            raise ValidationError(f"instances[{r}] must be an object of feature values")
+        if record.keys() != self._name_set:
+            self._raise_key_problem(r, record)
+        for name, low, high, mapping in self._plan:
+            value = record[name]
+            if mapping is None:
+                if type(value) not in _NUMERIC_TYPES:
+                    raise ValidationError(f"instances[{r}].{name} must be a number, got {_json_type(value)}")
+                if not low <= value <= high:
+                    raise ValidationError(
+                        f"instances[{r}].{name} must be a finite number in [{low:g}, {high:g}], got {value!r:.40}")
+            elif (mapping.get(value) if type(value) is str else None) is None:
+                raise ValidationError(f"instances[{r}].{name} must be one of {list(mapping)}, got {_short(value)}")
+        raise AssertionError(f"instances[{r}] was refused without a reason")  # unreachable: the checks agree
 
     def _raise_key_problem(self, r: int, record: dict) -> None:
         missing = [n for n in self.feature_names if n not in record]
@@ -164,6 +250,15 @@ class ScoringModel:
         if unknown:
             parts.append(f"unknown features {[u[:40] for u in unknown[:10]]}")
         raise ValidationError(f"instances[{r}]: " + " and ".join(parts), missing=missing, unknown=unknown[:10])
+
+
+_ORT_TYPES = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(double)": np.float64}
+
+
+def _not_finite(rows: list[int]) -> ValidationError:
+    return ValidationError(
+        f"instances {rows}: the model cannot score these values (numeric overflow); check their units and "
+        "magnitudes", instances=rows)
 
 
 def _json_type(value: Any) -> str:

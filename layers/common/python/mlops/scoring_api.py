@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from typing import Any
 
-import numpy as np
 import orjson
 
 from .artifacts import ArtifactStore
@@ -113,17 +111,7 @@ class ScoringService:
     def predict(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
         instances = parse_instances(event)
         model = self.load()
-        X = model.matrix(instances)
-        labels, proba = model.predict_matrix(X)
-        label_list = labels.tolist()
-        proba_list = proba.tolist()
-        # NaN/inf would serialise as null: refuse them. Plain Python for a few rows, one numpy reduction for many.
-        if not (all(map(math.isfinite, proba_list[0])) and (len(proba_list) == 1 or
-                                                            math.isfinite(float(proba.sum())))):
-            bad = sorted({int(i) for i in np.argwhere(~np.isfinite(proba))[:, 0]})[:10]
-            raise ValidationError(
-                f"instances {bad}: the model cannot score these values (numeric overflow); check their units and "
-                "magnitudes", instances=bad)
+        label_list, proba_list = model.predict_instances(instances)
         if self.capture is not None:
             self.capture.record(request_id, instances, label_list, proba_list)
         return {
@@ -176,9 +164,10 @@ def parse_instances(event: dict[str, Any]) -> Any:
     content_type = headers.get("Content-Type") or headers.get("content-type")
     if content_type is None and headers:  # header names are case-insensitive; the usual spellings come first
         content_type = next((v for k, v in headers.items() if str(k).lower() == "content-type"), None)
-    content_type = str(content_type or "application/json").split(";", 1)[0].strip().lower()
-    if content_type not in JSON_TYPES:
-        raise UnsupportedMediaTypeError(f"Content-Type must be application/json, got {content_type!r}")
+    if content_type != "application/json":  # the usual spelling needs no normalising
+        content_type = str(content_type or "application/json").split(";", 1)[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            raise UnsupportedMediaTypeError(f"Content-Type must be application/json, got {content_type!r}")
     body = event.get("body")
     if body is None or body == "":
         raise ValidationError("request body is empty; send {\"instances\": [...]}")
@@ -200,8 +189,8 @@ def parse_instances(event: dict[str, Any]) -> Any:
         raise ValidationError("request body must be a JSON object with an 'instances' list")
     if "instances" not in payload:
         raise ValidationError("request body lacks 'instances'")
-    extra = [k for k in payload if k != "instances"]
-    if extra:
+    if len(payload) != 1:
+        extra = [k for k in payload if k != "instances"]
         raise ValidationError(f"request body has unknown fields {extra[:5]}; only 'instances' is accepted")
     return payload["instances"]
 
