@@ -320,11 +320,11 @@ def bench_model_and_handler(reps: int) -> None:
             time.sleep(IDLE_S)
             # The platform's single-row call (pre-bound session: copy in, run, labels and probabilities out as
             # the lists the API returns); then the plain InferenceSession.run for reference.
-            ort_ns += _time_rows(session.predict_lists, rows_x, block, reps // ROUNDS)
-            run_ns += _time_rows(session.predict_matrix, rows_x, block, reps // ROUNDS)
-            skl_ns += _time_rows(estimator.predict_proba, rows_x, block, count // ROUNDS)
+            ort_ns += _time_rows(session.predict_lists, rows_x, block, max(1, reps // ROUNDS))
+            run_ns += _time_rows(session.predict_matrix, rows_x, block, max(1, reps // ROUNDS))
+            skl_ns += _time_rows(estimator.predict_proba, rows_x, block, max(1, count // ROUNDS))
             with threadpool_limits(1):
-                skl_1t_ns += _time_rows(estimator.predict_proba, rows_x, block, count // ROUNDS)
+                skl_1t_ns += _time_rows(estimator.predict_proba, rows_x, block, max(1, count // ROUNDS))
             time.sleep(IDLE_S)
         time.sleep(0.3)
         # One row repeated, as microbenchmarks usually do: the model's nodes on that row's paths stay in cache, so
@@ -364,7 +364,7 @@ def bench_model_and_handler(reps: int) -> None:
         for block in range(ROUNDS):
             for name, module in (("onnx", onnx_module), ("sklearn", sk_module)):
                 time.sleep(IDLE_S)
-                e2e[name] += _time_rows(partial(handle, module, context), events, block, calls[name] // ROUNDS)
+                e2e[name] += _time_rows(partial(handle, module, context), events, block, max(1, calls[name] // ROUNDS))
         time.sleep(0.3)
         h_onnx50, h_onnx99 = percentiles(e2e["onnx"])
         h_skl50, h_skl99 = percentiles(e2e["sklearn"])
@@ -638,9 +638,10 @@ def bench_registry(versions: int, samples: int) -> None:
             events.unregister("before-call.dynamodb", counter)
             reads = _time_calls(partial(registry.get_family, name), samples)
             local, moto_stock = [], []
-            for _ in range(ROUNDS):
-                local += allocations(name, shimmed, max(20, samples // 10) // ROUNDS)
-                moto_stock += allocations(name, stock, max(10, samples // 30) // ROUNDS)
+            for block in range(ROUNDS):
+                local += allocations(name, shimmed, max(1, samples // 10 // ROUNDS))
+                if block % 4 == 0:  # stock moto takes ~1 s an allocation with 10k versions: 5 samples
+                    moto_stock += allocations(name, stock, 1)
             figures[label] = {"read": statistics.median(reads) / 1e3, "allocate": statistics.median(local) / 1e3,
                               "allocate_stock": statistics.median(moto_stock) / 1e3, "requests": counter.count,
                               "items": client.describe_table(TableName="bench-registry")["Table"]["ItemCount"]}
