@@ -722,8 +722,9 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json",
                         help="where to write the machine-readable results (docs/benchmarks.md only on full runs)")
     args = parser.parse_args()
-    global QUICK
+    global QUICK, ROUNDS
     quick = QUICK = args.quick
+    ROUNDS = 2 if quick else ROUNDS
     env = environment()
     print(f"Benchmarks on {env['cpu']} ({env['cores']} cores), Python {env['python']}" + (" [quick]" if quick else ""))
     for name, run in SECTIONS.items():
