@@ -187,10 +187,15 @@ def test_single_row_path_refuses_non_finite_scores_and_falls_back_when_busy(hand
     X = model.matrix([record])
     expected = model.predict_lists(X)
     assert model._binding is not None
-    with model._bound_lock:  # binding busy
-        assert model.predict_lists(X) == expected
-
     bound = model._bound_run
+
+    def must_not_run():
+        raise AssertionError("the busy binding was used")
+
+    monkeypatch.setattr(model, "_bound_run", must_not_run)
+    with model._bound_lock:  # binding busy: the ordinary path answers, without waiting or touching the buffers
+        assert model.predict_lists(X) == expected
+        assert model.predict_instances([record]) == expected
 
     def overflowing():
         bound()

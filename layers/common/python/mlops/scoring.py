@@ -62,24 +62,22 @@ class ScoringModel:
             self.classes = [int(c) for c in orjson.loads(meta["mlops.classes"])]
         except KeyError as exc:
             raise ValidationError(f"ONNX artifact lacks metadata {exc.args[0]!r}; it was not built here") from None
-        self.family = meta.get("mlops.family", "")
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.feature_names = tuple(f.name for f in self.features)
         self._name_set = frozenset(self.feature_names)
-        self._categorical = {
+        categorical = {
             i: {c: float(k) for k, c in enumerate(f.categories)}
             for i, f in enumerate(self.features) if f.kind == "categorical"
         }
-        self._bounds = [f.bounds() for f in self.features]
+        bounds = [f.bounds() for f in self.features]
         # Category codes (0..k-1) always sit inside a categorical feature's default float32 bounds.
-        self._low, self._high = (np.array(column) for column in zip(*self._bounds, strict=True))
+        self._low, self._high = (np.array(column) for column in zip(*bounds, strict=True))
         self._numeric = tuple(i for i, f in enumerate(self.features) if f.kind == "numeric")
-        self._categorical_items = tuple(self._categorical.items())
-        self._plan = tuple((f.name, *self._bounds[j], self._categorical.get(j)) for j, f in enumerate(self.features))
-        zeros = np.zeros((1, len(self.features)), dtype=np.float32)
-        self.predict_matrix(zeros)  # warm-up run
-        self._bind_single_row(zeros)
+        self._categorical_items = tuple(categorical.items())
+        # Per feature, in schema order: name, domain, category codes (None for numeric features).
+        self._plan = tuple((f.name, *bounds[j], categorical.get(j)) for j, f in enumerate(self.features))
+        self._bind_single_row(np.zeros((1, len(self.features)), dtype=np.float32))
 
     def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         labels, proba = self.session.run(self.output_names, {self.input_name: X}, self._run_options)
@@ -114,8 +112,8 @@ class ScoringModel:
         (they would serialise as null) with a message naming the rows.
 
         A single row runs through a pre-bound session (input and outputs in fixed buffers): the call skips
-        building feeds and allocating outputs, about 2 us of a 6 us call. Concurrent callers (never two in one
-        Lambda sandbox; possible locally) take the ordinary path instead of waiting."""
+        building feeds and allocating outputs (HistGradientBoosting: 5.3 us instead of 7 us). Concurrent callers
+        (never two in one Lambda sandbox; possible locally) take the ordinary path instead of waiting."""
         if len(X) == 1 and self._binding is not None:
             scored = self._score_bound(X)
             if scored is not None:
@@ -126,7 +124,9 @@ class ScoringModel:
         return labels_array.tolist(), proba_array.tolist()
 
     def _bind_single_row(self, probe: np.ndarray) -> None:
-        """Set up the single-row binding, and keep it only if it answers exactly as session.run does."""
+        """Warm the session up on `probe`, then set up the single-row binding and keep it only if it answers
+        exactly as session.run did."""
+        expected_labels, expected_proba = self.predict_matrix(probe)
         self._binding = None
         self._bound_lock = threading.Lock()
         outputs = self.session.get_outputs()
@@ -152,8 +152,7 @@ class ScoringModel:
             run()
         except Exception:  # noqa: BLE001 - an exotic graph the binding cannot serve: keep the ordinary path
             return
-        labels, proba = self.predict_matrix(probe)
-        if np.array_equal(labels, self._bound_labels) and np.array_equal(proba, self._bound_proba):
+        if np.array_equal(expected_labels, self._bound_labels) and np.array_equal(expected_proba, self._bound_proba):
             self._binding, self._bound_run = binding, run
 
     def matrix(self, instances: Any) -> np.ndarray:
