@@ -1,33 +1,47 @@
-"""`mlops`: the developer CLI (demo, local serve)."""
+"""`mlops`: the developer and operator CLI. Each concern's commands live in mlops_local/commands/<concern>.py."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+import click
+
+from .commands import families, platform, runs
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success (for upload --follow: the model went live)
+  1  the operation ran but its outcome is negative (model rejected, rolled back, run failed)
+  2  usage error (bad option, unknown family or run, invalid file)
+  3  the platform could not be reached (no local server found, stack outputs unreadable)
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+             epilog=EXIT_CODES)
+@click.version_option(package_name="mlops-platform", prog_name="mlops")
+def cli() -> None:
+    """Serverless MLOps platform: run it locally, declare families, upload data, follow runs."""
+
+
+platform.register(cli)
+families.register(cli)
+runs.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mlops", description="Serverless MLOps platform: local tools")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the whole loop locally on embedded moto")
-    demo.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
-    local = commands.add_parser("local", help="local runtime")
-    local_commands = local.add_subparsers(dest="local_command", required=True)
-    serve = local_commands.add_parser("serve", help="moto server + the platform + the scoring API on 127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--json", action="store_true", help="first stdout line: JSON with the endpoints")
-    args = parser.parse_args(argv)
-
-    if args.command == "demo":
-        from .demo import main as demo_main
-
-        return demo_main(as_json=args.json)
-    if args.command == "local" and args.local_command == "serve":
-        from .serve import main as serve_main
-
-        return serve_main(port=args.port, as_json=args.json)
-    parser.print_help()
-    return 2
+    """Entry point of the `mlops` script; returns the process exit code."""
+    try:
+        cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,10 +8,23 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FAMILY_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
-FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Column names as data sets publish them ("person_age", "Credit.Amount", "loan-status"), safe as JSON keys,
+# metric dimensions and log fields: letters, digits, '_', '.', '-', and inner spaces.
+FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\- ]{0,62}[A-Za-z0-9_.\-]$|^[A-Za-z_]$")
 
 Algorithm = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
 FeatureKind = Literal["numeric", "categorical"]
+# How a feature's missing values are handled. `reject`: a data set or request with a missing value is refused.
+# median / mean / most_frequent / constant: imputed with the statistic fitted on training rows only, inside the ONNX
+# graph (scoring treats `null` exactly as training did). `native`: HistGradientBoosting's own missing-value
+# handling (the tree learns where missing values go).
+MissingStrategy = Literal["reject", "median", "mean", "most_frequent", "constant", "native"]
+# How a categorical feature treats a category it does not declare: `reject` refuses the row or request;
+# `other` maps it to one extra "other" level, the same way in training and scoring.
+UnknownCategory = Literal["reject", "other"]
+# A class label as a data set publishes it: "bad", "Yes", 1, true.
+Label = bool | int | float | str
+DEFAULT_MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 
 
 class _Frozen(BaseModel):
@@ -27,6 +40,12 @@ class Feature(_Frozen):
     # The feature's domain: values outside are rejected at scoring and in data sets (numeric features only).
     minimum: float | None = None
     maximum: float | None = None
+    missing: MissingStrategy = "reject"
+    # The value a `constant` strategy fills in: a number for numeric features, a declared category otherwise.
+    fill_value: float | str | None = None
+    unknown: UnknownCategory = "reject"
+    # Human-readable reason text for explanations ("Too many recent late payments"); optional.
+    description: str | None = Field(None, max_length=200)
 
     @field_validator("name")
     @classmethod
@@ -48,7 +67,26 @@ class Feature(_Frozen):
             raise ValueError(f"categorical feature {self.name!r} cannot declare minimum/maximum")
         if self.minimum is not None and self.maximum is not None and self.minimum >= self.maximum:
             raise ValueError(f"feature {self.name!r}: minimum must be below maximum")
+        if self.kind == "numeric" and self.unknown != "reject":
+            raise ValueError(f"numeric feature {self.name!r}: 'unknown' applies to categorical features only")
+        if self.missing == "constant":
+            if self.fill_value is None:
+                raise ValueError(f"feature {self.name!r}: missing 'constant' needs a fill_value")
+            if self.kind == "categorical" and self.fill_value not in self.categories:
+                raise ValueError(f"feature {self.name!r}: fill_value {self.fill_value!r} is not a declared category")
+            if self.kind == "numeric" and not isinstance(self.fill_value, int | float):
+                raise ValueError(f"feature {self.name!r}: fill_value must be a number for a numeric feature")
+        elif self.fill_value is not None:
+            raise ValueError(f"feature {self.name!r}: fill_value is only used with missing 'constant'")
+        if self.kind == "categorical" and self.missing in ("median", "mean"):
+            raise ValueError(f"categorical feature {self.name!r}: missing {self.missing!r} needs numbers; "
+                             "use most_frequent, constant or native")
         return self
+
+    @property
+    def accepts_missing(self) -> bool:
+        """True when a missing value (empty cell, NA marker, JSON null) is valid input for this feature."""
+        return self.missing != "reject"
 
     def bounds(self) -> tuple[float, float]:
         """The accepted range: the declared domain, else anything a 32-bit float can hold."""
@@ -60,6 +98,14 @@ class GatePolicy(_Frozen):
     """Offline checks a candidate must pass before it receives any traffic."""
 
     min_auc: float = Field(0.65, ge=0.5, le=1.0)
+    # The candidate must beat the trivial model (always predicting the training prior) on this metric at the
+    # family's threshold by at least `min_lift_over_trivial`: on a 5% positive data set a model that labels almost
+    # everything negative has the majority's accuracy but a balanced accuracy of about 0.5.
+    trivial_model_metric: Literal["balanced_accuracy", "recall", "f1"] = "balanced_accuracy"
+    min_lift_over_trivial: float = Field(0.02, ge=0.0, le=0.5)
+    # Signs of target leakage, warned in the gate decision and the run (never a rejection on their own).
+    leakage_auc: float = Field(0.995, gt=0.5, le=1.0)
+    leakage_single_feature_auc: float = Field(0.98, gt=0.5, le=1.0)
     min_accuracy: float = Field(0.0, ge=0.0, le=1.0)
     # The candidate's holdout AUC minus the live model's must be at least this (may be negative: a tolerance).
     min_auc_margin: float = Field(0.0, ge=-0.5, le=0.5)
@@ -129,12 +175,24 @@ class ModelFamily(_Frozen):
     algorithm: Algorithm = "logistic_regression"
     hyperparameters: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
     target: str
+    # The target value of the positive class ("bad", "Yes", 1, true): its probability is the score, and it is
+    # predicted when that probability is at least `threshold`. The other value found in the data is the negative
+    # class. Classes are reported in the order [negative, positive].
+    positive_label: Label = 1
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
     features: tuple[Feature, ...]
-    sensitive_attribute: str
-    # The label value that counts as the favourable outcome in fairness figures (e.g. "no default").
-    favorable_label: int = 0
+    # Optional: a family without one skips the fairness checks, and its gate decision says so.
+    sensitive_attribute: str | None = None
+    # The class label that counts as the favourable outcome in fairness figures ("good", 0, "no default"),
+    # in the target's own terms.
+    favorable_label: Label = 0
     seed: int = 42
     holdout_fraction: float = Field(0.2, gt=0.05, lt=0.5)
+    # Every class needs at least this many rows, so the stratified holdout holds each class and training keeps it.
+    min_rows_per_class: int = Field(10, ge=2)
+    # CSV dialect: the delimiter is detected among , ; tab | unless declared; these cells count as missing.
+    delimiter: Literal[",", ";", "\t", "|"] | None = None
+    missing_markers: tuple[str, ...] = DEFAULT_MISSING_MARKERS
     max_dataset_bytes: int = Field(200 * 1024 * 1024, gt=0)
     capture_sample_rate: float = Field(0.1, ge=0.0, le=1.0)
     never_capture: tuple[str, ...] = ()
@@ -158,12 +216,19 @@ class ModelFamily(_Frozen):
             raise ValueError("feature names must be unique")
         if self.target in names:
             raise ValueError(f"target {self.target!r} cannot also be a feature")
-        if self.sensitive_attribute == self.target:
+        if self.sensitive_attribute is not None and self.sensitive_attribute == self.target:
             raise ValueError("sensitive_attribute cannot be the target")
         unknown = set(self.never_capture) - set(names) - {self.sensitive_attribute}
         if unknown:
             raise ValueError(f"never_capture names unknown columns: {sorted(unknown)}")
+        native = [f.name for f in self.features if f.missing == "native"]
+        if native and self.algorithm != "hist_gradient_boosting":
+            raise ValueError(f"features {native}: missing 'native' needs algorithm hist_gradient_boosting")
         return self
+
+    def is_positive(self, label: Label) -> bool:
+        """Whether a target value (as parsed from a data set, or as declared) names the positive class."""
+        return same_label(label, self.positive_label)
 
     @property
     def feature_names(self) -> list[str]:
@@ -174,3 +239,36 @@ class ModelFamily(_Frozen):
             if f.name == name:
                 return f
         raise KeyError(name)
+
+
+
+def same_label(a: Label, b: Label) -> bool:
+    """Whether two target values name the same class, in the target's own terms: 1, 1.0 and "1" are the same; a
+    boolean matches "true"/"True"/"TRUE" (and "false" alike); other text compares exactly after trimming
+    ("Yes" and "yes" are different labels)."""
+    ta, tb = label_text(a), label_text(b)
+    if ta == tb:
+        return True
+    na, nb = _as_number(ta), _as_number(tb)
+    if na is not None and nb is not None:
+        return na == nb
+    if isinstance(a, bool) or isinstance(b, bool):
+        return ta.lower() == tb.lower()
+    return False
+
+
+def label_text(value: Label) -> str:
+    """A label's canonical text: booleans as true/false, integral floats without '.0', text trimmed."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if number == number else None
