@@ -52,7 +52,7 @@ def test_degraded_candidate_is_rejected_at_the_gate_and_never_gets_traffic(platf
     before = alias_state(platform, family)
     output, described = run_upload(platform, family.name, "noise.csv",
                                    synthetic.credit_risk_csv(4000, 13, label_noise=0.9))
-    assert output["outcome"] == "rejected"
+    assert output["outcome"] == "gated_out"
     v2 = platform.registry.get_version(family.name, 2)
     assert v2.status == "rejected" and "AUC" in v2.status_reason and not v2.function_version
     assert alias_state(platform, family) == before
@@ -117,7 +117,8 @@ def test_bad_data_sets_fail_fast_with_reason_and_register_nothing(platform, new_
         "header-only.csv": (header + b"\n", "no data rows"),
         "constant-target.csv": (header + b"\n" + b"\n".join([b"30,1,0.2,3,0,1,4,north,F,1"] * 60), "constant"),
         "duplicated-header.csv": (header.replace(b"income", b"age") + b"\n" + rows, "repeats columns"),
-        "latin1.csv": (b"\xff\xfe" + good, "not UTF-8"),
+        "utf16.csv": (b"\xff\xfe" + good, "UTF-16 text; save it as UTF-8"),
+        "latin1.csv": (good.replace(b"north", b"n\xf6rth"), "not UTF-8 text (invalid byte 0xf6 at line"),
     }
     for filename, (data, reason) in cases.items():
         output, described = run_upload(platform, family.name, filename, data)
@@ -138,7 +139,7 @@ def test_data_set_over_the_size_limit_is_rejected_by_the_trigger_with_a_recorded
     assert len(platform.executions()) == before, "no execution for an oversize data set"
     run = platform.registry.get_run(family.name, execution_name(family.name, platform.bucket, ref["key"],
                                                                 ref["version_id"]))
-    assert run["outcome"] == "rejected_dataset" and "over the family's limit of 20000" in run["detail"]["reason"]
+    assert run["outcome"] == "rejected" and "over the family's limit of 20000" in run["detail"]["reason"]
     assert platform.registry.get_family(family.name).latest_version == 0
 
 

@@ -17,11 +17,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import aws
+from . import aws, runs
+from .canary import prediction_divergence
 from .capture import CaptureReader
 from .errors import IllegalTransitionError, PlatformError, TransientError, ValidationError
 from .observability import MetricsPublisher, logger
-from .pipeline import PipelineContext, record_failure_step, register_step
+from .pipeline import PipelineContext, register_step
 from .profile import PREDICTION_EDGES
 from .registry import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
 from .settings import Env
@@ -174,10 +175,15 @@ class RolloutContext:
     captures: CaptureReader
     publisher: MetricsPublisher
     is_execution_running: Any  # Callable[[str], bool]
+    state_machine_arn: str = ""
 
     @property
     def registry(self) -> ModelRegistry:
         return self.pipeline.registry
+
+    @property
+    def runs(self) -> runs.RunLog:
+        return runs.RunLog(self.registry, self.publisher)
 
 
 def acquire_lock(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -190,10 +196,12 @@ def acquire_lock(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
 
 def refuse(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
     holder = (state.get("lock") or {}).get("holder")
-    detail = {"reason": f"rollout {holder} kept the {state['family']} lock for "
-                        f"{state['lock']['attempts']} attempts; this run was refused", "dataset": state.get("dataset")}
-    ctx.registry.record_run(state["family"], run_id, "refused", detail)
-    ctx.publisher.put("RolloutOutcome", 1, {"Family": state["family"], "Outcome": "refused"})
+    reason = (f"rollout {holder} kept the {state['family']} lock for {state['lock']['attempts']} attempts; "
+              "this run was refused")
+    detail = {"reason": reason, "holder": holder, "dataset": state.get("dataset")}
+    history = runs.history_summary(ctx.state_machine_arn, run_id)
+    ctx.runs.ended(state["family"], run_id, runs.REFUSED, step="RefuseRollout", reason=reason, detail=detail,
+                   steps=history.get("steps"), started_at=history.get("started_at"))
     return detail
 
 
@@ -240,7 +248,12 @@ def canary_start(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
 
 def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Judge the bake window: errors, p99 latency and prediction divergence from the live version on the
-    same traffic. Decision: step_up, promote, rollback, or wait (not enough canary traffic yet)."""
+    same traffic. Decision: step_up, promote, rollback, or wait (not enough canary traffic yet).
+
+    Divergence (`canary.prediction_divergence`: a significant test and a large effect) is acted on once per step,
+    when the window is complete (enough requests and captured predictions on both sides): a window that waits is
+    judged again with more traffic, and acting on every look would raise the false-rollback rate above the
+    policy's `divergence_pvalue`."""
     canary = state["canary"]
     family = state["family"]
     record = ctx.registry.get_family(family)
@@ -264,35 +277,49 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
     since = float(canary["window_start"])
     new_labels, new = _predictions(ctx, family, int(canary["version"]), since)
     old_labels, old = _predictions(ctx, family, int(canary["live_version"]), since)
-    figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size)})
-    if new.size >= policy.min_requests and old.size >= policy.min_requests:
-        # Decisions, not calibration: a better model may shift probabilities, a broken one flips decisions.
-        classes = int(max(new_labels.max(initial=0), old_labels.max(initial=0))) + 1
-        divergence = psi(np.bincount(old_labels, minlength=classes), np.bincount(new_labels, minlength=classes))
-        figures["prediction_psi"] = round(divergence, 6)
+    # Decisions, not calibration: a better model may shift probabilities, a broken one flips decisions.
+    divergence = prediction_divergence(old_labels, new_labels, policy)
+    figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size),
+                    "divergence": _rounded(divergence)})
+    if divergence["status"] == "checked":
+        figures["positive_rate"] = {side: round(rate, 6) for side, rate in divergence["positive_rate"].items()}
+        # The predicted-probability distribution is information only (a better model may be calibrated anew).
         figures["probability_psi"] = round(psi(bin_counts(old, PREDICTION_EDGES), bin_counts(new, PREDICTION_EDGES)), 6)
-        figures["positive_rate"] = {"canary": round(float((new_labels == 1).mean()), 6),
-                                    "live": round(float((old_labels == 1).mean()), 6)}
-        if divergence > policy.max_prediction_psi:
-            reasons.append(f"predicted classes diverge from live v{canary['live_version']} on the same traffic: "
-                           f"PSI {divergence:.3f} over {policy.max_prediction_psi} (positive rate "
-                           f"{figures['positive_rate']['canary']:.1%} vs {figures['positive_rate']['live']:.1%})")
+    enough = traffic.invocations >= policy.min_requests and divergence["status"] == "checked"
+    if enough and divergence["diverged"]:
+        reasons.append(f"predicted classes diverge from live v{canary['live_version']} on the same traffic: "
+                       f"{divergence['summary']}")
     if reasons:
         return {"decision": "rollback", "reasons": reasons, "figures": figures, "idle_windows": idle}
-    enough = traffic.invocations >= policy.min_requests and "prediction_psi" in figures
     if not enough:
         if idle + 1 > policy.max_idle_windows:
             return {"decision": "rollback", "figures": figures, "idle_windows": idle + 1, "reasons": [
                 f"not enough canary traffic to judge after {idle + 1} bake windows "
-                f"({traffic.invocations:.0f} requests, {new.size} captured predictions; {policy.min_requests} needed)"]}
+                f"({traffic.invocations:.0f} requests, {new.size} captured canary and {old.size} live predictions; "
+                f"{policy.min_requests} needed)"]}
         return {"decision": "wait", "figures": figures, "idle_windows": idle + 1,
-                "reasons": [f"waiting for traffic: {traffic.invocations:.0f} requests, {new.size} captured"]}
+                "reasons": [f"waiting for traffic: {traffic.invocations:.0f} requests, {new.size} captured canary "
+                            f"and {old.size} live predictions ({policy.min_requests} needed)"]}
     step = int(canary["step"])
     decision = "promote" if step + 1 >= len(policy.steps) or policy.steps[step + 1] >= 100 else "step_up"
-    return {"decision": decision, "figures": figures, "idle_windows": 0, "reasons": ["canary healthy"]}
+    return {"decision": decision, "figures": figures, "idle_windows": 0,
+            "reasons": [f"canary healthy: {divergence['summary']}"]}
+
+
+def _rounded(divergence: dict[str, Any]) -> dict[str, Any]:
+    """The divergence figures for the state and the lineage: rates and effect rounded, the p-value to 4 digits."""
+    out = {k: v for k, v in divergence.items() if k != "positive_rate"}
+    for key in ("alpha", "cohens_h", "min_cohens_h"):
+        if key in out:
+            out[key] = round(out[key], 6)
+    if "p_value" in out:
+        out["p_value"] = float(f"{out['p_value']:.4g}")
+    return out
 
 
 def _predictions(ctx: RolloutContext, family: str, version: int, since: float) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and positive-class probabilities of the captured predictions of one version since `since`
+    (at most 50,000: enough for any test, bounded for the function's memory)."""
     records = list(ctx.captures.records(family, version, since, limit=50_000))
     labels = np.fromiter((r.label for r in records), dtype=np.int64, count=len(records))
     positive = np.fromiter((r.probabilities[-1] for r in records), dtype=np.float64, count=len(records))
@@ -343,29 +370,68 @@ def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[st
 
 
 def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str) -> dict[str, Any]:
+    """Record the run's outcome with the reasons behind it, remember a content verdict (so an identical
+    re-upload is recognised), release the family lock. The returned dict is the execution's output."""
     family = state["family"]
     version = (state.get("registration") or {}).get("version")
-    detail = {"version": version, "dataset": state.get("dataset"), "trigger": state.get("trigger")}
-    ctx.registry.record_run(family, run_id, outcome, detail)
+    detail: dict[str, Any] = {"version": version, "dataset": state.get("dataset"), "trigger": state.get("trigger")}
+    warnings = (state.get("evaluation") or {}).get("warnings")
+    if warnings:  # signs of target leakage from the gate: reported with whatever outcome the run had
+        detail["warnings"] = list(warnings)
+    if outcome == runs.PROMOTED:
+        reason = f"v{version} is live"
+    elif outcome == runs.GATED_OUT:
+        gate = (state.get("evaluation") or {}).get("gate") or {}
+        detail["gate_reasons"] = list(gate.get("reasons") or [])
+        reason = "gate: " + ("; ".join(detail["gate_reasons"]) or "the candidate did not pass")
+    elif outcome == runs.ROLLED_BACK:
+        detail["canary_reasons"] = list((state.get("rollback") or state.get("check") or {}).get("reasons") or [])
+        detail["canary_figures"] = (state.get("check") or {}).get("figures")
+        reason = "canary: " + ("; ".join(detail["canary_reasons"]) or "check failed")
+    elif outcome == runs.DUPLICATE:
+        detail["duplicate_of"] = (state.get("train") or {}).get("duplicate_of") or {}
+        reason = runs.duplicate_reason(detail["duplicate_of"])
+    else:
+        reason = outcome
+    history = runs.history_summary(ctx.state_machine_arn, run_id, skip_current=True)
+    step = "Train" if outcome == runs.DUPLICATE else history.get("step") or ""
+    ctx.runs.ended(family, run_id, outcome, step=step, reason=reason, detail=detail,
+                   version=version, steps=history.get("steps"), started_at=history.get("started_at"))
+    fingerprint = (ctx.registry.get_run(family, run_id) or {}).get("fingerprint")
+    if fingerprint and outcome in runs.CONTENT_VERDICTS:
+        ctx.registry.record_content_verdict(family, fingerprint, run_id, outcome, version)
     ctx.registry.release_rollout(family, run_id)
-    ctx.publisher.put("RolloutOutcome", 1, {"Family": family, "Outcome": outcome})
     return {"outcome": outcome, "family": family, "version": version}
 
 
-def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Whatever failed, leave traffic on the healthy version, the registry consistent, the lock released."""
+def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str,
+                   status: str | None = None) -> dict[str, Any]:
+    """Whatever failed, leave traffic on the healthy version, the registry consistent, the lock released, and
+    the run recorded as failed with the step and the reason.
+
+    Called by the definition's HandleFailure (after a Catch), and for executions that ended FAILED, TIMED_OUT
+    or ABORTED outside any Catch (`status` set; see runs.handle_status_change), where the outcome is recorded
+    only if the run has none yet. Traffic and the family's canary are touched only when this run holds the
+    family lock (or nobody does): a run that failed while waiting for the lock must not undo another's canary."""
     family = state.get("family", "")
     actions: list[str] = []
-    error = state.get("error") or {}
-    reason = f"pipeline failure: {error.get('Error', 'unknown')}"
+    history = runs.history_summary(ctx.state_machine_arn, run_id, before="HandleFailure")
+    # After a Catch the state's error is the step's; an execution that ended otherwise reports its last state
+    # (PipelineFailed when HandleFailure itself failed): the failing step's own error then says more.
+    error = (history.get("failure") if status else None) or state.get("error") or {}
+    error_name, message = runs.error_message(error)
+    reason = f"pipeline failure: {error_name}"
     if family:
         try:
-            # Traffic first: the alias serves the registry's live version only, whatever else fails below.
-            actions += reconcile_alias(ctx, family)
             record = ctx.registry.get_family(family)
-            if record.canary_version:
-                ctx.registry.transition(family, record.canary_version, ROLLED_BACK, f"pipeline:{run_id}", reason)
-                actions.append(f"v{record.canary_version} rolled_back")
+            if record.rollout_holder in (None, run_id):
+                # Traffic first: the alias serves the registry's live version only, whatever else fails below.
+                actions += reconcile_alias(ctx, family)
+                record = ctx.registry.get_family(family)
+                if record.canary_version:
+                    ctx.registry.transition(family, record.canary_version, ROLLED_BACK, f"pipeline:{run_id}",
+                                            reason)
+                    actions.append(f"v{record.canary_version} rolled_back")
             registered = (state.get("registration") or {}).get("version")
             if registered and ctx.registry.get_version(family, int(registered)).status == CANDIDATE:
                 # Never leave a half-done candidate behind: it did not finish its checks, so it is rejected.
@@ -373,13 +439,19 @@ def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> d
                 actions.append(f"v{registered} rejected")
         except PlatformError as exc:
             actions.append(f"cleanup incomplete: {exc.message}")
-    detail = record_failure_step(ctx.pipeline, {**state, "stage": state.get("stage", "")}, run_id)
+    step = history.get("step") or state.get("stage") or ""
+    detail = {"error": error_name, "message": message, "dataset": state.get("dataset"), "step": step,
+              "status": status or "FAILED", "actions": actions}
+    if status and error is not state.get("error"):
+        detail["execution_error"] = runs.error_message(state.get("error") or {})[0]
     if family:
+        ctx.runs.ended(family, run_id, runs.FAILED, step=step, reason=f"{error_name}: {message}"[:2000],
+                       detail=detail, steps=history.get("steps"), started_at=history.get("started_at"),
+                       version=(state.get("registration") or {}).get("version"), only_if_open=status is not None)
         ctx.registry.release_rollout(family, run_id)
-        ctx.publisher.put("RolloutOutcome", 1, {"Family": family, "Outcome": "failed"})
     logger().error("pipeline run failed", extra={"family": family, "run": run_id, "detail": detail,
-                                                 "actions": actions})
-    return {**detail, "actions": actions}
+                                                 "actions": actions, "reason": reason})
+    return detail
 
 
 def reconcile_alias(ctx: RolloutContext, family: str) -> list[str]:
@@ -399,7 +471,10 @@ ACTIONS = {
     "acquire_lock": acquire_lock, "refuse": refuse, "register": register, "go_live_first": go_live_first,
     "canary_start": canary_start, "canary_check": canary_check, "canary_step": canary_step,
     "promote": promote, "rollback": rollback, "handle_failure": handle_failure,
-    **{f"finish:{outcome}": partial(finish, outcome=outcome) for outcome in ("promoted", "rejected", "rolled_back")},
+    **{f"finish:{outcome}": partial(finish, outcome=outcome)
+       for outcome in (runs.PROMOTED, runs.GATED_OUT, runs.ROLLED_BACK, runs.DUPLICATE)},
+    # Executions started on the previous definition call `finish:rejected` for a gated-out candidate.
+    "finish:rejected": partial(finish, outcome=runs.GATED_OUT),
 }
 
 
@@ -433,4 +508,5 @@ def create_rollout_context(settings: Any) -> RolloutContext:
         router=LambdaAliasRouter(), metrics=CloudWatchCanaryMetrics(), captures=CaptureReader(settings.artifact_bucket),
         publisher=MetricsPublisher(settings.metrics_namespace),
         is_execution_running=execution_is_running(settings.state_machine_arn),
+        state_machine_arn=settings.state_machine_arn,
     )
