@@ -44,7 +44,7 @@ from mlops.scoring_api import ScoringService  # noqa: E402
 from mlops.settings import Env, ScoringSettings  # noqa: E402
 from mlops.training import build_estimator, to_onnx_bytes  # noqa: E402
 
-from bench import false_alarms  # noqa: E402
+from bench import explain_bench, false_alarms  # noqa: E402
 from mlops_local.apigw import proxy_event  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
@@ -711,6 +711,7 @@ SECTIONS = {
     "bundle": lambda quick: bench_bundle_size(),
     "drift": lambda quick: bench_drift(rows=20_000 if quick else 1_000_000),
     "false_alarms": lambda quick: false_alarms.run(row, quick),
+    "explain": lambda quick: explain_bench.run(row, quick, fitted),
     "loop": lambda quick: bench_full_loop(),
     "registry": lambda quick: bench_registry(versions=200 if quick else 10_000, samples=50 if quick else 300),
 }
