@@ -44,6 +44,7 @@ from mlops.scoring_api import ScoringService  # noqa: E402
 from mlops.settings import Env, ScoringSettings  # noqa: E402
 from mlops.training import build_estimator, to_onnx_bytes  # noqa: E402
 
+from bench import false_alarms  # noqa: E402
 from mlops_local.apigw import proxy_event  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
@@ -493,21 +494,22 @@ def bench_bundle_size() -> None:
 
 def bench_drift(rows: int, features: int = 20) -> None:
     from mlops.profile import numeric_profile
-    from mlops.stats import bin_counts, psi, psi_and_ks
+    from mlops.stats import bin_counts, numeric_shift, psi
 
     rng = np.random.default_rng(11)
     baseline = rng.lognormal(0, 0.6, size=(100_000, features))
     current = rng.lognormal(0.05, 0.65, size=(rows, features))
     columns = [np.ascontiguousarray(current[:, j]) for j in range(features)]
     profiles = [numeric_profile(baseline[:, j]) for j in range(features)]
-    prepared = [(np.asarray(p["psi_edges"]), np.asarray(p["psi_counts"]), np.asarray(p["ks_quantiles"]), p["n"])
-                for p in profiles]
+    prepared = [(np.asarray(p["psi_edges"]), np.asarray(p["psi_counts"]), np.asarray(p["ecdf_points"]),
+                 np.asarray(p["ecdf_at_or_below"]), np.asarray(p["ecdf_below"]), p["n"]) for p in profiles]
 
     def psi_only():
-        return [psi(c, bin_counts(col, e)) for (e, c, _, _), col in zip(prepared, columns, strict=True)]
+        return [psi(c, bin_counts(col, e)) for (e, c, *_), col in zip(prepared, columns, strict=True)]
 
     def psi_ks():
-        return [psi_and_ks(e, c, g, n, col) for (e, c, g, n), col in zip(prepared, columns, strict=True)]
+        return [numeric_shift(g, le, lt, n, e, c, col)
+                for (e, c, g, le, lt, n), col in zip(prepared, columns, strict=True)]
 
     for name, fn, target, threshold in (("PSI", psi_only, ">= 3M", 3e6), ("PSI + KS", psi_ks, ">= 1M", 1e6)):
         fn()
@@ -706,6 +708,7 @@ SECTIONS = {
     "cold": lambda quick: bench_cold_start(repeats=1 if quick else 7),
     "bundle": lambda quick: bench_bundle_size(),
     "drift": lambda quick: bench_drift(rows=20_000 if quick else 1_000_000),
+    "false_alarms": lambda quick: false_alarms.run(row, quick),
     "loop": lambda quick: bench_full_loop(),
     "registry": lambda quick: bench_registry(versions=200 if quick else 10_000, samples=50 if quick else 300),
 }

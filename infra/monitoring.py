@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -21,6 +21,7 @@ from mlops.settings import Env
 from mlops.trigger import DATASET_PREFIX
 
 from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
+from .outcomes import FailedEvents
 from .storage import Storage
 
 
@@ -42,6 +43,7 @@ class MonitoringProps:
     families: tuple[MonitoredFamily, ...]
     metrics_namespace: str
     alarm_email: str | None
+    failed_events: FailedEvents
 
 
 class Monitoring(Construct):
@@ -52,6 +54,7 @@ class Monitoring(Construct):
             self, "Drift", source="drift", description="Scheduled drift check of live models",
             defaults=props.defaults, layers=props.layers, memory_size=3008, timeout=Duration.minutes(15),
             environment={Env.STATE_MACHINE_ARN: props.state_machine_arn})
+        props.failed_events.guard(self.drift)
         d = self.drift
         d.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
                 [storage.table.table_arn, f"{storage.table.table_arn}/index/GSI1"])
@@ -71,18 +74,19 @@ class Monitoring(Construct):
         self.topic = sns.Topic(self, "Alerts", display_name="MLOps platform alerts", master_key=storage.key,
                                enforce_ssl=True)
         storage.key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+        # The topic's policy replaces SNS's default one: CloudWatch alarms of this account must be allowed to publish.
+        stack = Stack.of(self)
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowCloudWatchAlarmsOfThisAccount", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"], resources=[self.topic.topic_arn],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account},
+                        "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:"
+                                                     f"{stack.account}:alarm:*"}}))
         if props.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(props.alarm_email))
-        action = cw_actions.SnsAction(self.topic)
+        self._action = cw_actions.SnsAction(self.topic)
         self.alarms: list[cw.Alarm] = []
-
-        def alarm(construct_id: str, metric: cw.IMetric, threshold: float, description: str,
-                  periods: int = 1) -> None:
-            created = cw.Alarm(self, construct_id, metric=metric, threshold=threshold, evaluation_periods=periods,
-                               comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                               treat_missing_data=cw.TreatMissingData.NOT_BREACHING, alarm_description=description)
-            created.add_alarm_action(action)
-            self.alarms.append(created)
+        alarm = self.add_alarm
 
         alarm("PipelineFailures", props.state_machine.metric_failed(period=Duration.minutes(5)), 1,
               "A model pipeline execution failed; the reason is in the registry run record")
@@ -96,7 +100,7 @@ class Monitoring(Construct):
                                description=f"Drift check of {name}")
             rule.add_target(targets.LambdaFunction(d.function, event=events.RuleTargetInput.from_object(
                 {"detail-type": "Scheduled Event", "source": "mlops.drift", "detail": {"families": [name]}}),
-                retry_attempts=2))
+                retry_attempts=2, dead_letter_queue=props.failed_events.queue))
             dims = {"FunctionName": monitored.function_name, "Resource":
                     f"{monitored.function_name}:{monitored.alias_name}"}
             invocations = cw.Metric(namespace="AWS/Lambda", metric_name="Invocations", dimensions_map=dims,
@@ -129,3 +133,13 @@ class Monitoring(Construct):
             ]
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(6))
         self.dashboard.add_widgets(*widgets)
+
+    def add_alarm(self, construct_id: str, metric: cw.IMetric, threshold: float, description: str,
+                  periods: int = 1) -> cw.Alarm:
+        """An alarm at `threshold` or above, missing data not breaching, notifying the alerts topic."""
+        created = cw.Alarm(self, construct_id, metric=metric, threshold=threshold, evaluation_periods=periods,
+                           comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                           treat_missing_data=cw.TreatMissingData.NOT_BREACHING, alarm_description=description)
+        created.add_alarm_action(self._action)
+        self.alarms.append(created)
+        return created

@@ -64,7 +64,7 @@ class Pipeline(Construct):
         self.train.allow(["s3:GetObject", "s3:GetObjectVersion"], [datasets],
                          reason="users upload data sets under datasets/<family>/ with any file name; prefix-scoped")
         self.train.allow(["s3:PutObject"], [artifacts], reason=CONTENT_ADDRESSED)
-        self.train.allow(["dynamodb:GetItem"], [storage.table.table_arn])
+        self.train.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [storage.table.table_arn])
         self.train.allow(kms, [storage.key.key_arn])
 
         self.evaluate = PlatformFunction(
@@ -90,8 +90,9 @@ class Pipeline(Construct):
                             "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration",
                             "lambda:PublishVersion", "lambda:ListVersionsByFunction"], function_arns,
                            reason="versions of the scoring functions are published by the rollout at run time")
-        self.control.allow(["states:DescribeExecution"], [execution_arns(stack)],
-                           reason="checks whether the holder of a family's rollout lock is still running")
+        self.control.allow(["states:DescribeExecution", "states:GetExecutionHistory"], [execution_arns(stack)],
+                           reason="checks whether the holder of a family's rollout lock is still running; reads a "
+                                  "run's history for its step timings and the step that failed")
         # CloudWatch has no resource-level permissions for these two actions; PutMetricData is namespace-bound.
         self.control.allow(["cloudwatch:GetMetricStatistics"], ["*"],
                            reason="GetMetricStatistics has no resource-level permissions (canary check reads the "

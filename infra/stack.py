@@ -15,6 +15,7 @@ from .functions import FunctionDefaults, PlatformFunction
 from .layers import ROOT, dependency_layer, runtime_library_layer
 from .monitoring import MonitoredFamily, Monitoring, MonitoringProps
 from .nag import acknowledge_platform_findings
+from .outcomes import FailedEvents, Outcomes, OutcomesProps
 from .pipeline import Pipeline, PipelineProps, execution_arns, state_machine_arn
 from .scoring import FamilyScoring, FamilyScoringProps, ScoringApi
 from .storage import Storage, StorageProps
@@ -71,19 +72,23 @@ class MlopsPlatformStack(Stack):
                         [*scoring_arns, *(f"{a}:*" for a in scoring_arns)],
                         reason="publishes the bootstrap version and creates the alias `live` (qualified ARNs)")
 
+        failed_events = FailedEvents(self, "FailedEvents", key=storage.key)
         pipeline = Pipeline(self, "Pipeline", props=PipelineProps(
             storage=storage, defaults=defaults, scoring_layers=(scoring_layer,), training_layers=(training_layer,),
             scoring_function_arns=scoring_arns, training_memory_mb=config.training_memory_mb,
             metrics_namespace=METRICS_NAMESPACE, git_revision=git_revision()))
         Triggers(self, "Triggers", props=TriggersProps(
             storage=storage, defaults=defaults, layers=(scoring_layer,), state_machine_arn=state_machine_arn(self),
-            execution_arns=execution_arns(self)))
+            execution_arns=execution_arns(self), metrics_namespace=METRICS_NAMESPACE, failed_events=failed_events))
         monitoring = Monitoring(self, "Monitoring", props=MonitoringProps(
             storage=storage, defaults=defaults, layers=(scoring_layer,), state_machine=pipeline.state_machine,
             state_machine_arn=state_machine_arn(self), execution_arns=execution_arns(self),
             families=tuple(MonitoredFamily(family, scoring.function.function_name, scoring.alias_name)
                            for family, scoring in zip(config.families, families, strict=True)),
-            metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email))
+            metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email, failed_events=failed_events))
+        Outcomes(self, "Outcomes", props=OutcomesProps(
+            failed_events=failed_events, control=pipeline.control, state_machine_arn=state_machine_arn(self),
+            monitoring=monitoring, metrics_namespace=METRICS_NAMESPACE))
 
         CfnOutput(self, "ArtifactBucket", value=storage.bucket.bucket_name,
                   description="Upload data sets to s3://<bucket>/datasets/<family>/<file>.csv")
@@ -91,6 +96,8 @@ class MlopsPlatformStack(Stack):
         CfnOutput(self, "ScoringApiUrl", value=api.api.url, description="IAM-authorized (SigV4) scoring API")
         CfnOutput(self, "PipelineStateMachine", value=pipeline.state_machine.state_machine_arn)
         CfnOutput(self, "AlertsTopic", value=monitoring.topic.topic_arn)
+        CfnOutput(self, "FailedEventsQueue", value=failed_events.queue.queue_url,
+                  description="Events the platform could not process (original event + error), kept 14 days")
         CfnOutput(self, "Dashboard", value=monitoring.dashboard.dashboard_name)
         for family, scoring in zip(config.families, families, strict=True):
             CfnOutput(self, f"ScoringFunction{_pascal(family.name)}", value=scoring.function.function_name)

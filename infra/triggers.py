@@ -11,7 +11,8 @@ from constructs import Construct
 from mlops.settings import Env
 from mlops.trigger import DATASET_PREFIX
 
-from .functions import FunctionDefaults, PlatformFunction
+from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
+from .outcomes import FailedEvents
 from .storage import Storage
 
 
@@ -22,6 +23,8 @@ class TriggersProps:
     layers: tuple
     state_machine_arn: str
     execution_arns: str
+    metrics_namespace: str
+    failed_events: FailedEvents
 
 
 class Triggers(Construct):
@@ -35,9 +38,13 @@ class Triggers(Construct):
         self.trigger.allow(["s3:GetObject", "s3:GetObjectVersion"], [storage.object_arns(DATASET_PREFIX)],
                            reason="HeadObject of uploaded data sets (any file name) to pin their version")
         self.trigger.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [storage.table.table_arn])
+        self.trigger.allow(["dynamodb:Query"], [f"{storage.table.table_arn}/index/GSI1"])
         self.trigger.allow(["states:StartExecution"], [props.state_machine_arn])
         self.trigger.allow(["kms:Decrypt"], [storage.key.key_arn])
-        # Every object under datasets/ reaches the function; unsupported files are rejected there with a log
-        # line, so a wrong upload is visible instead of silently ignored.
+        self.trigger.allow(["cloudwatch:PutMetricData"], ["*"],
+                           {"StringEquals": {"cloudwatch:namespace": props.metrics_namespace}}, reason=METRIC_REASON)
+        # Every object under datasets/ reaches the function and leaves a run record (started or rejected with the
+        # reason); an event the function cannot process at all ends in the failed-events queue.
+        props.failed_events.guard(self.trigger)
         storage.bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.trigger.function),
                                               s3.NotificationKeyFilter(prefix=DATASET_PREFIX))

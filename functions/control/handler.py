@@ -1,10 +1,12 @@
-"""Pipeline control steps: lock, register, canary start/check/step, promote, rollback, finish, failure."""
+"""Pipeline control steps (lock, register, canary start/check/step, promote, rollback, finish, failure), and the
+failure handling of executions that ended outside the definition's Catch (EventBridge status-change events)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from mlops.rollout import RolloutContext, create_rollout_context, run_action
+from mlops.runs import handle_status_change, is_status_change
 from mlops.settings import RolloutSettings, load_settings
 
 _context: RolloutContext | None = None
@@ -13,4 +15,6 @@ _context: RolloutContext | None = None
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _context
     _context = _context or create_rollout_context(load_settings(RolloutSettings))
+    if is_status_change(event):
+        return handle_status_change(_context, event)
     return run_action(_context, event["action"], event["state"], event["run_id"])

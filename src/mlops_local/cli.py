@@ -32,7 +32,8 @@ runs.register(cli)
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mlops` script; returns the process exit code."""
     try:
-        cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+        # Without standalone mode click returns the code of a raised click.exceptions.Exit instead of raising it.
+        code = cli.main(args=argv, prog_name="mlops", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""The platform on embedded moto: the same functions, the same state machine definition, the same wiring."""
+"""The platform on embedded moto: the same functions, the same state machine definition, the same wiring.
+
+moto does not deliver EventBridge events, so the runtime emulates the one rule the platform depends on: when an
+execution of the pipeline ends FAILED, TIMED_OUT or ABORTED, the control function receives the "Step Functions
+Execution Status Change" event AWS would send (the same shape, from DescribeExecution), with EventBridge's and
+Lambda's retries; an event still failing goes to the local failed-events queue, as the CDK wiring sends it to
+the SQS queue there."""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ import io
 import json
 import logging
 import socket
+import threading
 import time
+import uuid
 import zipfile
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +30,10 @@ DEFINITION = ROOT / "infra" / "statemachine" / "pipeline.asl.json"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PIPELINE_FUNCTIONS = ("trigger", "train", "evaluate", "control", "drift")
+FAILURE_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+STATUS_CHANGE = "Step Functions Execution Status Change"
+DELIVERY_ATTEMPTS = 3  # EventBridge delivers, Lambda retries an asynchronous invocation twice
+FAILED_EVENTS_QUEUE = "mlops-local-failed-events"
 
 
 def free_port() -> int:
@@ -60,6 +73,11 @@ class LocalPlatform:
     function_names: dict[str, str] = field(default_factory=dict)
     scoring_functions: dict[str, str] = field(default_factory=dict)
     runtime: LocalLambdaRuntime = field(default_factory=LocalLambdaRuntime)
+    failed_events_queue_url: str = ""
+    # What the emulated EventBridge delivered (event, and the control function's answer or errors), newest last.
+    status_changes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
+    _deliveries: threading.Condition = field(default_factory=threading.Condition)
+    _pending: set[str] = field(default_factory=set)
     _mock: Any = None
     _server: Any = None
     _role: str = ""
@@ -72,6 +90,7 @@ class LocalPlatform:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         install_all()
         self.runtime.install()
+        _StatusChangeHook.install(self)
         config = {"stepfunctions": {"execute_state_machine": True}, "core": {"reset_boto3_session": False}}
         if self.server:
             import os
@@ -104,6 +123,7 @@ class LocalPlatform:
 
         flush_all(timeout=5)
         self.drain_executions(timeout=30)
+        _StatusChangeHook.uninstall(self)
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -128,6 +148,7 @@ class LocalPlatform:
         s3.create_bucket(Bucket=self.bucket)
         s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
         aws.client("dynamodb").create_table(TableName=self.table, **TABLE_DEFINITION)
+        self.failed_events_queue_url = aws.client("sqs").create_queue(QueueName=FAILED_EVENTS_QUEUE)["QueueUrl"]
         role = aws.client("iam").create_role(
             RoleName="mlops-local-lambda", AssumeRolePolicyDocument=json.dumps({
                 "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
@@ -230,6 +251,7 @@ class LocalPlatform:
         return [e for page in pages for e in page["executions"]]
 
     def wait_for(self, execution_arn: str, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the execution ended and, if it failed, until its status-change event was handled."""
         from mlops import aws
 
         sfn = aws.client("stepfunctions")
@@ -237,10 +259,80 @@ class LocalPlatform:
         while True:
             described = sfn.describe_execution(executionArn=execution_arn)
             if described["status"] != "RUNNING":
-                return described
+                break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} still running after {timeout:.0f}s")
             time.sleep(0.05)
+        with self._deliveries:
+            if not self._deliveries.wait_for(lambda: execution_arn not in self._pending,
+                                             max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"the status-change event of {execution_arn} was not handled in time")
+        return described
+
+    # ---- EventBridge emulation: execution status changes -> control function ---------------------------
+
+    def status_change_event(self, described: dict[str, Any]) -> dict[str, Any]:
+        """The event EventBridge delivers for an execution status change: DescribeExecution's fields as
+        `detail`, dates in epoch milliseconds (docs.aws.amazon.com/step-functions/latest/dg/cw-events.html)."""
+        def millis(at: Any) -> int | None:
+            return int(at.timestamp() * 1000) if at is not None else None
+
+        detail = {
+            "executionArn": described["executionArn"], "stateMachineArn": described["stateMachineArn"],
+            "name": described["name"], "status": described["status"],
+            "startDate": millis(described.get("startDate")), "stopDate": millis(described.get("stopDate")),
+            "input": described.get("input"), "output": described.get("output"),
+            "inputDetails": {"included": True}, "outputDetails": {"included": True} if "output" in described
+            else None, "error": described.get("error"), "cause": described.get("cause"),
+            "redriveCount": 0, "redriveStatus": "REDRIVABLE" if described["status"] != "SUCCEEDED"
+            else "NOT_REDRIVABLE",
+        }
+        stopped = described.get("stopDate")
+        return {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": STATUS_CHANGE, "source": "aws.states",
+            "account": ACCOUNT, "region": REGION, "resources": [described["executionArn"]],
+            "time": (stopped.strftime("%Y-%m-%dT%H:%M:%SZ") if stopped is not None
+                     else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            "detail": detail,
+        }
+
+    def deliver_status_change(self, execution_arn: str) -> None:
+        """What the EventBridge rule of the CDK stack does: the control function gets the event; a delivery
+        that keeps failing ends in the failed-events queue."""
+        from mlops import aws
+
+        described = aws.client("stepfunctions").describe_execution(executionArn=execution_arn)
+        if described["status"] not in FAILURE_STATUSES:
+            return
+        event = self.status_change_event(described)
+        errors: list[str] = []
+        for _ in range(DELIVERY_ATTEMPTS):
+            response = aws.client("lambda").invoke(FunctionName=self.function_names["control"],
+                                                   Payload=json.dumps(event).encode())
+            payload = json.loads(response["Payload"].read() or b"null")
+            if not response.get("FunctionError"):
+                self.status_changes.append({"event": event, "result": payload})
+                return
+            errors.append(str((payload or {}).get("errorMessage", payload)))
+        self.status_changes.append({"event": event, "errors": errors})
+        aws.client("sqs").send_message(QueueUrl=self.failed_events_queue_url, MessageBody=json.dumps(
+            {"requestContext": {"condition": "RetriesExhausted", "functionArn": self.function_names["control"]},
+             "requestPayload": event, "responsePayload": {"errorMessage": errors[-1]}}))
+
+    def _execution_ending(self, execution_arn: str) -> None:
+        with self._deliveries:
+            self._pending.add(execution_arn)
+
+    def _execution_ended(self, execution_arn: str, status: str) -> None:
+        try:
+            if status in FAILURE_STATUSES:
+                self.deliver_status_change(execution_arn)
+        except Exception as exc:  # noqa: BLE001 - an emulated delivery failure must not kill moto's worker
+            logging.getLogger(__name__).error("status-change delivery failed: %s", exc)
+        finally:
+            with self._deliveries:
+                self._pending.discard(execution_arn)
+                self._deliveries.notify_all()
 
     def drain_executions(self, timeout: float = 30.0) -> None:
         """Wait for running executions (a leftover execution thread must not outlive the mock)."""
@@ -282,3 +374,41 @@ class LocalPlatform:
         if response.get("FunctionError"):
             raise RuntimeError(f"drift check failed: {payload}")
         return payload
+
+
+class _StatusChangeHook:
+    """Patches moto's execution worker: when an execution of the active platform's state machine ends, the
+    platform delivers the status-change event (moto has no EventBridge delivery). One platform at a time."""
+
+    active: LocalPlatform | None = None
+
+    @classmethod
+    def install(cls, platform: LocalPlatform) -> None:
+        from moto.stepfunctions.parser.backend import execution as sfn_execution
+
+        cls.active = platform
+        comm = sfn_execution.BaseExecutionWorkerCommunication
+        if getattr(comm.terminated, "__mlops_status_hook__", False):
+            return
+        original = comm.terminated
+
+        def terminated(self):  # type: ignore[no-untyped-def]
+            target = cls.active
+            execution = self.execution
+            watched = target is not None and execution.state_machine_arn == target.state_machine_arn
+            if watched:
+                target._execution_ending(execution.exec_arn)
+            try:
+                original(self)
+            finally:
+                if watched:
+                    status = execution.exec_status.value if execution.exec_status is not None else ""
+                    target._execution_ended(execution.exec_arn, status)
+
+        terminated.__mlops_status_hook__ = True  # type: ignore[attr-defined]
+        comm.terminated = terminated
+
+    @classmethod
+    def uninstall(cls, platform: LocalPlatform) -> None:
+        if cls.active is platform:
+            cls.active = None

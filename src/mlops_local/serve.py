@@ -1,8 +1,9 @@
 """`mlops local serve`: moto in server mode with the platform inside, and the scoring API on 127.0.0.1.
 
 Requests become real API Gateway proxy events and go to the family's scoring function through its `live`
-alias (weights honoured). AWS clients (boto3, the AWS CLI) can use the printed endpoint: uploading a CSV to
-s3://<bucket>/datasets/<family>/ runs the real pipeline.
+alias (weights honoured). AWS clients (boto3, the AWS CLI, `mlops upload`) can use the printed endpoint:
+uploading a CSV to s3://<bucket>/datasets/<family>/ runs the real pipeline. The server records its endpoints in
+`.mlops/local-serve.json` in the folder it was started from, where the CLI looks for a running server.
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import signal
+import socket
 import sys
 import threading
+import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,19 +29,37 @@ from .apigw import proxy_event
 from .runtime import LocalPlatform
 
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+BUILTIN_FAMILY = "credit-risk"
+SERVER_FILE = Path(".mlops") / "local-serve.json"
+# A client that stops sending in the middle of a request (a short body, a stalled upload) frees its thread after
+# this long, with a 400; an idle keep-alive connection is closed after it.
+READ_TIMEOUT_SECONDS = 10.0
+# After refusing a request without reading its body, the server reads and discards what the client still sends
+# (at most this long and this much) before closing, so that the client sees the answer instead of a reset.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4 * MAX_BODY
 
 
 def serve_family() -> Any:
+    """The built-in credit-risk family, seeded with a first model at start (time compressed: 5 s bake windows)."""
     return synthetic.credit_risk_family(
-        capture_sample_rate=1.0,
+        name=BUILTIN_FAMILY, capture_sample_rate=1.0,
         canary={"steps": [10, 50, 100], "bake_seconds": 5, "min_requests": 20, "lock_poll_seconds": 2},
     )
 
 
 class ScoringFront(BaseHTTPRequestHandler):
+    """API Gateway's part locally: routes, the payload limit, proxy events, the function's answer as the response.
+
+    Requests whose length cannot be trusted (missing or malformed Content-Length, a chunked body, a body over
+    the limit, a body shorter than announced) are answered and the connection is closed: what follows on that
+    connection cannot be told apart from a next request.
+    """
+
     platform: LocalPlatform
     protocol_version = "HTTP/1.1"
     server_version = "mlops-local"
+    timeout: float | None = READ_TIMEOUT_SECONDS  # applied to the socket by StreamRequestHandler.setup
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return
@@ -59,12 +83,11 @@ class ScoringFront(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _dispatch(self, method: str) -> None:
+        raw = self._read_body()
+        if raw is None:
+            return
         path = urlsplit(self.path).path.rstrip("/") or "/"
         parts = path.strip("/").split("/")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._send(413, {"error": "PayloadTooLarge", "message": f"body over {MAX_BODY} bytes"})
-        raw = self.rfile.read(length) if length else b""
         if not (parts[0] == "models" and (len(parts) == 2 or (len(parts) == 3 and parts[2] == "predict"))):
             return self._send(404, {"error": "NotFound",
                                     "message": f"no route {method} {path}; use POST /models/<name>/predict "
@@ -82,8 +105,61 @@ class ScoringFront(BaseHTTPRequestHandler):
             body, is_b64 = base64.b64encode(raw).decode(), True
         headers = {k: v for k, v in self.headers.items()}
         event = proxy_event(method, path, body if raw else None, headers, is_b64, self.client_address[0])
-        response, _ = self.platform.invoke_scoring(name, event)
+        try:
+            response, _ = self.platform.invoke_scoring(name, event)
+        except Exception as exc:  # the local runtime itself failed: API Gateway answers 502 in that case
+            return self._send(502, {"error": "BadGateway",
+                                    "message": f"the local runtime failed: {type(exc).__name__}"})
         self._send(int(response.get("statusCode", 502)), response.get("body", ""), response.get("headers") or {})
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None when the request was refused (answered, connection closing)."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            return self._refuse(411, "LengthRequired", "chunked request bodies are not supported; send Content-Length")
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return b""
+        text = values[0].strip()
+        if len(set(values)) > 1 or not (text.isascii() and text.isdigit()):
+            shown = ", ".join(v[:40] for v in values[:3])
+            return self._refuse(400, "BadRequest", f"Content-Length must be one non-negative integer, got {shown!r}")
+        length = int(text)
+        if length > MAX_BODY:
+            return self._refuse(413, "PayloadTooLarge", f"body of {length} bytes is over the {MAX_BODY} byte limit")
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            return self._refuse(400, "BadRequest", f"the body stopped before its Content-Length of {length} bytes "
+                                                   f"(nothing received for {self.timeout:g} s)", linger=False)
+        if len(raw) < length:
+            return self._refuse(400, "BadRequest", f"the body ended after {len(raw)} of its Content-Length of "
+                                                   f"{length} bytes", linger=False)
+        return raw
+
+    def _refuse(self, status: int, error: str, message: str, linger: bool = True) -> None:
+        self.close_connection = True
+        self._send(status, {"error": error, "message": message}, {"Connection": "close"})
+        if linger:
+            self._discard_unread()
+        return None
+
+    def _discard_unread(self) -> None:
+        """Lingering close: stop sending, then read what the client still sends, so closing does not reset the
+        connection before the client has read the answer."""
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            received = 0
+            while received < LINGER_BYTES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.connection.settimeout(min(remaining, 0.5))
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                received += len(chunk)
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
@@ -94,48 +170,174 @@ class ScoringFront(BaseHTTPRequestHandler):
                 self.send_header(key, value)
         if "content-type" not in sent:
             self.send_header("Content-Type", "application/json")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
 
 
-def start(port: int = 8080, seed_model: bool = True) -> tuple[LocalPlatform, ThreadingHTTPServer]:
-    platform = LocalPlatform([serve_family()], server=True).start()
-    if seed_model:
-        platform.upload_dataset("credit-risk", "seed.csv", synthetic.credit_risk_csv(5000, 21))
-        platform.drain_executions(timeout=120)
-        if not platform.registry.get_family("credit-risk").live_version:
-            raise RuntimeError("the seed model did not go live; see the registry run record")
-    handler = type("BoundScoringFront", (ScoringFront,), {"platform": platform})
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    httpd.daemon_threads = True
+class ScoringServer(ThreadingHTTPServer):
+    """The front's listening socket: one thread per connection, a listen backlog for bursts of clients (the
+    stdlib's 5 reset connections under 16 concurrent clients)."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
+def bind_front(platform: LocalPlatform, port: int = 0, read_timeout: float = READ_TIMEOUT_SECONDS) -> ScoringServer:
+    """The scoring front for `platform` bound to 127.0.0.1:`port` (0 = any free port), not yet serving.
+    `read_timeout` (seconds): how long a connection may send nothing before it is answered and closed."""
+    handler = type("BoundScoringFront", (ScoringFront,), {"platform": platform, "timeout": read_timeout})
+    return ScoringServer(("127.0.0.1", port), handler)
+
+
+class StartError(RuntimeError):
+    """The platform started but is not usable (the seed model did not go live)."""
+
+
+def start(port: int = 8080, seed_model: bool = True, families: Sequence[Any] = ()) -> tuple[LocalPlatform,
+                                                                                            ScoringServer]:
+    """The platform with the built-in family (seeded with a live model) and `families` (no model until data is
+    uploaded for them), and the scoring front serving in a background thread. Raises OSError when the port is
+    taken (nothing started), StartError (everything stopped again) when the seed model does not go live."""
+    platform = LocalPlatform([serve_family(), *families], server=True)
+    httpd = bind_front(platform, port)
+    try:
+        platform.start()
+        if seed_model:
+            platform.upload_dataset(BUILTIN_FAMILY, "seed.csv", synthetic.credit_risk_csv(5000, 21))
+            platform.drain_executions(timeout=120)
+            if not platform.registry.get_family(BUILTIN_FAMILY).live_version:
+                from .demo import run_record
+
+                run = run_record(platform, BUILTIN_FAMILY) or {}
+                platform.stop()
+                raise StartError(f"the seed model of {BUILTIN_FAMILY} did not go live: {run.get('outcome', 'no run')}"
+                                 f"{' at ' + str(run['step']) if run.get('step') else ''}"
+                                 f"{': ' + str(run['reason']) if run.get('reason') else ''}")
+    except BaseException:
+        httpd.server_close()
+        raise
     threading.Thread(target=httpd.serve_forever, name="scoring-front", daemon=True).start()
     return platform, httpd
 
 
-def main(port: int = 8080, as_json: bool = False) -> int:
-    # Everything the platform logs goes to stderr, so stdout carries only the endpoints (first line with --json).
-    with contextlib.redirect_stdout(sys.stderr):
-        platform, httpd = start(port)
-    info = {"api_url": f"http://127.0.0.1:{httpd.server_address[1]}", "aws_endpoint_url": platform.endpoint_url,
-            "bucket": platform.bucket, "registry_table": platform.table,
-            "state_machine_arn": platform.state_machine_arn, "families": sorted(platform.scoring_functions)}
-    if as_json:
-        print(json.dumps(info), flush=True)
-    else:
-        print(f"Scoring API     {info['api_url']}  (POST /models/credit-risk/predict, GET /models/credit-risk)")
-        print(f"AWS endpoint    {info['aws_endpoint_url']}  (fake credentials: testing/testing, us-east-1)")
-        print(f"Artifact bucket {info['bucket']}  (upload CSVs to s3://{info['bucket']}/datasets/credit-risk/)")
-        print("Ctrl-C to stop.", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+def check_families(families: Sequence[Any]) -> None:
+    """Raise ValueError when two families share a name or one takes the built-in family's name."""
+    seen: set[str] = set()
+    for family in families:
+        if family.name == BUILTIN_FAMILY:
+            raise ValueError(f"family name {BUILTIN_FAMILY!r} is taken by the built-in family; rename yours")
+        if family.name in seen:
+            raise ValueError(f"family {family.name!r} is declared twice")
+        seen.add(family.name)
+
+
+def running_server(folder: Path) -> dict[str, Any] | None:
+    """The server recorded in `folder`/.mlops/local-serve.json if its process is alive, else None."""
     try:
-        stop.wait()
-    except KeyboardInterrupt:
+        info = json.loads((folder / SERVER_FILE).read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+def _write_server_file(path: Path, info: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def _remove_server_file(path: Path) -> None:
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if int(json.loads(path.read_text())["pid"]) == os.getpid():
+            path.unlink()
+
+
+class _Stop(BaseException):
+    """Raised in the main thread by SIGTERM/SIGHUP, like KeyboardInterrupt for Ctrl-C."""
+
+
+def _raise_stop(*_: Any) -> None:
+    raise _Stop
+
+
+def _stop_running_executions(platform: LocalPlatform) -> None:
+    """Stop pipeline executions still running (a canary may bake for minutes): a stopped server keeps nothing."""
+    from mlops import aws
+
+    with contextlib.suppress(Exception):
+        for execution in platform.executions():
+            if execution["status"] == "RUNNING":
+                aws.client("stepfunctions").stop_execution(executionArn=execution["executionArn"],
+                                                           cause="mlops local serve stopped")
+
+
+def help_lines(info: dict[str, Any], live: dict[str, int]) -> list[str]:
+    """What the server prints for people: the endpoints and every served family with its routes."""
+    width = max(len(name) for name in info["families"])
+    lines = [f"Scoring API     {info['api_url']}"]
+    for name in info["families"]:
+        state = f"live v{live[name]}" if live.get(name) else \
+            f"no model yet: mlops upload DATA.csv --family {name}"
+        lines.append(f"  {name:<{width}}  POST /models/{name}/predict, GET /models/{name}  ({state})")
+    lines += [f"AWS endpoint    {info['aws_endpoint_url']}  (fake credentials: testing/testing, us-east-1)",
+              f"Artifact bucket {info['bucket']}  (data sets go to s3://{info['bucket']}/datasets/<family>/)",
+              f"Server file     {SERVER_FILE}  (mlops runs and mlops upload find this server through it)",
+              "Ctrl-C to stop."]
+    return lines
+
+
+def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), folder: Path | None = None) -> int:
+    """Run until Ctrl-C, SIGTERM or SIGHUP. `families` are validated ModelFamily objects served beside the
+    built-in one. Returns the exit code: 0; 1 when it could not start (port taken, seed model not live); 2 when
+    another server runs from the same folder."""
+    folder = Path.cwd() if folder is None else folder
+    server_file = folder / SERVER_FILE
+    other = running_server(folder)
+    if other is not None and int(other["pid"]) != os.getpid():
+        print(f"Error: mlops local serve (pid {other['pid']}) is already running from this folder "
+              f"({server_file}); stop it first or start from another folder.", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGHUP, _raise_stop)
+    platform: LocalPlatform | None = None
+    httpd: ScoringServer | None = None
+    try:
+        # Everything the platform logs goes to stderr, so stdout carries only the endpoints (first line with --json).
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                platform, httpd = start(port, families=families)
+            except (StartError, OSError) as exc:
+                print(f"Error: mlops local serve could not start: {exc}", file=sys.stderr)
+                return 1
+        info = {"api_url": f"http://127.0.0.1:{httpd.server_address[1]}", "aws_endpoint_url": platform.endpoint_url,
+                "bucket": platform.bucket, "registry_table": platform.table,
+                "state_machine_arn": platform.state_machine_arn, "pid": os.getpid(),
+                "families": [BUILTIN_FAMILY, *sorted(f.name for f in families)]}
+        _write_server_file(server_file, info)
+        if as_json:
+            print(json.dumps(info), flush=True)
+        else:
+            live = {name: platform.registry.get_family(name).live_version for name in info["families"]}
+            print("\n".join(help_lines(info, live)), flush=True)
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, _Stop):
         pass
-    httpd.shutdown()
-    platform.stop()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        _remove_server_file(server_file)
+        if httpd is not None:
+            httpd.shutdown()
+        if platform is not None:
+            _stop_running_executions(platform)
+            platform.stop()
     return 0
 
 

@@ -24,6 +24,7 @@ class TrafficGenerator:
         self.mode = "normal"
         self.sent = 0
         self.records = 0
+        # Answers per model version (the response's X-Model-Version; "-" for answers without one, e.g. errors).
         self.by_version: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self._stop = threading.Event()
@@ -38,11 +39,11 @@ class TrafficGenerator:
         pool = self._pools[mode or self.mode]
         start = int(self._rng.integers(0, len(pool) - self.batch))
         body = json.dumps({"instances": pool[start:start + self.batch]})
-        response, version = self.platform.invoke_scoring(
+        response, _ = self.platform.invoke_scoring(
             self.family.name, proxy_event("POST", f"/models/{self.family.name}/predict", body))
         self.sent += 1
         self.records += self.batch
-        self.by_version[version] += 1
+        self.by_version[str((response.get("headers") or {}).get("X-Model-Version", "-"))] += 1
         self.statuses[int(response.get("statusCode", 0))] += 1
         return response
 

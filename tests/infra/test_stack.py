@@ -147,7 +147,8 @@ def test_s3_notification_sends_datasets_prefix_to_the_trigger(synthesized):
 
 
 def test_drift_schedule_alarms_topic_and_dashboard(synthesized):
-    rules = synthesized.resources("AWS::Events::Rule")
+    rules = {k: r for k, r in synthesized.resources("AWS::Events::Rule").items()
+             if "ScheduleExpression" in r["Properties"]}
     assert [r["Properties"]["ScheduleExpression"] for r in rules.values()] == ["rate(1 hour)"]
     target = next(iter(rules.values()))["Properties"]["Targets"][0]
     assert json.loads(target["Input"])["detail"] == {"families": ["credit-risk"]}
@@ -182,6 +183,7 @@ def test_no_physical_names_on_storage_functions_roles_topics(synthesized):
     for logical, resource in synthesized.template["Resources"].items():
         props = resource.get("Properties", {})
         for key in ("BucketName", "TableName", "FunctionName", "RoleName", "TopicName", "LogGroupName"):
-            if key in props and not resource["Type"].startswith(("Custom::", "AWS::Lambda::Permission")):
+            if key in props and not resource["Type"].startswith(
+                    ("Custom::", "AWS::Lambda::Permission", "AWS::Lambda::EventInvokeConfig")):
                 named.append((logical, key))
     assert named == []

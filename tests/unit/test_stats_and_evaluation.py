@@ -11,27 +11,6 @@ from scipy import stats as scipy_stats
 from sklearn.metrics import roc_auc_score
 
 
-@pytest.mark.parametrize("x", [0.2, 0.5, 0.8, 1.0, 1.36, 2.0, 3.0])
-def test_kolmogorov_sf_matches_scipy(x):
-    assert stats.kolmogorov_sf(x) == pytest.approx(scipy_stats.kstwobign.sf(x), abs=1e-9)
-
-
-@pytest.mark.parametrize(("stat", "dof"), [(0.5, 1), (3.84, 1), (10.0, 4), (50.0, 4), (2.0, 7), (300.0, 20)])
-def test_chi2_sf_matches_scipy(stat, dof):
-    assert stats.chi2_sf(stat, dof) == pytest.approx(scipy_stats.chi2.sf(stat, dof), rel=1e-7, abs=1e-300)
-
-
-def test_ks_against_quantiles_tracks_exact_two_sample_ks():
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=100_000)
-    current = rng.normal(0.05, 1.1, size=20_000)
-    levels = np.arange(1, 1000) / 1000
-    d, p = stats.ks_against_quantiles(np.quantile(base, levels), base.size, current)
-    exact = scipy_stats.ks_2samp(base, current)
-    assert d == pytest.approx(exact.statistic, abs=2e-3)
-    assert p < 1e-6 and exact.pvalue < 1e-6
-
-
 def test_psi_is_zero_for_same_distribution_and_large_for_shift():
     rng = np.random.default_rng(1)
     base = rng.normal(size=50_000)
@@ -39,15 +18,6 @@ def test_psi_is_zero_for_same_distribution_and_large_for_shift():
     counts = stats.bin_counts(base, edges)
     assert stats.psi(counts, stats.bin_counts(rng.normal(size=50_000), edges)) < 0.01
     assert stats.psi(counts, stats.bin_counts(rng.normal(1.0, 1, size=50_000), edges)) > 0.5
-
-
-def test_chi_square_matches_scipy_contingency():
-    expected = np.array([500, 300, 200])
-    actual = np.array([420, 380, 200])
-    stat, p, v = stats.chi_square_against_frequencies(expected, actual)
-    ref = scipy_stats.chi2_contingency(np.vstack([expected, actual]), correction=False)
-    assert stat == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
-    assert 0 < v < 1
 
 
 def test_roc_auc_matches_sklearn_with_ties():
@@ -84,33 +54,44 @@ def test_gate_compares_with_live_model_only_when_one_exists():
     assert not worse["passed"] and "live v3" in worse["reasons"][0]
 
 
-def test_ks_against_quantiles_handles_discrete_features_without_false_alarms():
+def shift_against(base, current):
+    from mlops.profile import numeric_profile
+
+    p = numeric_profile(base)
+    return stats.numeric_shift(np.asarray(p["ecdf_points"]), np.asarray(p["ecdf_at_or_below"]),
+                               np.asarray(p["ecdf_below"]), p["n"], np.asarray(p["psi_edges"]),
+                               np.asarray(p["psi_counts"]), current)
+
+
+def test_ks_against_a_discrete_baseline_is_exact_without_false_alarms():
     rng = np.random.default_rng(3)
     base = rng.poisson(0.9, 50_000).astype(float)
-    same = rng.poisson(0.9, 2_000).astype(float)
-    levels = np.arange(1, 1000) / 1000
-    q = np.quantile(base, levels)
-    d, p = stats.ks_against_quantiles(q, base.size, same)
-    assert d < 0.05 and p > 0.01
+    same = shift_against(base, rng.poisson(0.9, 2_000).astype(float)).ks
+    assert same.statistic < 0.05 and same.p_value > 0.01
     shifted = rng.poisson(2.0, 2_000).astype(float)
-    d_shift, p_shift = stats.ks_against_quantiles(q, base.size, shifted)
-    assert d_shift == pytest.approx(scipy_stats.ks_2samp(base, shifted).statistic, abs=0.01) and p_shift < 1e-10
+    ks = shift_against(base, shifted).ks
+    assert ks.statistic == pytest.approx(scipy_stats.ks_2samp(base, shifted).statistic, abs=1e-12)
+    assert ks.p_value < 1e-10
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.3])
-def test_one_pass_psi_and_ks_equals_the_two_pass_figures(shift):
+def test_one_pass_psi_and_ks_equal_the_separately_binned_figures(shift):
     from mlops.profile import numeric_profile
 
     rng = np.random.default_rng(5)
-    for base, current in ((rng.lognormal(10, 0.5, 50_000), rng.lognormal(10 + shift, 0.5, 20_000)),
-                          (rng.poisson(0.9, 50_000).astype(float), rng.poisson(0.9 + shift, 20_000).astype(float))):
+    for base, current in ((rng.lognormal(10, 0.5, 50_000), rng.lognormal(10 + shift, 0.5, 60_000)),
+                          (rng.poisson(0.9, 50_000).astype(float), rng.poisson(0.9 + shift, 60_000).astype(float))):
         profile = numeric_profile(base)
         edges, counts = np.asarray(profile["psi_edges"]), np.asarray(profile["psi_counts"])
-        grid = np.asarray(profile["ks_quantiles"])
-        one_pass = stats.psi_and_ks(edges, counts, grid, profile["n"], current)
-        d, p = stats.ks_against_quantiles(grid, profile["n"], current)
-        assert one_pass[0] == pytest.approx(stats.psi(counts, stats.bin_counts(current, edges)), abs=1e-12)
-        assert one_pass[1] == pytest.approx(d, abs=1e-12) and one_pass[2] == pytest.approx(p, rel=1e-9)
+        points = np.asarray(profile["ecdf_points"])
+        one_pass = shift_against(base, current)
+        assert one_pass.psi == pytest.approx(stats.psi(counts, stats.bin_counts(current, edges)), abs=1e-12)
+        at_or_below = np.searchsorted(np.sort(current), points, side="right")
+        below = np.searchsorted(np.sort(current), points, side="left")
+        separate = stats.ks_against_ecdf(points, np.asarray(profile["ecdf_at_or_below"]),
+                                         np.asarray(profile["ecdf_below"]), profile["n"], at_or_below, below,
+                                         current.size)
+        assert one_pass.ks == separate
 
 
 @pytest.mark.parametrize("kind", ["lognormal", "discrete", "outliers", "constant"])

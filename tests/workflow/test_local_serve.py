@@ -3,31 +3,45 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from mlops import synthetic
 
 from mlops_local.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+RECORD = {"age": 35, "income": 52000, "debt_ratio": 0.31, "credit_history_years": 9.5, "late_payments": 1,
+          "employment_years": 4.0, "open_credit_lines": 5, "region": "south"}
 
 
 @pytest.fixture(scope="module")
-def served():
+def served(tmp_path_factory):
+    """One server for the module, started from its own folder with a user family beside the built-in one."""
+    folder = tmp_path_factory.mktemp("serve")
+    (folder / "my-credit.json").write_text(
+        synthetic.credit_risk_family(name="my-credit", capture_sample_rate=1.0).model_dump_json())
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mlops_local.cli", "local", "serve", "--port", str(port),
-                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = folder / "stderr.log"  # a file, not a pipe: a full pipe would block the server's logging
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "mlops_local.cli", "local", "serve", "--port", str(port),
+                                    "--json", "--family", "my-credit.json"], cwd=folder,
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         line = process.stdout.readline()
-        assert line, process.stderr.read()
-        yield json.loads(line)
+        assert line, log.read_text()[-4000:]
+        yield {**json.loads(line), "folder": folder}
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
+    assert process.returncode == 0, log.read_text()[-4000:]
+    assert not (folder / ".mlops" / "local-serve.json").exists(), "SIGTERM must remove the server file"
 
 
 def _request(url: str, body: bytes | None = None, content_type: str = "application/json"):
@@ -45,11 +59,38 @@ def test_first_line_names_the_endpoints(served):
     assert served["api_url"].startswith("http://127.0.0.1:") and served["aws_endpoint_url"].startswith("http://127.0.0.1:")
 
 
+def test_server_file_in_the_start_folder_holds_the_endpoints_the_pid_and_every_family(served):
+    recorded = json.loads((served["folder"] / ".mlops" / "local-serve.json").read_text())
+    assert set(recorded) == {"api_url", "aws_endpoint_url", "bucket", "registry_table", "state_machine_arn", "pid",
+                             "families"}
+    assert recorded == {k: v for k, v in served.items() if k != "folder"}
+    assert recorded["families"] == ["credit-risk", "my-credit"]
+    os.kill(recorded["pid"], 0)  # the running server's own process
+
+
+def test_user_family_is_routed_then_goes_live_from_an_upload_and_scores(served):
+    import boto3
+
+    status, _, body = _request(f"{served['api_url']}/models/my-credit")
+    assert status == 200 and body["live_version"] is None and body["model"] == "my-credit"
+    status, _, body = _request(f"{served['api_url']}/models/my-credit/predict",
+                               json.dumps({"instances": [RECORD]}).encode())
+    assert status == 503, body
+    s3 = boto3.client("s3", endpoint_url=served["aws_endpoint_url"])
+    s3.put_object(Bucket=served["bucket"], Key="datasets/my-credit/first.csv", Body=synthetic.credit_risk_csv(1500, 4))
+    deadline = time.monotonic() + 120
+    while _request(f"{served['api_url']}/models/my-credit")[2]["live_version"] != 1:
+        assert time.monotonic() < deadline, "my-credit v1 did not go live"
+        time.sleep(0.2)
+    status, headers, body = _request(f"{served['api_url']}/models/my-credit/predict",
+                                     json.dumps({"instances": [RECORD]}).encode())
+    assert status == 200 and body["model"] == "my-credit" and headers["X-Model-Version"] == "1"
+    assert body["classes"] == [0, 1] and body["predictions"][0] in (0, 1)
+
+
 def test_seeded_family_scores_and_describes(served):
-    record = {"age": 35, "income": 52000, "debt_ratio": 0.31, "credit_history_years": 9.5, "late_payments": 1,
-              "employment_years": 4.0, "open_credit_lines": 5, "region": "south"}
     status, headers, body = _request(f"{served['api_url']}/models/credit-risk/predict",
-                                     json.dumps({"instances": [record]}).encode())
+                                     json.dumps({"instances": [RECORD]}).encode())
     assert status == 200 and body["version"] == 1 and headers["X-Model-Version"] == "1"
     status, _, body = _request(f"{served['api_url']}/models/credit-risk")
     assert status == 200 and body["live_version"] == 1
@@ -60,23 +101,21 @@ def test_seeded_family_scores_and_describes(served):
 
 
 def test_upload_through_the_endpoint_runs_the_real_pipeline(served):
-    import time
-
     import boto3
-    from mlops import synthetic
 
     s3 = boto3.client("s3", endpoint_url=served["aws_endpoint_url"])
-    s3.put_object(Bucket=served["bucket"], Key="datasets/credit-risk/more.csv", Body=synthetic.credit_risk_csv(2000, 9))
     sfn = boto3.client("stepfunctions", endpoint_url=served["aws_endpoint_url"])
-    machine = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=served["state_machine_arn"])["executions"]}
+    s3.put_object(Bucket=served["bucket"], Key="datasets/credit-risk/more.csv", Body=synthetic.credit_risk_csv(2000, 9))
     deadline = time.monotonic() + 90
     while True:
-        executions = sfn.list_executions(stateMachineArn=machine)["executions"]
-        if len(executions) == 2 and all(e["status"] != "RUNNING" for e in executions):
+        started = [e for e in sfn.list_executions(stateMachineArn=served["state_machine_arn"])["executions"]
+                   if e["executionArn"] not in before]
+        if len(started) == 1 and started[0]["status"] != "RUNNING":
             break
-        assert time.monotonic() < deadline, executions
+        assert time.monotonic() < deadline, started
         time.sleep(0.2)
-    assert all(e["status"] == "SUCCEEDED" for e in executions)
+    assert started[0]["status"] == "SUCCEEDED"
 
 
 def test_openapi_document_matches_the_real_api_under_schema_driven_fuzzing(served, tmp_path):

@@ -52,7 +52,7 @@ def test_degraded_candidate_is_rejected_at_the_gate_and_never_gets_traffic(platf
     before = alias_state(platform, family)
     output, described = run_upload(platform, family.name, "noise.csv",
                                    synthetic.credit_risk_csv(4000, 13, label_noise=0.9))
-    assert output["outcome"] == "rejected"
+    assert output["outcome"] == "gated_out"
     v2 = platform.registry.get_version(family.name, 2)
     assert v2.status == "rejected" and "AUC" in v2.status_reason and not v2.function_version
     assert alias_state(platform, family) == before
@@ -138,7 +138,7 @@ def test_data_set_over_the_size_limit_is_rejected_by_the_trigger_with_a_recorded
     assert len(platform.executions()) == before, "no execution for an oversize data set"
     run = platform.registry.get_run(family.name, execution_name(family.name, platform.bucket, ref["key"],
                                                                 ref["version_id"]))
-    assert run["outcome"] == "rejected_dataset" and "over the family's limit of 20000" in run["detail"]["reason"]
+    assert run["outcome"] == "rejected" and "over the family's limit of 20000" in run["detail"]["reason"]
     assert platform.registry.get_family(family.name).latest_version == 0
 
 

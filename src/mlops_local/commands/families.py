@@ -1,9 +1,132 @@
-"""`mlops families` commands."""
+"""`mlops families`: declare model families in files (infer a starting file from data, validate files)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+DELIMITER_CHOICES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
+
+
+class FamiliesUsageError(click.ClickException):
+    """Bad input to a families command (unreadable data, unknown column...): exit code 2."""
+
+    exit_code = 2
 
 
 def register(cli: click.Group) -> None:
-    """Add the families commands to the CLI."""
+    """Add the `families` group to the CLI."""
+    cli.add_command(families)
+
+
+@click.group()
+def families() -> None:
+    """Model families declared in files (YAML or JSON; schema: docs/family.schema.json, guide: docs/families.md).
+
+    \b
+    Start from your data, review the file, check it, run it:
+      mlops families infer loans.csv --target Status --name loans -o loans.yaml
+      mlops families validate loans.yaml --data loans.csv
+      mlops local serve --family loans.yaml
+    """
+
+
+@families.command()
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--target", required=True, help="The column to predict (two labels).")
+@click.option("--name", required=True, help="The family's name: lowercase letters, digits and '-'.")
+@click.option("--positive-label", default=None,
+              help="The target value of the positive class (its probability is the score). Guessed when absent "
+                   "(a name like bad/yes/1/true/default, else the minority class), and the guess is said.")
+@click.option("--sensitive", default=None,
+              help="A column to check fairness on (not used as a feature). No fairness gate without it.")
+@click.option("--delimiter", type=click.Choice(list(DELIMITER_CHOICES)), default=None,
+              help="The CSV delimiter; detected among , ; tab | when absent (and then not written to the file).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the family file here (YAML) instead of standard output.")
+@click.option("--force", is_flag=True, help="Overwrite the output file when it exists.")
+def infer(data: Path, target: str, name: str, positive_label: str | None, sensitive: str | None,
+          delimiter: str | None, output: Path | None, force: bool) -> None:
+    """Write a starting family file for DATA (CSV or .csv.gz) to edit: feature kinds, categories, domains,
+    missing-value handling and the positive label. Notes (guesses, columns left out, problems) go to stderr.
+
+    \b
+    Examples:
+      mlops families infer credit.csv --target Status --name credit -o credit.yaml
+      mlops families infer loans.csv.gz --target default --positive-label 1 --sensitive sex --name loans
+    """
+    from mlops.errors import DataSetError
+
+    from ..familyfile import dump_family
+    from ..infer import InferenceError, infer_family
+
+    if output is not None and output.exists() and not force:
+        raise FamiliesUsageError(f"{output} exists; pass --force to overwrite it")
+    try:
+        family, notes = infer_family(data, target, name, positive_label=positive_label, sensitive=sensitive,
+                                     delimiter=None if delimiter is None else DELIMITER_CHOICES[delimiter])
+    except (InferenceError, DataSetError) as exc:
+        raise FamiliesUsageError(f"{data}: {exc}") from None
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    text = (f"# Family inferred by `mlops families infer` from {data.name}: review the guesses (positive_label, "
+            "kinds,\n# categories, domains, missing) before uploading. Fields: docs/families.md\n"
+            + dump_family(family))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise FamiliesUsageError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output} (family {family.name}, {len(family.features)} features)", err=True)
+
+
+@families.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Also read this data set (CSV or .csv.gz) with each family, as training would.")
+def validate(files: tuple[Path, ...], data: Path | None) -> None:
+    """Check family files (YAML or JSON; one family, or several under `families:`). Problems name the file, the
+    field path and the problem. Exits 2 when any file (or the data set) is invalid.
+
+    \b
+    Examples:
+      mlops families validate credit.yaml
+      mlops families validate credit.yaml --data credit.csv
+    """
+    from mlops.datasets import parse_dataset
+    from mlops.errors import DataSetError
+
+    from ..familyfile import FamilyFileError, load_families_file
+
+    failed = False
+    payload = data.read_bytes() if data is not None else b""
+    for path in files:
+        try:
+            declared = load_families_file(path)
+        except FamilyFileError as exc:
+            click.echo(f"invalid: {exc.message}", err=True)
+            failed = True
+            continue
+        for family in declared:
+            sensitive = family.sensitive_attribute or "none (no fairness gate)"
+            click.echo(f"ok: {path}: family {family.name}: {len(family.features)} features, target "
+                       f"{family.target!r}, positive label {family.positive_label!r}, threshold {family.threshold}, "
+                       f"sensitive attribute {sensitive}")
+            if data is None:
+                continue
+            try:
+                dataset = parse_dataset(payload, family, data.name)
+            except DataSetError as exc:
+                click.echo(f"invalid: {data} with family {family.name}: {exc.message}", err=True)
+                failed = True
+                continue
+            counts = [int((dataset.y == i).sum()) for i in (0, 1)]
+            click.echo(f"ok: {data}: {dataset.rows} rows; classes {dataset.classes[0]!r} {counts[0]} (negative), "
+                       f"{dataset.classes[1]!r} {counts[1]} (positive)")
+            for warning in dataset.warnings:
+                click.echo(f"note: {warning}", err=True)
+    if failed:
+        raise click.exceptions.Exit(2)

@@ -1,9 +1,393 @@
-"""`mlops runs` commands."""
+"""`mlops runs`, `mlops runs show RUN` and `mlops upload FILE --family F [--follow]`: every outcome visible."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import click
+
+from ..client import NotFound, Platform, TargetOptions, connect, echo_json, platform_options, reaching
+
+OUTCOME_STYLE = {"promoted": "bold green", "started": "cyan", "gated_out": "yellow", "rolled_back": "yellow",
+                 "duplicate": "blue", "rejected": "red", "refused": "red", "failed": "bold red"}
+# A failed execution's run is recorded by the failure handling; EventBridge delivers within seconds.
+FAILURE_HANDLING_GRACE_SECONDS = 120.0
+# The trigger records every upload within seconds; without a record after this, it never saw the upload.
+NO_RECORD_GRACE_SECONDS = 120.0
 
 
 def register(cli: click.Group) -> None:
-    """Add the runs commands to the CLI."""
+    """Add `runs` and `upload` to the CLI."""
+    cli.add_command(runs)
+    cli.add_command(upload)
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start:
+        return None
+    begun = _parse(start)
+    ended = _parse(end) if end else datetime.now(UTC)
+    return round((ended - begun).total_seconds(), 3) if begun and ended else None
+
+
+def _parse(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _short_time(value: str | None) -> str:
+    parsed = _parse(value) if value else None
+    return parsed.strftime("%Y-%m-%d %H:%M:%S") if parsed else "-"
+
+
+def _duration(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def _outcome(run: dict[str, Any]) -> str:
+    style = OUTCOME_STYLE.get(run.get("outcome", ""), "")
+    return f"[{style}]{run.get('outcome', '?')}[/]" if style else str(run.get("outcome", "?"))
+
+
+def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """The run record as scripts get it (--json): every recorded field plus `seconds`."""
+    return {**run, "seconds": seconds_between(run.get("started_at"), run.get("ended_at"))}
+
+
+def _console(stderr: bool = False) -> Any:
+    """Rich output for people; piped into a file or another program, lines are not cut at 80 columns."""
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 220
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+# ---- mlops runs ------------------------------------------------------------------------------------------------
+
+
+@click.group(invoke_without_command=True)
+@click.option("--family", metavar="NAME", help="Only this family's runs (also unregistered names that were "
+                                                "rejected).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Newest runs shown.")
+@platform_options
+@click.pass_context
+def runs(ctx: click.Context, family: str | None, limit: int, target: TargetOptions) -> None:
+    """List pipeline runs, newest first: outcome, deciding step, reason, timings.
+
+    Every object uploaded under datasets/ has a run: started, rejected (no or unknown family, unsupported file,
+    too big), duplicate (identical content already judged), refused (family busy), failed (step and reason),
+    gated_out (gate reasons), rolled_back (canary reasons) or promoted (the model went live).
+
+    \b
+    Examples:
+      mlops runs
+      mlops runs --family credit-risk --json
+      mlops runs --stack MlopsPlatform --profile prod --region eu-west-1
+      mlops runs show credit-risk-0123abcd...
+    """
+    if ctx.invoked_subcommand:
+        return
+    platform = connect(target)
+    with reaching(platform):
+        listed = platform.registry.list_runs(family=family, limit=limit)
+    if target.as_json:
+        echo_json({"runs": [run_summary(r) for r in listed]})
+        return
+    console = _console()
+    if not listed:
+        console.print(f"No runs{f' of {family}' if family else ''} on {platform.description}.")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Runs on {platform.description}", title_justify="left", expand=False)
+    for name, options in (("Started (UTC)", {"no_wrap": True, "min_width": 10}),
+                          ("Family", {"overflow": "fold", "min_width": 8}),
+                          ("Run", {"overflow": "fold", "min_width": 12}),
+                          ("Outcome", {"no_wrap": True, "min_width": 9}),
+                          ("Step", {"overflow": "fold", "min_width": 6}),
+                          ("Version", {"justify": "right"}), ("Duration", {"justify": "right", "no_wrap": True}),
+                          ("Reason", {"overflow": "fold", "ratio": 1, "min_width": 20})):
+        table.add_column(name, **options)
+    for run in listed:
+        table.add_row(_short_time(run.get("started_at")), run.get("family", ""), run.get("run_id", ""),
+                      _outcome(run), run.get("step") or "-", f"v{run['version']}" if run.get("version") else "-",
+                      _duration(seconds_between(run.get("started_at"), run.get("ended_at"))),
+                      _truncate(run.get("reason") or "", 160))
+    console.print(table)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="RUN")
+@click.option("--family", metavar="NAME", help="The run's family (needed only for runs of unregistered names "
+                                                "longer than 40 characters).")
+@platform_options
+def show(run_id: str, family: str | None, target: TargetOptions) -> None:
+    """Tell the whole story of one run: the record, every state of its execution with timings and errors, the
+    model version it registered with the gate's checks, and the canary's verdict.
+
+    \b
+    Example:
+      mlops runs show credit-risk-0123abcd... --json
+    """
+    platform = connect(target)
+    with reaching(platform):
+        run = find_run(platform, run_id, family)
+        story = run_story(platform, run)
+    if target.as_json:
+        echo_json(story)
+        return
+    print_story(_console(), story)
+
+
+def find_run(platform: Platform, run_id: str, family: str | None) -> dict[str, Any]:
+    """The run record, its family taken from --family or from the run id's prefix."""
+    from mlops.runs import family_prefix_of_run
+
+    registry = platform.registry
+    candidates = [family] if family else []
+    if not candidates:
+        prefix = family_prefix_of_run(run_id)
+        if prefix:
+            candidates.append(prefix)
+            if len(prefix) == 40:  # execution names keep the first 40 characters of the family name
+                candidates += [r.family.name for r in registry.list_families(limit=1000).items
+                               if r.family.name.startswith(prefix) and r.family.name != prefix]
+    for name in candidates:
+        run = registry.get_run(name, run_id)
+        if run:
+            return run
+    raise NotFound(f"no run {run_id!r}{f' of family {family!r}' if family else ''} on {platform.description} "
+                   "(`mlops runs` lists them)")
+
+
+def run_story(platform: Platform, run: dict[str, Any]) -> dict[str, Any]:
+    """{run, states, version}: the record, the execution's states (empty for runs that never started one) and
+    the registered model version with its status, gate and canary result."""
+    from mlops.runs import read_history, state_visits
+
+    states: list[dict[str, Any]] = []
+    arn = run.get("execution_arn")
+    if not arn and run.get("outcome") not in ("rejected",):
+        from mlops.runs import execution_arn
+
+        arn = execution_arn(platform.state_machine_arn, run["run_id"])
+    if arn:
+        try:
+            states = state_visits(read_history(arn, platform.client("stepfunctions")))
+        except Exception as exc:  # a run without an execution (rejected by the trigger) has no history
+            if "ExecutionDoesNotExist" not in type(exc).__name__ + str(exc):
+                raise
+    version = None
+    if run.get("version"):
+        try:
+            record = platform.registry.get_version(run["family"], int(run["version"]))
+        except Exception:  # noqa: BLE001 - the story goes on without the version record
+            record = None
+        if record is not None:
+            lineage = record.lineage
+            version = {"version": record.version, "status": record.status, "status_reason": record.status_reason,
+                       "gate": lineage.get("gate"), "canary_result": lineage.get("canary_result"),
+                       "metrics": lineage.get("metrics"), "artifact_sha256": lineage.get("artifact_sha256")}
+    return {"run": run_summary(run), "states": states, "version": version}
+
+
+def print_story(console: Any, story: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    run = story["run"]
+    console.print(f"[bold]Run[/] {run.get('run_id')}  [bold]family[/] {run.get('family')}  "
+                  f"[bold]outcome[/] {_outcome(run)}" + (f"  [bold]version[/] v{run['version']}"
+                                                         if run.get("version") else ""))
+    console.print(f"Started {_short_time(run.get('started_at'))} UTC, ended {_short_time(run.get('ended_at'))}"
+                  f" ({_duration(run.get('seconds'))}); trigger: {(run.get('trigger') or {}).get('source', '-')}")
+    dataset = run.get("dataset") or {}
+    if dataset:
+        console.print(f"Data set s3://{dataset.get('bucket')}/{dataset.get('key')}  version "
+                      f"{dataset.get('version_id') or '-'}  sha256 {dataset.get('sha256') or '(not read yet)'}  "
+                      f"{dataset.get('size') or '?'} bytes")
+    if run.get("step") or run.get("reason"):
+        console.print(f"[bold]Decided at[/] {run.get('step') or '-'}: {run.get('reason') or '-'}")
+    duplicate_of = (run.get("detail") or {}).get("duplicate_of")
+    if duplicate_of:
+        console.print(f"Duplicate of run {duplicate_of.get('run_id')} ({duplicate_of.get('outcome')})")
+    if story["states"]:
+        table = Table(title="Execution", title_justify="left")
+        for name in ("State", "Entered (UTC)", "Seconds", "Error"):
+            table.add_column(name, overflow="fold")
+        for state in story["states"]:
+            error = f"{state['error']}: {_truncate(state.get('cause') or '', 200)}" if state.get("error") else ""
+            seconds = "running" if state.get("exited_at") is None else f"{state.get('seconds') or 0:.2f}"
+            table.add_row(state["state"], _short_time(state["entered_at"]), seconds, error)
+        console.print(table)
+    version = story.get("version")
+    if version:
+        console.print(f"[bold]Model v{version['version']}[/]: {version['status']} ({version['status_reason']})")
+        gate = version.get("gate") or {}
+        if gate.get("checks"):
+            table = Table(title=f"Gate: {'passed' if gate.get('passed') else 'failed'}", title_justify="left")
+            for name in ("Check", "Value", "Threshold", "Passed", "Detail"):
+                table.add_column(name, overflow="fold")
+            for check in gate["checks"]:
+                table.add_row(str(check.get("name")), _number(check.get("value")), _number(check.get("threshold")),
+                              "yes" if check.get("passed") else "[red]no[/]", str(check.get("detail", "")))
+            console.print(table)
+        canary = version.get("canary_result") or {}
+        if canary:
+            console.print(f"Canary: {canary.get('decision')}: {'; '.join(canary.get('reasons') or [])}")
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+# ---- mlops upload ------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option("--family", required=True, metavar="NAME", help="The model family the data set trains.")
+@click.option("--follow", is_flag=True, help="Follow the run until it ends; exit 0 only when the model went live.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True,
+              help="Seconds to follow before giving up (the run goes on; `mlops runs show RUN`).")
+@click.option("--poll-seconds", type=click.FloatRange(min=0.01), default=None, hidden=True)
+@platform_options
+def upload(file: Path, family: str, follow: bool, timeout: float, poll_seconds: float | None,
+           target: TargetOptions) -> None:
+    """Upload a data set to datasets/<family>/<file name>, which starts a pipeline run, and optionally follow it.
+
+    With --follow the exit code tells the outcome: 0 promoted (the model is live), 1 anything else (gated out,
+    rolled back, failed, rejected, duplicate, refused, or still running at --timeout).
+
+    \b
+    Examples:
+      mlops upload loans.csv --family credit-risk --follow
+      mlops upload loans.csv.gz --family credit-risk --stack MlopsPlatform --region eu-west-1 --json
+    """
+    from mlops.errors import UnknownFamilyError
+    from mlops.trigger import DATASET_PREFIX, execution_name
+
+    platform = connect(target)
+    console = _console(stderr=True)
+    with reaching(platform):
+        registry = platform.registry
+        try:
+            registry.get_family(family)
+        except UnknownFamilyError:
+            known = sorted(r.family.name for r in registry.list_families(limit=1000).items)
+            raise NotFound(f"unknown model family {family!r} on {platform.description}; "
+                           f"registered: {', '.join(known) or 'none'}") from None
+        key = f"{DATASET_PREFIX}{family}/{file.name}"
+        with file.open("rb") as body:
+            put = platform.client("s3").put_object(Bucket=platform.bucket, Key=key, Body=body)
+        version_id = put.get("VersionId")
+        run_id = execution_name(family, platform.bucket, key, version_id or put.get("ETag", "").strip('"'))
+        uploaded = {"bucket": platform.bucket, "key": key, "version_id": version_id, "run_id": run_id}
+        if not target.as_json:
+            console.print(f"Uploaded s3://{platform.bucket}/{key} (version {version_id or '-'}); run {run_id}")
+        if not follow:
+            if target.as_json:
+                echo_json(uploaded)
+            return
+        run = follow_run(platform, family, run_id, timeout, poll_seconds or platform.poll_seconds,
+                         None if target.as_json else console)
+    if target.as_json:
+        echo_json({**uploaded, "run": run_summary(run) if run else None})
+    elif run is not None:
+        _console().print(f"{_outcome(run)}: {run.get('reason') or '-'}"
+                         + (f" (step {run['step']})" if run.get("step") else ""))
+    if not run or run.get("outcome") != "promoted":
+        raise click.exceptions.Exit(1)
+
+
+def follow_run(platform: Platform, family: str, run_id: str, timeout: float, poll: float,
+               console: Any | None) -> dict[str, Any] | None:
+    """Poll the run record (and its execution's history for progress) until the run has a final outcome.
+    Returns the final record; a record with outcome `started` when following gave up (timeout, or an execution
+    that ended without its failure being recorded in time); None when the upload never got a record."""
+    from mlops.runs import FAILURE_STATUSES, read_history, state_visits
+
+    registry, sfn = platform.registry, platform.client("stepfunctions")
+    began = time.monotonic()
+    ended_at: float | None = None
+    run: dict[str, Any] | None = None
+    visits: list[dict[str, Any]] = []
+    live = _progress(console, run_id)
+    try:
+        while True:
+            run = registry.get_run(family, run_id)
+            if run and run.get("outcome") != "started":
+                return run
+            now = time.monotonic()
+            if run and run.get("execution_arn"):
+                visits = state_visits(read_history(run["execution_arn"], sfn))
+                if ended_at is None and sfn.describe_execution(
+                        executionArn=run["execution_arn"])["status"] in FAILURE_STATUSES:
+                    ended_at = now
+            if run is None and now - began > NO_RECORD_GRACE_SECONDS:
+                _note(console, f"no run record for this upload after {NO_RECORD_GRACE_SECONDS:.0f} s: the trigger "
+                               "did not process it (see the failed-events queue and the trigger's logs)")
+                return None
+            if ended_at is not None and now - ended_at > FAILURE_HANDLING_GRACE_SECONDS:
+                _note(console, "the execution ended but its failure handling was not recorded; "
+                               f"see `mlops runs show {run_id}`")
+                return run
+            if now - began > timeout:
+                _note(console, f"still running after {timeout:.0f} s; follow with `mlops runs show {run_id}`")
+                return run
+            if live is not None:
+                live.update(_progress_table(run_id, visits))
+            time.sleep(poll)
+    finally:
+        if live is not None:
+            live.update(_progress_table(run_id, visits, done=True))
+            live.stop()
+
+
+def _progress(console: Any | None, run_id: str) -> Any:
+    if console is None:
+        return None
+    from rich.live import Live
+
+    live = Live(_progress_table(run_id, []), console=console, refresh_per_second=4, transient=False)
+    live.start()
+    return live
+
+
+def _progress_table(run_id: str, visits: list[dict[str, Any]], done: bool = False) -> Any:
+    from rich.spinner import Spinner
+    from rich.table import Table
+
+    table = Table(title=f"Run {run_id}", title_justify="left", show_edge=False)
+    table.add_column("")
+    table.add_column("State")
+    table.add_column("Seconds", justify="right")
+    for visit in visits:
+        running = visit.get("exited_at") is None
+        mark: Any = "[red]x[/]" if visit.get("error") else ("" if not running or done else Spinner("dots"))
+        seconds = visit.get("seconds")
+        if running:
+            seconds = seconds_between(visit.get("entered_at"), None)
+        table.add_row(mark if running or visit.get("error") else "[green]ok[/]", visit["state"],
+                      f"{seconds:.1f}" if seconds is not None else "-")
+    if not visits:
+        table.add_row("" if done else Spinner("dots"), "waiting for the trigger", "")
+    return table
+
+
+def _note(console: Any | None, message: str) -> None:
+    if console is not None:
+        console.print(f"[yellow]{message}[/]")

@@ -131,6 +131,10 @@ def flush_all(timeout: float = 10.0) -> bool:
 
 @dataclass(frozen=True)
 class CapturedRecord:
+    """One scored record as captured: `inputs` as the client sent them (null for a missing value, the raw text
+    of an unknown category), `label` the predicted class index (0 negative, 1 positive; the response carried the
+    original label), `probabilities` in class-index order (the last one is the positive class's)."""
+
     at: float
     request_id: str
     inputs: dict[str, Any]

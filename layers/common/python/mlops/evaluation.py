@@ -6,41 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import classification_metrics as classification_metrics
+from .metrics import label_metrics
+from .metrics import roc_auc as roc_auc
 from .schemas import GatePolicy
-
-
-def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve via the rank statistic (ties get average ranks)."""
-    y = np.asarray(y)
-    positives = int(y.sum())
-    negatives = y.size - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    sorted_scores = score[order]
-    ranks = np.empty(y.size, dtype=np.float64)
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def classification_metrics(y: np.ndarray, proba: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    p1 = np.clip(proba[:, 1].astype(np.float64), 1e-12, 1 - 1e-12)
-    tp = int(((labels == 1) & (y == 1)).sum())
-    fp = int(((labels == 1) & (y == 0)).sum())
-    fn = int(((labels == 0) & (y == 1)).sum())
-    return {
-        "auc": round(roc_auc(y, p1), 6),
-        "accuracy": round(float((labels == y).mean()), 6),
-        "log_loss": round(float(-np.mean(y * np.log(p1) + (1 - y) * np.log(1 - p1))), 6),
-        "brier": round(float(np.mean((p1 - y) ** 2)), 6),
-        "precision": round(tp / (tp + fp), 6) if tp + fp else 0.0,
-        "recall": round(tp / (tp + fn), 6) if tp + fn else 0.0,
-        "positive_rate": round(float((labels == 1).mean()), 6),
-        "rows": int(y.size),
-    }
 
 
 def fairness_metrics(y: np.ndarray, labels: np.ndarray, groups: np.ndarray, favorable: int) -> dict[str, Any]:
@@ -79,30 +48,107 @@ def parity(onnx_proba: np.ndarray, onnx_labels: np.ndarray, sklearn_proba: np.nd
             "tolerance": tolerance}
 
 
+TRIVIAL_METRICS = ("balanced_accuracy", "recall", "f1")
+
+
+def label_metric(name: str, y: np.ndarray, labels: np.ndarray) -> float:
+    """balanced_accuracy, recall or f1 of class-index labels against the truth y (1 = positive), as
+    `metrics.label_metrics` computes them (equal to scikit-learn's, zero_division=0)."""
+    if name not in TRIVIAL_METRICS:
+        raise ValueError(f"unknown metric {name!r}; expected one of {TRIVIAL_METRICS}")
+    return label_metrics(y, labels)[name]
+
+
+def trivial_model_comparison(metric: str, y: np.ndarray, labels: np.ndarray, prior: float,
+                             threshold: float) -> dict[str, Any]:
+    """The candidate against the trivial model that predicts the training prior (the positive rate of the
+    training rows) for every row: at the threshold it labels every row positive when prior >= threshold, else
+    every row negative. y and labels: class indices on the holdout (labels at the threshold). Returns the metric,
+    both figures and the lift (candidate - trivial), rounded to 6 digits."""
+    trivial_label = 1 if prior >= threshold else 0
+    candidate = label_metric(metric, y, labels)
+    trivial = label_metric(metric, y, np.full(np.shape(y), trivial_label))
+    return {"metric": metric, "candidate": round(candidate, 6), "trivial": round(trivial, 6),
+            "lift": round(candidate - trivial, 6), "training_prior": round(float(prior), 6),
+            "trivial_label": trivial_label, "threshold": threshold}
+
+
+def leakage_warnings(policy: GatePolicy, holdout_auc: float,
+                     single_feature_auc: dict[str, float | None] | None) -> list[str]:
+    """Signs of target leakage (warnings, never a rejection on their own): a holdout AUC of at least
+    `policy.leakage_auc`, or one feature alone separating the classes with max(AUC, 1 - AUC) of at least
+    `policy.leakage_single_feature_auc`. Missing figures (None, NaN) raise no warning."""
+    warnings: list[str] = []
+    if holdout_auc == holdout_auc and holdout_auc >= policy.leakage_auc:
+        warnings.append(f"possible target leakage: holdout AUC {holdout_auc:.4f} >= {policy.leakage_auc}; check "
+                        "for features derived from the target or recorded after the outcome")
+    strong = sorted(((auc, name) for name, auc in (single_feature_auc or {}).items()
+                     if auc is not None and auc == auc and auc >= policy.leakage_single_feature_auc), reverse=True)
+    for auc, name in strong[:10]:
+        warnings.append(f"possible target leakage: feature {name!r} alone separates the classes with AUC "
+                        f"{auc:.4f} >= {policy.leakage_single_feature_auc}")
+    if len(strong) > 10:
+        warnings.append(f"... and {len(strong) - 10} more features above {policy.leakage_single_feature_auc}")
+    return warnings
+
+
+def _fairness_checks(policy: GatePolicy, fairness: dict[str, Any]) -> list[dict[str, Any]]:
+    if fairness.get("checked") is False or "demographic_parity_difference" not in fairness:
+        return []
+    checks = []
+    dp = fairness["demographic_parity_difference"]
+    checks.append(_check("demographic_parity_difference", dp, policy.max_demographic_parity_difference,
+                         dp <= policy.max_demographic_parity_difference,
+                         f"favourable-rate spread across groups {dp:.4f} vs maximum "
+                         f"{policy.max_demographic_parity_difference}"))
+    eo = fairness["equal_opportunity_difference"]
+    checks.append(_check("equal_opportunity_difference", eo, policy.max_equal_opportunity_difference,
+                         eo <= policy.max_equal_opportunity_difference,
+                         f"true-favourable-rate spread {eo:.4f} vs maximum {policy.max_equal_opportunity_difference}"))
+    return checks
+
+
+def _check(name: str, value: Any, threshold: Any, ok: bool, detail: str) -> dict[str, Any]:
+    return {"check": name, "value": value, "threshold": threshold, "passed": bool(ok), "detail": detail}
+
+
 def gate_decision(policy: GatePolicy, metrics: dict[str, float], fairness: dict[str, Any],
-                  parity_result: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
+                  parity_result: dict[str, Any], live: dict[str, Any] | None, *,
+                  trivial: dict[str, Any] | None = None, leakage: list[str] | None = None,
+                  threshold: float | None = None) -> dict[str, Any]:
     """Every check with its figure, threshold and verdict; passed only if all pass. Without a live model the
-    gate uses absolute thresholds only."""
+    gate uses absolute thresholds only.
+
+    `metrics` are holdout figures with labels at the family's `threshold` (p1 >= threshold); `trivial` is
+    `trivial_model_comparison` (the candidate must beat the model predicting the training prior by
+    `policy.min_lift_over_trivial`); `leakage` holds `leakage_warnings`, reported under `warnings` and never a
+    reason to reject. A family without a sensitive attribute (fairness {"checked": False}) gets no fairness
+    check, and the decision says so under `notes`."""
     checks: list[dict[str, Any]] = []
 
     def check(name: str, value: Any, threshold: Any, ok: bool, detail: str) -> None:
-        checks.append({"check": name, "value": value, "threshold": threshold, "passed": bool(ok), "detail": detail})
+        checks.append(_check(name, value, threshold, ok, detail))
 
     check("onnx_parity", parity_result.get("max_abs_diff"), policy.parity_tolerance, parity_result["ok"],
           f"ONNX vs sklearn max |dp| {parity_result.get('max_abs_diff')}, "
           f"{parity_result.get('label_mismatches')} label mismatches")
     auc = metrics["auc"]
     check("min_auc", auc, policy.min_auc, auc >= policy.min_auc, f"holdout AUC {auc:.4f} vs minimum {policy.min_auc}")
+    at = "" if threshold is None else f" at threshold {threshold:g}"
     check("min_accuracy", metrics["accuracy"], policy.min_accuracy, metrics["accuracy"] >= policy.min_accuracy,
-          f"holdout accuracy {metrics['accuracy']:.4f} vs minimum {policy.min_accuracy}")
-    dp = fairness["demographic_parity_difference"]
-    check("demographic_parity_difference", dp, policy.max_demographic_parity_difference,
-          dp <= policy.max_demographic_parity_difference,
-          f"favourable-rate spread across groups {dp:.4f} vs maximum {policy.max_demographic_parity_difference}")
-    eo = fairness["equal_opportunity_difference"]
-    check("equal_opportunity_difference", eo, policy.max_equal_opportunity_difference,
-          eo <= policy.max_equal_opportunity_difference,
-          f"true-favourable-rate spread {eo:.4f} vs maximum {policy.max_equal_opportunity_difference}")
+          f"holdout accuracy{at} {metrics['accuracy']:.4f} vs minimum {policy.min_accuracy}")
+    if trivial is not None:
+        lift = trivial["lift"]
+        check("lift_over_trivial_model", lift, policy.min_lift_over_trivial, lift >= policy.min_lift_over_trivial,
+              f"{trivial['metric']}{at} {trivial['candidate']:.4f} vs {trivial['trivial']:.4f} for the trivial "
+              f"model (always predicting the training prior {trivial['training_prior']:.4f}): lift {lift:+.4f}, "
+              f"required {policy.min_lift_over_trivial:+.4f}")
+    notes: list[str] = []
+    fairness_checks = _fairness_checks(policy, fairness)
+    if not fairness_checks:
+        notes.append("fairness not checked: " + str(fairness.get("reason") or "the family declares no sensitive "
+                                                                              "attribute"))
+    checks.extend(fairness_checks)
     if live is not None:
         live_auc = live["auc"]
         margin = auc - live_auc
@@ -113,6 +159,9 @@ def gate_decision(policy: GatePolicy, metrics: dict[str, float], fairness: dict[
     return {
         "passed": not failed,
         "compared_with_live_version": live["version"] if live else None,
+        "threshold": threshold,
         "checks": checks,
         "reasons": [c["detail"] for c in failed] or ["all checks passed"],
+        "warnings": list(leakage or []),
+        "notes": notes,
     }

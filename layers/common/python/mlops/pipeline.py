@@ -12,11 +12,22 @@ import numpy as np
 from . import codeversion
 from .artifacts import ArtifactStore, ObjectStore, S3ObjectStore, sha256_hex
 from .datasets import parse_csv
-from .errors import ValidationError
-from .evaluation import classification_metrics, fairness_metrics, gate_decision, parity
+from .errors import ConfigurationError, ValidationError
+from .evaluation import (
+    fairness_metrics,
+    gate_decision,
+    leakage_warnings,
+    parity,
+    trivial_model_comparison,
+)
 from .lineage import CodeVersion, DataSetRef, HoldoutRef, LineageRecord
+from .metrics import classification_metrics
 from .registry import LIVE, REJECTED, ModelRegistry
-from .schemas import ModelFamily
+from .schemas import ModelFamily, same_label
+
+# Per-feature leakage figures carried in the state: the strongest ones only (the state limit is 256 KB).
+MAX_FEATURE_AUCS_IN_STATE = 50
+MAX_WARNINGS_IN_STATE = 20
 
 
 @dataclass
@@ -49,20 +60,28 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
     ref = _require(event, "dataset")
     stored = ctx.objects.get(ref["bucket"], ref["key"], ref.get("version_id") or None,
                              max_bytes=family.max_dataset_bytes)
+    from .runs import check_duplicate  # identical content already judged: the state machine ends the run here
+
+    if duplicate := check_duplicate(ctx, family, stored, event):
+        return duplicate
     dataset = parse_csv(stored.data, family)
     seed = int(event.get("seed", family.seed))
-    model = training.train(family, dataset.X, dataset.y, seed=seed)
+    model = training.train(family, dataset.X, dataset.y, seed=seed, classes=dataset.classes)
     holdout_rows = model.holdout_index
     holdout = training.holdout_bytes(
-        dataset.X[holdout_rows], dataset.y[holdout_rows], dataset.sensitive[holdout_rows],
+        dataset.X[holdout_rows], dataset.y[holdout_rows],
+        None if dataset.sensitive is None else dataset.sensitive[holdout_rows],
         dataset.row_ids[holdout_rows], model.sklearn_holdout_proba, model.sklearn_holdout_labels,
+        line_numbers=dataset.line_numbers[holdout_rows],
     )
     meta = {"family": family.name}
     artifact = ctx.artifacts.put(model.onnx_bytes, "model/onnx", meta)
     holdout_ref = ctx.artifacts.put(holdout, "holdout/npz", meta)
     profile_ref = ctx.artifacts.put_json(model.profile, "baseline-profile/json", meta)
-    columns = [f.model_dump(mode="json") for f in family.features] + [
-        {"name": family.target, "kind": "target"}, {"name": family.sensitive_attribute, "kind": "sensitive"}]
+    columns = [f.model_dump(mode="json") for f in family.features] + [{"name": family.target, "kind": "target"}]
+    if family.sensitive_attribute is not None:
+        columns.append({"name": family.sensitive_attribute, "kind": "sensitive"})
+    strongest = sorted(model.single_feature_auc.items(), key=lambda item: -(item[1] or 0.0))
     return {
         "artifact": artifact.to_dict(),
         "holdout": HoldoutRef(fraction=family.holdout_fraction, rows=int(holdout_rows.size),
@@ -77,6 +96,13 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
                             libraries=model.library_versions).model_dump(),
         "algorithm": family.algorithm,
         "hyperparameters": model.hyperparameters,
+        "classes": list(model.classes),
+        "positive_label": model.classes[1],
+        "threshold": model.threshold,
+        "input_dtype": model.input_dtype,
+        "training_positive_rate": round(model.training_positive_rate, 6),
+        "single_feature_auc": dict(strongest[:MAX_FEATURE_AUCS_IN_STATE]),
+        "data_warnings": [w[:300] for w in dataset.warnings[:MAX_WARNINGS_IN_STATE]],
         "seed": seed,
         "fit_seconds": round(model.fit_seconds, 3),
         "trained_at": datetime.now(UTC).isoformat(),
@@ -98,16 +124,36 @@ def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]
     train = _require(event, "train")
     holdout = load_holdout(ctx.artifacts, train["holdout"]["artifact_sha256"])
     model = ScoringModel(ctx.artifacts.get(train["artifact"]["sha256"]))
-    labels, proba = model.predict_matrix(holdout["X"])
+    graph_labels, proba = model.predict_matrix(holdout["X"])
+    # Decisions at the family's threshold (the artifact's, as served): metrics, fairness and the trivial model.
+    labels = model.decide(proba)
     y = holdout["y"]
-    metrics = classification_metrics(y, proba, labels)
-    fairness = fairness_metrics(y, labels, holdout["sensitive"], family.favorable_label)
-    parity_result = parity(proba, labels, holdout["sklearn_proba"], holdout["sklearn_labels"],
+    metrics = classification_metrics(y, proba, threshold=model.threshold)
+    if family.sensitive_attribute is None or "sensitive" not in holdout:
+        fairness = {"checked": False, "reason": "the family declares no sensitive attribute"}
+    else:
+        fairness = fairness_metrics(y, labels, holdout["sensitive"], _favorable_index(family, model.classes))
+    # Parity compares the graph with the trained model on their own terms: probabilities and argmax labels.
+    parity_result = parity(proba, graph_labels, holdout["sklearn_proba"], holdout["sklearn_labels"],
                            family.gate.parity_tolerance)
     live = _live_on_same_holdout(ctx, family, record.live_version, holdout)
-    gate = gate_decision(family.gate, metrics, fairness, parity_result, live)
+    trivial = trivial_model_comparison(family.gate.trivial_model_metric, y, labels,
+                                       float(train.get("training_positive_rate", y.mean())), model.threshold)
+    warnings = leakage_warnings(family.gate, metrics["auc"], train.get("single_feature_auc"))
+    gate = gate_decision(family.gate, metrics, fairness, parity_result, live, trivial=trivial, leakage=warnings,
+                         threshold=model.threshold)
     return {"metrics": metrics, "fairness": fairness, "parity": parity_result, "gate": gate,
+            "trivial_model": trivial, "warnings": warnings, "threshold": model.threshold,
             "live": live, "first_model": record.live_version == 0}
+
+
+def _favorable_index(family: ModelFamily, classes: list[Any]) -> int:
+    """The class index of the family's favourable label (named in the target's own terms)."""
+    for index, label in enumerate(classes):
+        if same_label(label, family.favorable_label):
+            return index
+    raise ConfigurationError(f"family {family.name!r}: favorable_label {family.favorable_label!r} is not one of "
+                             f"the classes {classes}")
 
 
 def _live_on_same_holdout(ctx: PipelineContext, family: ModelFamily, live_version: int,
@@ -121,8 +167,8 @@ def _live_on_same_holdout(ctx: PipelineContext, family: ModelFamily, live_versio
     if live_model.feature_names != tuple(family.feature_names):
         recorded = live.lineage.get("metrics", {})
         return {"version": live_version, "auc": recorded.get("auc", 0.0), "basis": "recorded metrics"}
-    labels, proba = live_model.predict_matrix(holdout["X"])
-    metrics = classification_metrics(holdout["y"], proba, labels)
+    _, proba = live_model.predict_matrix(holdout["X"])
+    metrics = classification_metrics(holdout["y"], proba, threshold=live_model.threshold)
     return {"version": live_version, "auc": metrics["auc"], "accuracy": metrics["accuracy"],
             "basis": "candidate holdout"}
 
@@ -142,6 +188,10 @@ def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> d
         fairness=evaluation["fairness"], parity=evaluation["parity"], gate=evaluation["gate"],
         previous_live_version=record.live_version or None, trained_at=train["trained_at"],
         pipeline_execution=run_id,
+        # The decision rule the metrics, fairness and gate were computed at, and what the response will carry.
+        classes=train.get("classes", [0, 1]), positive_label=train.get("positive_label", 1),
+        threshold=train.get("threshold", 0.5), input_dtype=train.get("input_dtype", "float32"),
+        trivial_model=evaluation.get("trivial_model"), warnings=evaluation.get("warnings", []),
     ).model_dump(mode="json")
     version = ctx.registry.allocate_version(family_name, lineage, actor=f"pipeline:{run_id}",
                                             reason="passed training", run_id=run_id)

@@ -42,6 +42,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 META = "META"
 
+# Run outcomes (docs/registry.md): `started` while a run is in progress, then exactly one of the others.
+RUN_STARTED = "started"
+RUN_OUTCOMES = (RUN_STARTED, "rejected", "duplicate", "refused", "failed", "gated_out", "rolled_back", "promoted")
+MAX_REASON_CHARS = 2000
+
 
 def _family_pk(name: str) -> str:
     return f"FAMILY#{name}"
@@ -49,6 +54,14 @@ def _family_pk(name: str) -> str:
 
 def _version_sk(version: int) -> str:
     return f"VERSION#{version:010d}"
+
+
+def _run_key(family: str, run_id: str) -> dict[str, Any]:
+    return {"PK": _s(_family_pk(family)), "SK": _s(f"RUN#{run_id}")}
+
+
+def _run(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in _plain(item).items() if k not in ("PK", "SK", "GSI1PK", "GSI1SK")}
 
 
 def _now() -> datetime:
@@ -276,9 +289,9 @@ class ModelRegistry:
                     {"Put": {"TableName": self.table, "Item": item,
                              "ConditionExpression": "attribute_not_exists(PK)"}},
                     {"Put": self._event_put(family, version, "", CANDIDATE, now, actor, reason, record.live_version)},
-                    *([{"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(PK)", "Item": {
-                        "PK": _s(_family_pk(family)), "SK": _s(f"RUN#{run_id}"), "outcome": _s("registered"),
-                        "version": _n(version), "at": _s(now), "detail_json": _json({})}}}] if run_id else []),
+                    *([{"Update": self._run_update(family, run_id, now, {"version": _n(version)},
+                                                   keep={"outcome": _s(RUN_STARTED)},
+                                                   condition="attribute_not_exists(version)")}] if run_id else []),
                 ])
                 return VersionRecord.from_item(item)
             except Exception as exc:
@@ -536,19 +549,153 @@ class ModelRegistry:
 
     # ---- pipeline runs and drift records --------------------------------------------------------------
 
-    def record_run(self, family: str, run_id: str, outcome: str, detail: dict[str, Any]) -> None:
-        """What happened to one pipeline execution (including ones that registered nothing)."""
-        self.ddb.update_item(
-            TableName=self.table, Key={"PK": _s(_family_pk(family)), "SK": _s(f"RUN#{run_id}")},
-            UpdateExpression="SET outcome = :o, #at = :t, detail_json = :d",
-            ExpressionAttributeNames={"#at": "at"},
-            ExpressionAttributeValues={":o": _s(outcome), ":t": _s(_iso(self._clock())), ":d": _json(detail)},
-        )
+    def start_run(self, family: str, run_id: str, *, dataset: dict[str, Any] | None = None,
+                  trigger: dict[str, Any] | None = None, execution_arn: str | None = None) -> bool:
+        """Record that a run started (outcome `started`). Every field is written only where it is absent, so a
+        repeated or late call never overwrites what the run recorded since. True when this call created it."""
+        keep: dict[str, dict[str, Any]] = {"outcome": _s(RUN_STARTED)}
+        if dataset is not None:
+            keep["dataset_json"] = _json(dataset)
+        if trigger is not None:
+            keep["trigger_json"] = _json(trigger)
+        if execution_arn:
+            keep["execution_arn"] = _s(execution_arn)
+        args = self._run_update(family, run_id, _iso(self._clock()), {}, keep=keep)
+        old = self.ddb.update_item(**args, ReturnValues="ALL_OLD").get("Attributes") or {}
+        return "outcome" not in old
+
+    def annotate_run(self, family: str, run_id: str, *, dataset: dict[str, Any] | None = None,
+                     fingerprint: str | None = None) -> None:
+        """Add what a step learned to a run (the data set's sha256, the content fingerprint)."""
+        fields: dict[str, dict[str, Any]] = {}
+        if dataset is not None:
+            fields["dataset_json"] = _json(dataset)
+        if fingerprint is not None:
+            fields["fingerprint"] = _s(fingerprint)
+        self.ddb.update_item(**self._run_update(family, run_id, _iso(self._clock()), fields,
+                                                keep={"outcome": _s(RUN_STARTED)}))
+
+    def record_run(self, family: str, run_id: str, outcome: str, detail: dict[str, Any] | None = None, *,
+                   step: str | None = None, reason: str | None = None, dataset: dict[str, Any] | None = None,
+                   steps: list[dict[str, Any]] | None = None, version: int | None = None,
+                   started_at: str | None = None, only_if_open: bool = False) -> bool:
+        """What happened to one run: its outcome (any of RUN_OUTCOMES), the step that decided it and why.
+
+        An outcome other than `started` also sets `ended_at`. `started_at` (ISO-8601 UTC) is kept when the run
+        already has one. With `only_if_open`, nothing is written when the run already has a final outcome
+        (returns False): handlers of at-least-once events use it so an outcome is recorded, and counted, once."""
+        if outcome not in RUN_OUTCOMES:
+            raise ValidationError(f"unknown run outcome {outcome!r}; known: {list(RUN_OUTCOMES)}")
+        now = _iso(self._clock())
+        fields: dict[str, dict[str, Any]] = {"outcome": _s(outcome), "detail_json": _json(detail or {})}
+        if outcome != RUN_STARTED:
+            fields["ended_at"] = _s(now)
+        if step is not None:
+            fields["step"] = _s(step[:200])
+        if reason is not None:
+            fields["reason"] = _s(reason[:MAX_REASON_CHARS])
+        if dataset is not None:
+            fields["dataset_json"] = _json(dataset)
+        if steps is not None:
+            fields["steps_json"] = _json(steps)
+        if version:
+            fields["version"] = _n(int(version))
+        args = self._run_update(family, run_id, now, fields, started_at=started_at)
+        if only_if_open:
+            args["ConditionExpression"] = "attribute_not_exists(outcome) OR outcome = :open"
+            args["ExpressionAttributeValues"][":open"] = _s(RUN_STARTED)
+        try:
+            self.ddb.update_item(**args)
+        except Exception as exc:
+            if only_if_open and aws.error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            self._raise_transient(exc)
+            raise
+        return True
 
     def get_run(self, family: str, run_id: str) -> dict[str, Any] | None:
+        """The run record as plain JSON values (`dataset`, `detail`, `steps`, `trigger` decoded), or None."""
+        item = self.ddb.get_item(TableName=self.table, Key=_run_key(family, run_id), ConsistentRead=True).get("Item")
+        return _run(item) if item else None
+
+    def list_runs(self, family: str | None = None, limit: int = 50, months: int = 3) -> list[dict[str, Any]]:
+        """Runs newest first. With `family`: that family's runs (one partition, sorted by start time; cost in
+        proportion to the family's runs). Without: every family's runs of the last `months` calendar months,
+        from the GSI1 partitions `RUNS#<YYYY-MM>` (cost in proportion to `limit`)."""
+        if family is not None:
+            runs = [_run(i) for i in self._query_all(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :p)",
+                ExpressionAttributeValues={":pk": _s(_family_pk(family)), ":p": _s("RUN#")})]
+            runs.sort(key=lambda r: (r.get("started_at", ""), r.get("run_id", "")), reverse=True)
+            return runs[:limit]
+        runs: list[dict[str, Any]] = []
+        year, month = self._clock().year, self._clock().month
+        for _ in range(max(1, months)):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table, "IndexName": "GSI1", "KeyConditionExpression": "GSI1PK = :g",
+                "ExpressionAttributeValues": {":g": _s(f"RUNS#{year:04d}-{month:02d}")}, "ScanIndexForward": False,
+            }
+            while len(runs) < limit:
+                response = self.ddb.query(**kwargs, Limit=limit - len(runs))
+                runs += [_run(i) for i in response.get("Items", [])]
+                if not response.get("LastEvaluatedKey"):
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            if len(runs) >= limit:
+                break
+            year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+        return runs[:limit]
+
+    def record_content_verdict(self, family: str, fingerprint: str, run_id: str, outcome: str,
+                               version: int | None) -> None:
+        """Remember which run judged this exact content (data set sha256 + family configuration + code)."""
+        self.ddb.put_item(TableName=self.table, Item={
+            "PK": _s(_family_pk(family)), "SK": _s(f"CONTENT#{fingerprint}"), "run_id": _s(run_id),
+            "outcome": _s(outcome), "version": _n(int(version or 0)), "at": _s(_iso(self._clock())),
+        })
+
+    def content_verdict(self, family: str, fingerprint: str) -> dict[str, Any] | None:
+        """The run that last judged this content: {run_id, outcome, version, at}, or None."""
         item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
-                                                             "SK": _s(f"RUN#{run_id}")}).get("Item")
-        return _plain(item) if item else None
+                                                             "SK": _s(f"CONTENT#{fingerprint}")},
+                                 ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        plain = _plain(item)
+        return {k: plain.get(k) for k in ("run_id", "outcome", "version", "at")}
+
+    def _run_update(self, family: str, run_id: str, now: str, fields: dict[str, dict[str, Any]], *,
+                    keep: dict[str, dict[str, Any]] | None = None, started_at: str | None = None,
+                    condition: str | None = None) -> dict[str, Any]:
+        """UpdateItem arguments for a run item: `fields` are set, `keep` only where absent; the identity, the
+        start time and the listing keys (GSI1 `RUNS#<YYYY-MM>`) are set once, by the first write."""
+        start = started_at or now
+        once = {"run_id": _s(run_id), "family": _s(family), "started_at": _s(start),
+                "GSI1PK": _s(f"RUNS#{start[:7]}"), "GSI1SK": _s(f"{start}#{family}#{run_id}"), **(keep or {})}
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        parts: list[str] = []
+        for i, (name, value) in enumerate(once.items()):
+            names[f"#k{i}"], values[f":k{i}"] = name, value
+            parts.append(f"#k{i} = if_not_exists(#k{i}, :k{i})")
+        for i, (name, value) in enumerate({"updated_at": _s(now), **fields}.items()):
+            names[f"#s{i}"], values[f":s{i}"] = name, value
+            parts.append(f"#s{i} = :s{i}")
+        args: dict[str, Any] = {"TableName": self.table, "Key": _run_key(family, run_id),
+                                "UpdateExpression": "SET " + ", ".join(parts),
+                                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+        if condition:
+            args["ConditionExpression"] = condition
+        return args
+
+    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self.ddb.query(TableName=self.table, **kwargs)
+            items += response.get("Items", [])
+            if not response.get("LastEvaluatedKey"):
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def record_drift(self, family: str, report: dict[str, Any]) -> None:
         now = _iso(self._clock())

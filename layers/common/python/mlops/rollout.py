@@ -17,11 +17,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import aws
+from . import aws, runs
 from .capture import CaptureReader
 from .errors import IllegalTransitionError, PlatformError, TransientError, ValidationError
 from .observability import MetricsPublisher, logger
-from .pipeline import PipelineContext, record_failure_step, register_step
+from .pipeline import PipelineContext, register_step
 from .profile import PREDICTION_EDGES
 from .registry import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
 from .settings import Env
@@ -174,10 +174,15 @@ class RolloutContext:
     captures: CaptureReader
     publisher: MetricsPublisher
     is_execution_running: Any  # Callable[[str], bool]
+    state_machine_arn: str = ""
 
     @property
     def registry(self) -> ModelRegistry:
         return self.pipeline.registry
+
+    @property
+    def runs(self) -> runs.RunLog:
+        return runs.RunLog(self.registry, self.publisher)
 
 
 def acquire_lock(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -190,10 +195,12 @@ def acquire_lock(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
 
 def refuse(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
     holder = (state.get("lock") or {}).get("holder")
-    detail = {"reason": f"rollout {holder} kept the {state['family']} lock for "
-                        f"{state['lock']['attempts']} attempts; this run was refused", "dataset": state.get("dataset")}
-    ctx.registry.record_run(state["family"], run_id, "refused", detail)
-    ctx.publisher.put("RolloutOutcome", 1, {"Family": state["family"], "Outcome": "refused"})
+    reason = (f"rollout {holder} kept the {state['family']} lock for {state['lock']['attempts']} attempts; "
+              "this run was refused")
+    detail = {"reason": reason, "holder": holder, "dataset": state.get("dataset")}
+    history = runs.history_summary(ctx.state_machine_arn, run_id)
+    ctx.runs.ended(state["family"], run_id, runs.REFUSED, step="RefuseRollout", reason=reason, detail=detail,
+                   steps=history.get("steps"), started_at=history.get("started_at"))
     return detail
 
 
@@ -343,29 +350,68 @@ def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[st
 
 
 def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str) -> dict[str, Any]:
+    """Record the run's outcome with the reasons behind it, remember a content verdict (so an identical
+    re-upload is recognised), release the family lock. The returned dict is the execution's output."""
     family = state["family"]
     version = (state.get("registration") or {}).get("version")
-    detail = {"version": version, "dataset": state.get("dataset"), "trigger": state.get("trigger")}
-    ctx.registry.record_run(family, run_id, outcome, detail)
+    detail: dict[str, Any] = {"version": version, "dataset": state.get("dataset"), "trigger": state.get("trigger")}
+    warnings = (state.get("evaluation") or {}).get("warnings")
+    if warnings:  # signs of target leakage from the gate: reported with whatever outcome the run had
+        detail["warnings"] = list(warnings)
+    if outcome == runs.PROMOTED:
+        reason = f"v{version} is live"
+    elif outcome == runs.GATED_OUT:
+        gate = (state.get("evaluation") or {}).get("gate") or {}
+        detail["gate_reasons"] = list(gate.get("reasons") or [])
+        reason = "gate: " + ("; ".join(detail["gate_reasons"]) or "the candidate did not pass")
+    elif outcome == runs.ROLLED_BACK:
+        detail["canary_reasons"] = list((state.get("rollback") or state.get("check") or {}).get("reasons") or [])
+        detail["canary_figures"] = (state.get("check") or {}).get("figures")
+        reason = "canary: " + ("; ".join(detail["canary_reasons"]) or "check failed")
+    elif outcome == runs.DUPLICATE:
+        detail["duplicate_of"] = (state.get("train") or {}).get("duplicate_of") or {}
+        reason = runs.duplicate_reason(detail["duplicate_of"])
+    else:
+        reason = outcome
+    history = runs.history_summary(ctx.state_machine_arn, run_id, skip_current=True)
+    step = "Train" if outcome == runs.DUPLICATE else history.get("step") or ""
+    ctx.runs.ended(family, run_id, outcome, step=step, reason=reason, detail=detail,
+                   version=version, steps=history.get("steps"), started_at=history.get("started_at"))
+    fingerprint = (ctx.registry.get_run(family, run_id) or {}).get("fingerprint")
+    if fingerprint and outcome in runs.CONTENT_VERDICTS:
+        ctx.registry.record_content_verdict(family, fingerprint, run_id, outcome, version)
     ctx.registry.release_rollout(family, run_id)
-    ctx.publisher.put("RolloutOutcome", 1, {"Family": family, "Outcome": outcome})
     return {"outcome": outcome, "family": family, "version": version}
 
 
-def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Whatever failed, leave traffic on the healthy version, the registry consistent, the lock released."""
+def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str,
+                   status: str | None = None) -> dict[str, Any]:
+    """Whatever failed, leave traffic on the healthy version, the registry consistent, the lock released, and
+    the run recorded as failed with the step and the reason.
+
+    Called by the definition's HandleFailure (after a Catch), and for executions that ended FAILED, TIMED_OUT
+    or ABORTED outside any Catch (`status` set; see runs.handle_status_change), where the outcome is recorded
+    only if the run has none yet. Traffic and the family's canary are touched only when this run holds the
+    family lock (or nobody does): a run that failed while waiting for the lock must not undo another's canary."""
     family = state.get("family", "")
     actions: list[str] = []
-    error = state.get("error") or {}
-    reason = f"pipeline failure: {error.get('Error', 'unknown')}"
+    history = runs.history_summary(ctx.state_machine_arn, run_id, before="HandleFailure")
+    # After a Catch the state's error is the step's; an execution that ended otherwise reports its last state
+    # (PipelineFailed when HandleFailure itself failed): the failing step's own error then says more.
+    error = (history.get("failure") if status else None) or state.get("error") or {}
+    error_name, message = runs.error_message(error)
+    reason = f"pipeline failure: {error_name}"
     if family:
         try:
-            # Traffic first: the alias serves the registry's live version only, whatever else fails below.
-            actions += reconcile_alias(ctx, family)
             record = ctx.registry.get_family(family)
-            if record.canary_version:
-                ctx.registry.transition(family, record.canary_version, ROLLED_BACK, f"pipeline:{run_id}", reason)
-                actions.append(f"v{record.canary_version} rolled_back")
+            if record.rollout_holder in (None, run_id):
+                # Traffic first: the alias serves the registry's live version only, whatever else fails below.
+                actions += reconcile_alias(ctx, family)
+                record = ctx.registry.get_family(family)
+                if record.canary_version:
+                    ctx.registry.transition(family, record.canary_version, ROLLED_BACK, f"pipeline:{run_id}",
+                                            reason)
+                    actions.append(f"v{record.canary_version} rolled_back")
             registered = (state.get("registration") or {}).get("version")
             if registered and ctx.registry.get_version(family, int(registered)).status == CANDIDATE:
                 # Never leave a half-done candidate behind: it did not finish its checks, so it is rejected.
@@ -373,13 +419,19 @@ def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> d
                 actions.append(f"v{registered} rejected")
         except PlatformError as exc:
             actions.append(f"cleanup incomplete: {exc.message}")
-    detail = record_failure_step(ctx.pipeline, {**state, "stage": state.get("stage", "")}, run_id)
+    step = history.get("step") or state.get("stage") or ""
+    detail = {"error": error_name, "message": message, "dataset": state.get("dataset"), "step": step,
+              "status": status or "FAILED", "actions": actions}
+    if status and error is not state.get("error"):
+        detail["execution_error"] = runs.error_message(state.get("error") or {})[0]
     if family:
+        ctx.runs.ended(family, run_id, runs.FAILED, step=step, reason=f"{error_name}: {message}"[:2000],
+                       detail=detail, steps=history.get("steps"), started_at=history.get("started_at"),
+                       version=(state.get("registration") or {}).get("version"), only_if_open=status is not None)
         ctx.registry.release_rollout(family, run_id)
-        ctx.publisher.put("RolloutOutcome", 1, {"Family": family, "Outcome": "failed"})
     logger().error("pipeline run failed", extra={"family": family, "run": run_id, "detail": detail,
-                                                 "actions": actions})
-    return {**detail, "actions": actions}
+                                                 "actions": actions, "reason": reason})
+    return detail
 
 
 def reconcile_alias(ctx: RolloutContext, family: str) -> list[str]:
@@ -399,7 +451,10 @@ ACTIONS = {
     "acquire_lock": acquire_lock, "refuse": refuse, "register": register, "go_live_first": go_live_first,
     "canary_start": canary_start, "canary_check": canary_check, "canary_step": canary_step,
     "promote": promote, "rollback": rollback, "handle_failure": handle_failure,
-    **{f"finish:{outcome}": partial(finish, outcome=outcome) for outcome in ("promoted", "rejected", "rolled_back")},
+    **{f"finish:{outcome}": partial(finish, outcome=outcome)
+       for outcome in (runs.PROMOTED, runs.GATED_OUT, runs.ROLLED_BACK, runs.DUPLICATE)},
+    # Executions started on the previous definition call `finish:rejected` for a gated-out candidate.
+    "finish:rejected": partial(finish, outcome=runs.GATED_OUT),
 }
 
 
@@ -433,4 +488,5 @@ def create_rollout_context(settings: Any) -> RolloutContext:
         router=LambdaAliasRouter(), metrics=CloudWatchCanaryMetrics(), captures=CaptureReader(settings.artifact_bucket),
         publisher=MetricsPublisher(settings.metrics_namespace),
         is_execution_running=execution_is_running(settings.state_machine_arn),
+        state_machine_arn=settings.state_machine_arn,
     )

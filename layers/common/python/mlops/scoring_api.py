@@ -3,6 +3,11 @@
 Kept lean on purpose: no router, no validation framework on the hot path (see docs/benchmarks.md). Client
 mistakes become 4xx answers whose message names the problem; unexpected faults propagate so Lambda counts
 them as errors (the canary check and alarms watch those) and API Gateway answers 502.
+
+Response contract (docs/openapi.yaml): `classes` are the family's original labels in the order [negative,
+positive] ("good", "bad"); `probabilities` follow that order; `predictions` are original labels, the positive one
+when its probability is at least the family's threshold. A `null` value is accepted for features whose family
+declares a missing-value strategy and scored exactly as training treated missing values.
 """
 
 from __future__ import annotations
@@ -111,16 +116,17 @@ class ScoringService:
     def predict(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
         instances = parse_instances(event)
         model = self.load()
-        label_list, proba_list = model.predict_instances(instances)
-        if self.capture is not None:
-            self.capture.record(request_id, instances, label_list, proba_list)
+        index_list, proba_list = model.predict_instances(instances)
+        classes = model.classes
+        if self.capture is not None:  # captures keep class indices: canary and drift statistics count them
+            self.capture.record(request_id, instances, index_list, proba_list)
         return {
             "statusCode": 200,
             "headers": {"Content-Type": "application/json", "X-Model-Version": self.version,
                         "X-Request-Id": request_id},
             "body": orjson.dumps({
                 "model": self.settings.model_family, "version": self.settings.model_version,
-                "predictions": label_list, "probabilities": proba_list, "classes": model.classes,
+                "predictions": [classes[i] for i in index_list], "probabilities": proba_list, "classes": classes,
                 "request_id": request_id,
             }).decode(),
             "isBase64Encoded": False,
@@ -153,6 +159,8 @@ class ScoringService:
                                                                              "rows")},
                 "artifact_sha256": lineage.get("artifact_sha256"),
                 "algorithm": lineage.get("algorithm"),
+                "classes": lineage.get("classes"),
+                "threshold": lineage.get("threshold"),
                 "live_since": live.updated_at,
             })
         return _response(200, body, {"X-Request-Id": request_id, "X-Model-Version": self.version})

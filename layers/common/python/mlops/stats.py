@@ -1,59 +1,135 @@
-"""Distribution statistics for drift and canary checks: PSI, two-sample KS against quantiles, chi-square.
+"""Distribution statistics for drift and canary checks: binning, PSI, two-sample KS against an exact baseline
+ECDF summary, chi-square with Cramér's V.
 
-numpy only (the drift and scoring functions do not carry scipy); the special functions are checked
-against scipy in the unit tests.
+numpy only (the drift and scoring functions do not carry scipy). Every statistic is checked against scipy or a
+textbook formula in tests/unit/test_reference_*.py; formulas, references and tolerances are in
+docs/statistics.md.
+
+Precision rule: values are compared as float64 on both sides (baseline profiles are computed from the float64
+training values, captured traffic is float64) and binned by `bin_index` alone, so a value lands in the same
+bin whichever side it comes from.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 PSI_EPSILON = 1e-4
-
 
 LUT_BUCKETS = 1 << 14
 LUT_MAX_STEPS = 6
 LUT_MIN_VALUES = 50_000
 
 
-def bin_index(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """For each value, the number of edges strictly below it (np.searchsorted(edges, values, "left")).
+def _buckets(x: np.ndarray, low: float, scale: float) -> np.ndarray:
+    """Bucket number 0..LUT_BUCKETS-1 of each value: a monotone non-decreasing function of the value (each
+    operation is correctly rounded, hence monotone), so edges and values put through it keep their order.
+    +inf, NaN and anything past the last edge land in the last bucket, -inf in the first; no int64 overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.subtract(x, low)
+        scaled *= scale
+    np.fmin(scaled, LUT_BUCKETS - 1, out=scaled)  # fmin maps NaN to the bound as well
+    np.fmax(scaled, 0.0, out=scaled)
+    return scaled.astype(np.int64)
 
-    Large inputs use a lookup table over equal-width buckets between the first and last edge, then a few
-    vectorised correction steps; about 4x faster than a binary search per value. Falls back to searchsorted
-    when edges are too unevenly spread for a bounded number of steps (the result is identical either way)."""
-    edges = np.asarray(edges, dtype=np.float64)
-    if values.size < LUT_MIN_VALUES or edges.size < 2 or not edges[-1] > edges[0]:
-        return np.searchsorted(edges, values, side="left")
-    low, width = edges[0], (edges[-1] - edges[0]) / LUT_BUCKETS
-    starts = low + width * np.arange(LUT_BUCKETS)
-    table = np.searchsorted(edges, starts, side="left")
-    per_bucket = np.diff(np.append(table, edges.size))
-    if per_bucket.max() > LUT_MAX_STEPS:
-        return np.searchsorted(edges, values, side="left")
-    bucket = ((values - low) * (1.0 / width)).astype(np.int64)
-    np.clip(bucket, 0, LUT_BUCKETS - 1, out=bucket)
-    index = table[bucket]
-    padded = np.append(edges, np.inf)
-    for _ in range(LUT_MAX_STEPS + 1):
-        step = padded[index] < values
-        if not step.any():
-            break
-        index += step
+
+@dataclass(frozen=True)
+class _LookupTable:
+    edges: np.ndarray  # strictly increasing, finite, followed by +inf as a sentinel
+    low: float
+    scale: float
+    first: np.ndarray  # first[b]: number of edges in buckets below b
+    steps: int  # most edges sharing one bucket
+
+
+def _lookup_table(edges: np.ndarray) -> _LookupTable | None:
+    """A bucket table over strictly increasing finite edges, or None when a binary search is the better (or the
+    only exact) choice: fewer than two edges, non-finite or unordered edges, or edges so unevenly spread that
+    one bucket holds more than LUT_MAX_STEPS of them."""
+    if edges.size < 2 or not (np.isfinite(edges[0]) and np.isfinite(edges[-1])):
+        return None
+    if not np.all(edges[1:] > edges[:-1]):
+        return None
+    with np.errstate(over="ignore"):
+        span = edges[-1] - edges[0]
+    # Any positive scale keeps the bucket function monotone, which is all exactness needs; these two keep it
+    # finite when the span overflows (edges near +-1.8e308) or is subnormal.
+    scale = LUT_BUCKETS / span if np.isfinite(span) else (LUT_BUCKETS / 2) / (edges[-1] / 2 - edges[0] / 2)
+    scale = min(float(scale), float(np.finfo(np.float64).max))
+    edge_buckets = _buckets(edges, edges[0], scale)
+    first = np.searchsorted(edge_buckets, np.arange(LUT_BUCKETS), side="left")
+    steps = int(np.max(np.diff(np.append(first, edges.size))))
+    if steps > LUT_MAX_STEPS:
+        return None
+    return _LookupTable(np.append(edges, np.inf), float(edges[0]), float(scale), first, steps)
+
+
+def _locate(edges: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """np.searchsorted(edges, values, "left") through the bucket table, or None when the table does not apply.
+
+    Exact by construction: an edge in a lower bucket than a value is below it and an edge in a higher bucket is
+    above it (the bucket function is monotone), so the table gives the number of edges below the value's bucket
+    and at most `steps` comparisons with the edges inside it finish the count. NaN goes past every edge, as in
+    numpy's sort order."""
+    table = _lookup_table(edges)
+    if table is None:
+        return None
+    index = table.first[_buckets(values, table.low, table.scale)]
+    padded = table.edges
+    for _ in range(table.steps):
+        index += padded[index] < values
+    missing = np.isnan(values)
+    if missing.any():
+        index[missing] = edges.size
     return index
 
 
+def bin_index(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each value, the number of edges strictly below it: identical to np.searchsorted(edges, values, "left")
+    for every input (edges sorted ascending, as searchsorted requires), including values equal to an edge,
+    huge or infinite values, and NaN (past every edge, like numpy). Bin i then holds edges[i-1] < x <= edges[i].
+
+    Shapes: edges (m,), values any shape (float64; other dtypes are converted as searchsorted does); returns
+    intp of values' shape. Large inputs (>= LUT_MIN_VALUES) go through a bucket table (`_locate`), several
+    times faster than a binary search per value; duplicated edges are resolved on the distinct ones."""
+    edges = np.asarray(edges, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < LUT_MIN_VALUES or edges.size < 2:
+        return np.searchsorted(edges, values, side="left")
+    if np.all(edges[1:] > edges[:-1]):
+        index = _locate(edges, values)
+        return np.searchsorted(edges, values, side="left") if index is None else index
+    if np.isfinite(edges).all() and np.all(edges[1:] >= edges[:-1]):
+        distinct, first = np.unique(edges, return_index=True)
+        index = _locate(distinct, values)
+        if index is not None:
+            # edges below v, counted with repeats = position of the first copy of the first distinct edge >= v
+            return np.append(first, edges.size)[index]
+    return np.searchsorted(edges, values, side="left")
+
+
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts per bin; bin i holds edges[i-1] < x <= edges[i] (right-closed, like the baseline)."""
-    return np.bincount(bin_index(edges, values), minlength=np.asarray(edges).size + 1)
+    """Counts per bin, shape (len(edges) + 1,); bin i holds edges[i-1] < x <= edges[i] (right-closed).
+
+    Raises ValueError when `values` holds NaN: a missing value has no bin, so callers drop (and report) them."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.isnan(values).any():
+        raise ValueError(f"{int(np.isnan(values).sum())} NaN values: drop missing values before binning")
+    return np.bincount(bin_index(edges, values).ravel(), minlength=np.asarray(edges).size + 1)
 
 
 def psi(expected_counts: np.ndarray, actual_counts: np.ndarray) -> float:
-    """Population stability index between two binned distributions over the same bins."""
-    e = np.asarray(expected_counts, dtype=float)
-    a = np.asarray(actual_counts, dtype=float)
+    """Population stability index between two binned distributions over the same bins:
+    sum_i (a_i - e_i) * ln(a_i / e_i) over bin shares, each share floored at PSI_EPSILON (1e-4) so an empty bin
+    contributes a bounded term (Siddiqi, Credit Risk Scorecards, 2006; the floor is our convention).
+    Counts: (bins,) each. Returns 0.0 when either side is empty (callers report that as not checked)."""
+    e = np.asarray(expected_counts, dtype=np.float64)
+    a = np.asarray(actual_counts, dtype=np.float64)
+    if e.shape != a.shape:
+        raise ValueError(f"PSI needs counts over the same bins, got {e.shape} and {a.shape}")
     if e.sum() == 0 or a.sum() == 0:
         return 0.0
     pe = np.clip(e / e.sum(), PSI_EPSILON, None)
@@ -62,7 +138,7 @@ def psi(expected_counts: np.ndarray, actual_counts: np.ndarray) -> float:
 
 
 def kolmogorov_sf(x: float) -> float:
-    """P(K > x) for the Kolmogorov distribution (the limit law of sqrt(n) * D)."""
+    """P(K > x) for the Kolmogorov distribution (the limit law of sqrt(n) * D); matches scipy.stats.kstwobign."""
     if x <= 0:
         return 1.0
     if x < 0.3:
@@ -80,54 +156,132 @@ def kolmogorov_sf(x: float) -> float:
     return max(0.0, min(1.0, total))
 
 
-def ks_against_quantiles(baseline_quantiles: np.ndarray, baseline_n: int, current: np.ndarray
-                         ) -> tuple[float, float]:
-    """Two-sample KS statistic and asymptotic p-value, with the baseline summarised by m quantiles at levels
-    k/(m+1). Both CDFs are evaluated at the distinct quantile values, so discrete features (many tied
-    quantiles) get their true step heights; for continuous ones the error in D stays below 1/(m+1)."""
-    q = np.asarray(baseline_quantiles, dtype=float)
-    n = current.size
-    if n == 0 or q.size == 0:
-        return 0.0, 1.0
-    grid = np.unique(q)
-    current_sorted = np.sort(current, kind="stable")
-    f_cur = np.searchsorted(current_sorted, grid, side="right") / n
-    f_base = np.searchsorted(q, grid, side="right") / (q.size + 1)
-    # Below the lowest quantile value the baseline CDF is ~0: catch a current mass sitting under it.
-    below = np.searchsorted(current_sorted, grid[0], side="left") / n
-    d = float(max(np.max(np.abs(f_cur - f_base)), below))
-    en = math.sqrt(n * baseline_n / (n + baseline_n))
-    return d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
+def ks_p_value(statistic: float, n: int, m: int) -> float:
+    """Asymptotic two-sided p-value of a two-sample KS statistic D for samples of n and m values: Q_KS applied
+    to (sqrt(e) + 0.12 + 0.11 / sqrt(e)) * D with e = n m / (n + m) (Stephens 1970; Numerical Recipes 3rd ed.
+    §14.3.3). Exact-size behaviour and the agreement with scipy are in docs/statistics.md."""
+    if n <= 0 or m <= 0:
+        return 1.0
+    en = math.sqrt(n * m / (n + m))
+    return kolmogorov_sf((en + 0.12 + 0.11 / en) * statistic)
 
 
-def psi_and_ks(psi_edges: np.ndarray, psi_counts: np.ndarray, grid: np.ndarray, baseline_n: int,
-               current: np.ndarray) -> tuple[float, float, float]:
-    """PSI on the baseline's decile edges and KS against its quantile grid from ONE binning of `current` (the
-    profile takes its decile edges from the grid). Returns (psi, ks_statistic, ks_p_value); an edge that is not
-    on the grid (an older profile) falls back to two passes with the same results."""
-    n = current.size
-    if n == 0 or grid.size == 0:
-        return 0.0, 0.0, 1.0
-    positions = np.searchsorted(grid, psi_edges, side="left")
-    if positions.size and (positions.max() >= grid.size or not np.array_equal(grid[positions], psi_edges)):
-        d, p = ks_against_quantiles(grid, baseline_n, current)
-        return psi(psi_counts, bin_counts(current, psi_edges)), d, p
-    # Bin i holds grid[i-1] < x <= grid[i]; at_or_below[k] = number of current values <= grid[k].
-    fine = np.bincount(bin_index(grid, current), minlength=grid.size + 1)
-    at_or_below = np.cumsum(fine)[: grid.size]
-    psi_value = psi(psi_counts, np.diff(np.concatenate([[0], at_or_below[positions], [n]])))
-    distinct = np.unique(grid)
-    last = np.searchsorted(grid, distinct, side="right") - 1
-    f_cur = at_or_below[last] / n
-    f_base = (last + 1) / (grid.size + 1)
-    below = np.count_nonzero(current < grid[0]) / n
-    d = float(max(np.max(np.abs(f_cur - f_base)), below))
-    en = math.sqrt(n * baseline_n / (n + baseline_n))
-    return psi_value, d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
+def ecdf_summary(values: np.ndarray, max_points: int = 999) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """An exact summary of a sample's ECDF at up to `max_points` points, for KS tests against it.
+
+    values: (n,) float64 without NaN. Returns (points, at_or_below, below, exact): points strictly increasing;
+    at_or_below[i] = #{x <= points[i]} and below[i] = #{x < points[i]} (exact integer counts); exact is True
+    when points hold every distinct value (the ECDF is then known everywhere). Otherwise the points are the
+    sample quantiles at levels k/(max_points+1) (inverted-CDF: actual sample values), so the ECDF rises by about
+    1/(max_points+1) between consecutive points apart from ties, which the counts carry exactly."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    distinct = np.unique(ordered)
+    exact = distinct.size <= max_points
+    if exact:
+        points = distinct
+    else:
+        levels = np.arange(1, max_points + 1) / (max_points + 1)
+        points = np.unique(np.quantile(ordered, levels, method="inverted_cdf"))
+    at_or_below = np.searchsorted(ordered, points, side="right")
+    below = np.searchsorted(ordered, points, side="left")
+    return points, at_or_below, below, exact
+
+
+def ecdf_counts(points: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Counts of `values` at or below and strictly below each point, from ONE pass over the values.
+
+    points: (m,) strictly increasing finite; values: (n,) float64, NaN allowed. Returns (at_or_below (m,),
+    below (m,), missing): counts exclude NaN, reported as `missing`."""
+    points = np.asarray(points, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64).ravel()
+    code = bin_index(points, values)
+    equal = np.take(np.append(points, np.nan), code) == values
+    # Cell 2i: points[i-1] < v < points[i]; cell 2i+1: v == points[i]; cell 2m: above the last point (and NaN).
+    np.left_shift(code, 1, out=code)
+    code += equal
+    cells = np.bincount(code, minlength=2 * points.size + 2)
+    missing = int(np.count_nonzero(np.isnan(values))) if values.size else 0
+    cumulative = np.cumsum(cells)
+    return cumulative[1:2 * points.size:2], cumulative[0:2 * points.size:2], missing
+
+
+@dataclass(frozen=True)
+class KsResult:
+    """Two-sample KS figures. `statistic` is sup|F_base - F_cur| evaluated exactly where the baseline summary
+    knows F_base (a lower bound of the true D, equal to it when the summary is exact); `upper_bound` is a proven
+    upper bound of the true D; `p_value` comes from `statistic` (see `ks_p_value`)."""
+
+    statistic: float
+    upper_bound: float
+    p_value: float
+
+
+def ks_against_ecdf(points: np.ndarray, base_at_or_below: np.ndarray, base_below: np.ndarray, base_n: int,
+                    cur_at_or_below: np.ndarray, cur_below: np.ndarray, cur_n: int) -> KsResult:
+    """Two-sample Kolmogorov-Smirnov test of the current sample against a baseline known through
+    `ecdf_summary`, with the current sample's counts at the same points (`ecdf_counts`).
+
+    Both ECDFs are right-continuous steps; at every point p we know F(p) and F(p-) for both exactly, so
+    |F_base - F_cur| there is exact (statistic = the largest of those). Between consecutive points the baseline
+    ECDF is only known to lie between F_base(p_i) and F_base(p_{i+1}-), and the current one between F_cur(p_i)
+    and F_cur(p_{i+1}-); the largest gap those ranges allow is the upper bound. When the summary holds every
+    distinct baseline value (ties, discrete features) F_base is constant between points and the two coincide:
+    the statistic then equals scipy.stats.ks_2samp's D exactly. Raises ValueError when a side has no values
+    (no figure rather than a D of 0 that reads as stability)."""
+    if base_n <= 0 or cur_n <= 0:
+        raise ValueError(f"KS needs values on both sides, got {base_n} baseline and {cur_n} current values")
+    fb_le = np.asarray(base_at_or_below, dtype=np.float64) / base_n
+    fb_lt = np.asarray(base_below, dtype=np.float64) / base_n
+    fc_le = np.asarray(cur_at_or_below, dtype=np.float64) / cur_n
+    fc_lt = np.asarray(cur_below, dtype=np.float64) / cur_n
+    statistic = float(max(np.max(np.abs(fb_le - fc_le), initial=0.0), np.max(np.abs(fb_lt - fc_lt), initial=0.0)))
+    # Open intervals: below the first point, between consecutive points, above the last one.
+    lo_b = np.concatenate([[0.0], fb_le])
+    hi_b = np.concatenate([fb_lt, [1.0]])
+    lo_c = np.concatenate([[0.0], fc_le])
+    hi_c = np.concatenate([fc_lt, [1.0]])
+    gaps = np.maximum(hi_b - lo_c, hi_c - lo_b)
+    upper = float(min(1.0, max(statistic, np.max(gaps))))
+    return KsResult(statistic, upper, ks_p_value(statistic, base_n, cur_n))
+
+
+@dataclass(frozen=True)
+class NumericShift:
+    """PSI and KS of one numeric feature's current values against its baseline profile. `psi_p_value` is the
+    significance of the PSI bins' difference (`pooled_chi_square` on the same counts, `psi_bins` categories
+    after pooling); rows and missing count the current values used and the NaN dropped."""
+
+    psi: float
+    psi_p_value: float
+    psi_bins: int
+    ks: KsResult
+    rows: int
+    missing: int
+
+
+def numeric_shift(points: np.ndarray, base_at_or_below: np.ndarray, base_below: np.ndarray, base_n: int,
+                  psi_edges: np.ndarray, psi_counts: np.ndarray, current: np.ndarray) -> NumericShift:
+    """PSI on the baseline's decile edges and KS against its ECDF summary from ONE binning of `current`
+    (the profile picks its decile edges among the ECDF points; edges that are not among them, which no profile
+    written here has, are binned separately). NaN in `current` is dropped and counted."""
+    points = np.asarray(points, dtype=np.float64)
+    psi_edges = np.asarray(psi_edges, dtype=np.float64)
+    cur_le, cur_lt, missing = ecdf_counts(points, current)
+    n = int(np.asarray(current).size) - missing
+    positions = np.searchsorted(points, psi_edges, side="left")
+    if positions.size and (positions.max() >= points.size or not np.array_equal(points[positions], psi_edges)):
+        values = np.asarray(current, dtype=np.float64)
+        actual = bin_counts(values[~np.isnan(values)], psi_edges)
+    else:
+        actual = np.diff(np.concatenate([[0], cur_le[positions], [n]]))
+    expected = np.asarray(psi_counts)
+    _, bins_p_value, bins = pooled_chi_square(expected, actual)
+    ks = ks_against_ecdf(points, base_at_or_below, base_below, base_n, cur_le, cur_lt, n)
+    return NumericShift(psi(expected, actual), bins_p_value, bins, ks, n, missing)
 
 
 def _upper_gamma_regularized(a: float, x: float) -> float:
-    """Q(a, x) = Gamma(a, x) / Gamma(a): series below a+1, continued fraction above."""
+    """Q(a, x) = Gamma(a, x) / Gamma(a): series below a+1, continued fraction above (Numerical Recipes §6.2)."""
     if x <= 0:
         return 1.0
     log_prefix = -x + a * math.log(x) - math.lgamma(a)
@@ -162,14 +316,19 @@ def _upper_gamma_regularized(a: float, x: float) -> float:
 
 
 def chi2_sf(statistic: float, dof: int) -> float:
+    """P(X >= statistic) for X chi-square with `dof` degrees of freedom; matches scipy.stats.chi2.sf."""
+    if not statistic == statistic:
+        return float("nan")
     return _upper_gamma_regularized(dof / 2.0, statistic / 2.0) if dof > 0 else 1.0
 
 
 def chi_square_against_frequencies(expected_counts: np.ndarray, actual_counts: np.ndarray
                                    ) -> tuple[float, float, float]:
-    """Chi-square homogeneity test of two count vectors over the same categories.
-    Returns (statistic, p-value, Cramer's V): the p-value says "different", V says "by how much"."""
-    table = np.vstack([np.asarray(expected_counts, float), np.asarray(actual_counts, float)])
+    """Pearson chi-square homogeneity test of two count vectors over the same categories (the 2 x k table,
+    categories empty on both sides left out, no continuity correction), as scipy.stats.chi2_contingency.
+    Returns (statistic, p-value, Cramér's V = sqrt(chi2 / (N * (min(2, k) - 1))), N the table total, as
+    scipy.stats.contingency.association). Fewer than two non-empty categories or an empty side: (0, 1, 0)."""
+    table = np.vstack([np.asarray(expected_counts, np.float64), np.asarray(actual_counts, np.float64)])
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return 0.0, 1.0, 0.0
@@ -179,3 +338,51 @@ def chi_square_against_frequencies(expected_counts: np.ndarray, actual_counts: n
     dof = table.shape[1] - 1
     cramers_v = math.sqrt(stat / (total * min(table.shape[0] - 1, table.shape[1] - 1)))
     return stat, chi2_sf(stat, dof), cramers_v
+
+
+MIN_EXPECTED = 5.0
+
+
+def pooled_chi_square(expected_counts: np.ndarray, actual_counts: np.ndarray, min_expected: float = MIN_EXPECTED
+                      ) -> tuple[float, float, int]:
+    """Pearson chi-square homogeneity test of two count vectors after pooling sparse categories, so the
+    chi-square approximation holds (Cochran 1954: expected counts of at least 5). A category is sparse when the
+    smaller sample would expect fewer than `min_expected` values in it at the baseline's (`expected_counts`)
+    share; sparse categories are merged into one, and if that pool is itself sparse it joins the smallest
+    remaining category. Sparseness is judged on the baseline alone: pooling on the observed traffic would pick the
+    cells that happen to deviate and inflate false alarms. When pooling would leave fewer than two categories (a
+    2 x 2 table with a rare cell, say) the table is tested as it is and the caller's effect-size floor decides.
+    Returns (statistic, p-value, categories tested); with nothing pooled it equals
+    `chi_square_against_frequencies`."""
+    table = np.vstack([np.asarray(expected_counts, np.float64), np.asarray(actual_counts, np.float64)])
+    table = table[:, table.sum(axis=0) > 0]
+    rows = table.sum(axis=1)
+    if table.shape[1] < 2 or (rows == 0).any():
+        return 0.0, 1.0, int(table.shape[1])
+    floor = min_expected / (rows.min() / rows[0])  # baseline count below which a category is sparse
+    sparse = table[0] < floor
+    if sparse.any() and np.count_nonzero(~sparse) >= 2 - (table[0, sparse].sum() >= floor):
+        pool = table[:, sparse].sum(axis=1, keepdims=True)
+        table = table[:, ~sparse]
+        if table.shape[1] and pool[0, 0] < floor:
+            smallest = int(np.argmin(table[0]))
+            table[:, smallest:smallest + 1] += pool
+        else:
+            table = np.hstack([table, pool])
+    stat, p_value, _ = chi_square_against_frequencies(table[0], table[1])
+    return stat, p_value, int(table.shape[1])
+
+
+def equal_weight_cramers_v(expected_counts: np.ndarray, actual_counts: np.ndarray) -> float:
+    """Cramér's V of the 2 x k table with both rows rescaled to the same total: sqrt(1/2 * sum_j (p_j - q_j)^2 /
+    (p_j + q_j)) over the two sides' category shares p and q. It is the V the same two distributions give with
+    equal sample sizes (0 identical, 1 disjoint), so it measures the shift alone; the classic V of the same change
+    of shares shrinks about as sqrt(n / N) as a baseline of N values outgrows n values of traffic. 0.0 when a
+    side is empty."""
+    e = np.asarray(expected_counts, np.float64)
+    a = np.asarray(actual_counts, np.float64)
+    if e.sum() == 0 or a.sum() == 0:
+        return 0.0
+    p, q = e / e.sum(), a / a.sum()
+    both = (p + q) > 0
+    return math.sqrt(min(1.0, 0.5 * float(np.sum((p[both] - q[both]) ** 2 / (p[both] + q[both])))))

@@ -24,9 +24,10 @@ CREDIT_FEATURES = (
 
 
 def credit_risk_family(name: str = "credit-risk", **overrides: object) -> ModelFamily:
-    """The demo family: predicts `default` (1 = the borrower defaults); `sex` is the sensitive attribute."""
+    """The demo family: predicts `default` (labels 0/1; 1 = the borrower defaults, the positive class; 0 is the
+    favourable outcome); `sex` is the sensitive attribute."""
     spec: dict[str, object] = {
-        "name": name, "algorithm": "logistic_regression", "target": "default",
+        "name": name, "algorithm": "logistic_regression", "target": "default", "positive_label": 1,
         "features": CREDIT_FEATURES, "sensitive_attribute": "sex", "favorable_label": 0,
     }
     spec.update(overrides)

@@ -1,0 +1,107 @@
+"""False-alarm rates by simulation: how often a check raises an alarm when nothing changed.
+
+Each simulation repeats one check many times on data where the null hypothesis holds by construction (traffic
+drawn from the training distribution) and reports the share of alarms as a bench row, against the rate the
+policy promises. Figures, not test assertions (`make bench`; `--quick` runs a few trials as a smoke test).
+
+Add a simulation with the `simulation` decorator: a function (trials, rng) -> (alarms, detail) that runs
+`trials` independent checks and returns how many alarmed plus any detail for the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Trial = Callable[[int, np.random.Generator], tuple[int, dict[str, Any]]]
+Row = Callable[..., None]
+
+TRIALS = 1_000
+QUICK_TRIALS = 20
+
+
+@dataclass(frozen=True)
+class Simulation:
+    name: str
+    limit: float  # the false-alarm rate the policy promises
+    target: str
+    trial: Trial
+
+
+SIMULATIONS: list[Simulation] = []
+
+
+def simulation(name: str, limit: float, target: str) -> Callable[[Trial], Trial]:
+    """Register a false-alarm simulation as a bench row named `name`, met when its rate is <= `limit`."""
+    def register(trial: Trial) -> Trial:
+        SIMULATIONS.append(Simulation(name, limit, target, trial))
+        return trial
+    return register
+
+
+def run(row: Row, quick: bool) -> None:
+    """Run every registered simulation and report one row each (bench/run.py's `row`)."""
+    trials = QUICK_TRIALS if quick else TRIALS
+    for number, sim in enumerate(SIMULATIONS):
+        alarms, detail = sim.trial(trials, np.random.default_rng(1000 + number))
+        rate = alarms / trials
+        row(sim.name, rate, "rate", sim.target, rate <= sim.limit, alarms=alarms, trials=trials, **detail)
+
+
+# ---- drift: same-distribution traffic per feature kind ---------------------------------------------------------
+
+DRIFT_BASELINE_ROWS = 2_000  # a small training set: its own sampling noise is part of what a check must absorb
+CATEGORY_SHARES = (0.5, 0.25, 0.15, 0.08, 0.02)
+FEATURE_KINDS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
+    "continuous": lambda rng, n: rng.lognormal(10.0, 0.6, n),
+    "one-decimal": lambda rng, n: np.round(rng.beta(2.0, 3.0, n), 1),
+    "integer": lambda rng, n: rng.poisson(1.0, n).astype(np.float64),
+    "categorical": lambda rng, n: rng.choice(len(CATEGORY_SHARES), n, p=CATEGORY_SHARES).astype(np.float64),
+}
+
+
+def drift_false_alarms(kind: str, trials: int, rng: np.random.Generator, baseline_rows: int = DRIFT_BASELINE_ROWS,
+                       traffic_rows: int | None = None) -> tuple[int, dict[str, Any]]:
+    """`trials` drift checks of a one-feature family under the default DriftPolicy, each with a fresh training
+    sample and fresh traffic of `traffic_rows` (default: min_samples, where a check is noisiest) from the same
+    distribution. Returns the number of "drift" verdicts and which test raised them."""
+    from mlops.drift import compare_with_baseline
+    from mlops.profile import baseline_profile
+    from mlops.schemas import DriftPolicy
+    from mlops.synthetic import credit_risk_family
+
+    policy = DriftPolicy()
+    traffic_rows = traffic_rows or policy.min_samples
+    feature = ({"name": "x", "kind": "categorical", "categories": [f"c{i}" for i in range(len(CATEGORY_SHARES))]}
+               if kind == "categorical" else {"name": "x", "kind": "numeric"})
+    family = credit_risk_family(features=[feature])
+    draw = FEATURE_KINDS[kind]
+    alarms = 0
+    by_test: dict[str, int] = {}
+    for _ in range(trials):
+        baseline = draw(rng, baseline_rows)
+        profile = baseline_profile(family, baseline.reshape(-1, 1), rng.random(baseline_rows))
+        report = compare_with_baseline(family, profile, {"x": draw(rng, traffic_rows)}, rng.random(traffic_rows),
+                                       policy)
+        if report["verdict"] == "drift":
+            alarms += 1
+            for reason in report["features"]["x"]["drift_reasons"]:
+                test = reason.split(" ")[0]
+                by_test[test] = by_test.get(test, 0) + 1
+    return alarms, {"baseline_rows": baseline_rows, "traffic_rows": traffic_rows, "alarms_by_test": by_test}
+
+
+def _register_drift(kind: str) -> None:
+    from mlops.schemas import DriftPolicy
+
+    policy = DriftPolicy()
+    limit = policy.chi2_pvalue if kind == "categorical" else policy.ks_pvalue
+    simulation(f"drift false alarms, {kind} feature, same distribution", limit,
+               f"<= {limit} (p-value)")(lambda trials, rng: drift_false_alarms(kind, trials, rng))
+
+
+for _kind in FEATURE_KINDS:
+    _register_drift(_kind)

@@ -1,0 +1,137 @@
+"""Holdout classification metrics, equal to scikit-learn's (checked in tests/unit/test_reference_metrics.py).
+
+numpy only: the evaluation step runs without scikit-learn's import cost, and the figures are defined here once.
+Formulas, references and tolerances are in docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _binary_truth(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be one-dimensional class indices, got shape {y.shape}")
+    if y.size and not np.isin(y, (0, 1)).all():
+        raise ValueError(f"y must hold class indices 0 (negative) and 1 (positive); got {np.unique(y)[:5].tolist()}")
+    return y.astype(np.int64)
+
+
+def _scores(score: np.ndarray, size: int, what: str) -> np.ndarray:
+    score = np.asarray(score)
+    if score.shape != (size,):
+        raise ValueError(f"{what} must have shape ({size},) like y, got {score.shape}")
+    if not np.issubdtype(score.dtype, np.number) or np.issubdtype(score.dtype, np.complexfloating):
+        raise ValueError(f"{what} must be real numbers, got dtype {score.dtype}")
+    if not np.isfinite(score).all():
+        bad = np.flatnonzero(~np.isfinite(score))
+        raise ValueError(f"{what} contains {bad.size} NaN or infinite values (first at rows {bad[:5].tolist()})")
+    return score
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve as the Mann-Whitney rank statistic: (R+ - n+(n+ + 1)/2) / (n+ n-), R+ the sum of
+    the positives' ranks, tied scores sharing their average rank (Hanley & McNeil 1982). Equals
+    sklearn.metrics.roc_auc_score. Scores are ranked as given, never clipped: 1e-20 and 1e-15 stay apart.
+
+    y: (n,) class indices 0/1; score: (n,) real, finite (ranked in float64; float32 scores convert exactly).
+    Raises ValueError for other labels, shapes, NaN/inf scores, or a y with one class (AUC is undefined; scikit-
+    learn raises as well)."""
+    y = _binary_truth(y)
+    score = _scores(score, y.size, "score").astype(np.float64)
+    positives = int(y.sum())
+    negatives = y.size - positives
+    if positives == 0 or negatives == 0:
+        raise ValueError("ROC AUC is undefined when y holds only one class")
+    order = np.argsort(score, kind="mergesort")
+    sorted_scores = score[order]
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    ranks = np.empty(y.size, dtype=np.float64)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def log_loss(y: np.ndarray, p1: np.ndarray) -> float:
+    """Mean negative log-likelihood of the truth under the positive-class probabilities p1, natural log.
+
+    Clip, as scikit-learn's log_loss (>= 1.5): p1 is clipped to [eps, 1 - eps] with eps the machine epsilon of
+    p1's dtype (2.22e-16 for float64, 1.19e-7 for float32, the ONNX output), so a confident miss costs at most
+    -ln(eps) (36.04 for float64, 15.94 for float32) instead of infinity. Computed in float64 after the clip.
+    Raises ValueError for probabilities outside [0, 1] or non-finite."""
+    y = _binary_truth(y)
+    p1 = _scores(p1, y.size, "probabilities")
+    if p1.size and (p1.min() < 0 or p1.max() > 1):
+        raise ValueError("probabilities must lie in [0, 1]")
+    dtype = p1.dtype if np.issubdtype(p1.dtype, np.floating) else np.dtype(np.float64)
+    eps = np.finfo(dtype).eps
+    clipped = np.clip(p1.astype(dtype), eps, dtype.type(1) - eps).astype(np.float64)
+    return float(-np.mean(np.where(y == 1, np.log(clipped), np.log1p(-clipped))))
+
+
+def brier(y: np.ndarray, p1: np.ndarray) -> float:
+    """Brier score: mean (p1 - y)^2 (Brier 1950); equals sklearn.metrics.brier_score_loss. No clipping."""
+    y = _binary_truth(y)
+    p1 = _scores(p1, y.size, "probabilities").astype(np.float64)
+    return float(np.mean((p1 - y) ** 2))
+
+
+def confusion(y: np.ndarray, labels: np.ndarray) -> tuple[int, int, int, int]:
+    """(tp, fp, fn, tn) of predicted class indices against the truth, 1 = positive."""
+    y = _binary_truth(y)
+    labels = _binary_truth(labels)
+    if labels.shape != y.shape:
+        raise ValueError(f"labels must have shape {y.shape} like y, got {labels.shape}")
+    tp = int(np.count_nonzero((labels == 1) & (y == 1)))
+    fp = int(np.count_nonzero((labels == 1) & (y == 0)))
+    fn = int(np.count_nonzero((labels == 0) & (y == 1)))
+    return tp, fp, fn, y.size - tp - fp - fn
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    # scikit-learn's zero_division: a ratio with no denominator is 0.0 (its default "warn" returns 0.0 too).
+    return numerator / denominator if denominator else 0.0
+
+
+def label_metrics(y: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy, precision, recall, F1 and positive rate of class-index labels, as
+    scikit-learn's accuracy_score, balanced_accuracy_score (mean recall over the classes present in y),
+    precision_score, recall_score and f1_score (2 tp / (2 tp + fp + fn)) with zero_division=0."""
+    tp, fp, fn, tn = confusion(y, labels)
+    rows = tp + fp + fn + tn
+    recalls = [tp / (tp + fn)] if tp + fn else []
+    recalls += [tn / (tn + fp)] if tn + fp else []
+    return {
+        "accuracy": _ratio(tp + tn, rows),
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "positive_rate": _ratio(tp + fp, rows),
+    }
+
+
+def classification_metrics(y: np.ndarray, proba: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:
+    """Holdout metrics of a binary classifier at a decision threshold.
+
+    y: (n,) class indices (0 negative, 1 positive); proba: (n, 2) probabilities in class-index order, or (n,)
+    positive-class probabilities; a row is labelled positive when p1 >= threshold, as scoring decides. Returns
+    auc (NaN when y holds one class), log_loss (clip: see `log_loss`), brier, accuracy, balanced_accuracy,
+    precision, recall, f1, positive_rate, rows and threshold; unrounded. Raises ValueError for shapes, labels,
+    probabilities outside [0, 1] or NaN, and a threshold outside (0, 1)."""
+    proba = np.asarray(proba)
+    p1 = proba[:, 1] if proba.ndim == 2 and proba.shape[1:] == (2,) else proba
+    y = _binary_truth(y)
+    p1 = _scores(p1, y.size, "probabilities")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    labels = (p1 >= threshold).astype(np.int64)
+    both_classes = 0 < int(y.sum()) < y.size
+    return {
+        "auc": roc_auc(y, p1) if both_classes else float("nan"),
+        "log_loss": log_loss(y, p1),
+        "brier": brier(y, p1),
+        **label_metrics(y, labels),
+        "rows": int(y.size),
+        "threshold": float(threshold),
+    }

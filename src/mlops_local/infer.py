@@ -1,0 +1,220 @@
+"""A starting family from a data set: feature kinds, categories, domains, missing-value handling, positive label.
+
+The rules (also in docs/families.md):
+- Every column but the target and the sensitive attribute is a feature, except: ID-like columns (text with a
+  distinct value on every row, or integers counting rows 1, 2, 3...), constant or empty columns, free text (over
+  MAX_LEVELS levels or values over MAX_CATEGORY_CHARS characters) and names the schema cannot hold; each is left
+  out with a note.
+- Numeric when every non-missing value is a finite number, else categorical with its categories ordered by
+  frequency (most frequent first; ties by value) and `unknown: other`.
+- Domain: minimum 0 when no value is negative; no maximum (the data seen is not the domain).
+- Missing values (cells equal to a missing marker): `median` for numeric columns, `most_frequent` for categorical
+  ones; columns without missing values keep `reject`.
+- Positive label: as given; else a label whose name says it is the event of interest (bad, yes, 1, true,
+  default...), else the minority class; the guess is stated in the notes. The other label is the favourable one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlops.datasets import min_rows_per_class, parse_dataset, quote, read_table
+from mlops.errors import DataSetError
+from mlops.schemas import DEFAULT_MISSING_MARKERS, FEATURE_NAME, Label, ModelFamily, label_text, same_label
+from pydantic import ValidationError as PydanticValidationError
+
+DEFAULT_ALGORITHM = "hist_gradient_boosting"
+MAX_LEVELS = 1_000
+MAX_CATEGORY_CHARS = 100
+# A column is ID-like only with enough rows to tell (on 10 rows every column may be all distinct).
+MIN_ROWS_FOR_ID = 20
+POSITIVE_NAMES = ("bad", "yes", "y", "1", "true", "t", "default", "defaulted", "positive", "pos", "+", "fraud",
+                  "churn", "churned", "fail", "failed", "failure")
+_INTEGER = re.compile(r"^-?\d{1,15}$")
+
+
+class InferenceError(ValueError):
+    """The data set cannot give a family (no such target, not two labels, ...); the message says why."""
+
+
+def infer_family(path: Path | str, target: str, name: str, positive_label: str | None = None,
+                 sensitive: str | None = None, *, delimiter: str | None = None) -> tuple[ModelFamily, list[str]]:
+    """A starting family for a CSV (plain or gzip) and the notes a person should read (guesses, columns left
+    out, missing values, problems the platform would refuse the data set for).
+
+    Raises InferenceError (bad target/label/sensitive column, invalid family name) or DataSetError (unreadable
+    file: see mlops.datasets.read_table)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InferenceError(f"cannot read {path}: {exc.strerror}") from None
+    table = read_table(data, key=path.name, delimiter=delimiter)
+    notes: list[str] = list(table.warnings)
+    rows = len(table.line_numbers)
+    if table.delimiter_detected and table.delimiter != ",":
+        notes.append(f"delimiter {quote(table.delimiter)} detected")
+    _require_column(table.header, target, "target")
+    if sensitive is not None:
+        _require_column(table.header, sensitive, "sensitive attribute")
+        if sensitive == target:
+            raise InferenceError("the sensitive attribute cannot be the target")
+    markers = frozenset(DEFAULT_MISSING_MARKERS)
+    positive, negative, label_notes = _labels(table.columns[target], target, positive_label, markers)
+    notes += label_notes
+    features: list[dict[str, Any]] = []
+    for column in table.header:
+        if column in (target, sensitive):
+            continue
+        feature, note = _feature(column, table.columns[column], markers, rows)
+        if feature is not None:
+            features.append(feature)
+        if note:
+            notes.append(note)
+    if not features:
+        raise InferenceError("no column can be a feature: " + "; ".join(notes[-5:]))
+    spec: dict[str, Any] = {
+        "name": name, "algorithm": DEFAULT_ALGORITHM, "target": target, "positive_label": positive,
+        "favorable_label": negative, "sensitive_attribute": sensitive, "features": features,
+    }
+    if not table.delimiter_detected:
+        spec["delimiter"] = table.delimiter
+    try:
+        family = ModelFamily.model_validate(spec)
+    except PydanticValidationError as exc:
+        raise InferenceError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
+    if sensitive is not None:
+        notes.append(f"fairness: favorable_label is {quote(label_text(negative))} (the negative class); change it "
+                     "if the positive class is the favourable outcome")
+    notes += _check(data, path.name, family)
+    return family, notes
+
+
+def _require_column(header: tuple[str, ...], column: str, role: str) -> None:
+    if column in header:
+        return
+    near = [h for h in header if h.lower() == column.lower()]
+    hint = f" (names are case-sensitive: did you mean {quote(near[0])}?)" if near else ""
+    shown = ", ".join(quote(h) for h in header[:20]) + (" ..." if len(header) > 20 else "")
+    raise InferenceError(f"the {role} column {quote(column)} is not in the data set{hint}; columns: {shown}")
+
+
+def _labels(cells: list[str], target: str, given: str | None,
+            markers: frozenset[str]) -> tuple[Label, Label, list[str]]:
+    notes: list[str] = []
+    unlabeled = sum(1 for c in cells if c in markers)
+    labels = Counter(_label_key(c) for c in cells if c not in markers)
+    texts = _first_spellings(cells, markers)
+    if len(labels) != 2:
+        found = ", ".join(f"{quote(texts[k])} ({n} rows)" for k, n in labels.most_common(10))
+        raise InferenceError(f"target {quote(target)} has {len(labels)} distinct labels; a binary family needs "
+                             f"exactly two. Found: {found or 'none'}")
+    (first, first_n), (second, second_n) = sorted(labels.items(), key=lambda kv: texts[kv[0]])
+    pair = {first: first_n, second: second_n}
+    if given is not None:
+        matches = [k for k in pair if same_label(texts[k], given)]
+        if not matches:
+            raise InferenceError(f"--positive-label {quote(given)} is not a label of {quote(target)}; labels: "
+                                 f"{quote(texts[first])} ({first_n} rows), {quote(texts[second])} ({second_n} rows)")
+        positive = matches[0]
+        notes.append(f"positive label {quote(texts[positive])} (as given)")
+    else:
+        named = [k for k in pair if texts[k].lower() in POSITIVE_NAMES]
+        minority = min(pair, key=lambda k: (pair[k], texts[k]))
+        if len(named) == 1:
+            positive = named[0]
+            why = "its name suggests the event to predict"
+        else:
+            positive = minority
+            why = "the minority class"
+        share = pair[positive] / (first_n + second_n)
+        notes.append(f"positive label GUESSED: {quote(texts[positive])} ({why}, {share:.1%} of labelled rows); "
+                     "pass --positive-label to choose")
+    negative = second if positive == first else first
+    if unlabeled:
+        notes.append(f"PROBLEM: {unlabeled} rows have no target value; the platform refuses a data set with "
+                     "unlabelled rows: remove them before uploading")
+    return _typed(texts[positive]), _typed(texts[negative]), notes
+
+
+def _label_key(text: str) -> object:
+    try:
+        number = float(text)
+    except ValueError:
+        return ("text", text)
+    return ("number", number) if number == number else ("text", text)
+
+
+def _first_spellings(cells: list[str], markers: frozenset[str]) -> dict[object, str]:
+    texts: dict[object, str] = {}
+    for cell in dict.fromkeys(cells):
+        if cell not in markers:
+            texts.setdefault(_label_key(cell), cell)
+    return texts
+
+
+def _typed(text: str) -> Label:
+    """A label as the family file writes it: integers as numbers, other text as is (same_label matches both)."""
+    return int(text) if _INTEGER.match(text) else text
+
+
+def _feature(column: str, cells: list[str], markers: frozenset[str],
+             rows: int) -> tuple[dict[str, Any] | None, str | None]:
+    present = [c for c in cells if c not in markers]
+    missing = len(cells) - len(present)
+    label = quote(column)
+    if not present:
+        return None, f"{label} left out: every value is missing"
+    if not FEATURE_NAME.match(column):
+        return None, (f"{label} left out: the name cannot be a feature name (letters, digits, _ . - and inner "
+                      "spaces, up to 64 characters); rename the column to use it")
+    counts = Counter(present)
+    if len(counts) == 1:
+        return None, f"{label} left out: constant ({quote(present[0])})"
+    numbers = _numbers(present)
+    if numbers is not None:
+        if (len(present) >= MIN_ROWS_FOR_ID and len(counts) == len(present)
+                and np.all(numbers == np.round(numbers)) and np.all(np.diff(numbers) == 1)):
+            return None, f"{label} left out: it counts rows ({quote(present[0])}, {quote(present[1])}, ...)"
+        feature: dict[str, Any] = {"name": column, "kind": "numeric"}
+        if numbers.min() >= 0:
+            feature["minimum"] = 0
+        strategy = "median"
+    else:
+        if len(present) >= MIN_ROWS_FOR_ID and len(counts) == len(present):
+            return None, f"{label} left out: a distinct value on every row (an identifier?)"
+        if len(counts) > MAX_LEVELS:
+            return None, f"{label} left out: {len(counts)} distinct values, over {MAX_LEVELS} (free text?)"
+        if max(len(c) for c in counts) > MAX_CATEGORY_CHARS:
+            return None, f"{label} left out: values over {MAX_CATEGORY_CHARS} characters (free text?)"
+        categories = [value for value, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+        feature = {"name": column, "kind": "categorical", "categories": categories, "unknown": "other"}
+        strategy = "most_frequent"
+    if missing:
+        feature["missing"] = strategy
+        return feature, f"{label}: {missing} missing values ({missing / rows:.1%}) -> missing: {strategy}"
+    return feature, None
+
+
+def _numbers(values: list[str]) -> np.ndarray | None:
+    try:
+        numbers = np.array(values, dtype=np.float64)
+    except ValueError:
+        return None
+    return numbers if np.isfinite(numbers).all() else None
+
+
+def _check(data: bytes, key: str, family: ModelFamily) -> list[str]:
+    """Problems the platform would refuse this data set for with this family (empty when it parses)."""
+    try:
+        dataset = parse_dataset(data, family, key)
+    except DataSetError as exc:
+        return [f"PROBLEM: with this family the data set is refused: {exc.message}"]
+    counts = np.bincount(dataset.y, minlength=2)
+    needed = min_rows_per_class(family)
+    return [f"classes: {quote(dataset.classes[0])} {counts[0]} rows (negative), {quote(dataset.classes[1])} "
+            f"{counts[1]} rows (positive); each class needs at least {needed}"]
