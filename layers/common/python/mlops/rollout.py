@@ -26,6 +26,7 @@ from .profile import PREDICTION_EDGES
 from .registry import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
 from .settings import Env
 from .stats import bin_counts, psi
+from .tasks import judge_task_canary
 
 ALIAS = "live"
 LOCK_TTL_SECONDS = 24 * 3600
@@ -269,6 +270,9 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
         if traffic.p99_ms is not None and traffic.p99_ms > policy.max_p99_latency_ms:
             reasons.append(f"p99 latency {traffic.p99_ms:.1f} ms over {policy.max_p99_latency_ms:.1f} ms")
     since = float(canary["window_start"])
+    if record.family.task != "binary_classification":  # regression, multiclass: a test per task (mlops.tasks)
+        return judge_task_canary(ctx.captures, record.family, canary, since, traffic.invocations, figures, reasons,
+                                 idle)
     new_labels, new = _predictions(ctx, family, int(canary["version"]), since)
     old_labels, old = _predictions(ctx, family, int(canary["live_version"]), since)
     figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size)})
