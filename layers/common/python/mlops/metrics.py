@@ -190,7 +190,7 @@ def multiclass_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, object]:
     y: (n,) class indices 0..k-1; proba: (n, k) probabilities in class-index order, k >= 2. Returns, unrounded:
     - macro_auc: mean over the classes of the one-vs-rest ROC AUC of p[:, c] (`roc_auc`), as
       sklearn.metrics.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=range(k)); NaN when a
-      class is absent from y (scikit-learn raises: the AUC of that class is undefined);
+      class is absent from y (the AUC of that class is undefined; scikit-learn 1.9 returns NaN and warns);
     - accuracy (accuracy_score); balanced_accuracy: mean recall over the classes present in y
       (balanced_accuracy_score); macro_f1: mean F1 over the classes present in y or predicted, 0 for a class
       with no true and no predicted row (f1_score(average="macro", zero_division=0));
