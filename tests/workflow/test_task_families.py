@@ -65,9 +65,9 @@ def test_task_family_goes_live_promotes_a_better_model_gates_out_noise_and_rolls
         assert all(len(p) == 4 and abs(sum(p) - 1) < 1e-5 for p in body["probabilities"])
         assert "demographic_parity_difference" in v1.lineage["fairness"], v1.lineage["fairness"]
 
-    # A better model (trained on 15 times the rows) is canaried under traffic and promoted.
+    # A better model (trained on 10 times the rows) is canaried under traffic and promoted.
     generator = traffic(family).start()
-    output, described = upload(platform, family, "v2.csv", 6000, 12)
+    output, described = upload(platform, family, "v2.csv", 4000, 12)
     assert output["outcome"] == "promoted", platform.registry.get_run(family.name, described["name"])
     states = entered_states(described["executionArn"])
     assert states.count("CanaryStepUp") == 1 and "Promote" in states
@@ -77,14 +77,14 @@ def test_task_family_goes_live_promotes_a_better_model_gates_out_noise_and_rolls
 
     # Mostly noise: no better than the trivial model (or under the AUC floor): rejected, no traffic.
     before = alias_state(platform, family)
-    output, _ = upload(platform, family, "noise.csv", 3000, 13, label_noise=0.9)
+    output, _ = upload(platform, family, "noise.csv", 2000, 13, label_noise=0.9)
     assert output["outcome"] == "gated_out"
     assert platform.registry.get_version(family.name, 3).status == "rejected"
     assert alias_state(platform, family) == before
 
     # Targets silently inverted: the offline gate passes (the live model fits the inverted holdout badly), the
     # canary's predictions diverge from the live version's on the same traffic: rolled back in the first window.
-    output, described = upload(platform, family, "flipped.csv", 4000, 14, flip_labels=True)
+    output, described = upload(platform, family, "flipped.csv", 2500, 14, flip_labels=True)
     generator.stop()
     assert output["outcome"] == "rolled_back", platform.registry.get_run(family.name, described["name"])
     v4 = platform.registry.get_version(family.name, 4)
