@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CDK := node_modules/.bin/cdk
 CDK_STAMP := node_modules/.installed
 
-.PHONY: setup demo test bench lint serve synth deploy diff clean
+.PHONY: setup demo test test-slow bench lint serve synth deploy diff clean
 
 setup: $(STAMP)
 
@@ -22,8 +22,12 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	$(BIN)/mlops demo
 
+# The suite without the end-to-end runs marked slow (CLI subprocesses, `mlops local serve`, the demo); CI runs both.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 # Figures, not assertions: prints a table, writes bench/results.json and the table in docs/benchmarks.md.
 bench: $(STAMP)

@@ -105,3 +105,58 @@ def _register_drift(kind: str) -> None:
 
 for _kind in FEATURE_KINDS:
     _register_drift(_kind)
+
+
+# ---- canary: an identical model behind the alias -------------------------------------------------------------
+
+CANARY_MAX_ROWS = 2_000  # canary predictions captured in one bake window, drawn log-uniformly from min_requests up
+
+
+def _identical_canary_check(policy: Any, rng: np.random.Generator, rate: float, canary_rows: int,
+                            weight: int) -> tuple[bool, bool]:
+    """One check of a canary serving the live model itself at `weight`% of the traffic: both versions' predicted
+    classes are Bernoulli(rate) on their share of the window. Returns (diverged now, the retired PSI rule fired)."""
+    from mlops.canary import prediction_divergence
+    from mlops.stats import psi
+
+    live_rows = max(policy.min_requests, round(canary_rows * (100 - weight) / weight))
+    live_positive, canary_positive = rng.binomial(live_rows, rate), rng.binomial(canary_rows, rate)
+    live = np.repeat(np.array([0, 1]), [live_rows - live_positive, live_positive])
+    canary = np.repeat(np.array([0, 1]), [canary_rows - canary_positive, canary_positive])
+    verdict = prediction_divergence(live, canary, policy)
+    retired = psi(np.bincount(live, minlength=2), np.bincount(canary, minlength=2)) > 0.25
+    return bool(verdict["diverged"]), retired
+
+
+@simulation("canary false rollbacks, identical model, default policy (per rollout)", 0.01, "<= 0.01")
+def canary_false_rollbacks(trials: int, rng: np.random.Generator) -> tuple[int, dict[str, Any]]:
+    """`trials` rollouts of the live model's own artifact under the default CanaryPolicy: every step below 100 is
+    judged once, on a window of min_requests..2,000 canary predictions (log-uniform) and the live share of the same
+    traffic, at a positive rate drawn log-uniformly in [0.5%, 60%]. A rollout is a false rollback when any step
+    diverges; the retired rule (class PSI over 0.25) is counted on the same windows."""
+    from mlops.schemas import CanaryPolicy
+
+    policy = CanaryPolicy()
+    rollbacks = retired_rollbacks = checks = diverged_checks = 0
+    for _ in range(trials):
+        rate = float(np.exp(rng.uniform(np.log(0.005), np.log(0.6))))
+        outcomes = [_identical_canary_check(policy, rng, rate, int(np.exp(rng.uniform(
+            np.log(policy.min_requests), np.log(CANARY_MAX_ROWS)))), weight) for weight in policy.steps[:-1]]
+        checks += len(outcomes)
+        diverged_checks += sum(new for new, _ in outcomes)
+        rollbacks += any(new for new, _ in outcomes)
+        retired_rollbacks += any(old for _, old in outcomes)
+    return rollbacks, {"checks": checks, "false_rollbacks_per_check": round(diverged_checks / checks, 4),
+                       "retired_psi_rule_rollbacks": retired_rollbacks, "steps": list(policy.steps)}
+
+
+@simulation("canary false rollbacks, identical model, 25 canary rows at 5.5% positive", 0.01, "<= 0.01")
+def canary_false_rollbacks_small_window(trials: int, rng: np.random.Generator) -> tuple[int, dict[str, Any]]:
+    """The reported case: the same artifact re-uploaded, judged at 10% on windows of 25 canary predictions (and
+    225 live ones) at a 5.5% positive rate, one check each; the retired PSI rule rolled back 8 of 12."""
+    from mlops.schemas import CanaryPolicy
+
+    policy = CanaryPolicy()
+    outcomes = [_identical_canary_check(policy, rng, 0.055, 25, 10) for _ in range(trials)]
+    return sum(new for new, _ in outcomes), {"retired_psi_rule_rollbacks": sum(old for _, old in outcomes),
+                                             "canary_rows": 25, "live_rows": 225}

@@ -101,6 +101,8 @@ def two_thread_p50(onnx_bytes: bytes, rows: list, warm: list, count: int) -> flo
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
     names, input_name = [o.name for o in session.get_outputs()], session.get_inputs()[0].name
+    dtype = np.float64 if session.get_inputs()[0].type == "tensor(double)" else np.float32
+    rows, warm = [r.astype(dtype) for r in rows], [r.astype(dtype) for r in warm]
     return percentiles(_time_rows(lambda x: session.run(names, {input_name: x}), rows, 0, count, warm))[0]
 
 

@@ -70,9 +70,10 @@ class Pipeline(Construct):
         self.evaluate = PlatformFunction(
             self, "Evaluate", source="evaluate", description="Pipeline step Evaluate: ONNX on holdout, gate",
             defaults=props.defaults, layers=props.scoring_layers, memory_size=2048, timeout=Duration.minutes(5))
-        self.evaluate.allow(["s3:GetObject"], [artifacts], reason=CONTENT_ADDRESSED)
+        # PutObject: the per-group fairness detail, stored like the holdout (too large for the state).
+        self.evaluate.allow(["s3:GetObject", "s3:PutObject"], [artifacts], reason=CONTENT_ADDRESSED)
         self.evaluate.allow(["dynamodb:GetItem"], [storage.table.table_arn])
-        self.evaluate.allow(["kms:Decrypt"], [storage.key.key_arn])
+        self.evaluate.allow(kms, [storage.key.key_arn])
 
         self.control = PlatformFunction(
             self, "Control", source="control", description="Pipeline control: lock, register, canary, promote",

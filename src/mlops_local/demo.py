@@ -14,6 +14,7 @@ from typing import Any
 
 from mlops import synthetic
 
+from .apigw import proxy_event
 from .runtime import LocalPlatform
 from .traffic import TrafficGenerator
 
@@ -160,6 +161,8 @@ class Demo:
         started = time.perf_counter()
         family = demo_family()
         self.say("Starting the platform on embedded moto (S3, DynamoDB, Lambda, Step Functions, CloudWatch)...")
+        # Captures are written in batches of 5 requests: the canary check reads one S3 object per batch, and one
+        # object per request made every check take seconds on a loaded machine.
         platform = LocalPlatform([family, demo_regression_family(), *(u.family for u in self.families)],
                                  capture_flush_records=5).start()
         traffic = TrafficGenerator(platform, family)
@@ -208,8 +211,6 @@ class Demo:
                 self._end(step, time.perf_counter(), False, "not run: an earlier story broke off")
                 continue
             failed = not self._attempt(step, story)
-            if title.startswith("1."):
-                traffic.start()
         traffic.stop()
         for number, user in enumerate(self.families, start=len(stories) + 1):
             data = user.data.name if user.data else None
@@ -268,6 +269,7 @@ class Demo:
             f"no version registered; run {run.outcome}"
 
     def _story_better_model(self, platform: LocalPlatform, traffic: TrafficGenerator, step: Step) -> None:
+        traffic.start()  # from here on, generated traffic flows through the alias (stories 2 to 4)
         run = self._run_pipeline(platform, FAMILY, "v2.csv", synthetic.credit_risk_csv(12000, 12))
         weights = canary_weights(platform, run.described["executionArn"])
         v2 = run.record
@@ -365,16 +367,32 @@ class Demo:
             step.ok = name in platform.scoring_functions
             step.observed = f"served at POST /models/{name}/predict; no model (no data given)"
             return
-        run = self._run_pipeline(platform, name, user.data.name, user.data.read_bytes())
+        data = user.data.read_bytes()
+        run = self._run_pipeline(platform, name, user.data.name, data)
         record = run.record
         step.ok = record is not None and record.status == "live" and live_version(platform, name) == record.version
         if record is None:
             step.observed = f"no model registered; run {run.outcome}"
-        elif record.status == "live":
-            step.observed = (f"v{record.version} live, holdout AUC {auc(record)}, classes "
-                             f"{record.lineage.get('classes')}")
-        else:
+            return
+        if record.status != "live":
             step.observed = f"v{record.version} {record.status}: {record.status_reason}"
+            return
+        task = record.lineage.get("task", "binary_classification")
+        primary = record.lineage.get("gate", {}).get("primary_metric") or {}
+        figure = f"holdout AUC {auc(record)}" if task == "binary_classification" else \
+            f"{task}, holdout {primary.get('name', 'metric')} {number(primary.get('candidate'))}"
+        step.observed = f"v{record.version} live, {figure}, classes {record.lineage.get('classes')}"
+        instances = sample_instances(data, user.family, user.data.name)
+        if instances:
+            response, _ = platform.invoke_scoring(name, proxy_event(
+                "POST", f"/models/{name}/predict", json.dumps({"instances": instances})))
+            status = int(response.get("statusCode", 0))
+            body = json.loads(response.get("body") or "{}")
+            answer = body.get("predictions") if status == 200 else body.get("message", "")
+            nulls = sum(value is None for row in instances for value in row.values())
+            step.observed += (f"; {len(instances)} rows of {user.data.name} scored through the API"
+                              f"{f' ({nulls} null values)' if nulls else ''}: {status} {answer}")
+            step.ok = step.ok and status < 500
 
     # ---- the end state ----------------------------------------------------------------------------------
 
@@ -412,6 +430,31 @@ class Demo:
         self.say(f"   total {r.seconds:.1f} s -> {'every step behaved as described' if r.ok else 'SOME STEPS FAILED'}")
 
 
+def sample_instances(data: bytes, family: Any, filename: str, count: int = 3) -> list[dict[str, Any]]:
+    """Up to `count` rows of a data set as scoring instances (missing cells as null), preferring rows with a
+    missing value in a feature that accepts one; [] when the rows cannot be read."""
+    from mlops.datasets import read_table
+    from mlops.errors import PlatformError
+
+    try:
+        table = read_table(data, key=filename, delimiter=family.delimiter)
+    except PlatformError:
+        return []
+    markers = set(family.missing_markers)
+    rows = []
+    for i in range(min(len(table.line_numbers), 2000)):
+        row: dict[str, Any] = {}
+        try:
+            for feature in family.features:
+                cell = table.columns[feature.name][i]
+                row[feature.name] = None if cell in markers else float(cell) if feature.kind == "numeric" else cell
+        except (KeyError, ValueError):
+            continue
+        rows.append(row)
+    with_missing = [r for r in rows if any(v is None for v in r.values())][:1]
+    return (with_missing + [r for r in rows if r not in with_missing])[:count]
+
+
 def live_version(platform: LocalPlatform, family: str) -> int:
     return int(platform.registry.get_family(family).live_version)
 
@@ -441,6 +484,10 @@ def versions(platform: LocalPlatform, family: str) -> dict[int, str]:
 def auc(record: Any) -> str:
     value = record.lineage.get("metrics", {}).get("auc")
     return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "-"
 
 
 def parity(record: Any) -> str:

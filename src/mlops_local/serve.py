@@ -109,6 +109,7 @@ class ScoringFront(BaseHTTPRequestHandler):
         try:
             response, _ = self.platform.invoke_scoring(name, event)
         except Exception as exc:  # the local runtime itself failed: API Gateway answers 502 in that case
+            print(f"scoring front: invoking {name} failed: {exc!r}", file=sys.stderr, flush=True)
             return self._send(502, {"error": "BadGateway",
                                     "message": f"the local runtime failed: {type(exc).__name__}"})
         self._send(int(response.get("statusCode", 502)), response.get("body", ""), response.get("headers") or {})
@@ -260,7 +261,7 @@ def _remove_server_file(path: Path) -> None:
 
 
 class _Stop(BaseException):
-    """Raised in the main thread by SIGTERM/SIGHUP, like KeyboardInterrupt for Ctrl-C."""
+    """Raised in the main thread by SIGINT (Ctrl-C), SIGTERM or SIGHUP."""
 
 
 def _raise_stop(*_: Any) -> None:
@@ -304,8 +305,10 @@ def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), 
         print(f"Error: mlops local serve (pid {other['pid']}) is already running from this folder "
               f"({server_file}); stop it first or start from another folder.", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGHUP, _raise_stop)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and `kill -INT` must still stop the server.
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for number in stop_signals:
+        signal.signal(number, _raise_stop)
     platform: LocalPlatform | None = None
     httpd: ScoringServer | None = None
     try:
@@ -328,11 +331,11 @@ def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), 
             print("\n".join(help_lines(info, live)), flush=True)
         while True:
             time.sleep(3600)
-    except (KeyboardInterrupt, _Stop):
+    except _Stop:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        for number in stop_signals:
+            signal.signal(number, signal.SIG_IGN)
         _remove_server_file(server_file)
         if httpd is not None:
             httpd.shutdown()

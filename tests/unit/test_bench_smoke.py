@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_bench_harness_quick_mode_writes_one_entry_per_row(tmp_path):
     results = tmp_path / "results.json"
     committed = (ROOT / "bench" / "results.json").read_bytes()

@@ -15,6 +15,10 @@ from mlops import synthetic
 
 from mlops_local.demo import Demo, DemoReport, Step
 
+# These tests start their own processes (or none) and share no embedded AWS with the workflow group: a group of
+# their own lets the second test worker run them beside it.
+pytestmark = pytest.mark.xdist_group("own-processes")
+
 # Runs `mlops demo --json --family FILE=DATA` in a fresh process (its own embedded AWS) with injected load: the
 # first request each model version serves takes 700 ms inside the function, as a cold start does on a busy
 # 2-core laptop. The registry is read, independently of the demo, just before the platform stops.
@@ -57,6 +61,7 @@ with open(sys.argv[1], "w") as out:
 """
 
 
+@pytest.mark.slow
 def test_demo_stories_hold_under_slow_first_calls_and_the_summary_matches_the_registry(tmp_path):
     family_file = tmp_path / "my-loans.json"
     family_file.write_text(synthetic.credit_risk_family(name="my-loans").model_dump_json())

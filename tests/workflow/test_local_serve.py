@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,10 @@ import pytest
 from mlops import synthetic
 
 from mlops_local.runtime import free_port
+
+# These tests start their own processes (or none) and share no embedded AWS with the workflow group: a group of
+# their own lets the second test worker run them beside it.
+pytestmark = pytest.mark.xdist_group("own-processes")
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = {"age": 35, "income": 52000, "debt_ratio": 0.31, "credit_history_years": 9.5, "late_payments": 1,
@@ -38,10 +43,10 @@ def served(tmp_path_factory):
         assert line, log.read_text()[-4000:]
         yield {**json.loads(line), "folder": folder}
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # Ctrl-C
         process.wait(timeout=60)
     assert process.returncode == 0, log.read_text()[-4000:]
-    assert not (folder / ".mlops" / "local-serve.json").exists(), "SIGTERM must remove the server file"
+    assert not (folder / ".mlops" / "local-serve.json").exists(), "Ctrl-C must remove the server file"
 
 
 def _request(url: str, body: bytes | None = None, content_type: str = "application/json"):

@@ -117,7 +117,8 @@ def test_bad_data_sets_fail_fast_with_reason_and_register_nothing(platform, new_
         "header-only.csv": (header + b"\n", "no data rows"),
         "constant-target.csv": (header + b"\n" + b"\n".join([b"30,1,0.2,3,0,1,4,north,F,1"] * 60), "constant"),
         "duplicated-header.csv": (header.replace(b"income", b"age") + b"\n" + rows, "repeats columns"),
-        "latin1.csv": (b"\xff\xfe" + good, "not UTF-8"),
+        "utf16.csv": (b"\xff\xfe" + good, "UTF-16 text; save it as UTF-8"),
+        "latin1.csv": (good.replace(b"north", b"n\xf6rth"), "not UTF-8 text (invalid byte 0xf6 at line"),
     }
     for filename, (data, reason) in cases.items():
         output, described = run_upload(platform, family.name, filename, data)

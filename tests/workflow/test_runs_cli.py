@@ -114,6 +114,7 @@ def test_runs_list_and_show_tell_the_story_of_each_run(platform, new_family, sta
     assert any(not c["passed"] for c in story["version"]["gate"]["checks"])
     text = mlops("runs", "show", gated, *stack["args"])
     assert text.exit_code == 0 and "Gate: failed" in text.stdout and "Evaluate" in text.stdout
+    assert "min_auc" in text.stdout and "onnx_parity" in text.stdout  # every check by name
 
     missing = mlops("runs", "show", f"{family.name}-{'0' * 32}", *stack["args"])
     assert missing.exit_code == 2 and "no run" in missing.output

@@ -18,6 +18,10 @@ from mlops import synthetic
 from mlops_local.runtime import free_port
 from mlops_local.serve import help_lines
 
+# These tests start their own processes (or none) and share no embedded AWS with the workflow group: a group of
+# their own lets the second test worker run them beside it.
+pytestmark = pytest.mark.xdist_group("own-processes")
+
 INVALID_FAMILY = """\
 name: my-loans
 target: default
@@ -80,27 +84,51 @@ def test_demo_refuses_a_data_file_that_does_not_exist(tmp_path):
     assert done.returncode == 2 and "nowhere.csv" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_server_refuses_a_second_start_in_its_folder_and_ctrl_c_removes_its_file(tmp_path):
-    log = tmp_path / "stderr.log"
-    with log.open("w") as stderr:
-        first = subprocess.Popen([sys.executable, "-m", "mlops_local.cli", "local", "serve", "--port",
-                                  str(free_port()), "--json"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr,
-                                 text=True)
+def test_second_server_in_a_folder_with_a_running_one_exits_2_and_leaves_its_record(tmp_path):
+    record = {"api_url": "http://127.0.0.1:1", "pid": os.getpid()}  # this test's process: alive
+    (tmp_path / ".mlops").mkdir()
+    (tmp_path / ".mlops" / "local-serve.json").write_text(json.dumps(record))
+    done = mlops("local", "serve", "--port", str(free_port()), cwd=tmp_path)
+    assert done.returncode == 2 and f"pid {os.getpid()}" in done.stderr and "already running" in done.stderr
+    assert json.loads((tmp_path / ".mlops" / "local-serve.json").read_text()) == record
+
+
+# serve.main with the platform replaced by stand-ins: the signal handling and the record's life, in a second.
+STUB_SERVER = r"""
+import sys
+from pathlib import Path
+from mlops_local import serve
+
+class Stub:
+    endpoint_url, bucket, table, state_machine_arn = "http://127.0.0.1:2", "b", "t", "arn"
+    server_address = ("127.0.0.1", 3)
+    registry = None
+    def shutdown(self): print("front stopped", file=sys.stderr, flush=True)
+    def executions(self): return []
+    def stop(self): print("platform stopped", file=sys.stderr, flush=True)
+
+serve.start = lambda port, families=(): (Stub(), Stub())
+sys.exit(serve.main(as_json=True, folder=Path(sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_stop_signal_removes_the_server_record_and_stops_everything(tmp_path, number):
+    process = subprocess.Popen([sys.executable, "-c", STUB_SERVER, str(tmp_path)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     try:
-        info = json.loads(first.stdout.readline() or "{}")
-        assert info.get("pid") == first.pid, log.read_text()[-4000:]
-        server_file = tmp_path / ".mlops" / "local-serve.json"
-        assert json.loads(server_file.read_text()) == info
-        second = mlops("local", "serve", "--port", str(free_port()), cwd=tmp_path)
-        assert second.returncode == 2 and f"pid {first.pid}" in second.stderr
-        assert json.loads(server_file.read_text()) == info, "the refused start must leave the record alone"
-        first.send_signal(signal.SIGINT)
-        assert first.wait(timeout=60) == 0, log.read_text()[-4000:]
-        assert not server_file.exists()
+        info = json.loads(process.stdout.readline() or "{}")
+        record = tmp_path / ".mlops" / "local-serve.json"
+        assert info.get("pid") == process.pid and json.loads(record.read_text()) == info, process.stderr.read()
+        process.send_signal(number)
+        _, stderr = process.communicate(timeout=30)
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert not record.exists()
+    assert "front stopped" in stderr and "platform stopped" in stderr
 
 
 def test_server_file_of_a_dead_server_does_not_block_a_new_start(tmp_path):

@@ -13,6 +13,10 @@ import pytest
 
 from mlops_local import serve
 
+# These tests start their own processes (or none) and share no embedded AWS with the workflow group: a group of
+# their own lets the second test worker run them beside it.
+pytestmark = pytest.mark.xdist_group("own-processes")
+
 
 class EchoPlatform:
     """Stands in for LocalPlatform: one family whose function answers with what it received."""
@@ -146,6 +150,18 @@ def test_front_closes_an_idle_keep_alive_connection(front):
     httpd, _ = front
     # Nothing sent at all: the server closes the connection after its read timeout instead of holding a thread.
     assert exchange(httpd, b"") == b""
+
+
+def test_front_answers_502_when_the_local_runtime_itself_fails(front):
+    httpd, platform = front
+
+    def broken(family: str, event: dict[str, Any]) -> None:
+        raise KeyError("moto lost the function")
+
+    platform.invoke_scoring = broken  # type: ignore[method-assign]
+    answers = responses(exchange(httpd, request("/models/fam", method="GET", headers="Connection: close\r\n")))
+    assert [a[0] for a in answers] == [502] and answers[0][2]["error"] == "BadGateway"
+    assert "KeyError" in answers[0][2]["message"]
 
 
 def test_front_accepts_a_burst_of_clients_before_its_accept_loop_catches_up():

@@ -83,14 +83,17 @@ def test_task_family_goes_live_promotes_a_better_model_gates_out_noise_and_rolls
     assert alias_state(platform, family) == before
 
     # Targets silently inverted: the offline gate passes (the live model fits the inverted holdout badly), the
-    # canary's predictions diverge from the live version's on the same traffic: rolled back in the first window.
+    # canary's predictions diverge from the live version's on the same traffic: rolled back at the first step.
     output, described = upload(platform, family, "flipped.csv", 2500, 14, flip_labels=True)
     generator.stop()
     assert output["outcome"] == "rolled_back", platform.registry.get_run(family.name, described["name"])
     v4 = platform.registry.get_version(family.name, 4)
     assert v4.lineage["gate"]["passed"] and "diverge" in v4.status_reason
     assert ("KS D" if task == REGRESSION else "Cramér's V") in v4.status_reason
-    assert entered_states(described["executionArn"]).count("CanaryCheck") == 1
+    # Judged once the first window is complete (min_requests requests, as for binary families): the windows before
+    # it wait (how many depends on the machine's load), and the canary never steps up.
+    states = entered_states(described["executionArn"])
+    assert "CanaryCheck" in states and "CanaryStepUp" not in states
     assert alias_state(platform, family) == before and platform.registry.get_family(family.name).live_version == 2
 
 

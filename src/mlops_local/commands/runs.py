@@ -242,7 +242,7 @@ def print_story(console: Any, story: dict[str, Any]) -> None:
             for name in ("Check", "Value", "Threshold", "Passed", "Detail"):
                 table.add_column(name, overflow="fold")
             for check in gate["checks"]:
-                table.add_row(str(check.get("name")), _number(check.get("value")), _number(check.get("threshold")),
+                table.add_row(str(check.get("check")), _number(check.get("value")), _number(check.get("threshold")),
                               "yes" if check.get("passed") else "[red]no[/]", str(check.get("detail", "")))
             console.print(table)
         canary = version.get("canary_result") or {}

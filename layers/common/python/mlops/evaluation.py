@@ -6,31 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from .fairness import fairness_checks, fairness_notes
+from .fairness import fairness_metrics as fairness_metrics
 from .metrics import classification_metrics as classification_metrics
 from .metrics import label_metrics, multiclass_metrics, regression_metrics
 from .metrics import roc_auc as roc_auc
 from .schemas import LOWER_IS_BETTER, REGRESSION, GatePolicy
-
-
-def fairness_metrics(y: np.ndarray, labels: np.ndarray, groups: np.ndarray, favorable: int) -> dict[str, Any]:
-    """Demographic parity difference (spread of favourable-outcome rates across groups) and equal opportunity
-    difference (spread of favourable-outcome rates among the truly favourable) on the sensitive attribute."""
-    per_group: dict[str, dict[str, float]] = {}
-    for g in np.unique(groups):
-        mask = groups == g
-        truly = mask & (y == favorable)
-        per_group[str(g)] = {
-            "rows": int(mask.sum()),
-            "favorable_rate": float((labels[mask] == favorable).mean()),
-            "true_favorable_rate": float((labels[truly] == favorable).mean()) if truly.any() else float("nan"),
-        }
-    rates = [v["favorable_rate"] for v in per_group.values()]
-    tprs = [v["true_favorable_rate"] for v in per_group.values() if not np.isnan(v["true_favorable_rate"])]
-    return {
-        "demographic_parity_difference": round(max(rates) - min(rates), 6) if len(rates) > 1 else 0.0,
-        "equal_opportunity_difference": round(max(tprs) - min(tprs), 6) if len(tprs) > 1 else 0.0,
-        "groups": per_group,
-    }
 
 
 def parity(onnx_proba: np.ndarray, onnx_labels: np.ndarray, sklearn_proba: np.ndarray,
@@ -95,22 +76,6 @@ def leakage_warnings(policy: GatePolicy, holdout_auc: float,
     return warnings
 
 
-def _fairness_checks(policy: GatePolicy, fairness: dict[str, Any]) -> list[dict[str, Any]]:
-    if fairness.get("checked") is False or "demographic_parity_difference" not in fairness:
-        return []
-    checks = []
-    dp = fairness["demographic_parity_difference"]
-    checks.append(_check("demographic_parity_difference", dp, policy.max_demographic_parity_difference,
-                         dp <= policy.max_demographic_parity_difference,
-                         f"favourable-rate spread across groups {dp:.4f} vs maximum "
-                         f"{policy.max_demographic_parity_difference}"))
-    eo = fairness["equal_opportunity_difference"]
-    checks.append(_check("equal_opportunity_difference", eo, policy.max_equal_opportunity_difference,
-                         eo <= policy.max_equal_opportunity_difference,
-                         f"true-favourable-rate spread {eo:.4f} vs maximum {policy.max_equal_opportunity_difference}"))
-    return checks
-
-
 def _check(name: str, value: Any, threshold: Any, ok: bool, detail: str) -> dict[str, Any]:
     return {"check": name, "value": value, "threshold": threshold, "passed": bool(ok), "detail": detail}
 
@@ -146,12 +111,8 @@ def gate_decision(policy: GatePolicy, metrics: dict[str, float], fairness: dict[
               f"{trivial['metric']}{at} {trivial['candidate']:.4f} vs {trivial['trivial']:.4f} for the trivial "
               f"model (always predicting the training prior {trivial['training_prior']:.4f}): lift {lift:+.4f}, "
               f"required {policy.min_lift_over_trivial:+.4f}")
-    notes: list[str] = []
-    fairness_checks = _fairness_checks(policy, fairness)
-    if not fairness_checks:
-        notes.append("fairness not checked: " + str(fairness.get("reason") or "the family declares no sensitive "
-                                                                              "attribute"))
-    checks.extend(fairness_checks)
+    notes = fairness_notes(fairness)
+    checks.extend(fairness_checks(policy, fairness))
     if live is not None:
         live_auc = live["auc"]
         margin = auc - live_auc
@@ -288,13 +249,9 @@ def task_gate_decision(policy: GatePolicy, task: str, metrics: dict[str, Any], f
                          f"{metric} {trivial['candidate']:.4g} vs {trivial['trivial']:.4g} for the trivial model "
                          f"(always predicting {what}): {how} {lift:+.4f}, required "
                          f"{policy.min_lift_over_trivial:+.4f}"))
-    fairness_checks = _regression_fairness_checks(policy, fairness) if task == REGRESSION else \
-        _fairness_checks(policy, fairness)
-    notes: list[str] = []
-    if not fairness_checks:
-        notes.append("fairness not checked: " + str(fairness.get("reason") or "the family declares no sensitive "
-                                                                              "attribute"))
-    checks.extend(fairness_checks)
+    notes = fairness_notes(fairness)
+    checks.extend(_regression_fairness_checks(policy, fairness) if task == REGRESSION else
+                  fairness_checks(policy, fairness))
     value = float(metrics[metric])
     required = policy.margin_for(metric)
     primary: dict[str, Any] = {"name": metric, "direction": "lower" if lower else "higher", "candidate": value,

@@ -158,8 +158,11 @@ def regression_metrics(y: np.ndarray, prediction: np.ndarray) -> dict[str, float
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     if ss_tot > 0:
         r2 = 1.0 - ss_res / ss_tot
-    else:
-        r2 = 1.0 if ss_res == 0 else 0.0
+    else:  # a constant target (always so for one row)
+        # scikit-learn's rule: 1.0 when SS_res is 0 as computed (a residual whose square underflows counts as 0);
+        # for one row, where scikit-learn gives no value, only an exact prediction scores 1.0.
+        exact = ss_res == 0 if y.size > 1 else not residual.any()
+        r2 = 1.0 if exact else 0.0
     return {
         "rmse": float(np.sqrt(ss_res / y.size)),
         "mae": float(np.mean(np.abs(residual))),

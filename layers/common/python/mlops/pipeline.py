@@ -11,10 +11,9 @@ import numpy as np
 
 from . import codeversion
 from .artifacts import ArtifactStore, ObjectStore, S3ObjectStore, sha256_hex
-from .datasets import parse_csv
+from .datasets import parse_dataset
 from .errors import ConfigurationError, ValidationError
 from .evaluation import (
-    fairness_metrics,
     gate_decision,
     leakage_warnings,
     parity,
@@ -25,6 +24,7 @@ from .evaluation import (
     task_trivial_comparison,
     trivial_model_comparison,
 )
+from .fairness import fairness_for_state, fairness_metrics, fairness_not_checked
 from .lineage import CodeVersion, DataSetRef, HoldoutRef, LineageRecord
 from .metrics import classification_metrics
 from .registry import LIVE, REJECTED, ModelRegistry
@@ -69,7 +69,7 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
 
     if duplicate := check_duplicate(ctx, family, stored, event):
         return duplicate
-    dataset = parse_csv(stored.data, family)
+    dataset = parse_dataset(stored.data, family, stored.key)
     seed = int(event.get("seed", family.seed))
     model = training.train(family, dataset.X, dataset.y, seed=seed, classes=dataset.classes)
     holdout_rows = model.holdout_index
@@ -146,10 +146,10 @@ def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]
     labels = model.decide(proba)
     y = holdout["y"]
     metrics = classification_metrics(y, proba, threshold=model.threshold)
-    if family.sensitive_attribute is None or "sensitive" not in holdout:
-        fairness = {"checked": False, "reason": "the family declares no sensitive attribute"}
+    if (reason := _fairness_not_checked_reason(family, holdout)) is not None:
+        fairness = fairness_not_checked(reason)
     else:
-        fairness = fairness_metrics(y, labels, holdout["sensitive"], _favorable_index(family, model.classes))
+        fairness = _classification_fairness(ctx, family, y, labels, holdout["sensitive"], model.classes)
     # Parity compares the graph with the trained model on their own terms: probabilities and argmax labels.
     parity_result = parity(proba, graph_labels, holdout["sklearn_proba"], holdout["sklearn_labels"],
                            family.gate.parity_tolerance)
@@ -173,22 +173,21 @@ def _evaluate_task(ctx: PipelineContext, family: ModelFamily, live_version: int,
 
     task = model.task
     y = holdout["y"]
-    checked = family.sensitive_attribute is not None and "sensitive" in holdout
-    fairness: dict[str, Any] = {"checked": False, "reason": "the family declares no sensitive attribute"}
+    reason = _fairness_not_checked_reason(family, holdout)
+    fairness: dict[str, Any] = fairness_not_checked(reason) if reason is not None else {}
     if task == REGRESSION:
         output = model.predict_values(holdout["X"])
         parity_result = regression_parity(output, holdout["sklearn_predictions"],
                                           float(train.get("training_target_std") or 0.0), family.gate.parity_tolerance)
-        if checked:
-            fairness = regression_fairness(y, output, holdout["sensitive"],
-                                           getattr(family.gate, "min_group_size", 30))
+        if reason is None:
+            fairness = regression_fairness(y, output, holdout["sensitive"], family.gate.min_group_size)
     else:
         graph_labels, output = model.predict_matrix(holdout["X"])
         parity_result = parity(output, graph_labels, holdout["sklearn_proba"], holdout["sklearn_labels"],
                                family.gate.parity_tolerance)
-        if checked:
-            fairness = fairness_metrics(y, model.decide(output), holdout["sensitive"],
-                                        _favorable_index(family, model.classes))
+        if reason is None:  # parity on the favourable class, as for binary families
+            fairness = _classification_fairness(ctx, family, y, model.decide(output), holdout["sensitive"],
+                                                model.classes)
     metrics = task_metrics(task, y, output)
     metric = family.gate.metric_for(task)
     trivial = task_trivial_comparison(task, metric, y, metrics, class_prior=train.get("training_class_prior"),
@@ -219,6 +218,27 @@ def _live_task_metrics(ctx: PipelineContext, family: ModelFamily, live_version: 
         live_model.predict_matrix(holdout["X"])[1]
     return {"version": live_version, **task_metrics(candidate.task, holdout["y"], output),
             "basis": "candidate holdout"}
+
+
+def _fairness_not_checked_reason(family: ModelFamily, holdout: dict[str, np.ndarray]) -> str | None:
+    """Why fairness cannot be checked on this holdout (None: it can)."""
+    if family.sensitive_attribute is None:
+        return "the family declares no sensitive attribute"
+    if "sensitive" not in holdout:
+        return f"the holdout holds no {family.sensitive_attribute!r} values"
+    return None
+
+
+def _classification_fairness(ctx: PipelineContext, family: ModelFamily, y: np.ndarray, labels: np.ndarray,
+                             sensitive: np.ndarray, classes: list[Any]) -> dict[str, Any]:
+    """Parity of the decided classes on the favourable class (binary and multiclass). Every group goes to the
+    artifact store; the state carries the largest (a high-cardinality attribute would outgrow Step Functions'
+    256 KB)."""
+    groups = fairness_metrics(y, labels, sensitive, _favorable_index(family, classes),
+                              min_group_size=family.gate.min_group_size, attribute=family.sensitive_attribute,
+                              favorable_label=family.favorable_label)
+    detail = ctx.artifacts.put_json(groups, "fairness/json", {"family": family.name})
+    return fairness_for_state(groups, detail.to_dict())
 
 
 def _favorable_index(family: ModelFamily, classes: list[Any]) -> int:

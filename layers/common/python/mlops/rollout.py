@@ -18,15 +18,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import aws, runs
+from .canary import prediction_divergence
 from .capture import CaptureReader
 from .errors import IllegalTransitionError, PlatformError, TransientError, ValidationError
 from .observability import MetricsPublisher, logger
 from .pipeline import PipelineContext, register_step
 from .profile import PREDICTION_EDGES
 from .registry import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
+from .schemas import BINARY, CanaryPolicy
 from .settings import Env
 from .stats import bin_counts, psi
-from .tasks import judge_task_canary
+from .tasks import Divergence, canary_divergence, captured_task_predictions
 
 ALIAS = "live"
 LOCK_TTL_SECONDS = 24 * 3600
@@ -248,7 +250,14 @@ def canary_start(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
 
 def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Judge the bake window: errors, p99 latency and prediction divergence from the live version on the
-    same traffic. Decision: step_up, promote, rollback, or wait (not enough canary traffic yet)."""
+    same traffic. Decision: step_up, promote, rollback, or wait (not enough canary traffic yet).
+
+    Divergence (a significant test and a large effect: `canary.prediction_divergence` on the predicted classes of
+    a binary family, `tasks.canary_divergence` on a regression's predicted values or a multiclass family's
+    predicted classes; one level, `divergence_pvalue` split across the judged steps) is acted on once per step,
+    when the window is complete (enough requests and captured predictions on both sides): a window that waits is
+    judged again with more traffic, and acting on every look would raise the false-rollback rate above the
+    policy's `divergence_pvalue`."""
     canary = state["canary"]
     family = state["family"]
     record = ctx.registry.get_family(family)
@@ -270,40 +279,79 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
         if traffic.p99_ms is not None and traffic.p99_ms > policy.max_p99_latency_ms:
             reasons.append(f"p99 latency {traffic.p99_ms:.1f} ms over {policy.max_p99_latency_ms:.1f} ms")
     since = float(canary["window_start"])
-    if record.family.task != "binary_classification":  # regression, multiclass: a test per task (mlops.tasks)
-        return judge_task_canary(ctx.captures, record.family, canary, since, traffic.invocations, figures, reasons,
-                                 idle)
+    if record.family.task == BINARY:
+        divergence = _binary_divergence(ctx, family, canary, since, policy, figures)
+    else:  # regression, multiclass: a two-sample test and an effect size per task (mlops.tasks)
+        new = captured_task_predictions(ctx.captures, record.family, int(canary["version"]), since)
+        old = captured_task_predictions(ctx.captures, record.family, int(canary["live_version"]), since)
+        divergence = canary_divergence(record.family.task, old, new, policy)
+        figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size),
+                        "divergence": {**{k: v for k, v in divergence.figures.items()
+                                          if k not in ("canary_predictions", "live_predictions")},
+                                       "diverged": divergence.diverged if divergence.judged else None,
+                                       "summary": divergence.summary}})
+    return _canary_decision(policy, canary, traffic.invocations, divergence, figures, reasons, idle)
+
+
+def _binary_divergence(ctx: RolloutContext, family: str, canary: dict[str, Any], since: float,
+                       policy: CanaryPolicy, figures: dict[str, Any]) -> Divergence:
+    """The predicted classes of a binary family's canary against the live version's (`canary.prediction_divergence`),
+    with its figures (and the probability PSI, information only) added to `figures`."""
     new_labels, new = _predictions(ctx, family, int(canary["version"]), since)
     old_labels, old = _predictions(ctx, family, int(canary["live_version"]), since)
-    figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size)})
-    if new.size >= policy.min_requests and old.size >= policy.min_requests:
-        # Decisions, not calibration: a better model may shift probabilities, a broken one flips decisions.
-        classes = int(max(new_labels.max(initial=0), old_labels.max(initial=0))) + 1
-        divergence = psi(np.bincount(old_labels, minlength=classes), np.bincount(new_labels, minlength=classes))
-        figures["prediction_psi"] = round(divergence, 6)
+    # Decisions, not calibration: a better model may shift probabilities, a broken one flips decisions.
+    divergence = prediction_divergence(old_labels, new_labels, policy)
+    figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size),
+                    "divergence": _rounded(divergence)})
+    if divergence["status"] == "checked":
+        figures["positive_rate"] = {side: round(rate, 6) for side, rate in divergence["positive_rate"].items()}
+        # The predicted-probability distribution is information only (a better model may be calibrated anew).
         figures["probability_psi"] = round(psi(bin_counts(old, PREDICTION_EDGES), bin_counts(new, PREDICTION_EDGES)), 6)
-        figures["positive_rate"] = {"canary": round(float((new_labels == 1).mean()), 6),
-                                    "live": round(float((old_labels == 1).mean()), 6)}
-        if divergence > policy.max_prediction_psi:
-            reasons.append(f"predicted classes diverge from live v{canary['live_version']} on the same traffic: "
-                           f"PSI {divergence:.3f} over {policy.max_prediction_psi} (positive rate "
-                           f"{figures['positive_rate']['canary']:.1%} vs {figures['positive_rate']['live']:.1%})")
+    return Divergence(divergence["status"] == "checked", bool(divergence["diverged"]), figures["divergence"],
+                      divergence["summary"], "predicted classes")
+
+
+def _canary_decision(policy: CanaryPolicy, canary: dict[str, Any], invocations: float, divergence: Divergence,
+                     figures: dict[str, Any], reasons: list[str], idle: int) -> dict[str, Any]:
+    """The canary check's decision, for every task: rollback on any reason (errors, latency, or divergence
+    judged on a complete window: at least `min_requests` requests and a verdict on the captured predictions);
+    wait while the window is incomplete (rollback after `max_idle_windows`); else step up, or promote at the
+    last step."""
+    enough = invocations >= policy.min_requests and divergence.judged
+    if enough and divergence.diverged:
+        reasons.append(divergence.reason.replace("the live version", f"live v{canary['live_version']}"))
     if reasons:
         return {"decision": "rollback", "reasons": reasons, "figures": figures, "idle_windows": idle}
-    enough = traffic.invocations >= policy.min_requests and "prediction_psi" in figures
+    new, old = figures["canary_predictions"], figures["live_predictions"]
     if not enough:
         if idle + 1 > policy.max_idle_windows:
             return {"decision": "rollback", "figures": figures, "idle_windows": idle + 1, "reasons": [
                 f"not enough canary traffic to judge after {idle + 1} bake windows "
-                f"({traffic.invocations:.0f} requests, {new.size} captured predictions; {policy.min_requests} needed)"]}
+                f"({invocations:.0f} requests, {new} captured canary and {old} live predictions; "
+                f"{policy.min_requests} needed)"]}
         return {"decision": "wait", "figures": figures, "idle_windows": idle + 1,
-                "reasons": [f"waiting for traffic: {traffic.invocations:.0f} requests, {new.size} captured"]}
+                "reasons": [f"waiting for traffic: {invocations:.0f} requests, {new} captured canary "
+                            f"and {old} live predictions ({policy.min_requests} needed)"]}
     step = int(canary["step"])
     decision = "promote" if step + 1 >= len(policy.steps) or policy.steps[step + 1] >= 100 else "step_up"
-    return {"decision": decision, "figures": figures, "idle_windows": 0, "reasons": ["canary healthy"]}
+    return {"decision": decision, "figures": figures, "idle_windows": 0,
+            "reasons": [f"canary healthy: {divergence.summary}"]}
+
+
+def _rounded(divergence: dict[str, Any]) -> dict[str, Any]:
+    """The divergence figures for the state and the lineage: rates and effect rounded, the p-value to 4 digits."""
+    out = {k: v for k, v in divergence.items() if k != "positive_rate"}
+    for key in ("alpha", "cohens_h", "min_cohens_h"):
+        if key in out:
+            out[key] = round(out[key], 6)
+    if "p_value" in out:
+        out["p_value"] = float(f"{out['p_value']:.4g}")
+    return out
 
 
 def _predictions(ctx: RolloutContext, family: str, version: int, since: float) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and positive-class probabilities of the captured predictions of one version since `since`
+    (at most 50,000: enough for any test, bounded for the function's memory)."""
     records = list(ctx.captures.records(family, version, since, limit=50_000))
     labels = np.fromiter((r.label for r in records), dtype=np.int64, count=len(records))
     positive = np.fromiter((r.probabilities[-1] for r in records), dtype=np.float64, count=len(records))

@@ -131,6 +131,10 @@ class GatePolicy(_Frozen):
     min_auc_margin: float = Field(0.0, ge=-0.5, le=0.5)
     max_demographic_parity_difference: float = Field(0.25, ge=0.0, le=1.0)
     max_equal_opportunity_difference: float = Field(0.25, ge=0.0, le=1.0)
+    # A group's rate enters the fairness gate only when its denominator holds at least this many holdout rows
+    # (the group's rows for the favourable rate, its truly favourable rows for the true favourable rate); smaller
+    # groups are reported with their sizes. Fewer than two qualifying groups: "insufficient data", not a pass at 0.
+    min_group_size: int = Field(30, ge=1)
     parity_tolerance: float = Field(1e-5, gt=0.0, le=1e-2)
     # The metric candidates are ranked on against the live model (None: the task's default, see TASK_METRICS),
     # and how much better the candidate must be on it, in the metric's own units (for rmse, mae and log_loss the
@@ -153,23 +157,35 @@ class GatePolicy(_Frozen):
         return self.min_auc_margin if metric in ("auc", "macro_auc") else 0.0
 
 
+def _retired_prediction_psi_schema(schema: dict) -> None:
+    schema["properties"]["max_prediction_psi"] = {
+        "type": "number", "exclusiveMinimum": 0.0, "deprecated": True,
+        "description": "Retired: read as divergence_min_cohens_h = sqrt(max_prediction_psi)."}
+
+
 class CanaryPolicy(_Frozen):
     """How a passing candidate is exposed to live traffic and what makes it roll back."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_retired_prediction_psi_schema)
 
     steps: tuple[int, ...] = (10, 50, 100)
     bake_seconds: int = Field(300, ge=0, le=86_400)
     max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
     max_p99_latency_ms: float = Field(500.0, gt=0.0)
-    # Population stability index of the predicted-class distribution, canary vs live, on the same bake window.
-    max_prediction_psi: float = Field(0.25, gt=0.0)
-    # Regression and multiclass families (mlops.tasks.canary_divergence): the canary's predictions diverge from
-    # the live version's when a two-sample test is significant at `divergence_pvalue` AND its effect size is
-    # over the maximum: KS D of the predicted values (regression), equal-weight Cramér's V of the predicted
-    # classes (multiclass).
+    # The canary's predictions, vs the live version's on the same bake window, diverge when they differ
+    # significantly AND by a large enough effect (docs/statistics.md, "Canary divergence"; per task, "Regression
+    # and multiclass families"). `divergence_pvalue` is the level for every task: it bounds the false-rollback
+    # rate of an identical model over a whole rollout, each judged step testing at divergence_pvalue / (steps - 1).
     divergence_pvalue: float = Field(0.01, gt=0.0, lt=1.0)
+    # The effect sizes, per task. Binary: Cohen's h of the predicted-class shares (0 identical .. pi disjoint);
+    # 0.5 is Cohen's "medium" effect and matches the retired max_prediction_psi 0.25 (for two classes PSI ~ h^2
+    # for small shifts). Regression (mlops.tasks.canary_divergence): the two-sample KS D of the predicted values.
+    # Multiclass: the equal-weight Cramér's V of the predicted classes.
+    divergence_min_cohens_h: float = Field(0.5, gt=0.0, le=math.pi)
     max_prediction_ks_statistic: float = Field(0.2, gt=0.0, le=1.0)
     max_prediction_cramers_v: float = Field(0.2, gt=0.0, le=1.0)
-    # Below this many canary requests in a bake window the check cannot judge, so it waits another window.
+    # Below this many canary requests (and captured predictions on each side) in a bake window the check cannot
+    # judge, so it waits another window.
     min_requests: int = Field(20, ge=1)
     max_idle_windows: int = Field(3, ge=0)
     # A second upload for a family waits for the running rollout: poll interval and how long before refusing.
@@ -187,7 +203,26 @@ class CanaryPolicy(_Frozen):
             raise ValueError("canary steps must strictly increase")
         if value[-1] != 100:
             raise ValueError("the last canary step must be 100")
+        if len(value) < 2:
+            # At 100% the live version gets no traffic, so nothing can be compared with the canary's predictions.
+            raise ValueError("canary steps need at least one step below 100 (e.g. [10, 50, 100]): at 100% the live "
+                             "version serves nothing to compare the canary's predictions with")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_prediction_psi(cls, data: object) -> object:
+        """Families stored before the divergence test carry `max_prediction_psi`: read it as the equivalent
+        effect size h = sqrt(PSI) (two classes: PSI ~ h^2 for small shifts), unless h is given too."""
+        if isinstance(data, dict) and "max_prediction_psi" in data:
+            data = dict(data)
+            psi = data.pop("max_prediction_psi")
+            if "divergence_min_cohens_h" in data:
+                raise ValueError("max_prediction_psi is retired: keep divergence_min_cohens_h only")
+            if not isinstance(psi, int | float) or isinstance(psi, bool) or not psi > 0:
+                raise ValueError(f"max_prediction_psi must be a positive number, got {psi!r}")
+            data["divergence_min_cohens_h"] = min(math.sqrt(psi), math.pi)
+        return data
 
 
 class DriftPolicy(_Frozen):

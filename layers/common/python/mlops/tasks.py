@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .canary import judged_steps
 from .profile import numeric_profile
 from .schemas import BINARY, MULTICLASS, REGRESSION, CanaryPolicy, DriftPolicy, ModelFamily
 from .stats import (
@@ -45,7 +46,10 @@ def prediction_quantum(target_std: float | None) -> float:
     below PREDICTION_RESOLUTION x the target's standard deviation (1e-12 when the deviation is 0 or unknown)."""
     if not target_std or not math.isfinite(target_std) or target_std <= 0:
         return 1e-12
-    return 10.0 ** math.floor(math.log10(target_std * PREDICTION_RESOLUTION))
+    step = target_std * PREDICTION_RESOLUTION
+    quantum = 10.0 ** math.floor(math.log10(step))
+    # log10 rounds up just below a power of ten (log10(999999999.999998) == 9.0): step down once then.
+    return quantum / 10.0 if quantum > step else quantum
 
 
 def quantize(values: np.ndarray, quantum: float) -> np.ndarray:
@@ -143,13 +147,21 @@ def prediction_drift(task: str, baseline: dict[str, Any], predictions: np.ndarra
 @dataclass(frozen=True)
 class Divergence:
     """Canary vs live predictions on the same traffic window. `judged` is False below the minimum counts (no
-    verdict: the check waits); `diverged` means significant (p < policy.divergence_pvalue) and large (effect
-    over the policy's maximum)."""
+    verdict: the check waits); `diverged` means significant (p < alpha = policy.divergence_pvalue / judged steps,
+    as for binary families) and large (effect over the policy's maximum). `summary` gives the figures in words,
+    whatever the verdict; `subject` is what was compared ("predicted values", "predicted classes")."""
 
     judged: bool
     diverged: bool
     figures: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""
+    summary: str = ""
+    subject: str = "predicted values"
+
+    @property
+    def reason(self) -> str:
+        """Why the canary is rolled back ("" when it has not diverged)."""
+        return f"{self.subject} diverge from the live version on the same traffic: {self.summary}" if self.diverged \
+            else ""
 
 
 def canary_divergence(task: str, live: np.ndarray, canary: np.ndarray, policy: CanaryPolicy,
@@ -162,67 +174,49 @@ def canary_divergence(task: str, live: np.ndarray, canary: np.ndarray, policy: C
     indices 0..classes-1): Pearson chi-square of the 2 x k table after pooling classes the live side would
     expect fewer than 5 canary rows in (`stats.pooled_chi_square`); effect size the equal-weight Cramér's V
     (`stats.equal_weight_cramers_v`: the V of the same shares with equal sample sizes), held to
-    `max_prediction_cramers_v`. Needs at least `min_requests` predictions on each side."""
+    `max_prediction_cramers_v`. The test's level is the binary families' (`canary.judged_steps`): alpha =
+    `divergence_pvalue` / the judged steps, so `divergence_pvalue` bounds the false-rollback rate of an identical
+    model over a whole rollout whatever the task. Needs at least `min_requests` predictions on each side."""
     live = np.asarray(live, dtype=np.float64)
     canary = np.asarray(canary, dtype=np.float64)
     figures: dict[str, Any] = {"canary_predictions": int(canary.size), "live_predictions": int(live.size)}
+    subject = "predicted values" if task == REGRESSION else "predicted classes"
     if live.size < policy.min_requests or canary.size < policy.min_requests:
-        return Divergence(False, False, figures)
-    alpha = policy.divergence_pvalue
+        return Divergence(False, False, {**figures, "status": "insufficient_data"},
+                          f"{canary.size} canary and {live.size} live predictions; {policy.min_requests} needed on "
+                          "each side to judge divergence", subject)
+    alpha = policy.divergence_pvalue / judged_steps(policy)
+    figures.update({"status": "checked", "alpha": round(alpha, 6)})
     if task == REGRESSION:
         points, at_or_below, below, _ = ecdf_summary(live, max_points=max(1, live.size))
         cur_le, cur_lt, _ = ecdf_counts(points, canary)
         ks = ks_against_ecdf(points, at_or_below, below, live.size, cur_le, cur_lt, canary.size)
-        figures.update({"ks_statistic": round(ks.statistic, 6), "ks_p_value": ks.p_value,
+        figures.update({"test": "ks", "ks_statistic": round(ks.statistic, 6), "ks_p_value": ks.p_value,
                         "mean": {"canary": float(canary.mean()), "live": float(live.mean())}})
-        diverged = ks.p_value < alpha and ks.statistic > policy.max_prediction_ks_statistic
-        reason = (f"predicted values diverge from the live version on the same traffic: KS D {ks.statistic:.3f} "
-                  f"over {policy.max_prediction_ks_statistic} (p {ks.p_value:.2g} < {alpha}; mean "
-                  f"{canary.mean():.4g} vs {live.mean():.4g})")
-        return Divergence(True, diverged, figures, reason if diverged else "")
+        significant, large = ks.p_value < alpha, ks.statistic > policy.max_prediction_ks_statistic
+        summary = (f"KS D {ks.statistic:.3f} {'over' if large else 'within'} {policy.max_prediction_ks_statistic} "
+                   f"(p {ks.p_value:.2g} {'<' if significant else '>='} {alpha:.2g}; mean {canary.mean():.4g} vs "
+                   f"{live.mean():.4g} on {canary.size} vs {live.size} predictions)")
+        return Divergence(True, bool(significant and large), figures, summary, subject)
     k = max(classes, int(max(live.max(initial=0), canary.max(initial=0))) + 1)
     old = np.bincount(live.astype(np.int64), minlength=k)
     new = np.bincount(canary.astype(np.int64), minlength=k)
     _, p_value, tested = pooled_chi_square(old, new)
     v = equal_weight_cramers_v(old, new)
-    figures.update({"chi2_p_value": p_value, "classes_tested": tested, "cramers_v_equal_weight": round(v, 6),
+    figures.update({"test": "chi_square", "chi2_p_value": p_value, "classes_tested": tested,
+                    "cramers_v_equal_weight": round(v, 6),
                     "class_rates": {"canary": (new / canary.size).round(6).tolist(),
                                     "live": (old / live.size).round(6).tolist()}})
-    diverged = p_value < alpha and v > policy.max_prediction_cramers_v
-    reason = (f"predicted classes diverge from the live version on the same traffic: equal-weight Cramér's V "
-              f"{v:.3f} over {policy.max_prediction_cramers_v} (chi-square p {p_value:.2g} < {alpha})")
-    return Divergence(True, diverged, figures, reason if diverged else "")
+    significant, large = p_value < alpha, v > policy.max_prediction_cramers_v
+    summary = (f"equal-weight Cramér's V {v:.3f} {'over' if large else 'within'} {policy.max_prediction_cramers_v} "
+               f"(chi-square p {p_value:.2g} {'<' if significant else '>='} {alpha:.2g} on {canary.size} vs "
+               f"{live.size} predictions)")
+    return Divergence(True, bool(significant and large), figures, summary, subject)
 
 
-def judge_task_canary(captures: Any, family: ModelFamily, canary: dict[str, Any], since: float,
-                      invocations: float, figures: dict[str, Any], reasons: list[str], idle: int) -> dict[str, Any]:
-    """The canary check's verdict for a regression or multiclass family, after the task-agnostic error and
-    latency checks (`reasons` so far, `figures` so far): the divergence of the canary's captured predictions
-    from the live version's since `since`, then the same decision rule as the binary check: rollback on any
-    reason; wait while the window lacks `min_requests` requests or judged predictions (rollback after
-    `max_idle_windows`); else step up, or promote at the last step."""
-    policy = family.canary
-    new = _captured(captures, family, int(canary["version"]), since)
-    old = _captured(captures, family, int(canary["live_version"]), since)
-    divergence = canary_divergence(family.task, old, new, policy)
-    figures.update(divergence.figures)
-    if divergence.diverged:
-        reasons.append(divergence.reason.replace("the live version", f"live v{canary['live_version']}"))
-    if reasons:
-        return {"decision": "rollback", "reasons": reasons, "figures": figures, "idle_windows": idle}
-    if invocations < policy.min_requests or not divergence.judged:
-        if idle + 1 > policy.max_idle_windows:
-            return {"decision": "rollback", "figures": figures, "idle_windows": idle + 1, "reasons": [
-                f"not enough canary traffic to judge after {idle + 1} bake windows ({invocations:.0f} requests, "
-                f"{new.size} captured predictions; {policy.min_requests} needed)"]}
-        return {"decision": "wait", "figures": figures, "idle_windows": idle + 1,
-                "reasons": [f"waiting for traffic: {invocations:.0f} requests, {new.size} captured"]}
-    step = int(canary["step"])
-    decision = "promote" if step + 1 >= len(policy.steps) or policy.steps[step + 1] >= 100 else "step_up"
-    return {"decision": decision, "figures": figures, "idle_windows": 0, "reasons": ["canary healthy"]}
-
-
-def _captured(captures: Any, family: ModelFamily, version: int, since: float) -> np.ndarray:
+def captured_task_predictions(captures: Any, family: ModelFamily, version: int, since: float) -> np.ndarray:
+    """The predictions one version of a regression or multiclass family captured since `since` (at most 50,000,
+    as for binary families), as `captured_predictions` reads them."""
     records = list(captures.records(family.name, version, since, limit=50_000))
     return captured_predictions(family.task, records)
 

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pygal
@@ -46,6 +47,7 @@ class Series:
     dots: bool = False
     dot_size: float = 3.0
     fill: bool = False
+    line: bool = True  # False: points only (markers)
 
 
 def chart_id(*parts: Any) -> str:
@@ -102,7 +104,8 @@ def _base(kind: type, cid: str, label: str, series: Sequence[Series], *, width: 
         stroke: dict[str, Any] = {"width": s.width}
         if s.dashed:
             stroke["dasharray"] = "6,4"
-        chart.add(s.name, list(s.values), stroke_style=stroke, show_dots=s.dots, dots_size=s.dot_size, fill=s.fill)
+        chart.add(s.name, list(s.values), stroke_style=stroke, show_dots=s.dots or not s.line, dots_size=s.dot_size,
+                  fill=s.fill, stroke=s.line)
     return chart
 
 
@@ -128,9 +131,10 @@ def bar_chart(cid: str, label: str, labels: Sequence[str], series: Sequence[Seri
     """Grouped vertical bars: one value per label per series (None leaves a gap); with `percent` the values are
     shares in [0, 1] shown as percentages. Returns an <svg> element."""
     rotate = rotate_labels if rotate_labels is not None else (len(labels) > 6 or max(map(len, labels), default=0) > 10)
-    top = y_max if y_max is not None else _nice_top([v for s in series for v in s.values if v is not None], percent)
+    top = y_max if y_max is not None else nice_top([v for s in series for v in s.values if v is not None], percent)
     chart = _base(pygal.Bar, cid, label, series, width=width, height=height, y_title=y_title,
-                  x_labels=list(labels), x_label_rotation=30 if rotate else 0, range=(0, top),
+                  x_labels=list(labels), x_label_rotation=35 if rotate else 0, range=(0, top),
+                  y_labels=ticks(top),
                   value_formatter=_percent if percent else _number, print_values=print_values,
                   print_values_position="top", show_legend=len(series) > 1)
     return _svg(chart)
@@ -141,21 +145,26 @@ def horizontal_bar_chart(cid: str, label: str, labels: Sequence[str], values: Se
     """One horizontal bar per label, top to bottom in the order given. Returns an <svg> element."""
     height = 40 + 26 * max(1, len(labels))
     series = [Series("value", list(reversed(values)), color=color)]
+    top = nice_top(list(values), False)
     chart = _base(pygal.HorizontalBar, cid, label, series, width=width, height=height, y_title=x_title,
                   x_labels=list(reversed(labels)), show_legend=False, value_formatter=_number,
-                  print_values=True, print_values_position="top",
-                  range=(0, _nice_top(list(values), False)))
+                  range=(0, top), y_labels=ticks(top, 4))
     return _svg(chart)
 
 
 def time_chart(cid: str, label: str, series: Sequence[Series], *, y_title: str, y_range: tuple[float, float],
-               y_ticks: Sequence[float], width: int = 920, height: int = 300, value_suffix: str = "") -> Markup:
-    """Values over time: (datetime, y) pairs per series, None to break a line. Returns an <svg> element."""
+               y_ticks: Sequence[float], width: int = 920, height: int = 300, value_suffix: str = "",
+               x_ticks: int = 6) -> Markup:
+    """Values over time: (datetime, y) pairs per series, None to break a line; about `x_ticks` time labels,
+    as HH:MM (with the day when the series span a day or more). Returns an <svg> element."""
+    times = [p[0] for s in series for p in s.values if p is not None]
+    start, end = (min(times), max(times)) if times else (None, None)
+    fmt = "%H:%M" if start is None or end - start < timedelta(hours=20) else "%d %b %H:%M"
+    labels = [start + (end - start) * i / max(1, x_ticks - 1) for i in range(x_ticks)] if start else []
     chart = _base(pygal.DateTimeLine, cid, label, series, width=width, height=height, y_title=y_title,
                   range=y_range, y_labels=list(y_ticks), x_label_rotation=0, show_x_guides=True,
-                  x_value_formatter=lambda d: d.strftime("%H:%M\n%d %b"), allow_interruptions=True,
-                  value_formatter=lambda v: f"{_number(v)}{value_suffix}", x_labels_major_count=6,
-                  show_minor_x_labels=False)
+                  x_labels=labels, x_value_formatter=lambda d: d.strftime(fmt), allow_interruptions=True,
+                  value_formatter=lambda v: f"{_number(v)}{value_suffix}")
     return _svg(chart)
 
 
@@ -168,16 +177,29 @@ def _number(value: Any) -> str:
 
 
 def _percent(value: Any) -> str:
-    return "" if value is None else f"{100 * value:.0f}%" if value >= 0.1 else f"{100 * value:.1f}%"
+    if value is None:
+        return ""
+    scaled = round(100 * value, 1)
+    return f"{scaled:.0f}%" if scaled.is_integer() or scaled >= 10 else f"{scaled:.1f}%"
 
 
-def _nice_top(values: Sequence[float], percent: bool) -> float:
+def ticks(top: float, count: int = 5) -> list[float]:
+    """About `count` round axis ticks from 0 to `top` (steps of 1, 2, 2.5 or 5 times a power of ten)."""
+    if top <= 0:
+        return [0.0]
+    raw = top / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return [round(i * step, 12) for i in range(int(top / step + 1e-9) + 1)]
+
+
+def nice_top(values: Sequence[float], percent: bool) -> float:
     """A round axis maximum a little above the largest value (never 0)."""
     top = max((float(v) for v in values if v is not None and math.isfinite(float(v))), default=0.0)
     if top <= 0:
         return 1.0
     if percent:
-        return min(1.0, math.ceil(top * 1.1 * 20) / 20)
+        return min(1.0, math.ceil(top * 1.08 * 50) / 50)
     magnitude = 10 ** math.floor(math.log10(top))
     for step in (1, 2, 2.5, 5, 10):
         if top * 1.05 <= step * magnitude:

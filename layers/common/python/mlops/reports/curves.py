@@ -2,8 +2,8 @@
 
 `curve_data(y, p, threshold)` is called by the Evaluate step on the ONNX artifact's holdout probabilities; the
 dict travels through Step Functions state (256 KB limit) into the version's lineage under `curves`, and the
-model card draws its ROC curve, calibration curve, score distribution and confusion matrix from it. At most
-about 12 KB as JSON whatever the holdout size (200 ROC points, 10 calibration bins, 2 x 20 score bins).
+model card draws its ROC curve, calibration curve, score distribution and confusion matrix from it. About 6 KB
+as JSON whatever the holdout size (at most 200 ROC points, 10 calibration bins, 2 x 20 score bins).
 """
 
 from __future__ import annotations
@@ -48,31 +48,37 @@ def _round(values: np.ndarray) -> list[float]:
     return [round(float(v), DECIMALS) for v in values]
 
 
+def _roc_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positive counts at every distinct score, highest first, from (0, 0) at threshold +inf."""
+    order = np.argsort(-p, kind="mergesort")
+    scores, truth = p[order], y[order]
+    last_of_score = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    tps = np.r_[0, np.cumsum(truth)[last_of_score]]
+    fps = np.r_[0, (last_of_score + 1) - tps[1:]]
+    return fps, tps, np.r_[np.inf, scores[last_of_score]]
+
+
 def roc_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The full ROC curve: false and true positive rates at every distinct score, highest first, starting at
     (0, 0) with threshold +inf; the thresholds are the scores at or above which a row is labelled positive.
     Equals sklearn.metrics.roc_curve(y, p, drop_intermediate=False). Needs both classes in y."""
-    order = np.argsort(-p, kind="mergesort")
-    scores, truth = p[order], y[order]
-    last_of_score = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
-    tps = np.cumsum(truth)[last_of_score]
-    fps = (last_of_score + 1) - tps
-    tpr = np.r_[0.0, tps / tps[-1]]
-    fpr = np.r_[0.0, fps / fps[-1]]
-    return fpr, tpr, np.r_[np.inf, scores[last_of_score]]
+    fps, tps, thresholds = _roc_counts(y, p)
+    return fps / fps[-1], tps / tps[-1], thresholds
 
 
-def downsample_curve(fpr: np.ndarray, tpr: np.ndarray, limit: int = MAX_ROC_POINTS) -> np.ndarray:
-    """Indices of at most `limit` points spread evenly along the curve's length (first and last kept), after
-    dropping points that lie on a straight segment between their neighbours (as scikit-learn's
-    drop_intermediate). The drawn curve then departs from the full one by at most about 1/limit of its length."""
-    keep = np.ones(fpr.size, dtype=bool)
-    if fpr.size > 2:
-        keep[1:-1] = np.logical_or(np.diff(fpr, 2) != 0, np.diff(tpr, 2) != 0)
+def downsample_curve(fps: np.ndarray, tps: np.ndarray, limit: int = MAX_ROC_POINTS) -> np.ndarray:
+    """Indices of at most `limit` ROC points, from false/true positive counts: first the points on a straight
+    segment between their neighbours are dropped (exactly as sklearn.metrics.roc_curve's drop_intermediate), then,
+    above the limit, points are kept spread evenly along the curve's length (first and last always), so the
+    drawn curve departs from the full one by at most about 1/limit of its length."""
+    keep = np.ones(fps.size, dtype=bool)
+    if fps.size > 3:  # as scikit-learn: the rule applies to the points after the (0, 0) start
+        keep[2:-1] = np.logical_or(np.diff(fps[1:], 2) != 0, np.diff(tps[1:], 2) != 0)
     index = np.flatnonzero(keep)
     if index.size <= limit:
         return index
-    length = np.r_[0.0, np.cumsum(np.hypot(np.diff(fpr[index]), np.diff(tpr[index])))]
+    fpr, tpr = fps[index] / fps[-1], tps[index] / tps[-1]
+    length = np.r_[0.0, np.cumsum(np.hypot(np.diff(fpr), np.diff(tpr)))]
     targets = np.linspace(0.0, length[-1], limit)
     chosen = np.unique(np.searchsorted(length, targets, side="left").clip(0, index.size - 1))
     chosen[0], chosen[-1] = 0, index.size - 1
@@ -91,11 +97,11 @@ def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_predicted = sums / count
         fraction = positives / count
-    return {
-        "strategy": "uniform", "edges": _round(edges), "count": count.astype(int).tolist(),
-        "mean_predicted": [round(float(v), DECIMALS) if c else None for v, c in zip(mean_predicted, count, strict=True)],
-        "fraction_positive": [round(float(v), DECIMALS) if c else None for v, c in zip(fraction, count, strict=True)],
-    }
+    def per_bin(values: np.ndarray) -> list[float | None]:
+        return [round(float(v), DECIMALS) if c else None for v, c in zip(values, count, strict=True)]
+
+    return {"strategy": "uniform", "edges": _round(edges), "count": count.astype(int).tolist(),
+            "mean_predicted": per_bin(mean_predicted), "fraction_positive": per_bin(fraction)}
 
 
 def curve_data(y: Any, p: Any, threshold: float) -> dict[str, Any]:
@@ -128,8 +134,9 @@ def curve_data(y: Any, p: Any, threshold: float) -> dict[str, Any]:
     result: dict[str, Any] = {"format": CURVES_FORMAT, "rows": int(y.size), "positives": positives,
                               "threshold": threshold}
     if 0 < positives < y.size:
-        fpr, tpr, thresholds = roc_points(y, p)
-        keep = downsample_curve(fpr, tpr)
+        fps, tps, thresholds = _roc_counts(y, p)
+        fpr, tpr = fps / fps[-1], tps / tps[-1]
+        keep = downsample_curve(fps, tps)
         result["roc"] = {
             "fpr": _round(fpr[keep]), "tpr": _round(tpr[keep]),
             "thresholds": [None if not np.isfinite(t) else round(float(t), DECIMALS) for t in thresholds[keep]],

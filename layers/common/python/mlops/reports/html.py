@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 
 from .. import __version__
 from ..errors import ValidationError
@@ -19,6 +19,8 @@ TEMPLATES = Path(__file__).with_name("templates")
 def number(value: Any, digits: int = 4) -> str:
     """A figure for people: integers with thousands separators, floats with `digits` significant digits (fixed
     notation down to 1e-4, scientific below), '-' for None or NaN."""
+    if isinstance(value, Undefined):
+        value = None
     if value is None or isinstance(value, str):
         return "\u2013" if value is None else value
     if isinstance(value, bool):
@@ -33,23 +35,37 @@ def number(value: Any, digits: int = 4) -> str:
     if value.is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
     if abs(value) < 1e-4:
-        return f"{value:.{max(1, digits - 1)}e}"
+        mantissa, exponent = f"{value:.{max(1, digits - 1)}e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
     decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(value)))))
-    return f"{value:,.{decimals}f}"
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def percent(value: Any, decimals: int = 1) -> str:
     """A share in [0, 1] as a percentage, '-' for None or NaN."""
+    if isinstance(value, Undefined):
+        value = None
     if value is None or isinstance(value, str):
         return "\u2013" if value is None else value
     value = float(value)
     return "\u2013" if not math.isfinite(value) else f"{100 * value:.{decimals}f}%"
 
 
+def p_value(value: Any) -> str:
+    """A p-value for people: '< 1e-16' below what a double resolves near 1 - p, else 2 significant digits."""
+    if isinstance(value, Undefined) or value is None:
+        return "\u2013"
+    value = float(value)
+    if not math.isfinite(value):
+        return "\u2013"
+    return "< 1e-16" if value < 1e-16 else number(value, 2)
+
+
 def parse_time(value: Any) -> datetime | None:
     """A timestamp from ISO-8601 text (with Z or an offset; naive is UTC), epoch seconds, or a datetime; None when
     it is missing or unreadable."""
-    if value is None or value == "":
+    if isinstance(value, Undefined) or value is None or value == "":
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -66,21 +82,22 @@ def when(value: Any) -> str:
     """A timestamp as 'YYYY-MM-DD HH:MM:SS UTC'; the text itself when it cannot be read, '-' when missing."""
     parsed = parse_time(value)
     if parsed is None:
-        return "\u2013" if value in (None, "") else str(value)
+        return "\u2013" if isinstance(value, Undefined) or value in (None, "") else str(value)
     return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def short_hash(value: Any, length: int = 12) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None or isinstance(value, Undefined) else str(value)
     return text[:length] + "\u2026" if len(text) > length else text or "\u2013"
 
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    """Templates from the package directory; every value is HTML-escaped unless marked safe (the charts)."""
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+    """Templates from the package directory; every value is HTML-escaped unless marked safe (the charts). A field
+    absent from a record (an older version's lineage) renders as missing, never as an error."""
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=ChainableUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(num=number, pct=percent, when=when, short=short_hash)
+    env.filters.update(num=number, pct=percent, when=when, short=short_hash, p=p_value)
     return env
 
 
@@ -92,8 +109,11 @@ def render(template: str, **context: Any) -> str:
 
 
 def require_mapping(value: Any, what: str) -> dict[str, Any]:
-    """`value` as a dict (a dataclass is converted); raises ValidationError naming `what` otherwise."""
-    if hasattr(value, "__dataclass_fields__"):
+    """`value` as a dict (a dataclass or pydantic model is converted); raises ValidationError naming `what`
+    otherwise."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    elif hasattr(value, "__dataclass_fields__"):
         from dataclasses import asdict
 
         value = asdict(value)
