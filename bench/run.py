@@ -85,7 +85,9 @@ def fitted(algorithm: str, rows: int = TRAIN_ROWS):
 def model_shape(estimator: Any, data: Any) -> str:
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     size = {"HistGradientBoostingClassifier": lambda m: f"{m.n_iter_} iterations (early stopping)",
-            "RandomForestClassifier": lambda m: f"{len(m.estimators_)} trees, max depth {m.max_depth}"}
+            "RandomForestClassifier": lambda m: f"{len(m.estimators_)} trees, max depth {m.max_depth}",
+            "HistGradientBoostingRegressor": lambda m: f"{m.n_iter_} iterations (early stopping)",
+            "RandomForestRegressor": lambda m: f"{len(m.estimators_)} trees, max depth {m.max_depth}"}
     detail = size.get(type(final).__name__, lambda m: "")(final)
     return f"{type(final).__name__}{' ' + detail if detail else ''}, trained on {len(data.y):,} rows"
 
@@ -400,6 +402,58 @@ def bench_model_and_handler(reps: int) -> None:
                 rows_per_s >= batch_target, baseline=round(sk_rate), ratio=round(rows_per_s / sk_rate, 2))
 
 
+def fitted_regression(algorithm: str, rows: int = TRAIN_ROWS):
+    """A loss-given-default regression on the credit features, converted as training converts it."""
+    rows = min(rows, 3_000) if QUICK else rows
+    family = synthetic.loss_given_default_family(algorithm=algorithm)
+    data = parse_csv(synthetic.credit_task_csv("regression", rows, 7), family)
+    estimator, params = build_estimator(family, 42)
+    estimator.fit(data.X, data.y)
+    onnx_bytes = to_onnx_bytes(estimator, family, params, target_center=float(data.y.mean()))
+    return family, estimator, onnx_bytes, data
+
+
+def bench_regression_scoring(reps: int) -> None:
+    """Regression models (issue 17): the platform's single-row call (pre-bound session, the predicted value as the
+    API returns it) against scikit-learn's predict on the same rotating rows, and batches of 1,000 rows, as for
+    the classifiers. No targets: the classifiers' rows carry them; these are measured."""
+    from threadpoolctl import threadpool_limits
+
+    for short, algorithm in {"ridge": "ridge", "hgb": "hist_gradient_boosting", "rf": "random_forest"}.items():
+        family, estimator, onnx_bytes, data = fitted_regression(algorithm)
+        session = ScoringModel(onnx_bytes)
+        count = reps if short != "rf" else max(200, reps // 10)
+        rows_x = [data.X[i: i + 1] for i in range(1000)]
+        warm_x = [data.X[i: i + 1] for i in range(1000, 1100)]
+        for row_x in warm_x[:50]:
+            session.predict_lists(row_x)
+            estimator.predict(row_x)
+        ort_ns, skl_ns = [], []
+        for block in range(ROUNDS):
+            time.sleep(IDLE_S)
+            ort_ns += _time_rows(session.predict_lists, rows_x, block, max(1, reps // ROUNDS), warm_x)
+            skl_ns += _time_rows(estimator.predict, rows_x, block, max(1, count // ROUNDS), warm_x[:5])
+            time.sleep(IDLE_S)
+        ort50, ort99 = percentiles(ort_ns)
+        skl50, skl99 = percentiles(skl_ns)
+        row(f"single-row regression call {short}: sklearn / onnxruntime p50", skl50 / ort50, "x", "measured", None,
+            baseline=round(skl50, 2), onnxruntime_p50_us=round(ort50, 2), onnxruntime_p99_us=round(ort99, 2),
+            sklearn_p99_us=round(skl99, 2), input_dtype=str(np.dtype(session.input_dtype)),
+            model=model_shape(estimator, data), rows="1,000 distinct rows in rotation")
+        batch = data.X[:1000]
+        times, sk_times = [], []
+        for _ in range(ROUNDS):
+            time.sleep(IDLE_S)
+            _time_calls(partial(session.predict_values, batch), 3)
+            times += _time_calls(partial(session.predict_values, batch), max(1, reps // 1000))
+            with threadpool_limits(1):
+                sk_times += _time_calls(partial(estimator.predict, batch), 1)
+        rows_per_s = 1000 / (statistics.median(times) / 1e9)
+        sk_rate = 1000 / (statistics.median(sk_times) / 1e9)
+        row(f"batch of 1,000 rows, 1 thread, {short} regression", rows_per_s, "rows/s", "measured", None,
+            baseline=round(sk_rate), ratio=round(rows_per_s / sk_rate, 2))
+
+
 COLD_CHILD = r'''
 import json, os, sys, time
 t0 = time.perf_counter()
@@ -707,6 +761,7 @@ def write_outputs(env: dict[str, Any], quick: bool, path: Path) -> None:
 SECTIONS = {
     "handler": lambda quick: bench_handler_overhead(reps=2_000 if quick else 50_000),
     "model": lambda quick: bench_model_and_handler(reps=200 if quick else 5_000),
+    "regression": lambda quick: bench_regression_scoring(reps=200 if quick else 5_000),
     "cold": lambda quick: bench_cold_start(repeats=1 if quick else 7),
     "bundle": lambda quick: bench_bundle_size(),
     "drift": lambda quick: bench_drift(rows=20_000 if quick else 1_000_000),

@@ -90,7 +90,7 @@ class FamilyScoringProps:
 
 class FamilyScoring(Construct):
     """Scoring function of one family, its `live` alias (created once by the bootstrap custom resource), and
-    its two routes integrated with the alias, never with $LATEST or a CDK-managed version."""
+    its routes integrated with the alias, never with $LATEST or a CDK-managed version."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: FamilyScoringProps) -> None:
         super().__init__(scope, construct_id)
@@ -133,7 +133,10 @@ class FamilyScoring(Construct):
             predict.add_method("POST", integration, request_validator=props.api.validator,
                                request_models={"application/json": props.api.predict_model}),
             resource.add_method("GET", integration),
+            # The family's own OpenAPI document, generated from its schema (mlops.openapi).
+            resource.add_resource("openapi.json").add_method("GET", integration),
         ]
         for method in methods:  # the alias must exist before its invoke permissions and integrations
             method.node.add_dependency(self.setup)
-        self.routes = [f"POST /models/{family.name}/predict", f"GET /models/{family.name}"]
+        self.routes = [f"POST /models/{family.name}/predict", f"GET /models/{family.name}",
+                       f"GET /models/{family.name}/openapi.json"]

@@ -6,15 +6,17 @@ import time
 import uuid
 from typing import Any
 
-ROUTES = {"predict": "/models/{name}/predict", "describe": "/models/{name}"}
+ROUTES = {"predict": "/models/{name}/predict", "describe": "/models/{name}", "openapi": "/models/{name}/openapi.json"}
 
 
 def proxy_event(method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None,
                 is_base64: bool = False, source_ip: str = "127.0.0.1", stage: str = "local") -> dict[str, Any]:
-    """The event API Gateway sends for `method path` on the scoring API's two resources."""
+    """The event API Gateway sends for `method path` on the scoring API's resources."""
     parts = path.strip("/").split("/")
     name = parts[1] if len(parts) >= 2 and parts[0] == "models" else ""
     resource = ROUTES["predict"] if len(parts) == 3 and parts[2] == "predict" else ROUTES["describe"]
+    if len(parts) == 3 and parts[2] == "openapi.json":
+        resource = ROUTES["openapi"]
     request_id = str(uuid.uuid4())
     now = time.time()
     all_headers = {"Content-Type": "application/json", "Host": "localhost", **(headers or {})}

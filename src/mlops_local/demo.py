@@ -1,5 +1,6 @@
-"""`mlops demo`: the whole loop on embedded moto, told as five stories and checked at every step, then the
-user's own families (`--family FILE=DATA`); the summary is read back from the registry, never from expectations."""
+"""`mlops demo`: the whole loop on embedded moto, told as six stories (five on a binary family, one on a
+regression) and checked at every step, then the user's own families (`--family FILE=DATA`); the summary is read
+back from the registry, never from expectations."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .runtime import LocalPlatform
 from .traffic import TrafficGenerator
 
 FAMILY = "credit-risk"
+REGRESSION_FAMILY = "loss-given-default"
 
 
 def demo_family() -> Any:
@@ -38,6 +40,14 @@ def demo_family() -> Any:
                 "max_p99_latency_ms": 10_000, "lock_poll_seconds": 1, "lock_max_wait_seconds": 600},
         drift={"min_samples": 500, "auto_retrain": True},
     )
+
+
+def demo_regression_family() -> Any:
+    """The regression story's family: the loss given default (0..1, predictions clipped to [0, 1] in the graph)
+    on the credit features, time compressed and judged as `demo_family` is."""
+    compressed = demo_family()
+    return synthetic.loss_given_default_family(name=REGRESSION_FAMILY, capture_sample_rate=1.0,
+                                               canary=compressed.canary.model_dump(), drift={"min_samples": 500})
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,7 @@ class DemoReport:
     drift_verdicts: list[str] = field(default_factory=list)
     retrain_started: bool = False
     families: list[FamilyOutcome] = field(default_factory=list)
+    regression: FamilyOutcome | None = None
     requests: int = 0
     records: int = 0
     by_version: dict[str, int] = field(default_factory=dict)
@@ -124,6 +135,9 @@ class DemoReport:
             "versions": {str(v): s for v, s in sorted(self.versions.items())},
             "families": [{"name": f.name, "source": f.source, "data": f.data, "live_version": f.live_version,
                           "versions": {str(v): s for v, s in sorted(f.versions.items())}} for f in self.families],
+            "regression": None if self.regression is None else {
+                "name": self.regression.name, "live_version": self.regression.live_version,
+                "versions": {str(v): s for v, s in sorted(self.regression.versions.items())}},
             "requests": self.requests, "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "steps": [{"title": s.title, "ok": s.ok, "observed": s.observed, "seconds": round(s.seconds, 2)}
                       for s in self.steps],
@@ -149,7 +163,8 @@ class Demo:
         self.say("Starting the platform on embedded moto (S3, DynamoDB, Lambda, Step Functions, CloudWatch)...")
         # Captures are written in batches of 5 requests: the canary check reads one S3 object per batch, and one
         # object per request made every check take seconds on a loaded machine.
-        platform = LocalPlatform([family, *(u.family for u in self.families)], capture_flush_records=5).start()
+        platform = LocalPlatform([family, demo_regression_family(), *(u.family for u in self.families)],
+                                 capture_flush_records=5).start()
         traffic = TrafficGenerator(platform, family)
         try:
             self.say(f"  bucket s3://{platform.bucket}, registry table {platform.table}, "
@@ -166,7 +181,7 @@ class Demo:
         return self.report
 
     def tell(self, platform: LocalPlatform, traffic: TrafficGenerator) -> None:
-        """The five stories, then one per user family. A story that raises ends the built-in stories (the
+        """The six stories, then one per user family. A story that raises ends the built-in stories (the
         following ones build on it); user families are still trained."""
         stories: list[tuple[str, str, Callable[[Step], None]]] = [
             ("1. First model trained and live",
@@ -184,6 +199,10 @@ class Demo:
             ("5. Drifted traffic detected; policy starts a retrain",
              "normal traffic -> no drift; drifted traffic -> drift -> retrain on newest good data",
              lambda step: self._story_drift(platform, traffic, step)),
+            ("6. A regression family: loss given default, canaried on predicted values and promoted",
+             f"{REGRESSION_FAMILY} v1 live -> v2 beats it on RMSE, KS of predicted values vs v1 healthy at 10% "
+             "-> 50% -> 100%; the API answers numbers in [0, 1]",
+             lambda step: self._story_regression(platform, step)),
         ]
         failed = False
         for title, expected, story in stories:
@@ -317,6 +336,31 @@ class Demo:
                          f"{drifted['verdict']} on {drifted.get('drifted_features', [])}; retrain on "
                          f"{retrain.get('dataset', {}).get('key', '-')} -> {outcome}")
 
+    def _story_regression(self, platform: LocalPlatform, step: Step) -> None:
+        family = platform.registry.get_family(REGRESSION_FAMILY).family
+        first = self._run_pipeline(platform, REGRESSION_FAMILY, "v1.csv",
+                                   synthetic.credit_task_csv("regression", 400, 21))
+        traffic = TrafficGenerator(platform, family).start()
+        try:
+            run = self._run_pipeline(platform, REGRESSION_FAMILY, "v2.csv",
+                                     synthetic.credit_task_csv("regression", 8000, 22))
+            answer = json.loads(traffic.send_one()["body"])
+        finally:
+            traffic.stop()
+        v1, v2 = first.record, run.record
+        weights = canary_weights(platform, run.described["executionArn"])
+        values = answer.get("predictions") or []
+        step.ok = (v1 is not None and v2 is not None and v2.status == "live" and weights == [10, 50]
+                   and live_version(platform, REGRESSION_FAMILY) == v2.version and "probabilities" not in answer
+                   and bool(values) and all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values))
+        if v1 is None or v2 is None:
+            step.observed = f"no version registered; runs {first.outcome}; {run.outcome}"
+            return
+        primary = v2.lineage.get("gate", {}).get("primary_metric", {})
+        rmse = f"RMSE {primary['candidate']:.4f} vs live v1 {primary['live']:.4f}" if "live" in primary else "-"
+        step.observed = (f"v1 {v1.status}; v2 {v2.status} after canary steps {weights} + 100 ({rmse}); the API "
+                         f"answers predictions {[round(v, 3) for v in values[:3]]}")
+
     def _story_user_family(self, platform: LocalPlatform, user: UserFamily, step: Step) -> None:
         name = user.family.name
         if user.data is None:
@@ -333,7 +377,11 @@ class Demo:
         if record.status != "live":
             step.observed = f"v{record.version} {record.status}: {record.status_reason}"
             return
-        step.observed = f"v{record.version} live, holdout AUC {auc(record)}, classes {record.lineage.get('classes')}"
+        task = record.lineage.get("task", "binary_classification")
+        primary = record.lineage.get("gate", {}).get("primary_metric") or {}
+        figure = f"holdout AUC {auc(record)}" if task == "binary_classification" else \
+            f"{task}, holdout {primary.get('name', 'metric')} {number(primary.get('candidate'))}"
+        step.observed = f"v{record.version} live, {figure}, classes {record.lineage.get('classes')}"
         instances = sample_instances(data, user.family, user.data.name)
         if instances:
             response, _ = platform.invoke_scoring(name, proxy_event(
@@ -359,6 +407,8 @@ class Demo:
         r.families = [FamilyOutcome(u.family.name, live_version(platform, u.family.name),
                                     versions(platform, u.family.name), str(u.source),
                                     str(u.data) if u.data else None) for u in self.families]
+        r.regression = FamilyOutcome(REGRESSION_FAMILY, live_version(platform, REGRESSION_FAMILY),
+                                     versions(platform, REGRESSION_FAMILY), "built-in")
         r.requests, r.records = traffic.sent, traffic.records
         r.by_version, r.statuses = dict(traffic.by_version), dict(traffic.statuses)
 
@@ -371,6 +421,8 @@ class Demo:
         builtin = FamilyOutcome(FAMILY, r.live_version or 0, r.versions)
         self.say(f"   {FAMILY} (registry): {builtin.describe()}")
         self.say(f"   drift checks {r.drift_verdicts or 'none'}; retrain started {r.retrain_started}")
+        if r.regression is not None:
+            self.say(f"   {REGRESSION_FAMILY} (registry, regression): {r.regression.describe()}")
         for f in r.families:
             self.say(f"   {f.name} ({f.source}{', data ' + f.data if f.data else ', no data'}): {f.describe()}")
         self.say(f"   {r.requests} scoring requests ({r.records} records) answered by model versions "
@@ -432,6 +484,10 @@ def versions(platform: LocalPlatform, family: str) -> dict[int, str]:
 def auc(record: Any) -> str:
     value = record.lineage.get("metrics", {}).get("auc")
     return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "-"
 
 
 def parity(record: Any) -> str:

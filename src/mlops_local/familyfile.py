@@ -22,8 +22,11 @@ from pydantic import ValidationError as PydanticValidationError
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_ERRORS_LISTED = 10
 # Fields written by dump_family even when they hold their default: what a reader of the file must see.
-ALWAYS_WRITTEN = ("name", "algorithm", "target", "positive_label", "favorable_label", "threshold",
+ALWAYS_WRITTEN = ("name", "task", "algorithm", "target", "positive_label", "favorable_label", "threshold",
                   "sensitive_attribute", "min_rows_per_class", "features")
+# Fields a task does not use: left out of a dumped family of that task unless they differ from their default.
+NOT_WRITTEN_FOR_TASK = {"multiclass_classification": ("positive_label", "threshold"),
+                        "regression": ("positive_label", "threshold", "favorable_label", "min_rows_per_class")}
 _NESTED_MODELS: dict[str, type[BaseModel]] = {"features": Feature, "gate": GatePolicy, "canary": CanaryPolicy,
                                               "drift": DriftPolicy}
 
@@ -106,7 +109,8 @@ def dump_family(family: ModelFamily) -> str:
     one flow list)."""
     full = family.model_dump(mode="json")
     changed = family.model_dump(mode="json", exclude_defaults=True)
-    document = {key: full[key] for key in ALWAYS_WRITTEN if key != "features"}
+    skipped = NOT_WRITTEN_FOR_TASK.get(family.task, ())
+    document = {key: full[key] for key in ALWAYS_WRITTEN if key != "features" and key not in skipped}
     document.update({key: value for key, value in changed.items() if key not in document and key != "features"})
     document["features"] = [_feature_document(f) for f in family.features]
     return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110,

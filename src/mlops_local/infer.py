@@ -12,6 +12,10 @@ The rules (also in docs/families.md):
   ones; columns without missing values keep `reject`.
 - Positive label: as given; else a label whose name says it is the event of interest (bad, yes, 1, true,
   default...), else the minority class; the guess is stated in the notes. The other label is the favourable one.
+- Task (`infer_task`): as given; else two labels make a binary classification; a numeric target with
+  fractional values or more than MAX_CLASS_LEVELS distinct values a regression (with prediction_range [0, 1]
+  when every value lies in [0, 1]: a rate or a share); 3 or more labels otherwise a multiclass classification
+  (its favourable class for fairness, with --sensitive, guessed as the most frequent). The guess is stated.
 """
 
 from __future__ import annotations
@@ -37,12 +41,18 @@ POSITIVE_NAMES = ("bad", "yes", "y", "1", "true", "t", "default", "defaulted", "
 _INTEGER = re.compile(r"^-?\d{1,15}$")
 
 
+# A numeric target with more distinct values than this (or any fractional value) is a regression.
+MAX_CLASS_LEVELS = 20
+TASKS = ("binary_classification", "multiclass_classification", "regression")
+
+
 class InferenceError(ValueError):
     """The data set cannot give a family (no such target, not two labels, ...); the message says why."""
 
 
 def infer_family(path: Path | str, target: str, name: str, positive_label: str | None = None,
-                 sensitive: str | None = None, *, delimiter: str | None = None) -> tuple[ModelFamily, list[str]]:
+                 sensitive: str | None = None, *, delimiter: str | None = None,
+                 task: str | None = None) -> tuple[ModelFamily, list[str]]:
     """A starting family for a CSV (plain or gzip) and the notes a person should read (guesses, columns left
     out, missing values, problems the platform would refuse the data set for).
 
@@ -64,8 +74,12 @@ def infer_family(path: Path | str, target: str, name: str, positive_label: str |
         if sensitive == target:
             raise InferenceError("the sensitive attribute cannot be the target")
     markers = frozenset(DEFAULT_MISSING_MARKERS)
-    positive, negative, label_notes = _labels(table.columns[target], target, positive_label, markers)
-    notes += label_notes
+    task, task_spec, task_notes = infer_task(table.columns[target], target, task, positive_label, sensitive, markers)
+    notes += task_notes
+    if task == "binary_classification":
+        positive, negative, label_notes = _labels(table.columns[target], target, positive_label, markers)
+        notes += label_notes
+        task_spec = {"positive_label": positive, "favorable_label": negative}
     features: list[dict[str, Any]] = []
     for column in table.header:
         if column in (target, sensitive):
@@ -78,8 +92,8 @@ def infer_family(path: Path | str, target: str, name: str, positive_label: str |
     if not features:
         raise InferenceError("no column can be a feature: " + "; ".join(notes[-5:]))
     spec: dict[str, Any] = {
-        "name": name, "algorithm": DEFAULT_ALGORITHM, "target": target, "positive_label": positive,
-        "favorable_label": negative, "sensitive_attribute": sensitive, "features": features,
+        "name": name, "task": task, "algorithm": DEFAULT_ALGORITHM, "target": target, **task_spec,
+        "sensitive_attribute": sensitive, "features": features,
     }
     if not table.delimiter_detected:
         spec["delimiter"] = table.delimiter
@@ -87,11 +101,63 @@ def infer_family(path: Path | str, target: str, name: str, positive_label: str |
         family = ModelFamily.model_validate(spec)
     except PydanticValidationError as exc:
         raise InferenceError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
-    if sensitive is not None:
+    if sensitive is not None and task == "binary_classification":
         notes.append(f"fairness: favorable_label is {quote(label_text(negative))} (the negative class); change it "
                      "if the positive class is the favourable outcome")
     notes += _check(data, path.name, family)
     return family, notes
+
+
+def infer_task(cells: list[str], target: str, given: str | None, positive_label: str | None,
+               sensitive: str | None, markers: frozenset[str]) -> tuple[str, dict[str, Any], list[str]]:
+    """The family's task for a target column (see the module docstring), the task's own fields (regression:
+    prediction_range when it applies; multiclass with a sensitive attribute: favorable_label) and the notes.
+    Raises InferenceError for a task that the target cannot have, or a target that has none."""
+    if given is not None and given not in TASKS:
+        raise InferenceError(f"--task {quote(given)} is not one of {', '.join(TASKS)}")
+    present = [c for c in cells if c not in markers]
+    labels = Counter(_label_key(c) for c in present)
+    numbers = _numbers(present) if present else None
+    fractional = numbers is not None and not np.all(numbers == np.round(numbers))
+    if given is None:
+        if len(labels) == 2:
+            return "binary_classification", {}, []
+        if numbers is not None and len(labels) > 2 and (fractional or len(labels) > MAX_CLASS_LEVELS):
+            task, why = "regression", f"a numeric target with {len(labels)} distinct values"
+        elif len(labels) > 2:
+            task, why = "multiclass_classification", f"{len(labels)} distinct labels"
+        else:
+            raise InferenceError(f"target {quote(target)} has {len(labels)} distinct label(s); a family needs two "
+                                 "labels (binary), three or more (multiclass) or varying numbers (regression)")
+        notes = [f"task GUESSED: {task} ({why}); pass --task to choose"]
+    else:
+        task, notes = given, [f"task {given} (as given)"]
+    if positive_label is not None and task != "binary_classification":
+        raise InferenceError(f"--positive-label applies to binary_classification; the task is {task}")
+    if task == "binary_classification":
+        return task, {}, notes
+    if task == "regression":
+        if numbers is None:
+            bad = next(c for c in present if _numbers([c]) is None)
+            raise InferenceError(f"target {quote(target)} is not numeric ({quote(bad)}); a regression predicts "
+                                 "numbers")
+        spec: dict[str, Any] = {}
+        if numbers.min() >= 0 and numbers.max() <= 1:
+            spec["prediction_range"] = [0, 1]
+            notes.append("prediction_range [0, 1]: every target value lies in [0, 1] (a rate or a share); the "
+                         "model's predictions are clipped to it")
+        notes.append(f"target {quote(target)}: values from {numbers.min():g} to {numbers.max():g}, mean "
+                     f"{numbers.mean():g}")
+        return task, spec, notes
+    texts = _first_spellings(cells, markers)
+    shown = ", ".join(f"{quote(texts[k])} ({n})" for k, n in labels.most_common(10))
+    notes.append(f"classes of {quote(target)}: {shown}" + (" ..." if len(labels) > 10 else ""))
+    if sensitive is None:
+        return task, {}, notes
+    favorable = _typed(texts[labels.most_common(1)[0][0]])
+    notes.append(f"fairness: favorable_label GUESSED as {quote(label_text(favorable))} (the most frequent class); "
+                 "set the class whose rate is compared across groups")
+    return task, {"favorable_label": favorable}, notes
 
 
 def _require_column(header: tuple[str, ...], column: str, role: str) -> None:
@@ -214,6 +280,12 @@ def _check(data: bytes, key: str, family: ModelFamily) -> list[str]:
         dataset = parse_dataset(data, family, key)
     except DataSetError as exc:
         return [f"PROBLEM: with this family the data set is refused: {exc.message}"]
+    if family.task == "regression":
+        return [f"{dataset.rows} rows read as a regression of {quote(family.target)}"]
+    if family.task == "multiclass_classification":
+        counts = np.bincount(dataset.y, minlength=len(dataset.classes))
+        listed = ", ".join(f"{quote(c)} {n}" for c, n in zip(dataset.classes, counts, strict=True))
+        return [f"classes in sorted order: {listed} rows; each class needs at least {min_rows_per_class(family)}"]
     counts = np.bincount(dataset.y, minlength=2)
     needed = min_rows_per_class(family)
     return [f"classes: {quote(dataset.classes[0])} {counts[0]} rows (negative), {quote(dataset.classes[1])} "

@@ -88,14 +88,15 @@ class ScoringFront(BaseHTTPRequestHandler):
             return
         path = urlsplit(self.path).path.rstrip("/") or "/"
         parts = path.strip("/").split("/")
-        if not (parts[0] == "models" and (len(parts) == 2 or (len(parts) == 3 and parts[2] == "predict"))):
+        if not (parts[0] == "models" and (len(parts) == 2 or (len(parts) == 3 and parts[2] in ("predict",
+                                                                                            "openapi.json")))):
             return self._send(404, {"error": "NotFound",
-                                    "message": f"no route {method} {path}; use POST /models/<name>/predict "
-                                               "or GET /models/<name>"})
+                                    "message": f"no route {method} {path}; use POST /models/<name>/predict, "
+                                               "GET /models/<name> or GET /models/<name>/openapi.json"})
         name = parts[1]
         if name not in self.platform.scoring_functions:
             return self._send(404, {"error": "UnknownFamilyError", "message": f"model family {name!r} is not deployed"})
-        expected = "POST" if len(parts) == 3 else "GET"
+        expected = "POST" if len(parts) == 3 and parts[2] == "predict" else "GET"
         if method != expected:
             return self._send(405, {"error": "MethodNotAllowed", "message": f"use {expected} on {path}"},
                               {"Allow": expected})

@@ -228,7 +228,7 @@ def test_infer_prints_to_stdout_and_states_a_given_positive_label():
 @pytest.mark.parametrize(("args", "expected"), [
     (["--target", "status"], "did you mean 'Status'"),
     (["--target", "Status", "--positive-label", "Bad"], "--positive-label 'Bad' is not a label of 'Status'"),
-    (["--target", "Home"], "'Home' has 6 distinct labels"),
+    (["--target", "Home", "--task", "binary_classification"], "'Home' has 6 distinct labels"),
     (["--target", "Status", "--sensitive", "Sex"], "sensitive attribute column 'Sex' is not in the data set"),
 ])
 def test_infer_refuses_bad_arguments_with_exit_code_2(args, expected):

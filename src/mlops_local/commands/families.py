@@ -34,7 +34,12 @@ def families() -> None:
 
 @families.command()
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--target", required=True, help="The column to predict (two labels).")
+@click.option("--target", required=True,
+              help="The column to predict: two labels, three or more (multiclass), or numbers (regression).")
+@click.option("--task", type=click.Choice(["binary_classification", "multiclass_classification", "regression"]),
+              default=None, help="What the family predicts. Guessed when absent (two labels: binary; a numeric "
+                                 "target with many distinct values: regression; three or more labels: "
+                                 "multiclass), and the guess is said.")
 @click.option("--name", required=True, help="The family's name: lowercase letters, digits and '-'.")
 @click.option("--positive-label", default=None,
               help="The target value of the positive class (its probability is the score). Guessed when absent "
@@ -46,7 +51,7 @@ def families() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the family file here (YAML) instead of standard output.")
 @click.option("--force", is_flag=True, help="Overwrite the output file when it exists.")
-def infer(data: Path, target: str, name: str, positive_label: str | None, sensitive: str | None,
+def infer(data: Path, target: str, task: str | None, name: str, positive_label: str | None, sensitive: str | None,
           delimiter: str | None, output: Path | None, force: bool) -> None:
     """Write a starting family file for DATA (CSV or .csv.gz) to edit: feature kinds, categories, domains,
     missing-value handling and the positive label. Notes (guesses, columns left out, problems) go to stderr.
@@ -65,7 +70,7 @@ def infer(data: Path, target: str, name: str, positive_label: str | None, sensit
         raise FamiliesUsageError(f"{output} exists; pass --force to overwrite it")
     try:
         family, notes = infer_family(data, target, name, positive_label=positive_label, sensitive=sensitive,
-                                     delimiter=None if delimiter is None else DELIMITER_CHOICES[delimiter])
+                                     delimiter=None if delimiter is None else DELIMITER_CHOICES[delimiter], task=task)
     except (InferenceError, DataSetError) as exc:
         raise FamiliesUsageError(f"{data}: {exc}") from None
     for note in notes:
@@ -112,9 +117,10 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
             continue
         for family in declared:
             sensitive = family.sensitive_attribute or "none (no fairness gate)"
+            decision = (f"positive label {family.positive_label!r}, threshold {family.threshold}"
+                        if family.task == "binary_classification" else family.task)
             click.echo(f"ok: {path}: family {family.name}: {len(family.features)} features, target "
-                       f"{family.target!r}, positive label {family.positive_label!r}, threshold {family.threshold}, "
-                       f"sensitive attribute {sensitive}")
+                       f"{family.target!r}, {decision}, sensitive attribute {sensitive}")
             if data is None:
                 continue
             try:
@@ -123,9 +129,17 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
                 click.echo(f"invalid: {data} with family {family.name}: {exc.message}", err=True)
                 failed = True
                 continue
-            counts = [int((dataset.y == i).sum()) for i in (0, 1)]
-            click.echo(f"ok: {data}: {dataset.rows} rows; classes {dataset.classes[0]!r} {counts[0]} (negative), "
-                       f"{dataset.classes[1]!r} {counts[1]} (positive)")
+            if family.task == "binary_classification":
+                counts = [int((dataset.y == i).sum()) for i in (0, 1)]
+                click.echo(f"ok: {data}: {dataset.rows} rows; classes {dataset.classes[0]!r} {counts[0]} "
+                           f"(negative), {dataset.classes[1]!r} {counts[1]} (positive)")
+            elif family.task == "regression":
+                click.echo(f"ok: {data}: {dataset.rows} rows; target from {dataset.y.min():g} to "
+                           f"{dataset.y.max():g}")
+            else:
+                counts = [int((dataset.y == i).sum()) for i in range(len(dataset.classes))]
+                click.echo(f"ok: {data}: {dataset.rows} rows; classes " + ", ".join(
+                    f"{c!r} {n}" for c, n in zip(dataset.classes, counts, strict=True)))
             for warning in dataset.warnings:
                 click.echo(f"note: {warning}", err=True)
     if failed:

@@ -133,7 +133,8 @@ def flush_all(timeout: float = 10.0) -> bool:
 class CapturedRecord:
     """One scored record as captured: `inputs` as the client sent them (null for a missing value, the raw text
     of an unknown category), `label` the predicted class index (0 negative, 1 positive; the response carried the
-    original label), `probabilities` in class-index order (the last one is the positive class's)."""
+    original label), `probabilities` in class-index order (the last one is the positive class's). A regression's
+    record holds the predicted value in `label` and no probabilities (mlops.tasks.captured_predictions)."""
 
     at: float
     request_id: str

@@ -49,6 +49,8 @@ class DataSet:
     index 0..k-1 (k = len(categories)), index k = "other" (an undeclared category, for `unknown: other`); NaN =
     missing (only for features that accept missing values). y: int64 [rows] class index, 0 = negative, 1 = positive.
     classes: the original labels in index order (negative, positive), as the file spells them ("good", "bad").
+    Multiclass: y is the index into classes, the labels in sorted order (`task_target`). Regression: y is float64,
+    the target's values, and classes is empty.
     sensitive: str [rows] (a missing cell is the group "(missing)"), or None when the family declares none.
     row_ids: int64 [rows], 0..rows-1 in file order. line_numbers: int64 [rows], the physical line where each row
     starts (line 1 is the header). warnings: non-fatal findings (blank rows skipped, columns ignored...).
@@ -56,7 +58,7 @@ class DataSet:
 
     X: np.ndarray
     y: np.ndarray
-    classes: tuple[str, str]
+    classes: tuple[str, ...]
     sensitive: np.ndarray | None
     row_ids: np.ndarray
     line_numbers: np.ndarray
@@ -579,8 +581,11 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
     if total < MIN_ROWS:
         raise DataSetError(f"data set has {total} rows; at least {MIN_ROWS} are needed to train and hold out")
     y_groups = np.concatenate(targets)
-    y, classes = _classes(labels, y_groups, family)
-    _check_class_counts(y, classes, family)
+    if family.task == "binary_classification":
+        y, classes = _classes(labels, y_groups, family)
+        _check_class_counts(y, classes, family)
+    else:  # regression and multiclass targets: see task_target
+        y, classes = task_target(labels, y_groups, family, line_blocks)
     X = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     del blocks
     return DataSet(
@@ -773,3 +778,77 @@ def _is_number(text: str) -> bool:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+# A multiclass target with more labels than this is refused (free text or an identifier, not a class).
+MAX_CLASSES = 100
+
+
+def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
+                line_blocks: list[np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The target of a regression or multiclass family from its grouped labels (every row labelled).
+
+    Regression: y float64, each row's number; classes (). Raises DataSetError giving the count of rows whose
+    target is not a finite number (with their first lines), or for a constant target.
+    Multiclass: y int64, the index into classes; classes are the labels in sorted order: by value when every
+    label is a number (1, 2, 10), else by text (code point order: "A" < "B" < "a"). Raises DataSetError for
+    fewer than 3 labels, more than MAX_CLASSES, a class with fewer rows than the class-count rule
+    (`min_rows_per_class`, checked per class), or a favorable_label (declared with a sensitive attribute) that is
+    not one of the classes."""
+    texts = labels.texts
+    target = quote(family.target)
+    if family.task == "regression":
+        values = np.full(len(texts), np.nan)
+        for group, text in enumerate(texts):
+            number = _as_float(text)
+            if number is not None and math.isfinite(number):
+                values[group] = number
+        y = values[groups]
+        bad = np.flatnonzero(np.isnan(y))
+        if bad.size:
+            lines = np.concatenate(line_blocks)[bad[:MAX_ERRORS_REPORTED]]
+            examples = "; ".join(f"line {line}: {quote(texts[groups[i]])}" for line, i in
+                                 zip(lines, bad[:MAX_ERRORS_REPORTED], strict=True))
+            raise DataSetError(f"target {target}: {_count(int(bad.size), 'row')} of {y.size} without a finite number "
+                               f"(a regression predicts a number). First: {examples}", invalid_rows=int(bad.size),
+                               rows=int(y.size))
+        if np.unique(y).size < 2:
+            raise DataSetError(f"target {target} is constant ({y[0]:g} on every row); a regression needs values "
+                               "that vary")
+        return y, ()
+    counts = np.bincount(groups, minlength=len(texts))
+    found = ", ".join(f"{quote(texts[g])} ({counts[g]} rows)" for g in np.argsort(-counts, kind="stable")[:10])
+    if len(texts) < 3:
+        raise DataSetError(f"target {target} has {len(texts)} distinct label(s) ({found}); a multiclass family "
+                           "needs at least 3 (two labels: declare task binary_classification)")
+    if len(texts) > MAX_CLASSES:
+        raise DataSetError(f"target {target} has {len(texts)} distinct labels, over the limit of {MAX_CLASSES} "
+                           f"classes (free text or an identifier?). Most frequent: {found}")
+    numbers = [_as_float(text) for text in texts]
+    if all(n is not None and n == n for n in numbers):
+        order = sorted(range(len(texts)), key=lambda g: numbers[g])
+    else:
+        order = sorted(range(len(texts)), key=lambda g: texts[g])
+    rank = np.empty(len(texts), dtype=np.int64)
+    rank[order] = np.arange(len(texts))
+    classes = tuple(texts[g] for g in order)
+    needed = min_rows_per_class(family)
+    per_class = counts[order]
+    short = [f"{quote(classes[i])} has {per_class[i]}" for i in range(len(classes)) if per_class[i] < needed]
+    if short:
+        raise DataSetError(
+            f"target {target}: every class needs at least {needed} rows for the stratified holdout "
+            f"(min_rows_per_class {family.min_rows_per_class}, and at least 1/holdout_fraction = "
+            f"{1 / family.holdout_fraction:g}); " + ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""),
+            class_counts={c[:MAX_QUOTED_CHARS]: int(n) for c, n in zip(classes[:20], per_class[:20], strict=False)})
+    if family.sensitive_attribute is not None and not any(same_label(c, family.favorable_label) for c in classes):
+        raise DataSetError(f"the favorable_label {quote(label_text(family.favorable_label))} is not among the "
+                           f"classes of target {target}: {found}")
+    return rank[groups], classes
+
+
+def _as_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

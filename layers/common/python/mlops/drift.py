@@ -17,8 +17,9 @@ from .errors import PlatformError
 from .observability import MetricsPublisher, logger
 from .profile import PROFILE_FORMAT, category_counts, prediction_counts
 from .registry import REJECTED, ROLLED_BACK, FamilyRecord, ModelRegistry
-from .schemas import DriftPolicy, Feature, ModelFamily
+from .schemas import BINARY, DriftPolicy, Feature, ModelFamily
 from .stats import chi_square_against_frequencies, equal_weight_cramers_v, numeric_shift, pooled_chi_square, psi
+from .tasks import captured_predictions, prediction_drift
 from .trigger import DATASET_PREFIX, pipeline_input, start_pipeline
 
 REPORT_PREFIX = "reports/drift/"
@@ -31,7 +32,8 @@ def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns:
     """Per-feature drift figures and the verdict. docs/statistics.md has every formula and threshold.
 
     columns: feature name -> (n,) float64 captured values (NaN = missing; categorical: category index, k =
-    "other"); a feature absent from `columns` was not captured. predictions: (n,) positive-class probabilities.
+    "other"); a feature absent from `columns` was not captured. predictions: (n,) positive-class probabilities
+    (binary; regression: predicted values, multiclass: predicted class indices, tested in `prediction`).
 
     Each test needs significance and size. Numeric features: PSI >= `psi_threshold` with the chi-square test of
     the PSI bins significant; KS significant with D >= `ks_min_statistic`. Categorical features ("other" is its
@@ -60,8 +62,13 @@ def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns:
         verdict = "insufficient_data" if "insufficient_data" in statuses else "not_checked"
     baseline_predictions = profile.get("prediction", {})
     prediction_psi = (round(psi(np.asarray(baseline_predictions["psi_counts"]), prediction_counts(predictions)), 6)
-                      if n and "psi_counts" in baseline_predictions else None)
+                      if n and "psi_counts" in baseline_predictions and family.task == BINARY else None)
+    # Regression and multiclass families: their prediction distribution tested per task (mlops.tasks).
+    prediction = prediction_drift(family.task, baseline_predictions, predictions, policy)
+    if prediction is not None:
+        prediction_psi = prediction.get("psi")
     return {"verdict": verdict, "rows": n, "min_samples": policy.min_samples, "features": features,
+            **({"prediction": prediction} if prediction is not None else {}),
             "drifted_features": drifted_features if verdict == "drift" or verdict == "no_drift" else [],
             "unchecked_features": {name: f["reason"] for name, f in features.items() if f["status"] != "checked"},
             "prediction_psi": prediction_psi, "profile_format": int(profile.get("format", 1)),
@@ -188,7 +195,7 @@ def _baseline_category_counts(feature: Feature, base: dict[str, Any]) -> np.ndar
 def captured_columns(family: ModelFamily, records: list[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Captured inputs as float64 columns in the DataSet encoding (NaN = missing, including JSON null and a key
     absent from one record; categorical: category index, k = "other" for an undeclared category) and the
-    positive-class probabilities, (n,) each. A feature listed in never_capture, or absent from every captured
+    predictions per task, (n,) each. A feature listed in never_capture, or absent from every captured
     record, gets no column (the drift check reports it as not checked)."""
     columns: dict[str, np.ndarray] = {}
     count = len(records)
@@ -204,8 +211,7 @@ def captured_columns(family: ModelFamily, records: list[Any]) -> tuple[dict[str,
                  for r in records), dtype=np.float64, count=count)
         else:
             columns[name] = np.fromiter((_number(r.inputs.get(name)) for r in records), dtype=np.float64, count=count)
-    predictions = np.fromiter((r.probabilities[-1] for r in records), dtype=np.float64, count=count)
-    return columns, predictions
+    return columns, captured_predictions(family.task, records)
 
 
 def _number(value: Any) -> float:

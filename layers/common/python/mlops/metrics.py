@@ -135,3 +135,105 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, *, threshold: float
         "rows": int(y.size),
         "threshold": float(threshold),
     }
+
+
+def regression_metrics(y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+    """Holdout metrics of a regression, on the target's scale.
+
+    y, prediction: (n,) real, finite, n >= 1. Returns, unrounded:
+    - rmse: sqrt(mean((y - p)^2)), as sklearn.metrics.root_mean_squared_error;
+    - mae: mean(|y - p|), as mean_absolute_error;
+    - r2: 1 - SS_res / SS_tot with SS_tot = sum((y - mean(y))^2), as r2_score (force_finite): 1.0 when both sums
+      are 0 (a constant target predicted exactly), 0.0 when only SS_tot is 0;
+    - mean_error: mean(p - y) (bias: positive when the model over-predicts); target_mean, target_std (population),
+      prediction_mean and rows.
+    Computed in float64. Raises ValueError for shapes, an empty y, non-real or non-finite values."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"y must be a non-empty one-dimensional array of target values, got shape {y.shape}")
+    y = _scores(y, y.size, "y").astype(np.float64)
+    p = _scores(prediction, y.size, "predictions").astype(np.float64)
+    residual = y - p
+    ss_res = float(np.sum(residual ** 2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    if ss_tot > 0:
+        r2 = 1.0 - ss_res / ss_tot
+    else:  # a constant target (always so for one row)
+        # scikit-learn's rule: 1.0 when SS_res is 0 as computed (a residual whose square underflows counts as 0);
+        # for one row, where scikit-learn gives no value, only an exact prediction scores 1.0.
+        exact = ss_res == 0 if y.size > 1 else not residual.any()
+        r2 = 1.0 if exact else 0.0
+    return {
+        "rmse": float(np.sqrt(ss_res / y.size)),
+        "mae": float(np.mean(np.abs(residual))),
+        "r2": r2,
+        "mean_error": float(np.mean(-residual)),
+        "target_mean": float(y.mean()),
+        "target_std": float(y.std()),
+        "prediction_mean": float(p.mean()),
+        "rows": int(y.size),
+    }
+
+
+def _class_truth(y: np.ndarray, classes: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be one-dimensional class indices, got shape {y.shape}")
+    if y.size and not (np.issubdtype(y.dtype, np.integer) or np.array_equal(y, np.round(y))):
+        raise ValueError("y must hold integer class indices")
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(f"y must hold class indices 0..{classes - 1}; got {np.unique(y)[:5].tolist()}")
+    return y.astype(np.int64)
+
+
+def multiclass_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, object]:
+    """Holdout metrics of a multiclass classifier; the predicted class is the most probable one (ties: the
+    lowest index, as numpy.argmax and the ONNX graph's label).
+
+    y: (n,) class indices 0..k-1; proba: (n, k) probabilities in class-index order, k >= 2. Returns, unrounded:
+    - macro_auc: mean over the classes of the one-vs-rest ROC AUC of p[:, c] (`roc_auc`), as
+      sklearn.metrics.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=range(k)); NaN when a
+      class is absent from y (the AUC of that class is undefined; scikit-learn 1.9 returns NaN and warns);
+    - accuracy (accuracy_score); balanced_accuracy: mean recall over the classes present in y
+      (balanced_accuracy_score); macro_f1: mean F1 over the classes present in y or predicted, 0 for a class
+      with no true and no predicted row (f1_score(average="macro", zero_division=0));
+    - log_loss: -mean(ln p[i, y_i]) with p clipped to [eps, 1 - eps], eps the machine epsilon of proba's dtype,
+      no renormalisation (log_loss(y, proba, labels=range(k)), scikit-learn >= 1.5);
+    - class_rates: per class, the share of rows predicted in it; rows.
+    Raises ValueError for shapes, labels outside 0..k-1, probabilities outside [0, 1] or not finite."""
+    proba = np.asarray(proba)
+    if proba.ndim != 2 or proba.shape[1] < 2:
+        raise ValueError(f"probabilities must have shape (n, k) with k >= 2 classes, got {proba.shape}")
+    k = proba.shape[1]
+    y = _class_truth(y, k)
+    if proba.shape[0] != y.size:
+        raise ValueError(f"probabilities must have {y.size} rows like y, got {proba.shape[0]}")
+    if not np.issubdtype(proba.dtype, np.floating):
+        proba = proba.astype(np.float64)
+    if not np.isfinite(proba).all():
+        raise ValueError("probabilities contain NaN or infinite values")
+    if proba.size and (proba.min() < 0 or proba.max() > 1):
+        raise ValueError("probabilities must lie in [0, 1]")
+    predicted = np.argmax(proba, axis=1)
+    present = np.bincount(y, minlength=k) > 0
+    aucs = [roc_auc((y == c).astype(np.int64), proba[:, c]) for c in range(k) if 0 < np.count_nonzero(y == c) < y.size]
+    macro_auc = float(np.mean(aucs)) if present.all() and len(aucs) == k else float("nan")
+    recalls, f1s = [], []
+    for c in range(k):
+        truth, guess = y == c, predicted == c
+        tp = int(np.count_nonzero(truth & guess))
+        if truth.any():
+            recalls.append(tp / int(truth.sum()))
+        if truth.any() or guess.any():
+            f1s.append(_ratio(2 * tp, int(truth.sum()) + int(guess.sum())))
+    eps = np.finfo(proba.dtype).eps
+    chosen = np.clip(proba[np.arange(y.size), y], eps, proba.dtype.type(1) - eps).astype(np.float64)
+    return {
+        "macro_auc": macro_auc,
+        "accuracy": _ratio(int(np.count_nonzero(predicted == y)), int(y.size)),
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
+        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+        "log_loss": float(-np.mean(np.log(chosen))) if y.size else float("nan"),
+        "class_rates": (np.bincount(predicted, minlength=k) / max(1, y.size)).tolist(),
+        "rows": int(y.size),
+    }

@@ -17,13 +17,18 @@ from .evaluation import (
     gate_decision,
     leakage_warnings,
     parity,
+    regression_parity,
+    task_gate_decision,
+    task_leakage_warnings,
+    task_metrics,
+    task_trivial_comparison,
     trivial_model_comparison,
 )
 from .fairness import fairness_for_state, fairness_metrics, fairness_not_checked
 from .lineage import CodeVersion, DataSetRef, HoldoutRef, LineageRecord
 from .metrics import classification_metrics
 from .registry import LIVE, REJECTED, ModelRegistry
-from .schemas import ModelFamily, same_label
+from .schemas import BINARY, REGRESSION, ModelFamily, same_label
 
 # Per-feature leakage figures carried in the state: the strongest ones only (the state limit is 256 KB).
 MAX_FEATURE_AUCS_IN_STATE = 50
@@ -72,7 +77,7 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
         dataset.X[holdout_rows], dataset.y[holdout_rows],
         None if dataset.sensitive is None else dataset.sensitive[holdout_rows],
         dataset.row_ids[holdout_rows], model.sklearn_holdout_proba, model.sklearn_holdout_labels,
-        line_numbers=dataset.line_numbers[holdout_rows],
+        line_numbers=dataset.line_numbers[holdout_rows], sklearn_predictions=model.sklearn_holdout_predictions,
     )
     meta = {"family": family.name}
     artifact = ctx.artifacts.put(model.onnx_bytes, "model/onnx", meta)
@@ -94,19 +99,29 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
         "code": CodeVersion(package="mlops", package_version=codeversion.package_version(),
                             git_revision=ctx.git_revision or codeversion.git_revision(),
                             libraries=model.library_versions).model_dump(),
+        "task": family.task,
         "algorithm": family.algorithm,
         "hyperparameters": model.hyperparameters,
         "classes": list(model.classes),
-        "positive_label": model.classes[1],
+        "positive_label": model.classes[1] if family.task == BINARY else None,
         "threshold": model.threshold,
         "input_dtype": model.input_dtype,
-        "training_positive_rate": round(model.training_positive_rate, 6),
+        **_trivial_parameters(model),
         "single_feature_auc": dict(strongest[:MAX_FEATURE_AUCS_IN_STATE]),
         "data_warnings": [w[:300] for w in dataset.warnings[:MAX_WARNINGS_IN_STATE]],
         "seed": seed,
         "fit_seconds": round(model.fit_seconds, 3),
         "trained_at": datetime.now(UTC).isoformat(),
     }
+
+
+def _trivial_parameters(model: Any) -> dict[str, Any]:
+    """What the trivial model of the task needs, from the training rows (carried to Evaluate in the state)."""
+    if model.task == BINARY:
+        return {"training_positive_rate": round(model.training_positive_rate, 6)}
+    if model.task == REGRESSION:
+        return {"training_target_mean": model.training_target_mean, "training_target_std": model.training_target_std}
+    return {"training_class_prior": [round(p, 6) for p in model.training_class_prior]}
 
 
 def load_holdout(artifacts: ArtifactStore, sha256: str) -> dict[str, np.ndarray]:
@@ -124,23 +139,17 @@ def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]
     train = _require(event, "train")
     holdout = load_holdout(ctx.artifacts, train["holdout"]["artifact_sha256"])
     model = ScoringModel(ctx.artifacts.get(train["artifact"]["sha256"]))
+    if model.task != BINARY:
+        return _evaluate_task(ctx, family, record.live_version, train, holdout, model)
     graph_labels, proba = model.predict_matrix(holdout["X"])
     # Decisions at the family's threshold (the artifact's, as served): metrics, fairness and the trivial model.
     labels = model.decide(proba)
     y = holdout["y"]
     metrics = classification_metrics(y, proba, threshold=model.threshold)
-    if family.sensitive_attribute is None:
-        fairness = fairness_not_checked("the family declares no sensitive attribute")
-    elif "sensitive" not in holdout:
-        fairness = fairness_not_checked(f"the holdout holds no {family.sensitive_attribute!r} values")
+    if (reason := _fairness_not_checked_reason(family, holdout)) is not None:
+        fairness = fairness_not_checked(reason)
     else:
-        # Every group to the artifact store; the state carries the largest (a high-cardinality attribute would
-        # outgrow Step Functions' 256 KB).
-        groups = fairness_metrics(y, labels, holdout["sensitive"], _favorable_index(family, model.classes),
-                                  min_group_size=family.gate.min_group_size, attribute=family.sensitive_attribute,
-                                  favorable_label=family.favorable_label)
-        detail = ctx.artifacts.put_json(groups, "fairness/json", {"family": family.name})
-        fairness = fairness_for_state(groups, detail.to_dict())
+        fairness = _classification_fairness(ctx, family, y, labels, holdout["sensitive"], model.classes)
     # Parity compares the graph with the trained model on their own terms: probabilities and argmax labels.
     parity_result = parity(proba, graph_labels, holdout["sklearn_proba"], holdout["sklearn_labels"],
                            family.gate.parity_tolerance)
@@ -153,6 +162,83 @@ def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]
     return {"metrics": metrics, "fairness": fairness, "parity": parity_result, "gate": gate,
             "trivial_model": trivial, "warnings": warnings, "threshold": model.threshold,
             "live": live, "first_model": record.live_version == 0}
+
+
+def _evaluate_task(ctx: PipelineContext, family: ModelFamily, live_version: int, train: dict[str, Any],
+                   holdout: dict[str, np.ndarray], model: Any) -> dict[str, Any]:
+    """evaluate_step for a regression or multiclass candidate: its ONNX outputs on the holdout, parity with the
+    trained model (regression: on the target's scale), the task's metrics, fairness, the trivial model and the
+    live model on the same rows, and the gate decision."""
+    from .tasks import regression_fairness
+
+    task = model.task
+    y = holdout["y"]
+    reason = _fairness_not_checked_reason(family, holdout)
+    fairness: dict[str, Any] = fairness_not_checked(reason) if reason is not None else {}
+    if task == REGRESSION:
+        output = model.predict_values(holdout["X"])
+        parity_result = regression_parity(output, holdout["sklearn_predictions"],
+                                          float(train.get("training_target_std") or 0.0), family.gate.parity_tolerance)
+        if reason is None:
+            fairness = regression_fairness(y, output, holdout["sensitive"], family.gate.min_group_size)
+    else:
+        graph_labels, output = model.predict_matrix(holdout["X"])
+        parity_result = parity(output, graph_labels, holdout["sklearn_proba"], holdout["sklearn_labels"],
+                               family.gate.parity_tolerance)
+        if reason is None:  # parity on the favourable class, as for binary families
+            fairness = _classification_fairness(ctx, family, y, model.decide(output), holdout["sensitive"],
+                                                model.classes)
+    metrics = task_metrics(task, y, output)
+    metric = family.gate.metric_for(task)
+    trivial = task_trivial_comparison(task, metric, y, metrics, class_prior=train.get("training_class_prior"),
+                                      target_mean=train.get("training_target_mean"))
+    live = _live_task_metrics(ctx, family, live_version, holdout, model)
+    warnings = task_leakage_warnings(family.gate, task, metrics)
+    gate = task_gate_decision(family.gate, task, metrics, fairness, parity_result, live, trivial=trivial,
+                              leakage=warnings)
+    return {"metrics": metrics, "fairness": fairness, "parity": parity_result, "gate": gate,
+            "trivial_model": trivial, "warnings": warnings, "threshold": None, "live": live,
+            "first_model": live_version == 0}
+
+
+def _live_task_metrics(ctx: PipelineContext, family: ModelFamily, live_version: int, holdout: dict[str, np.ndarray],
+                       candidate: Any) -> dict[str, Any] | None:
+    """The live model's metrics on the candidate's holdout (regression and multiclass), or its recorded metrics
+    when it cannot score these rows the same way (other features, task or classes)."""
+    if not live_version:
+        return None
+    from .scoring import ScoringModel
+
+    live = ctx.registry.get_version(family.name, live_version)
+    live_model = ScoringModel(ctx.artifacts.get(live.artifact_sha256))
+    if (live_model.feature_names != tuple(family.feature_names) or live_model.task != candidate.task
+            or live_model.classes != candidate.classes):
+        return {"version": live_version, **live.lineage.get("metrics", {}), "basis": "recorded metrics"}
+    output = live_model.predict_values(holdout["X"]) if candidate.task == REGRESSION else \
+        live_model.predict_matrix(holdout["X"])[1]
+    return {"version": live_version, **task_metrics(candidate.task, holdout["y"], output),
+            "basis": "candidate holdout"}
+
+
+def _fairness_not_checked_reason(family: ModelFamily, holdout: dict[str, np.ndarray]) -> str | None:
+    """Why fairness cannot be checked on this holdout (None: it can)."""
+    if family.sensitive_attribute is None:
+        return "the family declares no sensitive attribute"
+    if "sensitive" not in holdout:
+        return f"the holdout holds no {family.sensitive_attribute!r} values"
+    return None
+
+
+def _classification_fairness(ctx: PipelineContext, family: ModelFamily, y: np.ndarray, labels: np.ndarray,
+                             sensitive: np.ndarray, classes: list[Any]) -> dict[str, Any]:
+    """Parity of the decided classes on the favourable class (binary and multiclass). Every group goes to the
+    artifact store; the state carries the largest (a high-cardinality attribute would outgrow Step Functions'
+    256 KB)."""
+    groups = fairness_metrics(y, labels, sensitive, _favorable_index(family, classes),
+                              min_group_size=family.gate.min_group_size, attribute=family.sensitive_attribute,
+                              favorable_label=family.favorable_label)
+    detail = ctx.artifacts.put_json(groups, "fairness/json", {"family": family.name})
+    return fairness_for_state(groups, detail.to_dict())
 
 
 def _favorable_index(family: ModelFamily, classes: list[Any]) -> int:
@@ -197,8 +283,10 @@ def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> d
         previous_live_version=record.live_version or None, trained_at=train["trained_at"],
         pipeline_execution=run_id,
         # The decision rule the metrics, fairness and gate were computed at, and what the response will carry.
-        classes=train.get("classes", [0, 1]), positive_label=train.get("positive_label", 1),
-        threshold=train.get("threshold", 0.5), input_dtype=train.get("input_dtype", "float32"),
+        task=train.get("task", BINARY), classes=train.get("classes", [0, 1]),
+        positive_label=train.get("positive_label", 1) if train.get("task", BINARY) == BINARY else None,
+        threshold=train.get("threshold", 0.5) if train.get("task", BINARY) == BINARY else None,
+        input_dtype=train.get("input_dtype", "float32"),
         trivial_model=evaluation.get("trivial_model"), warnings=evaluation.get("warnings", []),
     ).model_dump(mode="json")
     version = ctx.registry.allocate_version(family_name, lineage, actor=f"pipeline:{run_id}",

@@ -25,8 +25,10 @@ from .observability import MetricsPublisher, logger
 from .pipeline import PipelineContext, register_step
 from .profile import PREDICTION_EDGES
 from .registry import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
+from .schemas import BINARY, CanaryPolicy
 from .settings import Env
 from .stats import bin_counts, psi
+from .tasks import Divergence, canary_divergence, captured_task_predictions
 
 ALIAS = "live"
 LOCK_TTL_SECONDS = 24 * 3600
@@ -250,7 +252,9 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
     """Judge the bake window: errors, p99 latency and prediction divergence from the live version on the
     same traffic. Decision: step_up, promote, rollback, or wait (not enough canary traffic yet).
 
-    Divergence (`canary.prediction_divergence`: a significant test and a large effect) is acted on once per step,
+    Divergence (a significant test and a large effect: `canary.prediction_divergence` on the predicted classes of
+    a binary family, `tasks.canary_divergence` on a regression's predicted values or a multiclass family's
+    predicted classes; one level, `divergence_pvalue` split across the judged steps) is acted on once per step,
     when the window is complete (enough requests and captured predictions on both sides): a window that waits is
     judged again with more traffic, and acting on every look would raise the false-rollback rate above the
     policy's `divergence_pvalue`."""
@@ -275,6 +279,24 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
         if traffic.p99_ms is not None and traffic.p99_ms > policy.max_p99_latency_ms:
             reasons.append(f"p99 latency {traffic.p99_ms:.1f} ms over {policy.max_p99_latency_ms:.1f} ms")
     since = float(canary["window_start"])
+    if record.family.task == BINARY:
+        divergence = _binary_divergence(ctx, family, canary, since, policy, figures)
+    else:  # regression, multiclass: a two-sample test and an effect size per task (mlops.tasks)
+        new = captured_task_predictions(ctx.captures, record.family, int(canary["version"]), since)
+        old = captured_task_predictions(ctx.captures, record.family, int(canary["live_version"]), since)
+        divergence = canary_divergence(record.family.task, old, new, policy)
+        figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size),
+                        "divergence": {**{k: v for k, v in divergence.figures.items()
+                                          if k not in ("canary_predictions", "live_predictions")},
+                                       "diverged": divergence.diverged if divergence.judged else None,
+                                       "summary": divergence.summary}})
+    return _canary_decision(policy, canary, traffic.invocations, divergence, figures, reasons, idle)
+
+
+def _binary_divergence(ctx: RolloutContext, family: str, canary: dict[str, Any], since: float,
+                       policy: CanaryPolicy, figures: dict[str, Any]) -> Divergence:
+    """The predicted classes of a binary family's canary against the live version's (`canary.prediction_divergence`),
+    with its figures (and the probability PSI, information only) added to `figures`."""
     new_labels, new = _predictions(ctx, family, int(canary["version"]), since)
     old_labels, old = _predictions(ctx, family, int(canary["live_version"]), since)
     # Decisions, not calibration: a better model may shift probabilities, a broken one flips decisions.
@@ -285,25 +307,35 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
         figures["positive_rate"] = {side: round(rate, 6) for side, rate in divergence["positive_rate"].items()}
         # The predicted-probability distribution is information only (a better model may be calibrated anew).
         figures["probability_psi"] = round(psi(bin_counts(old, PREDICTION_EDGES), bin_counts(new, PREDICTION_EDGES)), 6)
-    enough = traffic.invocations >= policy.min_requests and divergence["status"] == "checked"
-    if enough and divergence["diverged"]:
-        reasons.append(f"predicted classes diverge from live v{canary['live_version']} on the same traffic: "
-                       f"{divergence['summary']}")
+    return Divergence(divergence["status"] == "checked", bool(divergence["diverged"]), figures["divergence"],
+                      divergence["summary"], "predicted classes")
+
+
+def _canary_decision(policy: CanaryPolicy, canary: dict[str, Any], invocations: float, divergence: Divergence,
+                     figures: dict[str, Any], reasons: list[str], idle: int) -> dict[str, Any]:
+    """The canary check's decision, for every task: rollback on any reason (errors, latency, or divergence
+    judged on a complete window: at least `min_requests` requests and a verdict on the captured predictions);
+    wait while the window is incomplete (rollback after `max_idle_windows`); else step up, or promote at the
+    last step."""
+    enough = invocations >= policy.min_requests and divergence.judged
+    if enough and divergence.diverged:
+        reasons.append(divergence.reason.replace("the live version", f"live v{canary['live_version']}"))
     if reasons:
         return {"decision": "rollback", "reasons": reasons, "figures": figures, "idle_windows": idle}
+    new, old = figures["canary_predictions"], figures["live_predictions"]
     if not enough:
         if idle + 1 > policy.max_idle_windows:
             return {"decision": "rollback", "figures": figures, "idle_windows": idle + 1, "reasons": [
                 f"not enough canary traffic to judge after {idle + 1} bake windows "
-                f"({traffic.invocations:.0f} requests, {new.size} captured canary and {old.size} live predictions; "
+                f"({invocations:.0f} requests, {new} captured canary and {old} live predictions; "
                 f"{policy.min_requests} needed)"]}
         return {"decision": "wait", "figures": figures, "idle_windows": idle + 1,
-                "reasons": [f"waiting for traffic: {traffic.invocations:.0f} requests, {new.size} captured canary "
-                            f"and {old.size} live predictions ({policy.min_requests} needed)"]}
+                "reasons": [f"waiting for traffic: {invocations:.0f} requests, {new} captured canary "
+                            f"and {old} live predictions ({policy.min_requests} needed)"]}
     step = int(canary["step"])
     decision = "promote" if step + 1 >= len(policy.steps) or policy.steps[step + 1] >= 100 else "step_up"
     return {"decision": decision, "figures": figures, "idle_windows": 0,
-            "reasons": [f"canary healthy: {divergence['summary']}"]}
+            "reasons": [f"canary healthy: {divergence.summary}"]}
 
 
 def _rounded(divergence: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,26 @@ FAMILY_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 # metric dimensions and log fields: letters, digits, '_', '.', '-', and inner spaces.
 FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\- ]{0,62}[A-Za-z0-9_.\-]$|^[A-Za-z_]$")
 
-Algorithm = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+# What a family predicts. A binary classifier scores the positive class's probability and decides at a threshold;
+# a multiclass classifier gives one probability per class and predicts the most probable one; a regression
+# predicts a number on the target's scale.
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+BINARY: Task = "binary_classification"
+MULTICLASS: Task = "multiclass_classification"
+REGRESSION: Task = "regression"
+# The linear model is logistic regression for the classification tasks and Ridge for regressions; random forests
+# and HistGradientBoosting are the classifier or the regressor of scikit-learn, by task.
+Algorithm = Literal["logistic_regression", "ridge", "random_forest", "hist_gradient_boosting"]
+LINEAR_ALGORITHMS = ("logistic_regression", "ridge")
+# The gate's primary metric per task (the first is the default) and which way is better. `auc` is the binary ROC
+# AUC, `macro_auc` the multiclass macro one-vs-rest AUC; rmse, mae and log_loss are lower-is-better.
+PrimaryMetric = Literal["auc", "macro_auc", "accuracy", "macro_f1", "log_loss", "rmse", "mae", "r2"]
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    BINARY: ("auc",),
+    MULTICLASS: ("macro_auc", "accuracy", "macro_f1", "log_loss"),
+    REGRESSION: ("rmse", "mae", "r2"),
+}
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 FeatureKind = Literal["numeric", "categorical"]
 # How a feature's missing values are handled. `reject`: a data set or request with a missing value is refused.
 # median / mean / most_frequent / constant: imputed with the statistic fitted on training rows only, inside the ONNX
@@ -117,6 +136,25 @@ class GatePolicy(_Frozen):
     # groups are reported with their sizes. Fewer than two qualifying groups: "insufficient data", not a pass at 0.
     min_group_size: int = Field(30, ge=1)
     parity_tolerance: float = Field(1e-5, gt=0.0, le=1e-2)
+    # The metric candidates are ranked on against the live model (None: the task's default, see TASK_METRICS),
+    # and how much better the candidate must be on it, in the metric's own units (for rmse, mae and log_loss the
+    # reduction; negative: a tolerance). None: `min_auc_margin` for the AUC metrics, 0 for the others.
+    primary_metric: PrimaryMetric | None = None
+    min_primary_margin: float | None = None
+    # Regression fairness, in units of the holdout target's standard deviation: the spread (max - min) across the
+    # sensitive groups of the mean prediction, and of the mean absolute error.
+    max_mean_prediction_spread: float = Field(0.25, ge=0.0)
+    max_mae_spread: float = Field(0.25, ge=0.0)
+
+    def metric_for(self, task: str) -> str:
+        """The primary metric for a family of `task`: the declared one, else the task's default."""
+        return self.primary_metric or TASK_METRICS[task][0]
+
+    def margin_for(self, metric: str) -> float:
+        """The required improvement over the live model on `metric` (see `min_primary_margin`)."""
+        if self.min_primary_margin is not None:
+            return self.min_primary_margin
+        return self.min_auc_margin if metric in ("auc", "macro_auc") else 0.0
 
 
 def _retired_prediction_psi_schema(schema: dict) -> None:
@@ -134,13 +172,18 @@ class CanaryPolicy(_Frozen):
     bake_seconds: int = Field(300, ge=0, le=86_400)
     max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
     max_p99_latency_ms: float = Field(500.0, gt=0.0)
-    # Predicted classes, canary vs live on the same bake window, diverge when they differ significantly AND by a
-    # large enough effect (docs/statistics.md, "Canary divergence"). `divergence_pvalue` bounds the false-rollback
-    # rate of an identical model over a whole rollout: each judged step tests at divergence_pvalue / (steps - 1).
+    # The canary's predictions, vs the live version's on the same bake window, diverge when they differ
+    # significantly AND by a large enough effect (docs/statistics.md, "Canary divergence"; per task, "Regression
+    # and multiclass families"). `divergence_pvalue` is the level for every task: it bounds the false-rollback
+    # rate of an identical model over a whole rollout, each judged step testing at divergence_pvalue / (steps - 1).
     divergence_pvalue: float = Field(0.01, gt=0.0, lt=1.0)
-    # Cohen's h of the predicted-class shares (0 identical .. pi disjoint); 0.5 is Cohen's "medium" effect and
-    # matches the retired max_prediction_psi 0.25 (for two classes PSI ~ h^2 for small shifts).
+    # The effect sizes, per task. Binary: Cohen's h of the predicted-class shares (0 identical .. pi disjoint);
+    # 0.5 is Cohen's "medium" effect and matches the retired max_prediction_psi 0.25 (for two classes PSI ~ h^2
+    # for small shifts). Regression (mlops.tasks.canary_divergence): the two-sample KS D of the predicted values.
+    # Multiclass: the equal-weight Cramér's V of the predicted classes.
     divergence_min_cohens_h: float = Field(0.5, gt=0.0, le=math.pi)
+    max_prediction_ks_statistic: float = Field(0.2, gt=0.0, le=1.0)
+    max_prediction_cramers_v: float = Field(0.2, gt=0.0, le=1.0)
     # Below this many canary requests (and captured predictions on each side) in a bake window the check cannot
     # judge, so it waits another window.
     min_requests: int = Field(20, ge=1)
@@ -209,7 +252,8 @@ class ModelFamily(_Frozen):
     """A model family: one task, one feature schema, one stream of versions."""
 
     name: str
-    task: Literal["binary_classification"] = "binary_classification"
+    task: Task = BINARY
+    # Default: logistic_regression for the classification tasks, ridge for a regression.
     algorithm: Algorithm = "logistic_regression"
     hyperparameters: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
     target: str
@@ -222,8 +266,12 @@ class ModelFamily(_Frozen):
     # Optional: a family without one skips the fairness checks, and its gate decision says so.
     sensitive_attribute: str | None = None
     # The class label that counts as the favourable outcome in fairness figures ("good", 0, "no default"),
-    # in the target's own terms.
+    # in the target's own terms. A multiclass family with a sensitive attribute declares it (the class whose
+    # predicted rate is compared across groups); a regression has none (its fairness figures are spreads).
     favorable_label: Label = 0
+    # Regression only: predictions are clipped to [low, high] inside the ONNX graph (e.g. [0, 1] for a loss
+    # given default), so the served model never answers outside the target's range.
+    prediction_range: tuple[float, float] | None = None
     seed: int = 42
     holdout_fraction: float = Field(0.2, gt=0.05, lt=0.5)
     # Every class needs at least this many rows, so the stratified holdout holds each class and training keeps it.
@@ -245,6 +293,49 @@ class ModelFamily(_Frozen):
             raise ValueError(f"family name {value!r} must match {FAMILY_NAME.pattern}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_algorithm_per_task(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("task") == REGRESSION and data.get("algorithm") is None:
+            return {**data, "algorithm": "ridge"}
+        return data
+
+    @model_validator(mode="after")
+    def _task_consistent(self) -> ModelFamily:
+        """Per-task fields: positive_label and threshold are binary only (left at their defaults otherwise, so a
+        dumped family reads back); a regression takes no logistic regression, a classifier no ridge; the
+        prediction range is a regression's; the primary metric must be one of the task's."""
+        binary = self.task == BINARY
+        if not binary:
+            if not same_label(self.positive_label, 1) or self.threshold != 0.5:
+                raise ValueError(f"positive_label and threshold apply to binary_classification only; a {self.task} "
+                                 "family does not declare them")
+        if self.task == REGRESSION:
+            if self.algorithm == "logistic_regression":
+                raise ValueError("algorithm 'logistic_regression' is a classifier; a regression uses ridge, "
+                                 "random_forest or hist_gradient_boosting")
+            if not same_label(self.favorable_label, 0):
+                raise ValueError("favorable_label applies to classification tasks; a regression's fairness figures "
+                                 "are the spreads of group mean predictions and errors")
+        elif self.algorithm == "ridge":
+            raise ValueError(f"algorithm 'ridge' is a regressor; a {self.task} family uses logistic_regression, "
+                             "random_forest or hist_gradient_boosting")
+        if self.prediction_range is not None:
+            if self.task != REGRESSION:
+                raise ValueError("prediction_range applies to regression families only")
+            low, high = self.prediction_range
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"prediction_range [{low}, {high}] must be two finite numbers, low < high")
+        if (self.task == MULTICLASS and self.sensitive_attribute is not None
+                and "favorable_label" not in self.model_fields_set):
+            raise ValueError("a multiclass family with a sensitive_attribute declares favorable_label: the class "
+                             "whose predicted rate is compared across the groups")
+        metric = self.gate.primary_metric
+        if metric is not None and metric not in TASK_METRICS[self.task]:
+            raise ValueError(f"gate.primary_metric {metric!r} does not apply to {self.task}; use one of "
+                             f"{list(TASK_METRICS[self.task])}")
+        return self
+
     @model_validator(mode="after")
     def _columns_consistent(self) -> ModelFamily:
         names = [f.name for f in self.features]
@@ -263,6 +354,15 @@ class ModelFamily(_Frozen):
         if native and self.algorithm != "hist_gradient_boosting":
             raise ValueError(f"features {native}: missing 'native' needs algorithm hist_gradient_boosting")
         return self
+
+    @property
+    def is_linear(self) -> bool:
+        """The linear algorithm of the task: logistic regression (classification) or Ridge (regression)."""
+        return self.algorithm in LINEAR_ALGORITHMS
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task != REGRESSION
 
     def is_positive(self, label: Label) -> bool:
         """Whether a target value (as parsed from a data set, or as declared) names the positive class."""

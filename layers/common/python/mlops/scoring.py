@@ -57,12 +57,21 @@ _NUMERIC_TYPES = frozenset({int, float})
 FAST_PATH_MIN_RECORDS = 12
 
 
+BINARY = "binary_classification"
+MULTICLASS = "multiclass_classification"
+REGRESSION = "regression"
+
+
 class ScoringModel:
-    """An ONNX model ready to serve. The feature schema, classes and decision threshold come from the artifact's
-    metadata, so what is validated is exactly what the model was trained on.
+    """An ONNX model ready to serve. The task, feature schema, classes and decision threshold come from the
+    artifact's metadata, so what is validated is exactly what the model was trained on.
 
     The input matrix is built in the dtype the graph declares (float32, or float64 for models that need double
-    precision); NaN stands for a missing value and index k for an undeclared category mapped to "other"."""
+    precision); NaN stands for a missing value and index k for an undeclared category mapped to "other".
+
+    What a scored batch is, per task (`predict_instances`, `predict_lists`): binary, the class index at the
+    threshold and [p0, p1] per row; multiclass, the index of the most probable class and one probability per
+    class; regression, the predicted value per row and no probabilities (None)."""
 
     def __init__(self, onnx_bytes: bytes) -> None:
         import onnxruntime as ort
@@ -81,8 +90,17 @@ class ScoringModel:
             self.classes = list(orjson.loads(meta["mlops.classes"]))
         except KeyError as exc:
             raise ValidationError(f"ONNX artifact lacks metadata {exc.args[0]!r}; it was not built here") from None
-        # Artifacts trained before thresholds existed decided at 0.5.
+        # Artifacts trained before tasks existed are binary; before thresholds existed they decided at 0.5.
+        self.task = meta.get("mlops.task", BINARY)
         self.threshold = float(meta.get("mlops.threshold", 0.5))
+        if self.task not in (BINARY, MULTICLASS, REGRESSION):
+            raise ValidationError(f"ONNX artifact declares task {self.task[:40]!r}; this platform serves binary, "
+                                  "multiclass and regression models")
+        if self.task == MULTICLASS:
+            self._score_bound = self._score_bound_multiclass
+            self.decide = self._argmax
+        elif self.task == REGRESSION:
+            self._score_bound = self._score_bound_regression
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_dtype = _ORT_TYPES.get(model_input.type)
@@ -107,20 +125,34 @@ class ScoringModel:
         self._bind_single_row(np.zeros((1, len(self.features)), dtype=self.input_dtype))
 
     def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The graph's own outputs for X [rows, features] (any float dtype; cast to the graph's): `label`, the
-        class index of the larger probability, and `probabilities` [rows, 2] in class-index order."""
+        """A classifier graph's own outputs for X [rows, features] (any float dtype; cast to the graph's):
+        `label`, the class index of the largest probability, and `probabilities` [rows, k] in class-index order."""
         if X.dtype != self.input_dtype:
             X = X.astype(self.input_dtype)
         labels, proba = self.session.run(self.output_names, {self.input_name: X}, self._run_options)
         return labels, proba
 
+    def predict_values(self, X: np.ndarray) -> np.ndarray:
+        """A regression graph's predictions for X [rows, features], (rows,) float64 on the target's scale
+        (clipped inside the graph to the family's prediction_range, when it declares one)."""
+        if X.dtype != self.input_dtype:
+            X = X.astype(self.input_dtype)
+        (values,) = self.session.run(self.output_names, {self.input_name: X}, self._run_options)
+        return values.reshape(-1).astype(np.float64)
+
     def decide(self, proba: np.ndarray) -> np.ndarray:
-        """Class index per row at the family's threshold: 1 (positive) when p[1] >= threshold."""
+        """Class index per row at the family's threshold: 1 (positive) when p[1] >= threshold. Multiclass
+        models decide by the largest probability instead (ties: the lowest index)."""
         return (proba[:, 1] >= self.threshold).astype(np.int64)
 
-    def predict_instances(self, instances: Any) -> tuple[list, list[list[float]]]:
-        """Validate API records and score them: class indices at the threshold and probabilities as plain lists.
-        One record is validated straight into the pre-bound input buffer (no intermediate matrix)."""
+    @staticmethod
+    def _argmax(proba: np.ndarray) -> np.ndarray:
+        return np.argmax(proba, axis=1).astype(np.int64)
+
+    def predict_instances(self, instances: Any) -> tuple[list, list[list[float]] | None]:
+        """Validate API records and score them: class indices and probabilities as plain lists (regression: the
+        predicted values and None). One record is validated straight into the pre-bound input buffer (no
+        intermediate matrix)."""
         if type(instances) is list and len(instances) == 1 and self._binding is not None:
             scored = self._score_bound(self._row(instances[0], 0))
             if scored is not None:
@@ -142,9 +174,36 @@ class ScoringModel:
             raise _not_finite([0])
         return [1 if positive >= self.threshold else 0], proba
 
-    def predict_lists(self, X: np.ndarray) -> tuple[list, list[list[float]]]:
-        """Class indices at the threshold and probabilities as plain lists (what the API returns). Refuses
-        non-finite probabilities (they would serialise as null) with a message naming the rows.
+    def _score_bound_multiclass(self, row: Any) -> tuple[list, list[list[float]]] | None:
+        if not self._bound_lock.acquire(False):
+            return None
+        try:
+            self._bound_input[0] = row
+            self._bound_run()
+            proba = self._bound_proba.tolist()
+        finally:
+            self._bound_lock.release()
+        if not math.isfinite(math.fsum(proba[0])):
+            raise _not_finite([0])
+        return [int(self._bound_proba[0].argmax())], proba
+
+    def _score_bound_regression(self, row: Any) -> tuple[list, None] | None:
+        if not self._bound_lock.acquire(False):
+            return None
+        try:
+            self._bound_input[0] = row
+            self._bound_run()
+            value = float(self._bound_proba[0, 0])
+        finally:
+            self._bound_lock.release()
+        if not math.isfinite(value):
+            raise _not_finite([0])
+        return [value], None
+
+    def predict_lists(self, X: np.ndarray) -> tuple[list, list[list[float]] | None]:
+        """Class indices at the threshold (multiclass: the most probable class) and probabilities as plain lists
+        (what the API returns); regression: the predicted values and None. Refuses non-finite outputs (they would
+        serialise as null) with a message naming the rows.
 
         A single row runs through a pre-bound session (input and outputs in fixed buffers): the call skips
         building feeds and allocating outputs (HistGradientBoosting: 5.3 us instead of 7 us). Concurrent callers
@@ -153,6 +212,11 @@ class ScoringModel:
             scored = self._score_bound(X)
             if scored is not None:
                 return scored
+        if self.task == REGRESSION:
+            values = self.predict_values(X)
+            if not np.isfinite(values).all():
+                raise _not_finite(np.flatnonzero(~np.isfinite(values))[:10].tolist())
+            return values.tolist(), None
         _, proba_array = self.predict_matrix(X)
         if not np.isfinite(proba_array).all():
             raise _not_finite(sorted({int(i) for i in np.argwhere(~np.isfinite(proba_array))[:, 0]})[:10])
@@ -160,21 +224,23 @@ class ScoringModel:
 
     def _bind_single_row(self, probe: np.ndarray) -> None:
         """Warm the session up on `probe`, then set up the single-row binding and keep it only if it answers
-        exactly as session.run did."""
-        expected_labels, expected_proba = self.predict_matrix(probe)
+        exactly as session.run did. A regression graph's one output [1, 1] is bound to `_bound_proba`."""
+        regression = self.task == REGRESSION
+        expected = self.session.run(self.output_names, {self.input_name: probe}, self._run_options)
         self._binding = None
         self._bound_lock = threading.Lock()
         outputs = self.session.get_outputs()
         dtypes = [_ORT_TYPES.get(o.type) for o in outputs]
-        if len(outputs) != 2 or None in dtypes:
+        if len(outputs) != (1 if regression else 2) or None in dtypes:
             return
         self._bound_input = np.zeros(probe.shape, dtype=self.input_dtype)
         self._bound_labels = np.zeros((1,), dtype=dtypes[0])
-        self._bound_proba = np.zeros((1, len(self.classes)), dtype=dtypes[1])
+        self._bound_proba = np.zeros((1, 1 if regression else len(self.classes)), dtype=dtypes[-1])
+        buffers = (self._bound_proba,) if regression else (self._bound_labels, self._bound_proba)
         binding = self.session.io_binding()
         binding.bind_input(self.input_name, "cpu", 0, self.input_dtype, list(probe.shape),
                            self._bound_input.ctypes.data)
-        for output, buffer in zip(outputs, (self._bound_labels, self._bound_proba), strict=True):
+        for output, buffer in zip(outputs, buffers, strict=True):
             binding.bind_output(output.name, "cpu", 0, buffer.dtype, list(buffer.shape), buffer.ctypes.data)
         # The binding's own entry point, past the Python wrapper: the wrapper costs ~0.3 us, and ~28 us when given
         # run options (onnxruntime 1.32 looks up a GPU-graph entry that raises when absent). The public method,
@@ -188,7 +254,8 @@ class ScoringModel:
             run()
         except Exception:  # noqa: BLE001 - an exotic graph the binding cannot serve: keep the ordinary path
             return
-        if np.array_equal(expected_labels, self._bound_labels) and np.array_equal(expected_proba, self._bound_proba):
+        if all(np.array_equal(value.reshape(buffer.shape), buffer) for value, buffer in zip(expected, buffers,
+                                                                                            strict=True)):
             self._binding, self._bound_run = binding, run
 
     def matrix(self, instances: Any) -> np.ndarray:

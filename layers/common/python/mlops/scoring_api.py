@@ -1,13 +1,16 @@
-"""The scoring API behind API Gateway (REST, Lambda proxy): POST /models/{name}/predict and GET /models/{name}.
+"""The scoring API behind API Gateway (REST, Lambda proxy): POST /models/{name}/predict, GET /models/{name} and
+GET /models/{name}/openapi.json (the family's own OpenAPI document, `mlops.openapi.family_openapi`).
 
 Kept lean on purpose: no router, no validation framework on the hot path (see docs/benchmarks.md). Client
 mistakes become 4xx answers whose message names the problem; unexpected faults propagate so Lambda counts
 them as errors (the canary check and alarms watch those) and API Gateway answers 502.
 
-Response contract (docs/openapi.yaml): `classes` are the family's original labels in the order [negative,
-positive] ("good", "bad"); `probabilities` follow that order; `predictions` are original labels, the positive one
-when its probability is at least the family's threshold. A `null` value is accepted for features whose family
-declares a missing-value strategy and scored exactly as training treated missing values.
+Response contract (docs/openapi.yaml), per task: a binary family's `classes` are its original labels in the order
+[negative, positive] ("good", "bad"); `probabilities` follow that order; `predictions` are original labels, the
+positive one when its probability is at least the family's threshold. A multiclass family's `classes` are its
+labels in sorted order, one probability per class, and the prediction is the most probable class. A regression
+answers `predictions` as numbers, without `classes` or `probabilities`. A `null` value is accepted for features
+whose family declares a missing-value strategy and scored exactly as training treated missing values.
 """
 
 from __future__ import annotations
@@ -109,6 +112,8 @@ class ScoringService:
             if method != "GET":
                 return _response(405, {"error": "MethodNotAllowed", "message": f"use GET on /models/{name}",
                                        "request_id": request_id}, {"Allow": "GET"})
+            if resource.endswith("/openapi.json"):
+                return self.openapi(request_id)
             return self.describe(request_id)
         except PlatformError as exc:
             return error_response(exc, request_id)
@@ -117,20 +122,39 @@ class ScoringService:
         instances = parse_instances(event)
         model = self.load()
         index_list, proba_list = model.predict_instances(instances)
-        classes = model.classes
-        if self.capture is not None:  # captures keep class indices: canary and drift statistics count them
-            self.capture.record(request_id, instances, index_list, proba_list)
+        if proba_list is None:  # a regression: the predicted values, captured as they were answered
+            if self.capture is not None:
+                self.capture.record(request_id, instances, index_list, [()] * len(index_list))
+            body: dict[str, Any] = {"model": self.settings.model_family, "version": self.settings.model_version,
+                                    "predictions": index_list, "request_id": request_id}
+        else:
+            classes = model.classes
+            if self.capture is not None:  # captures keep class indices: canary and drift statistics count them
+                self.capture.record(request_id, instances, index_list, proba_list)
+            body = {"model": self.settings.model_family, "version": self.settings.model_version,
+                    "predictions": [classes[i] for i in index_list], "probabilities": proba_list,
+                    "classes": classes, "request_id": request_id}
         return {
             "statusCode": 200,
             "headers": {"Content-Type": "application/json", "X-Model-Version": self.version,
                         "X-Request-Id": request_id},
-            "body": orjson.dumps({
-                "model": self.settings.model_family, "version": self.settings.model_version,
-                "predictions": [classes[i] for i in index_list], "probabilities": proba_list, "classes": classes,
-                "request_id": request_id,
-            }).decode(),
+            "body": orjson.dumps(body).decode(),
             "isBase64Encoded": False,
         }
+
+    def openapi(self, request_id: str) -> dict[str, Any]:
+        """The family's OpenAPI document, built from its registered schema (and the live model's classes)."""
+        from .errors import TransientError
+        from .openapi import family_openapi
+
+        try:
+            record = self.registry.get_family(self.settings.model_family)
+            classes = None
+            if record.live_version:
+                classes = self.registry.get_version(record.family.name, record.live_version).lineage.get("classes")
+        except TransientError:
+            raise NoLiveModelError("the model registry is unavailable; retry shortly") from None
+        return _response(200, family_openapi(record.family, classes), {"X-Request-Id": request_id})
 
     def describe(self, request_id: str) -> dict[str, Any]:
         from .errors import TransientError
@@ -144,6 +168,7 @@ class ScoringService:
             "live_version": record.live_version or None,
             "canary_version": record.canary_version or None,
             "canary_weight": record.canary_weight if record.canary_version else 0,
+            "task": record.family.task,
             "features": [f.model_dump(mode="json") for f in record.family.features],
             "served_version": self.settings.model_version or None,
             "request_id": request_id,

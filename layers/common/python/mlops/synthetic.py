@@ -81,6 +81,74 @@ def credit_risk_columns(rows: int, seed: int, drift: float = 0.0, label_noise: f
     }
 
 
+GRADES = ("A", "B", "C", "D")
+
+
+def loss_given_default_family(name: str = "loss-given-default", **overrides: object) -> ModelFamily:
+    """A regression family on the credit features: predicts `lgd`, the share of the exposure lost after a default
+    (0..1, predictions clipped to [0, 1] in the graph); `sex` is the sensitive attribute."""
+    spec: dict[str, object] = {
+        "name": name, "task": "regression", "algorithm": "ridge", "target": "lgd", "features": CREDIT_FEATURES,
+        "sensitive_attribute": "sex", "prediction_range": [0.0, 1.0],
+    }
+    spec.update(overrides)
+    return ModelFamily.model_validate(spec)
+
+
+def risk_grade_family(name: str = "risk-grade", **overrides: object) -> ModelFamily:
+    """A multiclass family on the credit features: predicts `grade` A (best) to D; A is the favourable class for
+    fairness, `sex` the sensitive attribute."""
+    spec: dict[str, object] = {
+        "name": name, "task": "multiclass_classification", "algorithm": "logistic_regression", "target": "grade",
+        "features": CREDIT_FEATURES, "sensitive_attribute": "sex", "favorable_label": "A",
+    }
+    spec.update(overrides)
+    return ModelFamily.model_validate(spec)
+
+
+def credit_task_columns(task: str, rows: int, seed: int, drift: float = 0.0, label_noise: float = 0.0,
+                        flip_labels: bool = False) -> dict[str, np.ndarray]:
+    """Columns of a synthetic credit data set whose target suits `task` (the features and `sex` as
+    `credit_risk_columns` draws them, the `default` column replaced):
+
+    - regression: `lgd` = sigmoid(-1.3 + 0.45 x the default model's risk score + N(0, 0.35)), skewed towards
+      small losses (mean about 0.2);
+    - multiclass_classification: `grade` A/B/C/D from the risk score plus N(0, 0.6), cut at its 40th, 70th and
+      90th percentiles of the undrifted population (shares about 40/30/20/10%);
+    - binary_classification: `credit_risk_columns` itself.
+
+    `label_noise` replaces that fraction of targets with uniform draws (a value in [0, 1], or a grade);
+    `flip_labels` inverts every target (1 - lgd; D..A for A..D): a silent data bug the offline metrics on the same
+    data cannot see."""
+    columns = credit_risk_columns(rows, seed, drift=drift)
+    if task == "binary_classification":
+        return credit_risk_columns(rows, seed, drift=drift, label_noise=label_noise, flip_labels=flip_labels)
+    del columns["default"]
+    rng = np.random.default_rng(seed + 7_919)
+    risk = (0.85 * columns["late_payments"] + 2.4 * (columns["debt_ratio"] - 0.3)
+            - 1.1 * (np.log(columns["income"]) - np.log(52_000)) - 0.05 * columns["credit_history_years"]
+            - 0.04 * columns["employment_years"] + 0.08 * (columns["open_credit_lines"] - 4)
+            + np.vectorize(REGION_RISK.get)(columns["region"]))
+    noisy = rng.random(rows) < label_noise
+    if task == "regression":
+        lgd = 1 / (1 + np.exp(-(-1.3 + 0.45 * risk + rng.normal(0, 0.35, rows))))
+        lgd = np.where(noisy, rng.random(rows), lgd).round(4)
+        columns["lgd"] = 1 - lgd if flip_labels else lgd
+        return columns
+    score = risk + rng.normal(0, 0.6, rows)
+    cuts = (-0.55, 0.5, 1.65)  # about the 40th, 70th and 90th percentiles of the undrifted score
+    grade = np.digitize(score, cuts)
+    grade = np.where(noisy, rng.integers(0, len(GRADES), rows), grade)
+    if flip_labels:
+        grade = len(GRADES) - 1 - grade
+    columns["grade"] = np.asarray(GRADES)[grade]
+    return columns
+
+
+def credit_task_csv(task: str, rows: int, seed: int, **kwargs: object) -> bytes:
+    return to_csv(credit_task_columns(task, rows, seed, **kwargs))  # type: ignore[arg-type]
+
+
 def to_csv(columns: dict[str, np.ndarray]) -> bytes:
     names = list(columns)
     out = io.StringIO()

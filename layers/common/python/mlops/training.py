@@ -13,10 +13,20 @@ category index 0..k-1, index k = "other", NaN = missing):
   skl2onnx 1.20 converts its bitset splits as numeric thresholds (measured on a 60-level feature: max |dp| 0.99,
   2,715 of 5,000 labels flipped; the ordinal index: max |dp| 1.5e-7, no flip, holdout AUC 0.869 vs 0.872).
 - Input precision: HistGradientBoosting reads float64 (its split thresholds are float64; as float32 they fail
-  parity on epoch seconds or amounts near 1e9), through ONNX-ML's TreeEnsembleClassifier v3 with double
-  thresholds (`nodes_values_as_tensor`). Random forests read float32, as scikit-learn's trees do. Logistic
-  regression reads float32 unless rounding the training inputs to float32 moves its probabilities by more than a
-  tenth of the parity tolerance; then float64 (about 4 us slower a call, measured).
+  parity on epoch seconds or amounts near 1e9), through ONNX-ML's TreeEnsembleClassifier/Regressor v3 with double
+  thresholds (`nodes_values_as_tensor`). Random forests read float32, as scikit-learn's trees do. The linear
+  models (logistic regression, Ridge) read float32 unless rounding the training inputs (and, for Ridge, its
+  output) to float32 moves a prediction by more than a tenth of the parity tolerance (for a regression: of the
+  target's standard deviation); then float64 (about 4 us slower a call, measured).
+
+Per task (`ModelFamily.task`):
+- binary_classification: outputs `label` (int64 class index) and `probabilities` [N, 2].
+- multiclass_classification: the same outputs with [N, k] probabilities, classes in the data set's sorted order.
+- regression: one output `prediction` [N, 1] on the target's scale. The tree ensembles' sums are taken around
+  the training target's mean (HistGradientBoosting: its baseline; forests: the mean, subtracted from every leaf
+  in float64), and the mean is added back in float64 after the operator, whose output is float32: so the served
+  value keeps float32's precision relative to the target's spread, not to its magnitude (a target near 1e9 with a
+  spread of 10 stays exact to about 1e-6). A declared `prediction_range` is a Clip at the end of the graph.
 """
 
 from __future__ import annotations
@@ -35,7 +45,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .errors import ConfigurationError, DataSetError
 from .profile import baseline_profile
-from .schemas import Label, ModelFamily
+from .schemas import BINARY, REGRESSION, Label, ModelFamily
+from .tasks import prediction_profile
 
 ONNX_INPUT = "X"
 ONNX_OPSET = 17
@@ -43,8 +54,10 @@ ONNX_OPSET = 17
 ONNX_ML_OPSET_DOUBLE_TREES = 3
 DEFAULT_CLASSES: tuple[Label, Label] = (0, 1)
 
+REGRESSION_OUTPUT = "prediction"
 DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "logistic_regression": {"C": 1.0, "max_iter": 1000},
+    "ridge": {"alpha": 1.0},
     "random_forest": {"n_estimators": 100, "max_depth": 10, "min_samples_leaf": 5},
     "hist_gradient_boosting": {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31},
 }
@@ -55,24 +68,33 @@ _INTEGER = re.compile(r"^-?(0|[1-9][0-9]{0,17})$")
 class TrainedModel:
     """A fitted model, its ONNX artifact and what evaluation needs.
 
-    `sklearn_holdout_proba` is [holdout rows, 2] in class-index order; `sklearn_holdout_labels` the class index of
-    the larger probability (what the graph's `label` output reproduces; decisions use `threshold` instead).
-    `single_feature_auc` maps each feature to max(AUC, 1 - AUC) of that feature alone on the holdout."""
+    Classifiers: `sklearn_holdout_proba` is [holdout rows, k] in class-index order; `sklearn_holdout_labels` the
+    class index of the largest probability (what the graph's `label` output reproduces; binary decisions use
+    `threshold` instead). Regressions: `sklearn_holdout_predictions` [holdout rows] (clipped to the family's
+    prediction_range), the two above None. `single_feature_auc` (binary only, else empty) maps each feature to
+    max(AUC, 1 - AUC) of that feature alone on the holdout. The trivial model's parameters, from the training
+    rows: `training_positive_rate` (binary), `training_class_prior` (classifiers, [k]), `training_target_mean`
+    and `training_target_std` (regression)."""
 
     onnx_bytes: bytes
     hyperparameters: dict[str, Any]
     holdout_index: np.ndarray
-    sklearn_holdout_proba: np.ndarray
-    sklearn_holdout_labels: np.ndarray
+    sklearn_holdout_proba: np.ndarray | None
+    sklearn_holdout_labels: np.ndarray | None
     profile: dict[str, Any]
     fit_seconds: float
     library_versions: dict[str, str]
     input_dtype: str
     classes: tuple[Label, ...]
-    threshold: float
-    training_positive_rate: float
+    threshold: float | None
+    training_positive_rate: float | None
     single_feature_auc: dict[str, float | None]
     estimator: Any = None  # the fitted scikit-learn estimator (in-process use: tests, benchmarks)
+    task: str = BINARY
+    sklearn_holdout_predictions: np.ndarray | None = None
+    training_class_prior: tuple[float, ...] | None = None
+    training_target_mean: float | None = None
+    training_target_std: float | None = None
 
 
 class FeatureImputer(TransformerMixin, BaseEstimator):
@@ -126,12 +148,19 @@ def imputation_strategies(family: ModelFamily) -> tuple[tuple[str | None, float 
 
 
 def build_estimator(family: ModelFamily, seed: int) -> tuple[Any, dict[str, Any]]:
-    """The scikit-learn estimator for the family's algorithm, defaults overridden by its hyperparameters: a
-    Pipeline [impute (when a feature imputes), prepare (logistic regression), classifier], or the bare classifier.
-    Raises ConfigurationError for hyperparameters the algorithm does not take."""
+    """The scikit-learn estimator for the family's algorithm and task, defaults overridden by its
+    hyperparameters: a Pipeline [impute (when a feature imputes), prepare (the linear models), model], or the bare
+    model. Classifiers: LogisticRegression, RandomForestClassifier, HistGradientBoostingClassifier; regressions:
+    Ridge, RandomForestRegressor, HistGradientBoostingRegressor. Raises ConfigurationError for hyperparameters the
+    algorithm does not take."""
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -143,8 +172,10 @@ def build_estimator(family: ModelFamily, seed: int) -> tuple[Any, dict[str, Any]
     strategies = imputation_strategies(family)
     if any(strategy is not None for strategy, _ in strategies):
         steps.append(("impute", FeatureImputer(strategies)))
+    regression = family.task == REGRESSION
+    step = "regressor" if regression else "classifier"
     try:
-        if family.algorithm == "logistic_regression":
+        if family.is_linear:
             numeric = [i for i, f in enumerate(family.features) if f.kind == "numeric"]
             categorical = [i for i, f in enumerate(family.features) if f.kind == "categorical"]
             transformers: list[tuple[str, Any, list[int]]] = []
@@ -158,12 +189,14 @@ def build_estimator(family: ModelFamily, seed: int) -> tuple[Any, dict[str, Any]
                 transformers.append(("categorical", OneHotEncoder(categories=categories, handle_unknown="ignore",
                                                                   sparse_output=False), categorical))
             steps.append(("prepare", ColumnTransformer(transformers)))
-            steps.append(("classifier", LogisticRegression(random_state=seed, **params)))
+            steps.append((step, Ridge(random_state=seed, **params) if regression
+                          else LogisticRegression(random_state=seed, **params)))
         elif family.algorithm == "random_forest":
-            steps.append(("classifier", RandomForestClassifier(random_state=seed, n_jobs=1, **params)))
+            forest = RandomForestRegressor if regression else RandomForestClassifier
+            steps.append((step, forest(random_state=seed, n_jobs=1, **params)))
         else:
-            steps.append(("classifier", HistGradientBoostingClassifier(random_state=seed, categorical_features=None,
-                                                                       **params)))
+            boosting = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+            steps.append((step, boosting(random_state=seed, categorical_features=None, **params)))
     except TypeError as exc:
         raise ConfigurationError(f"family {family.name!r}: invalid hyperparameters for {family.algorithm}: {exc}"
                                  ) from None
@@ -194,14 +227,28 @@ def holdout_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(holdout_parts))
 
 
+def regression_holdout_split(rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of row indices into (train, holdout) for a regression: round(rows x fraction) rows, at least 1
+    and at most rows - 2, drawn uniformly. Raises DataSetError below 3 rows."""
+    if rows < 3:
+        raise DataSetError(f"a regression needs at least 3 rows to train and hold out, got {rows}")
+    order = np.random.default_rng(seed).permutation(rows)
+    cut = min(rows - 2, max(1, int(round(rows * fraction))))
+    return np.sort(order[cut:]), np.sort(order[:cut])
+
+
 def train(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: int | None = None,
           classes: Sequence[Label] | None = None) -> TrainedModel:
     """Fit on the training rows, convert to ONNX and profile. Deterministic for a given data set and seed.
 
     X: float64 [rows, features] in schema order (NaN = missing, categorical = category index, k = "other");
-    y: class index per row (0 = negative, 1 = positive); classes: the original labels in index order
-    [negative, positive] (default 0, 1). The baseline profile is computed from the float64 training values.
-    Raises DataSetError (holdout impossible), ConfigurationError (hyperparameters)."""
+    y: binary, the class index per row (0 = negative, 1 = positive); multiclass, the index into `classes`;
+    regression, the float64 target values. classes: the original labels in index order (binary: [negative,
+    positive], default 0, 1; multiclass: at least 3; regression: none). The baseline profile is computed from the
+    float64 training values. Raises DataSetError (holdout impossible, class count), ConfigurationError
+    (hyperparameters)."""
+    if family.task == REGRESSION:
+        return _train_regression(family, X, y, family.seed if seed is None else seed)
     import onnx
     import skl2onnx
     import sklearn
@@ -209,10 +256,16 @@ def train(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: int | None = 
     seed = family.seed if seed is None else seed
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
-    classes = tuple(DEFAULT_CLASSES if classes is None else classes)
-    if len(classes) != 2:
+    binary = family.task == BINARY
+    classes = tuple(DEFAULT_CLASSES if classes is None and binary else classes or ())
+    if binary and len(classes) != 2:
         raise DataSetError(f"a binary family needs exactly 2 classes, got {len(classes)}: {list(classes)[:5]}")
+    if not binary and len(classes) < 3:
+        raise DataSetError(f"a multiclass family needs at least 3 classes, got {len(classes)}: {list(classes)[:5]}")
     train_index, holdout_index = holdout_split(y, family.holdout_fraction, seed)
+    if np.unique(y[train_index]).size != len(classes):
+        raise DataSetError(f"the training rows hold {np.unique(y[train_index]).size} of the {len(classes)} classes; "
+                           "every class needs rows in training")
     estimator, params = build_estimator(family, seed)
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -225,30 +278,90 @@ def train(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: int | None = 
     onnx_bytes = to_onnx_bytes(estimator, family, params, classes=classes, double=double)
     proba = estimator.predict_proba(X[holdout_index])
     labels = np.argmax(proba, axis=1).astype(np.int64)
-    profile = baseline_profile(family, X[train_index], train_proba[:, 1])
+    # The profile's prediction: the positive-class probability (binary), the predicted class (multiclass).
+    profile = baseline_profile(family, X[train_index], train_proba[:, -1])
+    if not binary:
+        profile["prediction"] = prediction_profile(family.task, np.argmax(train_proba, axis=1), classes=classes)
+    prior = np.bincount(y[train_index], minlength=len(classes)) / train_index.size
     return TrainedModel(
         onnx_bytes=onnx_bytes, hyperparameters=params, holdout_index=holdout_index,
         sklearn_holdout_proba=proba, sklearn_holdout_labels=labels, profile=profile, fit_seconds=fit_seconds,
-        library_versions={"scikit-learn": sklearn.__version__, "skl2onnx": skl2onnx.__version__,
-                          "onnx": onnx.__version__, "numpy": np.__version__},
+        library_versions=_library_versions(sklearn, skl2onnx, onnx),
         input_dtype="float64" if double else "float32", classes=tuple(json_label(c) for c in classes),
-        threshold=family.threshold, training_positive_rate=float(y[train_index].mean()),
-        single_feature_auc=single_feature_auc(family, X, y, train_index, holdout_index), estimator=estimator,
+        threshold=family.threshold if binary else None,
+        training_positive_rate=float(y[train_index].mean()) if binary else None,
+        single_feature_auc=single_feature_auc(family, X, y, train_index, holdout_index) if binary else {},
+        estimator=estimator, task=family.task, training_class_prior=tuple(float(p) for p in prior),
     )
 
 
-def needs_double_precision(family: ModelFamily, estimator: Any, X: np.ndarray, proba: np.ndarray) -> bool:
+def _library_versions(sklearn: Any, skl2onnx: Any, onnx: Any) -> dict[str, str]:
+    return {"scikit-learn": sklearn.__version__, "skl2onnx": skl2onnx.__version__, "onnx": onnx.__version__,
+            "numpy": np.__version__}
+
+
+def _train_regression(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: int) -> TrainedModel:
+    """`train` for a regression: y float64 target values, a uniform seeded holdout, predictions clipped to the
+    family's prediction_range (as the graph clips them), the profile's prediction a numeric profile."""
+    import onnx
+    import skl2onnx
+    import sklearn
+
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 1 or y.size != X.shape[0] or not np.isfinite(y).all():
+        raise DataSetError("a regression target must hold one finite number per row")
+    train_index, holdout_index = regression_holdout_split(y.size, family.holdout_fraction, seed)
+    estimator, params = build_estimator(family, seed)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*[Ff]ound unknown categories.*")
+        estimator.fit(X[train_index], y[train_index])
+    fit_seconds = time.perf_counter() - started
+    mean, std = float(y[train_index].mean()), float(y[train_index].std())
+    train_predictions = clip_predictions(family, estimator.predict(X[train_index]))
+    double = needs_double_precision(family, estimator, X[train_index], train_predictions, target_std=std)
+    onnx_bytes = to_onnx_bytes(estimator, family, params, double=double, target_center=mean)
+    profile = baseline_profile(family, X[train_index], np.zeros(0))
+    profile["prediction"] = prediction_profile(REGRESSION, train_predictions, target_std=std)
+    return TrainedModel(
+        onnx_bytes=onnx_bytes, hyperparameters=params, holdout_index=holdout_index, sklearn_holdout_proba=None,
+        sklearn_holdout_labels=None, profile=profile, fit_seconds=fit_seconds,
+        library_versions=_library_versions(sklearn, skl2onnx, onnx), input_dtype="float64" if double else "float32",
+        classes=(), threshold=None, training_positive_rate=None, single_feature_auc={}, estimator=estimator,
+        task=REGRESSION, sklearn_holdout_predictions=clip_predictions(family, estimator.predict(X[holdout_index])),
+        training_target_mean=mean, training_target_std=std,
+    )
+
+
+def clip_predictions(family: ModelFamily, predictions: np.ndarray) -> np.ndarray:
+    """Regression predictions (float64) clipped to the family's prediction_range, as the served graph clips them."""
+    predictions = np.asarray(predictions, dtype=np.float64).ravel()
+    if family.prediction_range is None:
+        return predictions
+    return np.clip(predictions, *family.prediction_range)
+
+
+def needs_double_precision(family: ModelFamily, estimator: Any, X: np.ndarray, proba: np.ndarray,
+                           target_std: float | None = None) -> bool:
     """Whether the served graph must read float64. Always for HistGradientBoosting (float64 split thresholds),
-    never for random forests (scikit-learn's trees compare float32 values). Logistic regression: when rounding
-    the training inputs to float32 moves any predicted probability by more than a tenth of the parity tolerance
-    (epoch seconds, amounts near 1e9 with a small spread)."""
+    never for random forests (scikit-learn's trees compare float32 values). The linear models: when rounding the
+    training inputs to float32 moves any prediction by more than a tenth of the parity tolerance (epoch seconds,
+    amounts near 1e9 with a small spread). Classifiers compare every class probability (`proba` [rows, k]);
+    Ridge compares predictions (`proba` is then the [rows] predictions) relative to `target_std`, including the
+    rounding of its float32 output."""
     if family.algorithm == "hist_gradient_boosting":
         return True
     if family.algorithm == "random_forest":
         return False
     rounded = X.astype(np.float32).astype(np.float64)
     with np.errstate(all="ignore"):
-        gap = float(np.max(np.abs(estimator.predict_proba(rounded)[:, 1] - proba[:, 1]), initial=0.0))
+        if family.task == REGRESSION:
+            served = clip_predictions(family, estimator.predict(rounded)).astype(np.float32).astype(np.float64)
+            scale = target_std if target_std and target_std > 0 else 1.0
+            gap = float(np.max(np.abs(served - proba), initial=0.0)) / scale
+        else:
+            gap = float(np.max(np.abs(estimator.predict_proba(rounded) - proba), initial=0.0))
     return not gap <= family.gate.parity_tolerance / 10  # NaN (overflow) counts as a gap too
 
 
@@ -301,19 +414,24 @@ def json_label(label: Label) -> Label:
 
 
 def to_onnx_bytes(estimator: Any, family: ModelFamily, params: dict[str, Any],
-                  classes: Sequence[Label] | None = None, double: bool | None = None) -> bytes:
+                  classes: Sequence[Label] | None = None, double: bool | None = None,
+                  target_center: float | None = None) -> bytes:
     """The fitted estimator as ONNX bytes: input "X" [N, features] float32 or float64 (`double`; default per
-    algorithm, see the module docstring), outputs `label` (int64 class index) and `probabilities` [N, 2] (ZipMap
-    off), metadata mlops.* (features, classes as original labels in index order, positive_label, threshold,
-    task, algorithm, hyperparameters)."""
+    algorithm, see the module docstring). Classifiers: outputs `label` (int64 class index) and `probabilities`
+    [N, k] (ZipMap off). Regressions: output `prediction` [N, 1], the tree ensembles' sums taken around
+    `target_center` (default: HistGradientBoosting's baseline, 0 for a forest) and clipped to the family's
+    prediction_range. Metadata mlops.* (task, features, classes as original labels in index order, for a binary
+    family positive_label and threshold, for a regression prediction_range, algorithm, hyperparameters)."""
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
     _register_converters()
     if double is None:
         double = family.algorithm == "hist_gradient_boosting"
-    classes = [json_label(c) for c in (DEFAULT_CLASSES if classes is None else classes)]
-    classifier = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    regression = family.task == REGRESSION
+    binary = family.task == BINARY
+    classes = [] if regression else [json_label(c) for c in (DEFAULT_CLASSES if classes is None else classes)]
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     tensor = DoubleTensorType if double else FloatTensorType
     with warnings.catch_warnings():
         # skl2onnx 1.20 hands booleans to int fields; protobuf 6 accepts them (protobuf 7 would not: pinned <7).
@@ -321,22 +439,27 @@ def to_onnx_bytes(estimator: Any, family: ModelFamily, params: dict[str, Any],
         model = to_onnx(
             estimator,
             initial_types=[(ONNX_INPUT, tensor([None, len(family.features)]))],
-            options={id(classifier): {"zipmap": False}},
+            options={} if regression else {id(final): {"zipmap": False}},
             target_opset=ONNX_OPSET,
         )
-    if double and family.algorithm == "hist_gradient_boosting":
-        _double_precision_trees(model, classifier)
+    if regression:
+        _regression_output(model, final, family, double, target_center)
+    elif double and family.algorithm == "hist_gradient_boosting":
+        _double_precision_trees(model, final)
     metadata = {
         "mlops.family": family.name,
         "mlops.task": family.task,
         "mlops.features": orjson.dumps([f.model_dump(mode="json") for f in family.features]).decode(),
         "mlops.target": family.target,
         "mlops.classes": orjson.dumps(classes).decode(),
-        "mlops.positive_label": orjson.dumps(classes[1]).decode(),
-        "mlops.threshold": repr(float(family.threshold)),
         "mlops.algorithm": family.algorithm,
         "mlops.hyperparameters": orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode(),
     }
+    if binary:
+        metadata["mlops.positive_label"] = orjson.dumps(classes[1]).decode()
+        metadata["mlops.threshold"] = repr(float(family.threshold))
+    if family.prediction_range is not None:
+        metadata["mlops.prediction_range"] = orjson.dumps(list(family.prediction_range)).decode()
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -344,43 +467,123 @@ def to_onnx_bytes(estimator: Any, family: ModelFamily, params: dict[str, Any],
     return model.SerializeToString()
 
 
-def _double_precision_trees(model: Any, classifier: Any) -> None:
-    """Rewrite skl2onnx's TreeEnsembleClassifier (float32 thresholds, op v1) with the HistGradientBoosting
-    model's float64 thresholds, leaf values and baseline as ONNX-ML v3 `*_as_tensor` attributes. The node order
-    is skl2onnx's (trees in iteration order, nodes in each predictor's order); the float32 values it wrote are
-    checked against ours first, so a converter change fails loudly instead of serving a different model."""
+def _double_precision_trees(model: Any, ensemble: Any, base_values: np.ndarray | None = None) -> None:
+    """Rewrite skl2onnx's TreeEnsembleClassifier or TreeEnsembleRegressor (float32 thresholds, op v1) with the
+    HistGradientBoosting model's float64 thresholds, leaf values and baseline (`base_values`, default the
+    model's own) as ONNX-ML v3 `*_as_tensor` attributes. The node order is skl2onnx's (trees in iteration order,
+    one tree per class per iteration for a multiclass model, nodes in each predictor's order); the float32
+    values it wrote are checked against ours first, so a converter change fails loudly instead of serving a
+    different model."""
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [n for n in model.graph.node if n.op_type == "TreeEnsembleClassifier"]
-    if len(nodes) != 1 or len(classifier._predictors[0]) != 1:
-        raise ConfigurationError("double-precision conversion expects one binary HistGradientBoosting ensemble")
+    nodes = [n for n in model.graph.node if n.op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor")]
+    if len(nodes) != 1:
+        raise ConfigurationError("double-precision conversion expects one HistGradientBoosting tree ensemble")
     node = nodes[0]
+    weights = "class_weights" if node.op_type == "TreeEnsembleClassifier" else "target_weights"
     thresholds, leaves = [], []
-    for (predictor,) in classifier._predictors:
-        for tree_node in predictor.nodes:
-            if tree_node["is_leaf"]:
-                thresholds.append(0.0)
-                leaves.append(float(tree_node["value"]))
-            else:
-                thresholds.append(float(tree_node["num_threshold"]))
+    for predictors in ensemble._predictors:
+        for predictor in predictors:
+            for tree_node in predictor.nodes:
+                if tree_node["is_leaf"]:
+                    thresholds.append(0.0)
+                    leaves.append(float(tree_node["value"]))
+                else:
+                    thresholds.append(float(tree_node["num_threshold"]))
     attributes = {a.name: a for a in node.attribute}
     written = np.asarray(attributes["nodes_values"].floats, dtype=np.float32)
     if not (np.array_equal(written, np.asarray(thresholds, dtype=np.float32))
-            and len(attributes["class_weights"].floats) == len(leaves)):
+            and len(attributes[weights].floats) == len(leaves)):
         raise ConfigurationError("skl2onnx's tree layout changed; the double-precision rewrite cannot map it")
-    replacements = {"nodes_values": thresholds, "class_weights": leaves,
-                    "base_values": np.ravel(classifier._baseline_prediction)}
+    base = np.ravel(ensemble._baseline_prediction) if base_values is None else np.ravel(base_values)
+    replacements = {"nodes_values": thresholds, weights: leaves, "base_values": base}
     for name, values in replacements.items():
-        node.attribute.remove(attributes[name])
+        if name in attributes:
+            node.attribute.remove(attributes[name])
         tensor = numpy_helper.from_array(np.asarray(values, dtype=np.float64), name=f"{name}_as_tensor")
         node.attribute.append(helper.make_attribute(f"{name}_as_tensor", tensor))
     for opset in model.opset_import:
         if opset.domain == "ai.onnx.ml":
             opset.version = max(opset.version, ONNX_ML_OPSET_DOUBLE_TREES)
-    # The operator's probabilities are float32 whatever its input; skl2onnx declared the input's type.
+    # The operator's outputs are float32 whatever its input; skl2onnx declared the input's type.
     for output in model.graph.output:
         if output.type.tensor_type.elem_type == TensorProto.DOUBLE:
             output.type.tensor_type.elem_type = TensorProto.FLOAT
+
+
+def _centered_forest(model: Any, forest: Any, center: float) -> None:
+    """Rewrite skl2onnx's TreeEnsembleRegressor of a random forest so that it sums leaf values minus `center`:
+    each weight becomes (value - center) / trees, computed in float64 from scikit-learn's tree values and then
+    stored as float32 (the operator's type for float32 inputs). The (tree, node) pairs skl2onnx wrote are checked
+    against scikit-learn's trees first."""
+    (node,) = [n for n in model.graph.node if n.op_type == "TreeEnsembleRegressor"]
+    attributes = {a.name: a for a in node.attribute}
+    trees, leaf_ids = attributes["target_treeids"].ints, attributes["target_nodeids"].ints
+    count = len(forest.estimators_)
+    values = np.asarray([forest.estimators_[t].tree_.value[n].ravel()[0] for t, n in zip(trees, leaf_ids,
+                                                                                         strict=True)])
+    written = np.asarray(attributes["target_weights"].floats, dtype=np.float32)
+    if not np.array_equal(written, (values / count).astype(np.float32)):
+        raise ConfigurationError("skl2onnx's forest layout changed; the centred rewrite cannot map it")
+    del attributes["target_weights"].floats[:]
+    attributes["target_weights"].floats.extend(((values - center) / count).astype(np.float32).tolist())
+
+
+def _regression_output(model: Any, regressor: Any, family: ModelFamily, double: bool,
+                       center: float | None) -> None:
+    """Finish a regressor's graph: the tree ensembles' sums around `center` with the center added back in
+    float64 after the float32 operator, the family's prediction_range as a Clip, the output named
+    REGRESSION_OUTPUT [N, 1]."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    (output,) = graph.output
+    producer = next(n for n in graph.node if output.name in n.output)
+    current = "raw_prediction"
+    producer.output[list(producer.output).index(output.name)] = current
+    elem = output.type.tensor_type.elem_type
+    added_center: float | None = None
+    if family.algorithm == "hist_gradient_boosting":
+        if _post_transform(graph) == b"NONE":
+            added_center = float(np.ravel(regressor._baseline_prediction)[0]) if center is None else center
+            # The baseline moves out of the operator: it sums leaf values only (base 0 when it is the baseline).
+            _double_precision_trees(model, regressor,
+                                    base_values=np.ravel(regressor._baseline_prediction) - added_center)
+        else:  # a loss with a link function (poisson, gamma): the baseline stays inside, before the link
+            _double_precision_trees(model, regressor)
+    elif family.algorithm == "random_forest":
+        added_center = 0.0 if center is None else center
+        _centered_forest(model, regressor, added_center)
+    steps: list[tuple[str, list[str], dict[str, Any]]] = []
+    if added_center is not None:
+        steps.append(("Cast", [], {"to": TensorProto.DOUBLE}))
+        elem = TensorProto.DOUBLE
+        steps.append(("Add", [_constant(graph, "prediction_center", added_center, np.float64)], {}))
+    if family.prediction_range is not None:
+        dtype = np.float64 if elem == TensorProto.DOUBLE else np.float32
+        low, high = family.prediction_range
+        steps.append(("Clip", [_constant(graph, "prediction_low", low, dtype),
+                               _constant(graph, "prediction_high", high, dtype)], {}))
+    for i, (op, extra, attrs) in enumerate(steps):
+        target = REGRESSION_OUTPUT if i == len(steps) - 1 else f"{current}_{op.lower()}"
+        graph.node.append(helper.make_node(op, [current, *extra], [target], name=f"mlops_{op.lower()}", **attrs))
+        current = target
+    if not steps:
+        producer.output[list(producer.output).index(current)] = REGRESSION_OUTPUT
+    output.name = REGRESSION_OUTPUT
+    output.type.tensor_type.elem_type = elem
+
+
+def _post_transform(graph: Any) -> bytes:
+    node = next(n for n in graph.node if n.op_type == "TreeEnsembleRegressor")
+    return next((a.s for a in node.attribute if a.name == "post_transform"), b"NONE")
+
+
+def _constant(graph: Any, name: str, value: float, dtype: Any) -> str:
+    from onnx import numpy_helper
+
+    graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name=name))
+    return name
 
 
 _registered = False
@@ -432,13 +635,18 @@ def _convert_imputer(scope: Any, operator: Any, container: Any) -> None:
 
 
 def holdout_bytes(X: np.ndarray, y: np.ndarray, sensitive: np.ndarray | None, row_ids: np.ndarray,
-                  sklearn_proba: np.ndarray, sklearn_labels: np.ndarray,
-                  line_numbers: np.ndarray | None = None) -> bytes:
+                  sklearn_proba: np.ndarray | None, sklearn_labels: np.ndarray | None,
+                  line_numbers: np.ndarray | None = None, sklearn_predictions: np.ndarray | None = None) -> bytes:
     """The holdout and the sklearn model's predictions on it, as an .npz of plain arrays (no pickles). X stays
-    float64 (NaN = missing); `sensitive` and `line_numbers` are stored only when given."""
-    arrays: dict[str, np.ndarray] = {
-        "X": np.asarray(X, dtype=np.float64), "y": y.astype(np.int64), "row_ids": row_ids.astype(np.int64),
-        "sklearn_proba": sklearn_proba.astype(np.float64), "sklearn_labels": sklearn_labels.astype(np.int64)}
+    float64 (NaN = missing); y is int64 class indices, or float64 for a regression (`sklearn_predictions` given,
+    stored instead of probabilities and labels); `sensitive` and `line_numbers` are stored only when given."""
+    arrays: dict[str, np.ndarray] = {"X": np.asarray(X, dtype=np.float64), "row_ids": row_ids.astype(np.int64)}
+    if sklearn_predictions is not None:
+        arrays.update({"y": np.asarray(y, dtype=np.float64),
+                       "sklearn_predictions": np.asarray(sklearn_predictions, dtype=np.float64)})
+    else:
+        arrays.update({"y": y.astype(np.int64), "sklearn_proba": np.asarray(sklearn_proba, dtype=np.float64),
+                       "sklearn_labels": np.asarray(sklearn_labels, dtype=np.int64)})
     if sensitive is not None:
         arrays["sensitive"] = np.asarray(sensitive).astype(str)
     if line_numbers is not None:
