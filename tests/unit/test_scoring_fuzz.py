@@ -129,6 +129,7 @@ def event(draw):
     return built
 
 
+@pytest.mark.slow  # 10,000 generated requests: about a minute on an idle core
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(request=event())

@@ -17,6 +17,8 @@ import pytest
 
 from mlops_local.runtime import free_port
 
+pytestmark = pytest.mark.slow  # each case starts `mlops local serve` and trains through it
+
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = ROOT / "tests" / "data" / "public"
 DATA = {
