@@ -35,6 +35,8 @@ class PlatformConfig(BaseModel):
     alarm_email: str | None = None
     scoring_memory_mb: int = Field(1024, ge=128, le=10_240)
     training_memory_mb: int = Field(3008, ge=512, le=10_240)
+    # The train function's /tmp: the Lambda engine spools each data set there (as stored, gzip stays gzip).
+    training_ephemeral_mb: int = Field(2048, ge=512, le=10_240)
     api: ApiConfig = ApiConfig()
 
     @field_validator("families")

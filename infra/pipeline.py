@@ -10,12 +10,14 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from mlops.capture import CAPTURE_PREFIX
+from mlops.engines import TRAINING_JOB_PREFIX
 from mlops.settings import Env
 
 from .functions import CONTENT_ADDRESSED, METRIC_REASON, FunctionDefaults, PlatformFunction
 from .layers import ROOT
 from .nag import acknowledge_wildcard
 from .storage import Storage
+from .training_jobs import TrainingJobs
 
 DEFINITION_FILE = ROOT / "infra" / "statemachine" / "pipeline.asl.json"
 
@@ -30,6 +32,8 @@ class PipelineProps:
     training_memory_mb: int
     metrics_namespace: str
     git_revision: str
+    training_jobs: TrainingJobs
+    training_ephemeral_mb: int = 2048
 
 
 def state_machine_name(stack: Stack) -> str:
@@ -60,10 +64,21 @@ class Pipeline(Construct):
         self.train = PlatformFunction(
             self, "Train", source="train", description="Pipeline step Train: fit, convert to ONNX, profile",
             defaults=props.defaults, layers=props.training_layers, memory_size=props.training_memory_mb,
-            timeout=Duration.minutes(15), environment={Env.GIT_REVISION: props.git_revision})
+            timeout=Duration.minutes(15), environment={
+                Env.GIT_REVISION: props.git_revision, Env.EPHEMERAL_STORAGE_MB: str(props.training_ephemeral_mb),
+                Env.TRAINING_IMAGE: props.training_jobs.image_uri, Env.TRAINING_CODE_URI: props.training_jobs.code_uri,
+                Env.TRAINING_VENDOR_URI: props.training_jobs.vendor_uri,
+                Env.TRAINING_ROLES: props.training_jobs.roles_json(), Env.PLATFORM_KEY_ARN: storage.key.key_arn})
+        # The Lambda engine spools the data set to /tmp (never held in memory): room for what it accepts.
+        self.train.function.node.default_child.add_property_override(
+            "EphemeralStorage", {"Size": props.training_ephemeral_mb})
         self.train.allow(["s3:GetObject", "s3:GetObjectVersion"], [datasets],
                          reason="users upload data sets under datasets/<family>/ with any file name; prefix-scoped")
         self.train.allow(["s3:PutObject"], [artifacts], reason=CONTENT_ADDRESSED)
+        jobs = storage.object_arns(TRAINING_JOB_PREFIX)
+        self.train.allow(["s3:PutObject", "s3:GetObject"], [jobs],
+                         reason="PlanTraining stages a job's data set version and configuration, CollectTrainingJob "
+                                "reads its model.tar.gz, under training-jobs/<family>/<job name>/ (named per run)")
         self.train.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [storage.table.table_arn])
         self.train.allow(kms, [storage.key.key_arn])
 
@@ -116,6 +131,7 @@ class Pipeline(Construct):
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             tracing_enabled=True,
         )
+        props.training_jobs.grant_start(self.state_machine.role)
         for step in (self.train, self.evaluate, self.control):
             step.function.grant_invoke(self.state_machine)
             acknowledge_wildcard(self.state_machine.role, f"{step.function.function_arn}:*",

@@ -11,6 +11,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from mlops.capture import CAPTURE_PREFIX
+from mlops.decisions import family_prefix
 from mlops.schemas import ModelFamily
 from mlops.scoring import MAX_RECORDS
 from mlops.settings import Env
@@ -71,7 +72,10 @@ class ScoringApi(Construct):
                 required=["instances"], additional_properties=False,
                 properties={"instances": apigw.JsonSchema(
                     type=apigw.JsonSchemaType.ARRAY, min_items=1, max_items=MAX_RECORDS,
-                    items=apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT))},
+                    items=apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT)),
+                    "explain": apigw.JsonSchema(type=apigw.JsonSchemaType.BOOLEAN),
+                    "top": apigw.JsonSchema(type=[apigw.JsonSchemaType.INTEGER, apigw.JsonSchemaType.NULL],
+                                            minimum=0)},
             ),
         )
 
@@ -110,6 +114,8 @@ class FamilyScoring(Construct):
         self.scoring.allow(["s3:GetObject"], [storage.object_arns("artifacts/sha256/")], reason=CONTENT_ADDRESSED)
         self.scoring.allow(["s3:PutObject"], [storage.object_arns(f"{CAPTURE_PREFIX}family={family.name}/")],
                            reason="capture batches keyed by version and time, only under this family's prefix")
+        self.scoring.allow(["s3:PutObject"], [storage.object_arns(family_prefix(family.name))],
+                           reason="decision record batches keyed by date and hour, only under this family's prefix")
         self.scoring.allow(["dynamodb:GetItem"], [storage.table.table_arn])
         self.scoring.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
         self.scoring.allow(["cloudwatch:PutMetricData"], ["*"],

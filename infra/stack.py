@@ -8,8 +8,10 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from mlops.codeversion import DIRTY_SUFFIX, working_tree_dirty
 from mlops.settings import Env
 
+from .audit import Audit, AuditProps
 from .config import PlatformConfig
 from .functions import FunctionDefaults, PlatformFunction
 from .layers import ROOT, dependency_layer, runtime_library_layer
@@ -17,19 +19,26 @@ from .monitoring import MonitoredFamily, Monitoring, MonitoringProps
 from .nag import acknowledge_platform_findings
 from .outcomes import FailedEvents, Outcomes, OutcomesProps
 from .pipeline import Pipeline, PipelineProps, execution_arns, state_machine_arn
+from .reports import ReportWriters, ReportWritersProps
 from .scoring import FamilyScoring, FamilyScoringProps, ScoringApi
 from .storage import Storage, StorageProps
+from .training_jobs import TrainingJobs, TrainingJobsProps
 from .triggers import Triggers, TriggersProps
 
 METRICS_NAMESPACE = "MLOpsPlatform"
 
 
 def git_revision() -> str:
+    """HEAD of the deploying checkout, `-dirty` appended when tracked files have uncommitted changes (recorded in
+    lineage: mlops.codeversion.revision_and_dirty)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+    if out.returncode != 0:
+        return ""
+    dirty = working_tree_dirty(ROOT)
+    return out.stdout.strip() + (DIRTY_SUFFIX if dirty else "")
 
 
 class MlopsPlatformStack(Stack):
@@ -44,6 +53,8 @@ class MlopsPlatformStack(Stack):
         scoring_layer = dependency_layer(self, "ScoringLayer", "scoring", architecture, "onnxruntime, numpy")
         training_layer = dependency_layer(self, "TrainingLayer", "training", architecture,
                                           "scikit-learn, scipy, skl2onnx, onnx")
+        reports_layer = dependency_layer(self, "ReportsLayer", "reports", architecture,
+                                         "Jinja2, pygal: model cards and drift report pages")
         defaults = FunctionDefaults(
             architecture=architecture,
             log_retention=logs.RetentionDays[_retention_name(config.log_retention_days)],
@@ -76,7 +87,10 @@ class MlopsPlatformStack(Stack):
         pipeline = Pipeline(self, "Pipeline", props=PipelineProps(
             storage=storage, defaults=defaults, scoring_layers=(scoring_layer,), training_layers=(training_layer,),
             scoring_function_arns=scoring_arns, training_memory_mb=config.training_memory_mb,
-            metrics_namespace=METRICS_NAMESPACE, git_revision=git_revision()))
+            metrics_namespace=METRICS_NAMESPACE, git_revision=git_revision(),
+            training_jobs=TrainingJobs(self, "TrainingJobs", props=TrainingJobsProps(
+                storage=storage, families=config.families)),
+            training_ephemeral_mb=config.training_ephemeral_mb))
         Triggers(self, "Triggers", props=TriggersProps(
             storage=storage, defaults=defaults, layers=(scoring_layer,), state_machine_arn=state_machine_arn(self),
             execution_arns=execution_arns(self), metrics_namespace=METRICS_NAMESPACE, failed_events=failed_events))
@@ -86,6 +100,9 @@ class MlopsPlatformStack(Stack):
             families=tuple(MonitoredFamily(family, scoring.function.function_name, scoring.alias_name)
                            for family, scoring in zip(config.families, families, strict=True)),
             metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email, failed_events=failed_events))
+        Audit(self, "Audit", props=AuditProps(storage=storage, api=api, defaults=defaults, layers=(scoring_layer,)))
+        ReportWriters(self, "Reports", props=ReportWritersProps(
+            storage=storage, layer=reports_layer, control=pipeline.control, drift=monitoring.drift))
         Outcomes(self, "Outcomes", props=OutcomesProps(
             failed_events=failed_events, control=pipeline.control, state_machine_arn=state_machine_arn(self),
             monitoring=monitoring, metrics_namespace=METRICS_NAMESPACE))

@@ -60,6 +60,10 @@ class Storage(Construct):
                                  expiration=Duration.days(props.report_retention_days),
                                  noncurrent_version_expiration=Duration.days(1)),
                 s3.LifecycleRule(id="AbortIncompleteUploads", abort_incomplete_multipart_upload_after=Duration.days(7)),
+                # SageMaker jobs' staged copies and model.tar.gz: the data set stays under datasets/, the artifacts
+                # are stored content-addressed by CollectTrainingJob; kept a month for investigations.
+                s3.LifecycleRule(id="ExpireTrainingJobFiles", prefix="training-jobs/", expiration=Duration.days(30),
+                                 noncurrent_version_expiration=Duration.days(1)),
             ],
         )
         self.table = dynamodb.Table(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlops.decisions import flush_on_shutdown
 from mlops.observability import MetricsPublisher
 from mlops.scoring_api import ScoringService
-from mlops.settings import ScoringSettings, load_settings
+from mlops.settings import Env, ScoringSettings, environ, load_settings
 
 _service: ScoringService | None = None
+# Init phase: SIGTERM before the sandbox is reclaimed writes the decision records still buffered.
+flush_on_shutdown(environ().get(Env.RUNTIME_API))
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

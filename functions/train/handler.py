@@ -1,18 +1,22 @@
-"""Pipeline step Train: data set -> scikit-learn model -> ONNX artifact, holdout and baseline profile."""
+"""The train function: PlanTraining (the engine for this data set), Train on the Lambda engine (data set ->
+scikit-learn model -> ONNX artifact, holdout and baseline profile) and CollectTrainingJob (the sagemaker engine's
+output, stored like the Lambda engine's), chosen by the state's `action` (mlops.engines)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlops.pipeline import PipelineContext, train_step
+from mlops.engines import run_train_function
+from mlops.pipeline import PipelineContext
 from mlops.settings import TrainSettings, load_settings
 
+_settings: TrainSettings | None = None
 _context: PipelineContext | None = None
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _context
+    global _settings, _context
     if _context is None:
-        settings = load_settings(TrainSettings)
-        _context = PipelineContext.create(settings.artifact_bucket, settings.registry_table, settings.git_revision)
-    return train_step(_context, event)
+        _settings = load_settings(TrainSettings)
+        _context = PipelineContext.create(_settings.artifact_bucket, _settings.registry_table, _settings.git_revision)
+    return run_train_function(_context, _settings, event)

@@ -6,14 +6,15 @@ import sys
 
 import click
 
-from .commands import families, platform, runs
+from .commands import audit, drift, families, platform, reports, rollouts, runs, versions
 
 EXIT_CODES = """\b
 Exit codes:
-  0  success (for upload --follow: the model went live)
-  1  the operation ran but its outcome is negative (model rejected, rolled back, run failed)
-  2  usage error (bad option, unknown family or run, invalid file)
+  0  success (for upload --follow: the model went live; for reproduce: the same artifact)
+  1  the operation ran but its outcome is negative (model rejected, rolled back, run failed, not reproduced)
+  2  usage error (bad option, unknown family, version or run, invalid file)
   3  the platform could not be reached (no local server found, stack outputs unreadable)
+  4  refused: a rollout is running (the family's rollout lock), or the registry does not allow that change
 """
 
 
@@ -21,12 +22,18 @@ Exit codes:
              epilog=EXIT_CODES)
 @click.version_option(package_name="mlops-platform", prog_name="mlops")
 def cli() -> None:
-    """Serverless MLOps platform: run it locally, declare families, upload data, follow runs."""
+    """Serverless MLOps platform: run it locally, declare families, upload data, follow runs, and operate models
+    (versions, compare, history, promote, rollback, drift, reproduce, report; a console at `local serve`/console)."""
 
 
 platform.register(cli)
 families.register(cli)
 runs.register(cli)
+audit.register(cli)
+versions.register(cli)
+rollouts.register(cli)
+drift.register(cli)
+reports.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 - a `mlops local serve` started from the current folder, found through the file it writes there,
   `.mlops/local-serve.json` ({"api_url", "aws_endpoint_url", "bucket", "registry_table", "state_machine_arn",
-  "pid", "families"}; removed when it stops), with fake credentials and its loopback endpoint;
+  "pid", "families", "console_url"}; removed when it stops), with fake credentials and its loopback endpoint;
 - a deployed stack (`--stack NAME`): its CloudFormation outputs ArtifactBucket, RegistryTable,
   PipelineStateMachine and ScoringApiUrl, read with the user's AWS profile and region (`--profile`, `--region`).
 

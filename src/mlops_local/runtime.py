@@ -23,6 +23,7 @@ from typing import Any
 
 from .guard import secure_local_environment
 from .moto_shims import LocalLambdaRuntime, install_all
+from .sagemaker_jobs import LocalTrainingJobs, SageMakerIntegration
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
@@ -73,6 +74,8 @@ class LocalPlatform:
     function_names: dict[str, str] = field(default_factory=dict)
     scoring_functions: dict[str, str] = field(default_factory=dict)
     runtime: LocalLambdaRuntime = field(default_factory=LocalLambdaRuntime)
+    # The sagemaker training engine's jobs, run on this machine (mlops_local.sagemaker_jobs).
+    training_jobs: LocalTrainingJobs = field(default_factory=LocalTrainingJobs)
     failed_events_queue_url: str = ""
     # What the emulated EventBridge delivered (event, and the control function's answer or errors), newest last.
     status_changes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
@@ -90,6 +93,7 @@ class LocalPlatform:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         install_all()
         self.runtime.install()
+        SageMakerIntegration.install(self.training_jobs)
         _StatusChangeHook.install(self)
         config = {"stepfunctions": {"execute_state_machine": True}, "core": {"reset_boto3_session": False}}
         if self.server:
@@ -120,9 +124,13 @@ class LocalPlatform:
     def stop(self) -> None:
         from mlops import aws
         from mlops.capture import flush_all
+        from mlops.decisions import flush_all as flush_decisions
 
         flush_all(timeout=5)
+        flush_decisions(timeout=5, bucket=self.bucket)
         self.drain_executions(timeout=30)
+        self.training_jobs.wait(timeout=30)
+        SageMakerIntegration.uninstall(self.training_jobs)
         _StatusChangeHook.uninstall(self)
         if self._mock is not None:
             self._mock.stop()
@@ -189,6 +197,7 @@ class LocalPlatform:
         env = {**self._storage_env("score"), Env.MODEL_FAMILY: family.name,
                Env.CAPTURE_SAMPLE_RATE: str(family.capture_sample_rate),
                Env.CAPTURE_FLUSH_RECORDS: str(self.capture_flush_records),
+               Env.DECISION_FLUSH_RECORDS: str(self.capture_flush_records),
                Env.NEVER_CAPTURE: ",".join(family.never_capture)}
         self._create_function(fn, "score", role, env)
         self.scoring_functions[family.name] = fn
@@ -220,6 +229,10 @@ class LocalPlatform:
         env = self._storage_env(name)
         if name in ("trigger", "control", "drift"):
             env[Env.STATE_MACHINE_ARN] = self.state_machine_arn
+        if name == "train":  # the sagemaker engine: local jobs run the working tree, not these archives
+            env.update({Env.REGION: REGION, Env.TRAINING_CODE_URI: f"s3://{self.bucket}/local/sourcedir.tar.gz",
+                        Env.TRAINING_VENDOR_URI: f"s3://{self.bucket}/local/vendor.tar.gz",
+                        Env.TRAINING_ROLES: json.dumps({"*": f"arn:aws:iam::{ACCOUNT}:role/mlops-local-training"})})
         return env
 
     # ---- operations -----------------------------------------------------------------------------------
@@ -231,10 +244,12 @@ class LocalPlatform:
         return ModelRegistry(self.table)
 
     def flush_captures(self) -> None:
+        """Write buffered captures and decision records to S3 now."""
         from mlops.capture import flush_all
+        from mlops.decisions import flush_all as flush_decisions
 
-        if not flush_all(timeout=10):
-            raise TimeoutError("captured records were not written to S3 within 10 s")
+        if not (flush_all(timeout=10) and flush_decisions(timeout=10, bucket=self.bucket)):
+            raise TimeoutError("captured records and decision records were not written to S3 within 10 s")
 
     def upload_dataset(self, family: str, filename: str, data: bytes) -> dict[str, Any]:
         """Put a data set where users put it; the S3 notification starts the pipeline."""

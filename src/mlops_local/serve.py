@@ -88,11 +88,16 @@ class ScoringFront(BaseHTTPRequestHandler):
             return
         path = urlsplit(self.path).path.rstrip("/") or "/"
         parts = path.strip("/").split("/")
+        if parts[0] == "console":  # the local console's pages (mlops_local/console.py)
+            from .console import for_local
+
+            return self._send(*for_local(self.platform).handle(method, self.path))
         if not (parts[0] == "models" and (len(parts) == 2 or (len(parts) == 3 and parts[2] in ("predict",
                                                                                             "openapi.json")))):
             return self._send(404, {"error": "NotFound",
                                     "message": f"no route {method} {path}; use POST /models/<name>/predict, "
-                                               "GET /models/<name> or GET /models/<name>/openapi.json"})
+                                               "GET /models/<name>, GET /models/<name>/openapi.json or "
+                                               "GET /console"})
         name = parts[1]
         if name not in self.platform.scoring_functions:
             return self._send(404, {"error": "UnknownFamilyError", "message": f"model family {name!r} is not deployed"})
@@ -282,7 +287,7 @@ def _stop_running_executions(platform: LocalPlatform) -> None:
 def help_lines(info: dict[str, Any], live: dict[str, int]) -> list[str]:
     """What the server prints for people: the endpoints and every served family with its routes."""
     width = max(len(name) for name in info["families"])
-    lines = [f"Scoring API     {info['api_url']}"]
+    lines = [f"Scoring API     {info['api_url']}", f"Console         {info['api_url']}/console"]
     for name in info["families"]:
         state = f"live v{live[name]}" if live.get(name) else \
             f"no model yet: mlops upload DATA.csv --family {name}"
@@ -322,7 +327,8 @@ def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), 
         info = {"api_url": f"http://127.0.0.1:{httpd.server_address[1]}", "aws_endpoint_url": platform.endpoint_url,
                 "bucket": platform.bucket, "registry_table": platform.table,
                 "state_machine_arn": platform.state_machine_arn, "pid": os.getpid(),
-                "families": [BUILTIN_FAMILY, *sorted(f.name for f in families)]}
+                "families": [BUILTIN_FAMILY, *sorted(f.name for f in families)],
+                "console_url": f"http://127.0.0.1:{httpd.server_address[1]}/console"}
         _write_server_file(server_file, info)
         if as_json:
             print(json.dumps(info), flush=True)

@@ -70,8 +70,13 @@ class BrowserError(RuntimeError):
 class Chromium:
     """One headless Chromium process; `visit` opens pages one after another in fresh tabs."""
 
-    def __init__(self, binary: str, timeout: float = 30.0) -> None:
+    def __init__(self, binary: str, timeout: float = 30.0, loopback: bool = False) -> None:
+        """`loopback`: let pages load from http://127.0.0.1 (a local server, e.g. the console); everything else
+        still resolves to nothing and goes to the closed proxy."""
         self.timeout = timeout
+        flags = [f for f in FLAGS if not (loopback and f.startswith("--proxy-bypass-list"))]
+        if loopback:
+            flags = [f"{f}, EXCLUDE 127.0.0.1" if f.startswith("--host-resolver-rules") else f for f in flags]
         self._profile = tempfile.TemporaryDirectory(prefix="mlops-chromium-")
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
@@ -83,7 +88,7 @@ class Chromium:
         self._log = Path(self._profile.name) / "chromium.log"
         with self._log.open("wb") as log:
             self._process = subprocess.Popen(
-                [binary, *FLAGS, f"--user-data-dir={self._profile.name}/profile", "about:blank"],
+                [binary, *flags, f"--user-data-dir={self._profile.name}/profile", "about:blank"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(3, 4),
                 preexec_fn=attach_pipes)  # single-threaded test process: preexec_fn is safe here
         os.close(to_browser_r)
@@ -115,10 +120,10 @@ class Chromium:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def visit(self, page: Path, width: int = 1280) -> PageVisit:
-        """Open `page` (a local file) in a new tab at `width` CSS pixels, wait for its load event, and record what
-        happened (see PageVisit), with a screenshot of the whole page at its full height."""
-        url = page.resolve().as_uri()
+    def visit(self, page: Path | str, width: int = 1280) -> PageVisit:
+        """Open `page` (a local file, or a URL) in a new tab at `width` CSS pixels, wait for its load event, and
+        record what happened (see PageVisit), with a screenshot of the whole page at its full height."""
+        url = page if isinstance(page, str) else page.resolve().as_uri()
         target = self._send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self._send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Network", "Log", "Runtime", "Page"):

@@ -46,7 +46,10 @@ def test_api_permissions_target_the_alias_only(synthesized):
     api_permissions = [p for p in permissions.values() if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
     assert api_permissions
     for permission in api_permissions:
-        assert ":live" in json.dumps(permission["Properties"]["FunctionName"])
+        target = json.dumps(permission["Properties"]["FunctionName"])
+        if "AuditFunction" in target:  # the management route's own function (no model, no alias)
+            continue
+        assert ":live" in target
 
 
 @pytest.fixture()

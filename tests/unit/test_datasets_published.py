@@ -365,8 +365,8 @@ def test_unsupported_file_types_are_refused_by_key(key):
     assert message.startswith("unsupported file type") and message == unsupported_key_reason(key)
 
 
-def test_parquet_is_said_to_be_planned():
-    assert "Parquet is planned for the SageMaker" in unsupported_key_reason("datasets/x/part-0.parquet")
+def test_parquet_names_the_sagemaker_engine():
+    assert ".parquet on the sagemaker training engine" in unsupported_key_reason("datasets/x/part-0.parquet")
     assert "Parquet file" in error_of(b"PAR1\x15\x04\x15\x10" + b"\x00" * 64)
     assert "ZIP archive" in error_of(b"PK\x03\x04" + b"\x00" * 64)
 

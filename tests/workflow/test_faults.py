@@ -69,7 +69,7 @@ def test_permanent_failure_at_each_state_leaves_traffic_healthy(platform, new_fa
     generator = traffic(family).start()
     _, described = run_upload(platform, family.name, "v2.csv", synthetic.credit_risk_csv(1500, 8))
     generator.stop()
-    assert described["status"] == "FAILED"
+    assert described["status"] == "FAILED", platform.registry.get_run(family.name, described["name"])
     assert_healthy_and_consistent(platform, family, described)
     assert f"injected permanent failure in {state}" in platform.registry.get_run(
         family.name, described["name"])["detail"]["message"]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..client import TargetOptions, connect, echo_json, platform_options, reaching
+
 DELIMITER_CHOICES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
 
 
@@ -29,6 +31,10 @@ def families() -> None:
       mlops families infer loans.csv --target Status --name loans -o loans.yaml
       mlops families validate loans.yaml --data loans.csv
       mlops local serve --family loans.yaml
+    \b
+    See what a platform serves:
+      mlops families list
+      mlops families show credit-risk --stack MlopsPlatform --region eu-west-1
     """
 
 
@@ -144,3 +150,83 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
                 click.echo(f"note: {warning}", err=True)
     if failed:
         raise click.exceptions.Exit(2)
+
+
+@families.command("list")
+@platform_options
+def list_(target: TargetOptions) -> None:
+    """List the families a platform serves: live version, canary and its weight, latest version, rollout lock.
+
+    \b
+    Examples:
+      mlops families list
+      mlops families list --json --stack MlopsPlatform
+    """
+    from .. import views
+    from . import tables
+
+    platform = connect(target)
+    with reaching(platform):
+        listed = [views.family_summary(r) for r in views.families(platform)]
+    if target.as_json:
+        echo_json({"families": listed})
+        return
+    out = tables.console()
+    if not listed:
+        out.print(f"No families on {platform.description}.")
+        return
+    table = tables.table(f"Families on {platform.description}", [
+        "Family", "Algorithm", "Target", "Live", "Canary", "Latest", ("Rollout lock", {"max_width": 48})])
+    for f in listed:
+        canary = f"v{f['canary_version']} at {f['canary_weight']}%" if f["canary_version"] else "-"
+        table.add_row(f["name"], f["algorithm"], f"{f['target']} ({f['decision']})",
+                      f"v{f['live_version']}" if f["live_version"] else "[yellow]none[/]", canary,
+                      f"v{f['latest_version']}" if f["latest_version"] else "-",
+                      tables.escape(f["rollout_holder"] or "-"))
+    out.print(table)
+
+
+@families.command("show")
+@click.argument("name")
+@platform_options
+def show(name: str, target: TargetOptions) -> None:
+    """Show one family: its registry pointers and its whole declaration (features, gate, canary and drift
+    policies). Exits 2 for an unknown family.
+
+    \b
+    Examples:
+      mlops families show credit-risk
+      mlops families show credit-risk --json | jq .declaration.gate
+    """
+    from .. import views
+    from . import tables
+
+    platform = connect(target)
+    with reaching(platform):
+        detail = views.family_detail(platform, name)
+    if target.as_json:
+        echo_json(detail)
+        return
+    out = tables.console()
+    declaration = detail["declaration"]
+    canary = f", canary v{detail['canary_version']} at {detail['canary_weight']}%" if detail["canary_version"] else ""
+    live = f"v{detail['live_version']}" if detail["live_version"] else "none"
+    out.print(f"[bold]{name}[/]: {declaration['task']} with {declaration['algorithm']}, target "
+              f"{declaration['target']!r} ({tables.escape(detail['decision'])}); live {live}{canary}; "
+              f"{detail['latest_version']} version(s); scoring function {detail['scoring_function'] or '-'}")
+    sensitive = declaration.get("sensitive_attribute")
+    fairness = f"sensitive attribute {sensitive!r}" if sensitive else "no sensitive attribute (no fairness gate)"
+    out.print(f"Fairness: {fairness}; rollout lock: {tables.escape(detail['rollout_holder'] or 'free')}")
+    features = tables.table("Features", ["Feature", "Kind", "Missing", "Unknown", "Domain / categories",
+                                         ("Description", {"max_width": 50})])
+    for feature in declaration["features"]:
+        domain = ", ".join(feature["categories"]) if feature["kind"] == "categorical" else \
+            f"{tables.figure(feature.get('minimum'))} .. {tables.figure(feature.get('maximum'))}"
+        features.add_row(feature["name"], feature["kind"], feature.get("missing", "reject"),
+                         feature.get("unknown", "-") if feature["kind"] == "categorical" else "-",
+                         tables.escape(domain), tables.escape(feature.get("description") or ""))
+    out.print(features)
+    policies = tables.table("Policies", ["Policy", ("Settings", {"max_width": 140})])
+    for key in ("gate", "canary", "drift"):
+        policies.add_row(key, ", ".join(f"{k}={v}" for k, v in declaration[key].items()))
+    out.print(policies)

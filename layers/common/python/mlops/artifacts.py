@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import tempfile
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 
@@ -13,6 +15,7 @@ from . import aws
 from .errors import ArtifactNotFoundError, DataSetError, IntegrityError, TransientError
 
 ARTIFACT_PREFIX = "artifacts/sha256/"
+SPOOL_BLOCK_BYTES = 1 << 20
 
 
 def sha256_hex(data: bytes) -> str:
@@ -32,29 +35,40 @@ class ArtifactRef:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """Bytes read from S3 with the exact object version they came from."""
+    """Bytes read from S3 with the exact object version they came from. `data` holds the bytes, or (read with
+    `spool=True`) a temporary file holding them, rewound, removed when closed; `size` in bytes either way."""
 
     bucket: str
     key: str
     version_id: str | None
     etag: str
     sha256: str
-    data: bytes
+    data: bytes | BinaryIO
+    size: int = -1
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            size = len(self.data) if isinstance(self.data, bytes) else self.data.seek(0, io.SEEK_END)
+            object.__setattr__(self, "size", size)
 
 
 class ObjectStore(Protocol):
     def put(self, bucket: str, key: str, data: bytes, metadata: dict[str, str], content_type: str) -> None: ...
-    def get(self, bucket: str, key: str, version_id: str | None = None, max_bytes: int | None = None
-            ) -> StoredObject: ...
+    def get(self, bucket: str, key: str, version_id: str | None = None, max_bytes: int | None = None,
+            spool: bool = False) -> StoredObject: ...
 
 
 class S3ObjectStore:
-    """The real adapter: plain S3 calls, errors mapped to domain errors."""
+    """The real adapter: plain S3 calls, errors mapped to domain errors. `s3`: a client of the caller's (the CLI's
+    platform session); default the process-wide one."""
+
+    def __init__(self, s3: Any | None = None) -> None:
+        self._s3 = s3
 
     def put(self, bucket: str, key: str, data: bytes, metadata: dict[str, str], content_type: str) -> None:
         checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
         try:
-            aws.client("s3").put_object(
+            (self._s3 or aws.client("s3")).put_object(
                 Bucket=bucket, Key=key, Body=data, Metadata=metadata, ContentType=content_type,
                 ChecksumSHA256=checksum,
             )
@@ -63,9 +77,11 @@ class S3ObjectStore:
                 raise TransientError(f"S3 put s3://{bucket}/{key} throttled: {exc}") from exc
             raise
 
-    def get(self, bucket: str, key: str, version_id: str | None = None, max_bytes: int | None = None
-            ) -> StoredObject:
-        s3 = aws.client("s3")
+    def get(self, bucket: str, key: str, version_id: str | None = None, max_bytes: int | None = None,
+            spool: bool = False) -> StoredObject:
+        """The object (a given version), refused over `max_bytes`. `spool`: the body is streamed to a temporary
+        file (hashed on the way, in blocks of SPOOL_BLOCK_BYTES) instead of being held in memory."""
+        s3 = self._s3 or aws.client("s3")
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             kwargs["VersionId"] = version_id
@@ -85,11 +101,18 @@ class S3ObjectStore:
                 f"s3://{bucket}/{key} is {length} bytes, over the limit of {max_bytes} bytes",
                 size=length, limit=max_bytes,
             )
+        found = {"bucket": bucket, "key": key, "version_id": response.get("VersionId"),
+                 "etag": str(response.get("ETag", ""))}
+        if spool:
+            digest, file = hashlib.sha256(), tempfile.TemporaryFile()
+            for block in response["Body"].iter_chunks(SPOOL_BLOCK_BYTES):
+                digest.update(block)
+                file.write(block)
+            size = file.tell()
+            file.seek(0)
+            return StoredObject(**found, sha256=digest.hexdigest(), data=file, size=size)
         data = response["Body"].read()
-        return StoredObject(
-            bucket=bucket, key=key, version_id=response.get("VersionId"), etag=str(response.get("ETag", "")),
-            sha256=sha256_hex(data), data=data,
-        )
+        return StoredObject(**found, sha256=sha256_hex(data), data=data)
 
 
 class ArtifactStore:

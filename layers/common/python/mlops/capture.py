@@ -63,16 +63,17 @@ class CaptureWriter:
         self.failures = 0
         _writers.add(self)
 
-    def record(self, request_id: str, instances: list, labels: list, probabilities: list) -> None:
-        """Hot path: sample, then keep references only."""
+    def record(self, request_id: str, instances: list, labels: list, probabilities: list) -> bool:
+        """Hot path: sample, then keep references only. True when the request was sampled (captured)."""
         if self.sample_rate <= 0.0 or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
-            return
+            return False
         now = time.time()
         if not self._buffer:
             self._first_at = now
         self._buffer.append((now, request_id, instances, labels, probabilities))
         if len(self._buffer) >= self.flush_records or now - self._first_at >= self.max_age_seconds:
             self._hand_off()
+        return True
 
     def _hand_off(self) -> None:
         batch, self._buffer = self._buffer, []

@@ -11,10 +11,11 @@ import math
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
+from typing import BinaryIO
 
 import numpy as np
 
@@ -39,6 +40,9 @@ SNIFF_BYTES = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 _DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
 _DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
+# Readers beyond CSV by key suffix, registered by the engine that has them: the SageMaker training job registers
+# ".parquet" (mlops.columnar, pyarrow); the Lambda engine has none and refuses such keys.
+EXTRA_READERS: dict[str, Callable[..., DataSet]] = {}
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,8 @@ def unsupported_key_reason(key: str) -> str:
         return ""
     name = key.rsplit("/", 1)[-1].lower()
     suffix = "." + name.split(".", 1)[1] if "." in name else "(no suffix)"
-    planned = " (Parquet is planned for the SageMaker training engine)" if name.endswith(".parquet") else ""
-    return f"unsupported file type {quote(suffix)}: the platform reads .csv and .csv.gz{planned}"
+    return f"unsupported file type {quote(suffix)}: the platform reads .csv and .csv.gz, and .parquet on the " \
+           "sagemaker training engine"
 
 
 def quote(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
@@ -95,10 +99,12 @@ def quote(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
     return repr(text)
 
 
-def parse_dataset(data: bytes, family: ModelFamily, key: str = "") -> DataSet:
+def parse_dataset(data: bytes | BinaryIO, family: ModelFamily, key: str = "") -> DataSet:
     """Decode a data set as published against the family's schema.
 
-    data: the file's bytes (CSV, plain or gzip: by the `.gz` suffix of `key` or gzip's magic bytes). Dialect: the
+    data: the file's bytes, or a seekable binary file holding them (read as a stream: the Lambda engine spools the
+    object to a temporary file so its bytes are never held in memory). CSV, plain or gzip: by the `.gz` suffix of
+    `key` or gzip's magic bytes. Dialect: the
     delimiter is family.delimiter, else detected among , ; tab |; quoted fields may hold delimiters, quotes ("")
     and newlines; a UTF-8 BOM and CRLF line ends are accepted. Header names are trimmed; columns the family does
     not use are ignored (a warning names them). Cells are trimmed; a cell equal to one of family.missing_markers is
@@ -112,10 +118,14 @@ def parse_dataset(data: bytes, family: ModelFamily, key: str = "") -> DataSet:
     problems with their physical line numbers; a target without exactly two labels or without the positive label;
     fewer than MIN_ROWS rows; a class with fewer rows than the class-count rule (see `min_rows_per_class`).
     """
+    for suffix, reader in EXTRA_READERS.items():
+        if key.lower().endswith(suffix):
+            return reader(data, family, key)
     if key and not is_supported_key(key):
         raise DataSetError(unsupported_key_reason(key), key=key[:300])
-    if len(data) > family.max_dataset_bytes:
-        raise DataSetError(f"data set is {len(data)} bytes, over the limit of {family.max_dataset_bytes}")
+    size = _size(data)
+    if size > family.max_dataset_bytes:
+        raise DataSetError(f"data set is {size} bytes, over the limit of {family.max_dataset_bytes}")
     table = _Table.open(data, key, family.delimiter, family.max_dataset_bytes)
     header = table.header
     positions = _required_positions(header, family, table)
@@ -208,7 +218,8 @@ class _CappedReader(io.RawIOBase):
 class _Table:
     """The streaming CSV reader behind parse_dataset and read_table."""
 
-    def __init__(self, data: bytes, compressed: bool, delimiter: str, detected: bool, max_bytes: int) -> None:
+    def __init__(self, data: bytes | BinaryIO, compressed: bool, delimiter: str, detected: bool,
+                 max_bytes: int) -> None:
         self.compressed = compressed
         self.delimiter = delimiter
         self.detected = detected
@@ -222,21 +233,31 @@ class _Table:
         self.header = self._read_header()
 
     @classmethod
-    def open(cls, data: bytes, key: str, delimiter: str | None, max_bytes: int) -> _Table:
+    def open(cls, data: bytes | BinaryIO, key: str, delimiter: str | None, max_bytes: int) -> _Table:
         name = key.lower()
-        compressed = data[:2] == GZIP_MAGIC
-        if name.endswith(".gz") and not compressed and data:
+        whole = isinstance(data, bytes | bytearray)
+        head = data[:SNIFF_BYTES] if whole else _binary(data).read(SNIFF_BYTES)
+        compressed = head[:2] == GZIP_MAGIC
+        if name.endswith(".gz") and not compressed and head:
             raise DataSetError(f"file {quote(key.rsplit('/', 1)[-1])} is named .gz but is not gzip data")
         if not compressed:
-            _check_plain_content(data)
-        sample = _sample_text(data, compressed)
+            _check_plain_content(data if whole else head, complete=whole or len(head) < SNIFF_BYTES)
+        sample = _sample_text(data, head, compressed)
         if delimiter is None:
             chosen = _detect_delimiter(sample)
             return cls(data, compressed, chosen, True, max_bytes)
         return cls(data, compressed, delimiter, False, max_bytes)
 
+    def expected_rows(self, rows_read: int) -> int | None:
+        """Rows the whole file holds, extrapolated from the share of its bytes (compressed bytes for gzip) read
+        so far; None before any is read."""
+        done = self._source.tell() / self._source_size if self._source_size else 0.0
+        return int(rows_read / done) if done > 0 else None
+
     def _text_stream(self) -> io.TextIOWrapper:
-        raw: io.BufferedIOBase = io.BytesIO(self._data)
+        raw: io.BufferedIOBase = _binary(self._data)
+        self._source, self._source_size = raw, _size(raw)
+        raw.seek(0)
         if self.compressed:
             raw = io.BufferedReader(_CappedReader(gzip.GzipFile(fileobj=raw, mode="rb"), self.max_bytes))
         return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
@@ -305,23 +326,57 @@ class _Table:
         if isinstance(exc, _TooBig):
             return f"data set decompresses to more than the limit of {self.max_bytes} bytes"
         if isinstance(exc, UnicodeDecodeError):
-            if not self.compressed:
-                try:
-                    self._data.decode("utf-8-sig")
-                except UnicodeDecodeError as full:
-                    line = self._data.count(b"\n", 0, full.start) + 1
-                    return (f"data set is not UTF-8 text (invalid byte 0x{self._data[full.start]:02x} at line "
-                            f"{line}, offset {full.start}); save it as UTF-8")
+            found = None if self.compressed else _invalid_utf8(self._data)
+            if found is not None:
+                offset, line, byte = found
+                return (f"data set is not UTF-8 text (invalid byte 0x{byte:02x} at line {line}, offset {offset}); "
+                        "save it as UTF-8")
             return "data set is not UTF-8 text; save it as UTF-8"
         return f"gzip data is corrupt or truncated ({type(exc).__name__}: {str(exc)[:100]})"
 
 
-def _check_plain_content(data: bytes) -> None:
-    if not data or data.isspace():
+def _size(data: bytes | BinaryIO) -> int:
+    if isinstance(data, bytes | bytearray):
+        return len(data)
+    return data.seek(0, io.SEEK_END)
+
+
+def _binary(data: bytes | BinaryIO) -> BinaryIO:
+    """A binary stream over the data from its first byte (a file is rewound, never copied)."""
+    if isinstance(data, bytes | bytearray):
+        return io.BytesIO(data)
+    data.seek(0)
+    return data
+
+
+def _invalid_utf8(data: bytes | BinaryIO) -> tuple[int, int, int] | None:
+    """(offset, line, byte) of the first byte that is not UTF-8, read in 1 MiB blocks; None if all of it is."""
+    stream = _binary(data)
+    offset, lines, carry = 0, 1, b""
+    while block := stream.read(1 << 20):
+        text = carry + block
+        try:
+            text.decode("utf-8")
+            carry = b""
+        except UnicodeDecodeError as exc:
+            if exc.reason == "unexpected end of data" and exc.start >= len(text) - 3:
+                carry = text[exc.start:]
+                text = text[:exc.start]
+            else:
+                return offset + exc.start, lines + text.count(b"\n", 0, exc.start), text[exc.start]
+        offset += len(text)
+        lines += text.count(b"\n")
+    return (offset, lines, carry[0]) if carry else None
+
+
+def _check_plain_content(data: bytes, complete: bool = True) -> None:
+    """Refuse what is not CSV text from its first bytes (`data`: the whole file, or its head when `complete` is
+    False: a NUL further on then stops the CSV reader with its line)."""
+    if not data or (complete and data.isspace()):
         raise DataSetError("data set is empty")
     if data[:4] == b"PAR1":
-        raise DataSetError("data set is a Parquet file; the platform reads .csv and .csv.gz "
-                           "(Parquet is planned for the SageMaker training engine)")
+        raise DataSetError("data set is a Parquet file named as CSV; name it .parquet (Parquet trains on the "
+                           "sagemaker engine)")
     if data[:4] == b"PK\x03\x04":
         raise DataSetError("data set is a ZIP archive (an Excel workbook?); export it as CSV")
     if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
@@ -330,11 +385,11 @@ def _check_plain_content(data: bytes) -> None:
         raise DataSetError("data set contains NUL bytes; it is not a CSV text file")
 
 
-def _sample_text(data: bytes, compressed: bool) -> str:
+def _sample_text(data: bytes | BinaryIO, head: bytes, compressed: bool) -> str:
     """The first SNIFF_BYTES of text, cut after the last complete line when there is one."""
     if compressed:
         try:
-            with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
+            with gzip.GzipFile(fileobj=_binary(data), mode="rb") as gz:
                 head = gz.read(SNIFF_BYTES)
         except (EOFError, OSError, zlib.error) as exc:
             raise DataSetError(f"gzip data is corrupt or truncated ({type(exc).__name__}: {str(exc)[:100]})") \
@@ -343,8 +398,6 @@ def _sample_text(data: bytes, compressed: bool) -> str:
             raise DataSetError("data set is empty")
         if b"\x00" in head:
             raise DataSetError("data set contains NUL bytes; it is not a CSV text file")
-    else:
-        head = data[:SNIFF_BYTES]
     cut = head.rfind(b"\n")
     if cut > 0 and len(head) == SNIFF_BYTES:
         head = head[:cut + 1]
@@ -538,12 +591,12 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
     converters = [_converter(f, markers) for f in features]
     labels = _Labels(markers)
     problems = _Problems()
-    blocks: list[np.ndarray] = []
-    targets: list[np.ndarray] = []
-    sensitive_blocks: list[np.ndarray] = []
-    line_blocks: list[np.ndarray] = []
-    rows = table.rows(problems)
     n_features = len(features)
+    blocks = _Rows(np.float64, n_features)
+    targets = _Rows(np.int64)
+    sensitive_blocks: list[np.ndarray] = []
+    line_blocks = _Rows(np.int64)
+    rows = table.rows(problems)
     total = 0
     while True:
         chunk: list[tuple[str, ...]] = []
@@ -572,33 +625,60 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
                                                family.sensitive_attribute))
         problems.bad_rows += int(bad.sum())
         total += len(lines)
-        blocks.append(X)
-        targets.append(y)
-        line_blocks.append(line_array)
+        expected = table.expected_rows(total)
+        blocks.append(X, expected)
+        targets.append(y, expected)
+        line_blocks.append(line_array, expected)
     problems.raise_if_any(total + problems.rejected_rows)
     if total == 0:
         raise DataSetError("data set has a header but no data rows")
     if total < MIN_ROWS:
         raise DataSetError(f"data set has {total} rows; at least {MIN_ROWS} are needed to train and hold out")
-    y_groups = np.concatenate(targets)
+    line_numbers = line_blocks.result()
+    # The group codes are freed once y is built.
     if family.task == "binary_classification":
-        y, classes = _classes(labels, y_groups, family)
+        y, classes = _classes(labels, targets.result(), family)
         _check_class_counts(y, classes, family)
     else:  # regression and multiclass targets: see task_target
-        y, classes = task_target(labels, y_groups, family, line_blocks)
-    X = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-    del blocks
+        y, classes = task_target(labels, targets.result(), family, [line_numbers])
+    X = blocks.result()
     return DataSet(
         X=X,
         y=y,
         classes=classes,
         sensitive=None if family.sensitive_attribute is None else np.concatenate(sensitive_blocks),
         row_ids=np.arange(total, dtype=np.int64),
-        line_numbers=np.concatenate(line_blocks),
+        line_numbers=line_numbers,
         columns=tuple(family.feature_names),
         warnings=tuple(table.warnings + table.warnings_after_rows()),
         delimiter=table.delimiter,
     )
+
+
+class _Rows:
+    """Blocks of rows appended into one array that grows in place (`ndarray.resize`, a realloc: for arrays this
+    large glibc moves the pages with mremap, nothing is copied), so a column is never held twice, as blocks and as
+    their concatenation. numpy zero-fills what a resize adds, so growth goes to the expected row count (from the
+    share of the file read) plus 5%, not to twice the capacity: the memory touched stays near the rows held."""
+
+    def __init__(self, dtype: type, width: int | None = None) -> None:
+        self._shape = () if width is None else (width,)
+        self._array = np.empty((16 * CHUNK_ROWS, *self._shape), dtype=dtype)
+        self._rows = 0
+
+    def append(self, block: np.ndarray, expected: int | None = None) -> None:
+        end = self._rows + block.shape[0]
+        if end > self._array.shape[0]:
+            grown = int(expected * 1.05) if expected and expected > end else int(self._array.shape[0] * 1.25)
+            self._array.resize((max(end, grown), *self._shape), refcheck=False)
+        self._array[self._rows:end] = block
+        self._rows = end
+
+    def result(self) -> np.ndarray:
+        """The rows appended, once (this buffer lets go of them: the caller's reference is the only one)."""
+        array, self._array = self._array, np.empty((0, *self._shape), dtype=self._array.dtype)
+        array.resize((self._rows, *self._shape), refcheck=False)
+        return array
 
 
 def _classes(labels: _Labels, groups: np.ndarray, family: ModelFamily) -> tuple[np.ndarray, tuple[str, str]]:

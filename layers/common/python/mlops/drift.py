@@ -17,6 +17,7 @@ from .errors import PlatformError
 from .observability import MetricsPublisher, logger
 from .profile import PROFILE_FORMAT, category_counts, prediction_counts
 from .registry import REJECTED, ROLLED_BACK, FamilyRecord, ModelRegistry
+from .reports.publish import drift_histograms, publish_drift_report
 from .schemas import BINARY, DriftPolicy, Feature, ModelFamily
 from .stats import chi_square_against_frequencies, equal_weight_cramers_v, numeric_shift, pooled_chi_square, psi
 from .tasks import captured_predictions, prediction_drift
@@ -269,10 +270,15 @@ class DriftMonitor:
                        "window_end": window_end, "checked_at": datetime.now(UTC).isoformat()})
         report["retrain"] = self._maybe_retrain(record, report)
         key = f"{REPORT_PREFIX}family={family.name}/{datetime.now(UTC):%Y-%m-%dT%H-%M-%S.%fZ}.json"
+        # The S3 report also holds the current distributions its page draws (the registry item stays small); the
+        # predicted-probability histogram is binary's (other tasks' predictions are drawn from the baseline only).
+        histograms = drift_histograms(family, profile, columns, predictions if family.task == BINARY else None)
+        stored = {**report, "report_key": key, "histograms": histograms}
         aws.client("s3").put_object(Bucket=self.artifacts.bucket, Key=key,
-                                    Body=orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY),
+                                    Body=orjson.dumps(stored, option=orjson.OPT_SERIALIZE_NUMPY),
                                     ContentType="application/json")
         report["report_key"] = key
+        report.update(publish_drift_report(self.artifacts.bucket, key, stored, profile, family))
         self.registry.record_drift(family.name, report)
         dims = {"Family": family.name}
         self.publisher.put("DriftedFeatures", len(report["drifted_features"]), dims)

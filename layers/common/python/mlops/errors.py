@@ -75,3 +75,16 @@ class TransientError(PlatformError):
     """Throttling or a 5xx from a dependency: Step Functions retries these with backoff."""
 
     http_status = 503
+
+
+class ExplanationUnavailableError(PlatformError):
+    """The served model version cannot be explained (trained before explanations, or a task the explainer does
+    not cover); predictions still work without `explain`."""
+
+    http_status = 409
+
+
+class DecisionNotFoundError(PlatformError):
+    """No decision record holds that request id (unknown, older than the trail, or not yet written)."""
+
+    http_status = 404

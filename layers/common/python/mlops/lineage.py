@@ -25,6 +25,7 @@ class CodeVersion(BaseModel):
     package: str
     package_version: str
     git_revision: str | None = None
+    dirty: bool | None = Field(None, description="uncommitted changes to tracked files when built (None: unknown)")
     libraries: dict[str, str] = Field(default_factory=dict)
 
 

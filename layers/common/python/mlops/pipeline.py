@@ -28,10 +28,12 @@ from .fairness import fairness_for_state, fairness_metrics, fairness_not_checked
 from .lineage import CodeVersion, DataSetRef, HoldoutRef, LineageRecord
 from .metrics import classification_metrics
 from .registry import LIVE, REJECTED, ModelRegistry
+from .reports.curves import curve_data
 from .schemas import BINARY, REGRESSION, ModelFamily, same_label
 
 # Per-feature leakage figures carried in the state: the strongest ones only (the state limit is 256 KB).
 MAX_FEATURE_AUCS_IN_STATE = 50
+MAX_IMPORTANCES_IN_STATE = 50  # global importance: the largest ones
 MAX_WARNINGS_IN_STATE = 20
 
 
@@ -63,8 +65,9 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
 
     family = ctx.registry.get_family(_require(event, "family")).family
     ref = _require(event, "dataset")
+    # Spooled to a temporary file, never held in memory (peak memory: mlops.engines, docs/training-engines.md).
     stored = ctx.objects.get(ref["bucket"], ref["key"], ref.get("version_id") or None,
-                             max_bytes=family.max_dataset_bytes)
+                             max_bytes=family.max_dataset_bytes, spool=True)
     from .runs import check_duplicate  # identical content already judged: the state machine ends the run here
 
     if duplicate := check_duplicate(ctx, family, stored, event):
@@ -83,22 +86,26 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
     artifact = ctx.artifacts.put(model.onnx_bytes, "model/onnx", meta)
     holdout_ref = ctx.artifacts.put(holdout, "holdout/npz", meta)
     profile_ref = ctx.artifacts.put_json(model.profile, "baseline-profile/json", meta)
+    # The declaration this model was trained with, for `mlops reproduce` (its sha256 is family_config_sha256).
+    family_ref = ctx.artifacts.put_json(family.model_dump(mode="json"), "family-config/json", meta)
     columns = [f.model_dump(mode="json") for f in family.features] + [{"name": family.target, "kind": "target"}]
     if family.sensitive_attribute is not None:
         columns.append({"name": family.sensitive_attribute, "kind": "sensitive"})
     strongest = sorted(model.single_feature_auc.items(), key=lambda item: -(item[1] or 0.0))
+    revision, dirty = codeversion.revision_and_dirty(ctx.git_revision)
+    importance, importance_basis = model.feature_importance
     return {
         "artifact": artifact.to_dict(),
         "holdout": HoldoutRef(fraction=family.holdout_fraction, rows=int(holdout_rows.size),
                               row_ids_sha256=sha256_hex(dataset.row_ids[holdout_rows].tobytes()),
                               artifact_sha256=holdout_ref.sha256, seed=seed).model_dump(),
         "baseline_profile": profile_ref.to_dict(),
+        "family_config": family_ref.to_dict(),
         "dataset": DataSetRef(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
                               etag=stored.etag.strip('"'), sha256=stored.sha256, rows=dataset.rows,
                               columns=columns).model_dump(),
         "code": CodeVersion(package="mlops", package_version=codeversion.package_version(),
-                            git_revision=ctx.git_revision or codeversion.git_revision(),
-                            libraries=model.library_versions).model_dump(),
+                            git_revision=revision, dirty=dirty, libraries=model.library_versions).model_dump(),
         "task": family.task,
         "algorithm": family.algorithm,
         "hyperparameters": model.hyperparameters,
@@ -108,6 +115,8 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
         "input_dtype": model.input_dtype,
         **_trivial_parameters(model),
         "single_feature_auc": dict(strongest[:MAX_FEATURE_AUCS_IN_STATE]),
+        "feature_importance": importance[:MAX_IMPORTANCES_IN_STATE],
+        "feature_importance_basis": importance_basis,
         "data_warnings": [w[:300] for w in dataset.warnings[:MAX_WARNINGS_IN_STATE]],
         "seed": seed,
         "fit_seconds": round(model.fit_seconds, 3),
@@ -161,7 +170,8 @@ def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]
                          threshold=model.threshold)
     return {"metrics": metrics, "fairness": fairness, "parity": parity_result, "gate": gate,
             "trivial_model": trivial, "warnings": warnings, "threshold": model.threshold,
-            "live": live, "first_model": record.live_version == 0}
+            "live": live, "first_model": record.live_version == 0,
+            "curves": curve_data(y, proba[:, 1], model.threshold)}  # ROC, calibration, confusion: the model card
 
 
 def _evaluate_task(ctx: PipelineContext, family: ModelFamily, live_version: int, train: dict[str, Any],
@@ -288,6 +298,10 @@ def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> d
         threshold=train.get("threshold", 0.5) if train.get("task", BINARY) == BINARY else None,
         input_dtype=train.get("input_dtype", "float32"),
         trivial_model=evaluation.get("trivial_model"), warnings=evaluation.get("warnings", []),
+        feature_importance=train.get("feature_importance", []),
+        feature_importance_basis=train.get("feature_importance_basis", {}),
+        curves=evaluation.get("curves"), family_config=train.get("family_config"),
+        training=train.get("training"),  # the engine that trained it (mlops.engines): job name, instance type
     ).model_dump(mode="json")
     version = ctx.registry.allocate_version(family_name, lineage, actor=f"pipeline:{run_id}",
                                             reason="passed training", run_id=run_id)

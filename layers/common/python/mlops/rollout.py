@@ -25,6 +25,7 @@ from .observability import MetricsPublisher, logger
 from .pipeline import PipelineContext, register_step
 from .profile import PREDICTION_EDGES
 from .registry import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
+from .reports.publish import publish_model_card
 from .schemas import BINARY, CanaryPolicy
 from .settings import Env
 from .stats import bin_counts, psi
@@ -51,11 +52,19 @@ class AliasRouter(Protocol):
 
 
 class LambdaAliasRouter:
-    """The `live` alias of a family's scoring function, through the Lambda API."""
+    """The `live` alias of a family's scoring function, through the Lambda API (`client`: a boto3 Lambda client,
+    default the process-wide one; the CLI passes its own, bound to the operator's credentials)."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
+    @property
+    def _lambda(self) -> Any:
+        return self._client or aws.client("lambda")
 
     def current(self, function: str) -> AliasState | None:
         try:
-            alias = aws.client("lambda").get_alias(FunctionName=function, Name=ALIAS)
+            alias = self._lambda.get_alias(FunctionName=function, Name=ALIAS)
         except Exception as exc:
             if aws.error_code(exc) == "ResourceNotFoundException":
                 return None
@@ -67,7 +76,7 @@ class LambdaAliasRouter:
     def publish_bound(self, function: str, family: str, model_version: int, sha256: str) -> str:
         """Publish a function version whose configuration names the model; reuse one already published for
         the same model (a retried step publishes nothing new)."""
-        client = aws.client("lambda")
+        client = self._lambda
         config = client.get_function_configuration(FunctionName=function)
         existing = self._find_bound(function, model_version, sha256, config.get("CodeSha256", ""))
         if existing:
@@ -89,7 +98,7 @@ class LambdaAliasRouter:
     def route(self, function: str, primary: str, canary: str | None = None, weight: float = 0.0) -> None:
         routing = {"AdditionalVersionWeights": {canary: round(weight, 4)}} if canary and weight > 0 else \
             {"AdditionalVersionWeights": {}}
-        client = aws.client("lambda")
+        client = self._lambda
         try:
             client.update_alias(FunctionName=function, Name=ALIAS, FunctionVersion=primary, RoutingConfig=routing)
         except Exception as exc:
@@ -101,7 +110,7 @@ class LambdaAliasRouter:
 
     def _find_bound(self, function: str, model_version: int, sha256: str, code_sha256: str) -> str | None:
         """A version already published with this model on the current code (a retried step)."""
-        paginator = aws.client("lambda").get_paginator("list_versions_by_function")
+        paginator = self._lambda.get_paginator("list_versions_by_function")
         for page in paginator.paginate(FunctionName=function):
             for v in page.get("Versions", []):
                 if v["Version"] == "$LATEST":
@@ -112,14 +121,13 @@ class LambdaAliasRouter:
                     return str(v["Version"])
         return None
 
-    @staticmethod
-    def _wait_updated(function: str, config: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+    def _wait_updated(self, function: str, config: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while config.get("LastUpdateStatus") == "InProgress":
             if time.monotonic() > deadline:
                 raise TransientError(f"{function} configuration update did not finish in {timeout:.0f}s")
             time.sleep(1.0)
-            config = aws.client("lambda").get_function_configuration(FunctionName=function)
+            config = self._lambda.get_function_configuration(FunctionName=function)
         if config.get("LastUpdateStatus") == "Failed":
             raise IllegalTransitionError(f"{function} configuration update failed: "
                                          f"{config.get('LastUpdateStatusReason')}")
@@ -208,7 +216,10 @@ def refuse(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str,
 
 
 def register(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
-    return register_step(ctx.pipeline, state, run_id)
+    """Register the candidate, and write its model card (HTML + JSON) to the artifact bucket."""
+    registration = register_step(ctx.pipeline, state, run_id)
+    card = publish_model_card(ctx.registry, ctx.pipeline.artifacts.bucket, state["family"], registration["version"])
+    return {**registration, "model_card": card}
 
 
 def go_live_first(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -432,6 +443,8 @@ def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str
     fingerprint = (ctx.registry.get_run(family, run_id) or {}).get("fingerprint")
     if fingerprint and outcome in runs.CONTENT_VERDICTS:
         ctx.registry.record_content_verdict(family, fingerprint, run_id, outcome, version)
+    if version:  # the card again, now with the status this run ended in
+        publish_model_card(ctx.registry, ctx.pipeline.artifacts.bucket, family, int(version))
     ctx.registry.release_rollout(family, run_id)
     return {"outcome": outcome, "family": family, "version": version}
 

@@ -162,6 +162,10 @@ def error_message(error: dict[str, Any]) -> tuple[str, str]:
     except orjson.JSONDecodeError:
         parsed = None
     message = str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else cause
+    if isinstance(parsed, dict) and "TrainingJobStatus" in parsed:  # a .sync training job's DescribeTrainingJob
+        from .engines import sagemaker_failure_message
+
+        message = sagemaker_failure_message(parsed)
     return name, message[:MAX_REASON_CHARS]
 
 
@@ -212,7 +216,7 @@ def check_duplicate(ctx: PipelineContext, family: ModelFamily, stored: StoredObj
     run_id = str(event.get("run_id") or "")
     fingerprint = content_fingerprint(stored.sha256, family, code_version(ctx.git_revision))
     dataset = {"bucket": stored.bucket, "key": stored.key, "version_id": stored.version_id,
-               "etag": stored.etag.strip('"'), "sha256": stored.sha256, "size": len(stored.data)}
+               "etag": stored.etag.strip('"'), "sha256": stored.sha256, "size": stored.size}
     if run_id:
         ctx.registry.annotate_run(family.name, run_id, dataset=dataset, fingerprint=fingerprint)
     if (event.get("trigger") or {}).get("source", "s3") != "s3":

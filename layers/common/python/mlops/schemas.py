@@ -248,6 +248,68 @@ class DriftPolicy(_Frozen):
         return value
 
 
+TrainingEngine = Literal["lambda", "sagemaker", "auto"]
+# SageMaker ML instance types ("ml.m5.xlarge"); Graviton types (m6g, c7g...) are refused by the validator below.
+INSTANCE_TYPE = re.compile(r"^ml\.[a-z]+[0-9]+[a-z]*\.[0-9]*(x?large|metal)$")
+GRAVITON_INSTANCE = re.compile(r"^ml\.[a-z]+[0-9]+g")
+MAX_JOB_SECONDS = 72_000
+KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]{36}$")
+
+
+class TrainingPolicy(_Frozen):
+    """Where the family's Train step runs (mlops.engines). `lambda`: the train function (15 minutes, its memory;
+    CSV and gzip CSV). `sagemaker`: a SageMaker training job running the same entry point in AWS's prebuilt
+    scikit-learn container (also Parquet). `auto`: Lambda for data sets up to `auto_lambda_max_bytes` (uncompressed
+    CSV bytes) that fit in the function's limits, SageMaker above. The remaining fields configure the training
+    job (CreateTrainingJob's ResourceConfig, StoppingCondition, managed spot, KMS and network isolation)."""
+
+    engine: TrainingEngine = "lambda"
+    auto_lambda_max_bytes: int = Field(100 * 1024 * 1024, gt=0)
+    instance_type: str = "ml.m5.xlarge"
+    volume_size_gb: int = Field(30, ge=1, le=16_384)
+    # CreateTrainingJob's StoppingCondition: a job still running after this is stopped (MaxRuntimeExceeded). At most
+    # 20 hours: the pipeline execution (lock, training, evaluation, canary) has 24.
+    max_runtime_seconds: int = Field(3600, ge=1, le=MAX_JOB_SECONDS)
+    managed_spot: bool = False
+    # Spot only: how long to wait for capacity plus run (>= max_runtime_seconds); default twice the runtime.
+    max_wait_seconds: int | None = Field(None, ge=1, le=MAX_JOB_SECONDS)
+    # Encrypts the job's storage volume and output; None = the platform's key.
+    kms_key_arn: str | None = None
+    # No outbound network from the training container: inputs and outputs go through S3 channels only.
+    network_isolation: bool = True
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        if not INSTANCE_TYPE.match(value):
+            raise ValueError(f"instance_type {value!r} is not a SageMaker ML instance type such as ml.m5.xlarge")
+        if GRAVITON_INSTANCE.match(value):
+            raise ValueError(f"instance_type {value!r} is a Graviton (arm64) type; AWS's scikit-learn training "
+                             "image is x86_64: use ml.m5, ml.c5, ml.r5...")
+        return value
+
+    @field_validator("kms_key_arn")
+    @classmethod
+    def _key_arn(cls, value: str | None) -> str | None:
+        if value is not None and not KMS_KEY_ARN.match(value):
+            raise ValueError("kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
+        return value
+
+    @model_validator(mode="after")
+    def _spot_wait(self) -> TrainingPolicy:
+        if self.max_wait_seconds is not None:
+            if not self.managed_spot:
+                raise ValueError("max_wait_seconds applies to managed spot training only (managed_spot: true)")
+            if self.max_wait_seconds < self.max_runtime_seconds:
+                raise ValueError("max_wait_seconds must be at least max_runtime_seconds (it includes the runtime)")
+        return self
+
+    @property
+    def spot_wait_seconds(self) -> int:
+        """MaxWaitTimeInSeconds of a spot job: the declared wait, else twice the runtime (SageMaker's bound)."""
+        return self.max_wait_seconds or min(2 * self.max_runtime_seconds, MAX_JOB_SECONDS)
+
+
 class ModelFamily(_Frozen):
     """A model family: one task, one feature schema, one stream of versions."""
 
@@ -285,6 +347,7 @@ class ModelFamily(_Frozen):
     gate: GatePolicy = GatePolicy()
     canary: CanaryPolicy = CanaryPolicy()
     drift: DriftPolicy = DriftPolicy()
+    training: TrainingPolicy = TrainingPolicy()
 
     @field_validator("name")
     @classmethod

@@ -302,8 +302,13 @@ class ScoringModel:
             return None  # NaN, infinities or out-of-domain values: the checked path names them
         return X if self.input_dtype is np.float64 else X.astype(self.input_dtype)
 
-    def _checked_matrix(self, instances: list) -> np.ndarray:
-        X = np.empty((len(instances), len(self.feature_names)), dtype=self.input_dtype)
+    def exact_matrix(self, instances: list) -> np.ndarray:
+        """The records' values as float64 [rows, features] in schema order, exactly as sent (NaN = missing,
+        category index, k = "other"), validated like `matrix`: what explanations read and report."""
+        return self._checked_matrix(instances, np.float64)
+
+    def _checked_matrix(self, instances: list, dtype: Any = None) -> np.ndarray:
+        X = np.empty((len(instances), len(self.feature_names)), dtype=dtype or self.input_dtype)
         row = self._row
         for r, record in enumerate(instances):
             X[r] = row(record, r)

@@ -10,7 +10,9 @@ Response contract (docs/openapi.yaml), per task: a binary family's `classes` are
 positive one when its probability is at least the family's threshold. A multiclass family's `classes` are its
 labels in sorted order, one probability per class, and the prediction is the most probable class. A regression
 answers `predictions` as numbers, without `classes` or `probabilities`. A `null` value is accepted for features
-whose family declares a missing-value strategy and scored exactly as training treated missing values.
+whose family declares a missing-value strategy and scored exactly as training treated missing values. With
+"explain": true the response adds `explanations` (mlops.explanations); every answer leaves a decision record
+(mlops.decisions).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import orjson
 
 from .artifacts import ArtifactStore
 from .capture import CaptureWriter
+from .decisions import DecisionLog
 from .errors import IntegrityError, NoLiveModelError, PlatformError, UnknownFamilyError, ValidationError
+from .explanations import ExplainRequest, ServedExplainer, explain_request
 from .scoring import ScoringModel
 from .settings import ScoringSettings
 
@@ -56,6 +60,8 @@ class ScoringService:
         self.metrics = metrics
         self.model: ScoringModel | None = None
         self.capture: CaptureWriter | None = None
+        self.decisions: DecisionLog | None = None
+        self.explainer: ServedExplainer | None = None
         self._registry: Any = None
         self.version = str(settings.model_version)
 
@@ -81,6 +87,11 @@ class ScoringService:
             s.artifact_bucket, s.model_family, s.model_version, s.capture_sample_rate, s.never_capture_fields,
             flush_records=s.capture_flush_records,
         )
+        self.decisions = DecisionLog(
+            s.artifact_bucket, s.model_family, s.model_version, function_version=s.function_version,
+            model_sha256=s.model_sha256, classes=self.model.classes, threshold=self.model.threshold,
+            never_capture=s.never_capture_fields, flush_records=s.decision_flush_records)
+        self.explainer = ServedExplainer(data, s.model_family, s.model_version)
         return self.model
 
     @property
@@ -119,21 +130,26 @@ class ScoringService:
             return error_response(exc, request_id)
 
     def predict(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
-        instances = parse_instances(event)
+        instances, explain = parse_request(event)
         model = self.load()
         index_list, proba_list = model.predict_instances(instances)
-        if proba_list is None:  # a regression: the predicted values, captured as they were answered
-            if self.capture is not None:
-                self.capture.record(request_id, instances, index_list, [()] * len(index_list))
+        if proba_list is None:  # a regression: the predicted values
             body: dict[str, Any] = {"model": self.settings.model_family, "version": self.settings.model_version,
                                     "predictions": index_list, "request_id": request_id}
         else:
             classes = model.classes
-            if self.capture is not None:  # captures keep class indices: canary and drift statistics count them
-                self.capture.record(request_id, instances, index_list, proba_list)
             body = {"model": self.settings.model_family, "version": self.settings.model_version,
                     "predictions": [classes[i] for i in index_list], "probabilities": proba_list,
                     "classes": classes, "request_id": request_id}
+        explanations = None
+        if explain is not None and self.explainer is not None:
+            explanations = body["explanations"] = self.explainer.explain(model, instances, explain)
+        # Captures keep class indices (canary and drift statistics count them; a regression's, its predicted value
+        # as answered); every answer leaves a decision record, with the inputs when the capture sampled it.
+        captured = self.capture is not None and self.capture.record(
+            request_id, instances, index_list, [()] * len(index_list) if proba_list is None else proba_list)
+        if self.decisions is not None:
+            self.decisions.record(request_id, index_list, proba_list, instances if captured else None, explanations)
         return {
             "statusCode": 200,
             "headers": {"Content-Type": "application/json", "X-Model-Version": self.version,
@@ -191,8 +207,9 @@ class ScoringService:
         return _response(200, body, {"X-Request-Id": request_id, "X-Model-Version": self.version})
 
 
-def parse_instances(event: dict[str, Any]) -> Any:
-    """Decode the request body into the `instances` list, naming the problem when it cannot."""
+def parse_request(event: dict[str, Any]) -> tuple[Any, ExplainRequest | None]:
+    """Decode the request body into the `instances` list and the explanation options (None unless "explain":
+    true), naming the problem when it cannot."""
     headers = event.get("headers") or {}
     content_type = headers.get("Content-Type") or headers.get("content-type")
     if content_type is None and headers:  # header names are case-insensitive; the usual spellings come first
@@ -223,9 +240,8 @@ def parse_instances(event: dict[str, Any]) -> Any:
     if "instances" not in payload:
         raise ValidationError("request body lacks 'instances'")
     if len(payload) != 1:
-        extra = [k for k in payload if k != "instances"]
-        raise ValidationError(f"request body has unknown fields {extra[:5]}; only 'instances' is accepted")
-    return payload["instances"]
+        return payload["instances"], explain_request(payload)
+    return payload["instances"], None
 
 
 class UnsupportedMediaTypeError(ValidationError):

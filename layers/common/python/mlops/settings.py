@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import ConfigurationError
 
@@ -27,8 +27,23 @@ class Env:
     CAPTURE_FLUSH_RECORDS = "MLOPS_CAPTURE_FLUSH_RECORDS"
     NEVER_CAPTURE = "MLOPS_NEVER_CAPTURE"
     GIT_REVISION = "MLOPS_GIT_REVISION"
+    DECISION_FLUSH_RECORDS = "MLOPS_DECISION_FLUSH_RECORDS"
+    # Set by Lambda itself: the published version answering (decision records), the runtime API (extensions).
+    FUNCTION_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"
+    RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
     METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
     SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    # Training engines (mlops.engines): the SageMaker training jobs' image, source and dependency archives, one
+    # role per family (JSON object), the platform's KMS key, the train function's /tmp size.
+    TRAINING_IMAGE = "MLOPS_TRAINING_IMAGE"
+    TRAINING_CODE_URI = "MLOPS_TRAINING_CODE_URI"
+    TRAINING_VENDOR_URI = "MLOPS_TRAINING_VENDOR_URI"
+    TRAINING_ROLES = "MLOPS_TRAINING_ROLES"
+    PLATFORM_KEY_ARN = "MLOPS_PLATFORM_KEY_ARN"
+    EPHEMERAL_STORAGE_MB = "MLOPS_EPHEMERAL_STORAGE_MB"
+    # Set by Lambda itself: the function's memory and region.
+    FUNCTION_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+    REGION = "AWS_REGION"
 
 
 class _Settings(BaseModel):
@@ -51,6 +66,28 @@ class TriggerSettings(StorageSettings):
 class TrainSettings(StorageSettings):
     # Recorded in lineage as the code version; CDK sets it from the deploying checkout.
     git_revision: str = Field("", alias=Env.GIT_REVISION, max_length=64)
+    # Plan (engine choice and limits) and the sagemaker engine's jobs; empty URIs: that engine is not deployed.
+    memory_mb: int = Field(3008, alias=Env.FUNCTION_MEMORY_MB, ge=128, le=10_240)
+    ephemeral_storage_mb: int = Field(512, alias=Env.EPHEMERAL_STORAGE_MB, ge=512, le=10_240)
+    region: str = Field("us-east-1", alias=Env.REGION, min_length=1)
+    training_image: str = Field("", alias=Env.TRAINING_IMAGE)
+    training_code_uri: str = Field("", alias=Env.TRAINING_CODE_URI, pattern=r"^(s3://.+)?$")
+    training_vendor_uri: str = Field("", alias=Env.TRAINING_VENDOR_URI, pattern=r"^(s3://.+)?$")
+    training_roles: str = Field("{}", alias=Env.TRAINING_ROLES)
+    platform_key_arn: str = Field("", alias=Env.PLATFORM_KEY_ARN)
+
+    @field_validator("training_roles")
+    @classmethod
+    def _roles_object(cls, value: str) -> str:
+        import orjson
+
+        try:
+            roles = orjson.loads(value or "{}")
+        except orjson.JSONDecodeError:
+            roles = None
+        if not isinstance(roles, dict) or not all(isinstance(v, str) for v in roles.values()):
+            raise ValueError("must be a JSON object of family name -> role ARN")
+        return value
 
 
 class EvaluateSettings(StorageSettings):
@@ -77,10 +114,17 @@ class ScoringSettings(StorageSettings):
     capture_sample_rate: float = Field(0.1, alias=Env.CAPTURE_SAMPLE_RATE, ge=0.0, le=1.0)
     capture_flush_records: int = Field(200, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
     never_capture: str = Field("", alias=Env.NEVER_CAPTURE)
+    # Decision records (mlops.decisions): batch size; the function version Lambda runs this sandbox as.
+    decision_flush_records: int = Field(512, alias=Env.DECISION_FLUSH_RECORDS, ge=1, le=512)
+    function_version: str = Field("", alias=Env.FUNCTION_VERSION, max_length=64)
 
     @property
     def never_capture_fields(self) -> frozenset[str]:
         return frozenset(x.strip() for x in self.never_capture.split(",") if x.strip())
+
+
+class AuditSettings(StorageSettings):
+    """GET /audit/{request_id}: reads decision records, the registry and artifacts."""
 
 
 S = TypeVar("S", bound=_Settings)

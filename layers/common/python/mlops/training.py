@@ -39,13 +39,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import joblib
 import numpy as np
 import orjson
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from . import explanations
 from .errors import ConfigurationError, DataSetError
 from .profile import baseline_profile
-from .schemas import BINARY, REGRESSION, Label, ModelFamily
+from .schemas import BINARY, REGRESSION, Label, ModelFamily, same_label
 from .tasks import prediction_profile
 
 ONNX_INPUT = "X"
@@ -95,6 +97,8 @@ class TrainedModel:
     training_class_prior: tuple[float, ...] | None = None
     training_target_mean: float | None = None
     training_target_std: float | None = None
+    # Mean |SHAP value| per feature on the holdout ([{feature, importance}], largest first) and how it was computed.
+    feature_importance: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
 
 
 class FeatureImputer(TransformerMixin, BaseEstimator):
@@ -193,7 +197,9 @@ def build_estimator(family: ModelFamily, seed: int) -> tuple[Any, dict[str, Any]
                           else LogisticRegression(random_state=seed, **params)))
         elif family.algorithm == "random_forest":
             forest = RandomForestRegressor if regression else RandomForestClassifier
-            steps.append((step, forest(random_state=seed, n_jobs=1, **params)))
+            # n_jobs unset: the fit uses every core (train's parallel_config), predictions one thread (a threaded
+            # predict_proba sums the trees in finishing order: the last bits of the holdout would vary).
+            steps.append((step, forest(random_state=seed, n_jobs=None, **params)))
         else:
             boosting = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
             steps.append((step, boosting(random_state=seed, categorical_features=None, **params)))
@@ -268,7 +274,8 @@ def train(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: int | None = 
                            "every class needs rows in training")
     estimator, params = build_estimator(family, seed)
     started = time.perf_counter()
-    with warnings.catch_warnings():
+    # The fit gets every core the engine has, in threads (Lambda has no /dev/shm for worker processes).
+    with warnings.catch_warnings(), joblib.parallel_config(backend="threading", n_jobs=-1):
         warnings.filterwarnings("ignore", category=UserWarning, message=".*[Ff]ound unknown categories.*")
         estimator.fit(X[train_index], y[train_index])
     fit_seconds = time.perf_counter() - started
@@ -276,6 +283,8 @@ def train(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: int | None = 
     train_proba = estimator.predict_proba(X[train_index])
     double = needs_double_precision(family, estimator, X[train_index], train_proba)
     onnx_bytes = to_onnx_bytes(estimator, family, params, classes=classes, double=double)
+    # Explanation background (node covers / mean input of the training rows) in the artifact, before it is hashed.
+    onnx_bytes = explanations.with_background(onnx_bytes, X[train_index], family.task)
     proba = estimator.predict_proba(X[holdout_index])
     labels = np.argmax(proba, axis=1).astype(np.int64)
     # The profile's prediction: the positive-class probability (binary), the predicted class (multiclass).
@@ -292,6 +301,8 @@ def train(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: int | None = 
         training_positive_rate=float(y[train_index].mean()) if binary else None,
         single_feature_auc=single_feature_auc(family, X, y, train_index, holdout_index) if binary else {},
         estimator=estimator, task=family.task, training_class_prior=tuple(float(p) for p in prior),
+        feature_importance=explanations.feature_importance(onnx_bytes, X[holdout_index], seed, family.algorithm,
+                                                           task=family.task),
     )
 
 
@@ -322,6 +333,7 @@ def _train_regression(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: i
     train_predictions = clip_predictions(family, estimator.predict(X[train_index]))
     double = needs_double_precision(family, estimator, X[train_index], train_predictions, target_std=std)
     onnx_bytes = to_onnx_bytes(estimator, family, params, double=double, target_center=mean)
+    onnx_bytes = explanations.with_background(onnx_bytes, X[train_index], REGRESSION)
     profile = baseline_profile(family, X[train_index], np.zeros(0))
     profile["prediction"] = prediction_profile(REGRESSION, train_predictions, target_std=std)
     return TrainedModel(
@@ -331,6 +343,7 @@ def _train_regression(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: i
         classes=(), threshold=None, training_positive_rate=None, single_feature_auc={}, estimator=estimator,
         task=REGRESSION, sklearn_holdout_predictions=clip_predictions(family, estimator.predict(X[holdout_index])),
         training_target_mean=mean, training_target_std=std,
+        feature_importance=explanations.feature_importance(onnx_bytes, X[holdout_index], seed, family.algorithm),
     )
 
 
@@ -458,13 +471,26 @@ def to_onnx_bytes(estimator: Any, family: ModelFamily, params: dict[str, Any],
     if binary:
         metadata["mlops.positive_label"] = orjson.dumps(classes[1]).decode()
         metadata["mlops.threshold"] = repr(float(family.threshold))
+        if any(same_label(family.favorable_label, c) for c in classes):  # reasons point away from it (mlops.explain)
+            metadata["mlops.favorable_label"] = orjson.dumps(json_label(family.favorable_label)).decode()
     if family.prediction_range is not None:
         metadata["mlops.prediction_range"] = orjson.dumps(list(family.prediction_range)).decode()
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.doc_string = f"{family.name} {family.algorithm}"
+    canonical_opset_order(model)
     return model.SerializeToString()
+
+
+def canonical_opset_order(model: Any) -> None:
+    """Sort the model's opset imports by domain, in place. skl2onnx collects them in a set, so their order (and
+    the artifact's bytes and sha256) followed Python's per-process string hash seed: `mlops reproduce` found the
+    same logistic regression serialized two ways."""
+    imports = sorted((o.domain, o.version) for o in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in imports:
+        model.opset_import.add(domain=domain, version=version)
 
 
 def _double_precision_trees(model: Any, ensemble: Any, base_values: np.ndarray | None = None) -> None:

@@ -174,9 +174,11 @@ def _handle_record(record: S3EventRecord, registry: ModelRegistry, state_machine
         family = registry.get_family(family_name)
     except UnknownFamilyError:
         return reject(f"unknown model family {family_name!r}{_did_you_mean(registry, family_name)}", known=False)
-    if not is_supported_key(key):
+    parquet = key.lower().endswith(".parquet")
+    if not is_supported_key(key) and not (parquet and family.family.training.engine != "lambda"):
         return reject(f"unsupported file type {parts[-1]!r}; upload a data set ending in "
-                      f"{' or '.join(SUPPORTED_SUFFIXES)}", known=True)
+                      f"{' or '.join(SUPPORTED_SUFFIXES)}" + (", or declare training.engine: sagemaker (or auto) "
+                                                                "to train on Parquet" if parquet else ""), known=True)
     if size > family.family.max_dataset_bytes:
         return reject(f"{size} bytes is over the family's limit of {family.family.max_dataset_bytes}", known=True)
     started = start_pipeline(state_machine_arn, run_id, pipeline_input(family, dataset, "s3"), run_log)

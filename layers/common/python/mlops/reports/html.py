@@ -25,6 +25,8 @@ def number(value: Any, digits: int = 4) -> str:
         return "\u2013" if value is None else value
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list | tuple):  # a per-class figure (a multiclass prior): each value in turn
+        return ", ".join(number(v, digits) for v in value)
     if isinstance(value, int):
         return f"{value:,}"
     value = float(value)

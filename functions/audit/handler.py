@@ -1,0 +1,19 @@
+"""Management API: GET /audit/{request_id} (IAM-authorized) reconstructs one scored request (mlops.audit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.audit import Auditor, handle_request
+from mlops.registry import ModelRegistry
+from mlops.settings import AuditSettings, load_settings
+
+_auditor: Auditor | None = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _auditor
+    if _auditor is None:
+        settings = load_settings(AuditSettings)
+        _auditor = Auditor(settings.artifact_bucket, ModelRegistry(settings.registry_table))
+    return handle_request(_auditor, event, context.aws_request_id)

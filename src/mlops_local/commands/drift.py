@@ -1,0 +1,122 @@
+"""`mlops drift list|show`: the scheduled drift checks of a family, and one check feature by feature."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..client import TargetOptions, connect, echo_json, platform_options, reaching
+from . import tables
+
+
+def register(cli: click.Group) -> None:
+    """Add `drift` to the CLI."""
+    cli.add_command(drift)
+
+
+@click.group()
+def drift() -> None:
+    """Drift checks of live models: captured traffic against the training baseline (PSI, KS, chi-square with
+    effect sizes; docs/statistics.md).
+
+    \b
+    Examples:
+      mlops drift list credit-risk
+      mlops drift show credit-risk
+      mlops drift show credit-risk --run 2026-03-01T12:00
+      mlops report credit-risk 3        # the drift report as an HTML page with distributions
+    """
+
+
+@drift.command("list")
+@click.argument("family")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Newest checks shown.")
+@platform_options
+def list_(family: str, limit: int, target: TargetOptions) -> None:
+    """List a family's drift checks, newest first: verdict, rows, drifted features, retrain decision. The RUN
+    column is the id `mlops drift show --run` takes (a unique prefix is enough).
+
+    \b
+    Example:
+      mlops drift list credit-risk --json
+    """
+    from .. import views
+
+    platform = connect(target)
+    with reaching(platform):
+        runs = views.drift_runs(platform, family, limit)
+    if target.as_json:
+        echo_json({"family": family, "runs": runs})
+        return
+    out = tables.console()
+    if not runs:
+        out.print(f"No drift check of {family} recorded yet (checks run on the family's drift schedule while a "
+                  "model is live).")
+        return
+    table = tables.table(f"Drift checks of {family}", [
+        ("Run", {"no_wrap": True}), "Verdict", ("Live", {"justify": "right"}), ("Rows", {"justify": "right"}),
+        ("Drifted features", {"max_width": 50}), ("Prediction PSI", {"justify": "right"}),
+        ("Retrain", {"max_width": 60})])
+    for run in runs:
+        table.add_row(str(run["run"]), tables.verdict(run["verdict"]), f"v{run['live_version']}",
+                      tables.figure(run["rows"]), tables.escape(", ".join(run["drifted_features"]) or "-"),
+                      tables.figure(run["prediction_psi"], 3), tables.escape(_retrain(run["retrain"])))
+    out.print(table)
+
+
+def _retrain(retrain: Any) -> str:
+    if not isinstance(retrain, dict):
+        return "-"
+    return "started" if retrain.get("started") else f"no: {retrain.get('reason', '-')}"
+
+
+@drift.command("show")
+@click.argument("family")
+@click.option("--run", "run", metavar="ID", help="The check to show (`mlops drift list`); default the newest.")
+@platform_options
+def show(family: str, run: str | None, target: TargetOptions) -> None:
+    """Show one drift check feature by feature: status, PSI, KS D and p-value, chi-square and p-value, Cramér's V,
+    missing rate training -> now, and the reasons. Exits 2 when the family or the run is unknown.
+
+    \b
+    Examples:
+      mlops drift show credit-risk
+      mlops drift show credit-risk --run 2026-03-01T12:00 --json
+    """
+    from .. import views
+
+    platform = connect(target)
+    with reaching(platform):
+        found = views.drift_run(platform, family, run)
+    report = found["report"]
+    if target.as_json:
+        echo_json({"summary": found["summary"], "report": report})
+        return
+    out = tables.console()
+    summary = found["summary"]
+    out.print(f"[bold]{family}[/] drift check {summary['run']} of live v{summary['live_version']}: "
+              f"{tables.verdict(summary['verdict'])} on {tables.figure(summary['rows'])} rows "
+              f"(at least {report.get('min_samples')} needed); prediction PSI "
+              f"{tables.figure(summary['prediction_psi'], 3)}; retrain: {tables.escape(_retrain(summary['retrain']))}")
+    table = tables.table("Features", [
+        "Feature", "Kind", "Status", ("PSI", {"justify": "right"}), ("KS D", {"justify": "right"}),
+        ("KS p", {"justify": "right"}), ("Chi2 p", {"justify": "right"}), ("Cramér's V", {"justify": "right"}),
+        ("Missing", {"justify": "right"}), ("Reasons", {"max_width": 80})])
+    for name, figures in (report.get("features") or {}).items():
+        status = figures.get("status") or ("checked" if figures.get("drifted") is not None else "not_checked")
+        shown = "drift" if figures.get("drifted") else status
+        missing = "-"
+        if figures.get("missing_rate") or figures.get("baseline_missing_rate"):
+            missing = (f"{tables.figure(figures.get('baseline_missing_rate'), 2)} -> "
+                       f"{tables.figure(figures.get('missing_rate'), 2)}")
+        reasons = figures.get("drift_reasons") or ([figures["reason"]] if figures.get("reason") else [])
+        table.add_row(name, figures.get("kind", "-"), tables.verdict("no_drift" if shown == "checked" else shown),
+                      tables.figure(figures.get("psi"), 3), tables.figure(figures.get("ks_statistic"), 3),
+                      tables.figure(figures.get("ks_p_value"), 2), tables.figure(figures.get("p_value"), 2),
+                      tables.figure(figures.get("cramers_v_equal_weight", figures.get("cramers_v")), 3), missing,
+                      tables.escape("; ".join(reasons)))
+    out.print(table)
+    if summary.get("report_html_key"):
+        out.print(f"[dim]report page: s3://{platform.bucket}/{summary['report_html_key']} "
+                  f"(or `mlops report {family} {summary['live_version']}`)[/]")

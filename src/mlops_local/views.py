@@ -1,0 +1,509 @@
+"""What the CLI and the console show, read from one platform (a `mlops local serve` or a deployed stack) through
+`client.Platform`: families, versions, side-by-side comparisons, traffic at a moment, drift runs, rollouts, and the
+inputs of the HTML reports. Every function returns plain JSON-ready values; the commands print them as tables
+(or `--json`), the console renders them as pages. Unknown names raise `client.NotFound` (exit code 2, HTTP 404)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import orjson
+
+from .client import NotFound, Platform
+
+# Metrics shown in lists and comparisons, in this order (others follow alphabetically).
+METRIC_ORDER = ("auc", "macro_auc", "balanced_accuracy", "accuracy", "macro_f1", "precision", "recall", "f1",
+                "log_loss", "brier", "positive_rate", "rmse", "mae", "r2")
+# The two figures a version list shows, per task.
+HEADLINE_METRICS = {"binary_classification": ("auc", "balanced_accuracy"),
+                    "multiclass_classification": ("macro_auc", "accuracy"), "regression": ("rmse", "r2")}
+BINARY = "binary_classification"
+METRIC_LABELS = {"auc": "ROC AUC", "macro_auc": "macro AUC", "balanced_accuracy": "balanced accuracy",
+                 "macro_f1": "macro F1", "f1": "F1", "log_loss": "log loss", "rmse": "RMSE", "mae": "MAE",
+                 "r2": "R\u00b2", "positive_rate": "positive rate"}
+
+
+def metric_label(name: str) -> str:
+    """A metric's name for people (`auc` -> ROC AUC)."""
+    return METRIC_LABELS.get(name, name.replace("_", " "))
+REGISTRY_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+# ---- lookups -------------------------------------------------------------------------------------------------
+
+
+def families(platform: Platform) -> list[Any]:
+    """Every registered family (FamilyRecord), by name."""
+    records: list[Any] = []
+    token = None
+    while True:
+        page = platform.registry.list_families(limit=100, next_token=token)
+        records += page.items
+        token = page.next_token
+        if not token:
+            return sorted(records, key=lambda r: r.family.name)
+
+
+def family_record(platform: Platform, name: str) -> Any:
+    """The family's registry record; NotFound naming the registered families."""
+    from mlops.errors import UnknownFamilyError
+
+    try:
+        return platform.registry.get_family(name)
+    except UnknownFamilyError:
+        known = [r.family.name for r in families(platform)]
+        raise NotFound(f"unknown model family {name!r} on {platform.description}; registered: "
+                       f"{', '.join(known) or 'none'}") from None
+
+
+def version_record(platform: Platform, family: str, version: int) -> Any:
+    """The version's registry record; NotFound naming the versions that exist."""
+    from mlops.errors import UnknownFamilyError
+
+    record = family_record(platform, family)
+    try:
+        return platform.registry.get_version(family, int(version))
+    except UnknownFamilyError:
+        existing = f"versions 1 to {record.latest_version}" if record.latest_version else "no versions yet"
+        raise NotFound(f"model family {family!r} has no version {version} ({existing}; `mlops versions list "
+                       f"{family}`)") from None
+
+
+def versions(platform: Platform, family: str) -> list[Any]:
+    """Every version (VersionRecord) of the family, newest first."""
+    family_record(platform, family)
+    out: list[Any] = []
+    token = None
+    while True:
+        page = platform.registry.list_versions(family, limit=100, next_token=token)
+        out += page.items
+        token = page.next_token
+        if not token:
+            return out
+
+
+def events(platform: Platform, family: str) -> list[dict[str, Any]]:
+    """Every status event of the family, oldest first (registry history: who, when, why)."""
+    from mlops.reports.publish import family_events
+
+    return [asdict(e) for e in family_events(platform.registry, family)]
+
+
+def artifact_json(platform: Platform, sha256: str) -> Any:
+    """A JSON artifact from the content-addressed store, its bytes checked against the address."""
+    from mlops.artifacts import ArtifactStore
+
+    body = platform.client("s3").get_object(Bucket=platform.bucket, Key=ArtifactStore.key_for(sha256))["Body"].read()
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != sha256:
+        raise click.ClickException(f"artifact {sha256} in s3://{platform.bucket} was altered (its bytes hash to "
+                                   f"{actual})")
+    return orjson.loads(body)
+
+
+# ---- families ------------------------------------------------------------------------------------------------
+
+
+def headline_metrics(task: str | None) -> tuple[str, str]:
+    """The two metric names a version list shows for a task (binary: ROC AUC and balanced accuracy)."""
+    return HEADLINE_METRICS.get(task or BINARY, HEADLINE_METRICS[BINARY])
+
+
+def decision_text(family: Any) -> str:
+    """How the family's predictions are decided, for people: the positive label and threshold of a binary family,
+    else the task."""
+    if family.task == BINARY:
+        return f"positive {family.positive_label!s} at threshold {family.threshold}"
+    return family.task.replace("_", " ")
+
+
+def family_summary(record: Any) -> dict[str, Any]:
+    """One family as a list shows it: declaration headlines and the registry's pointers."""
+    family = record.family
+    return {"name": family.name, "task": family.task, "algorithm": family.algorithm, "target": family.target,
+            "decision": decision_text(family), "headline_metrics": list(headline_metrics(family.task)),
+            "positive_label": family.positive_label, "threshold": family.threshold,
+            "sensitive_attribute": family.sensitive_attribute, "features": len(family.features),
+            "live_version": record.live_version or None, "canary_version": record.canary_version or None,
+            "canary_weight": record.canary_weight if record.canary_version else None,
+            "latest_version": record.latest_version, "rollout_holder": record.rollout_holder,
+            "scoring_function": record.scoring_function, "updated_at": record.updated_at}
+
+
+def family_detail(platform: Platform, name: str) -> dict[str, Any]:
+    """The family's summary and its whole declaration (features, gate, canary and drift policies)."""
+    record = family_record(platform, name)
+    return {**family_summary(record), "declaration": record.family.model_dump(mode="json")}
+
+
+# ---- versions ------------------------------------------------------------------------------------------------
+
+
+def ordered_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    numeric = {k: v for k, v in (metrics or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {k: numeric[k] for k in (*[m for m in METRIC_ORDER if m in numeric],
+                                    *sorted(k for k in numeric if k not in METRIC_ORDER))}
+
+
+def version_summary(record: Any) -> dict[str, Any]:
+    """One version as a list shows it: status, algorithm, headline metrics, gate verdict, data set."""
+    lineage = record.lineage or {}
+    dataset = lineage.get("dataset") or {}
+    gate = lineage.get("gate") or {}
+    metrics = ordered_metrics(lineage.get("metrics") or {})
+    task = lineage.get("task") or BINARY
+    return {"family": record.family, "version": record.version, "status": record.status,
+            "status_reason": record.status_reason, "created_at": record.created_at, "updated_at": record.updated_at,
+            "function_version": record.function_version or None, "algorithm": lineage.get("algorithm"),
+            "task": task, "metrics": metrics,
+            "headline": {name: metrics.get(name) for name in headline_metrics(task)},
+            "gate_passed": gate.get("passed") if gate else None,
+            "failed_checks": [c.get("check") for c in gate.get("checks") or [] if not c.get("passed")],
+            "dataset": {k: dataset.get(k) for k in ("key", "version_id", "sha256", "rows")},
+            "trained_at": lineage.get("trained_at"), "run_id": lineage.get("pipeline_execution"),
+            "artifact_sha256": lineage.get("artifact_sha256")}
+
+
+def version_detail(platform: Platform, family: str, version: int) -> dict[str, Any]:
+    """Everything about one version: the record with its whole lineage (data set, code, parameters, metrics, gate
+    with every check, fairness by group with sizes), a summary, and its status history oldest first."""
+    record = version_record(platform, family, version)
+    history = [e for e in events(platform, family) if e["version"] == record.version]
+    return {"summary": version_summary(record), "record": asdict(record), "history": history}
+
+
+def _row(section: str, field: str, a: Any, b: Any) -> dict[str, Any]:
+    return {"section": section, "field": field, "a": a, "b": b, "differs": _canonical(a) != _canonical(b)}
+
+
+def _canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=str)
+
+
+def _union(*dicts: dict[str, Any]) -> list[str]:
+    keys: list[str] = []
+    for d in dicts:
+        keys += [k for k in d if k not in keys]
+    return keys
+
+
+def compare(platform: Platform, family: str, first: int, second: int) -> dict[str, Any]:
+    """Two versions side by side (experiment comparison): status, parameters, metrics, fairness by group, data set
+    and code. Each row is {section, field, a, b, differs}; `differences` counts the rows that differ."""
+    records = [version_record(platform, family, v) for v in (first, second)]
+    a, b = (r.lineage or {} for r in records)
+    rows = [_row("status", "status", records[0].status, records[1].status),
+            _row("status", "created", records[0].created_at, records[1].created_at)]
+    for field in ("algorithm", "seed", "threshold", "input_dtype", "positive_label"):
+        rows.append(_row("parameters", field, a.get(field), b.get(field)))
+    hyper_a, hyper_b = a.get("hyperparameters") or {}, b.get("hyperparameters") or {}
+    for name in _union(hyper_a, hyper_b):
+        rows.append(_row("parameters", name, hyper_a.get(name), hyper_b.get(name)))
+    metrics_a, metrics_b = ordered_metrics(a.get("metrics") or {}), ordered_metrics(b.get("metrics") or {})
+    for name in _union(metrics_a, metrics_b):
+        rows.append(_row("metrics", name, metrics_a.get(name), metrics_b.get(name)))
+    gate_a, gate_b = a.get("gate") or {}, b.get("gate") or {}
+    rows.append(_row("gate", "passed", gate_a.get("passed"), gate_b.get("passed")))
+    checks_a = {c.get("check"): c for c in gate_a.get("checks") or []}
+    checks_b = {c.get("check"): c for c in gate_b.get("checks") or []}
+    for name in _union(checks_a, checks_b):
+        rows.append(_row("gate", name, _check_text(checks_a.get(name)), _check_text(checks_b.get(name))))
+    fair_a, fair_b = a.get("fairness") or {}, b.get("fairness") or {}
+    rows.append(_row("fairness", "sensitive attribute", fair_a.get("sensitive_attribute") or _not_checked(fair_a),
+                     fair_b.get("sensitive_attribute") or _not_checked(fair_b)))
+    for field in ("demographic_parity_difference", "equal_opportunity_difference"):
+        rows.append(_row("fairness", field, fair_a.get(field), fair_b.get(field)))
+    groups_a, groups_b = fair_a.get("groups") or {}, fair_b.get("groups") or {}
+    for group in _union(groups_a, groups_b):
+        rows.append(_row("fairness", f"group {group}", _group_text(groups_a.get(group)),
+                         _group_text(groups_b.get(group))))
+    data_a, data_b = a.get("dataset") or {}, b.get("dataset") or {}
+    for field in ("key", "version_id", "sha256", "rows"):
+        rows.append(_row("data set", field, data_a.get(field), data_b.get(field)))
+    rows.append(_row("data set", "holdout rows", (a.get("holdout") or {}).get("rows"),
+                     (b.get("holdout") or {}).get("rows")))
+    rows.append(_row("data set", "features", _feature_names(data_a), _feature_names(data_b)))
+    code_a, code_b = a.get("code") or {}, b.get("code") or {}
+    for field in ("package_version", "git_revision", "dirty"):
+        rows.append(_row("code", field, code_a.get(field), code_b.get(field)))
+    libs_a, libs_b = code_a.get("libraries") or {}, code_b.get("libraries") or {}
+    for name in _union(libs_a, libs_b):
+        rows.append(_row("code", name, libs_a.get(name), libs_b.get(name)))
+    rows.append(_row("artifact", "sha256", a.get("artifact_sha256"), b.get("artifact_sha256")))
+    return {"family": family, "a": version_summary(records[0]), "b": version_summary(records[1]), "rows": rows,
+            "differences": sum(r["differs"] for r in rows)}
+
+
+def _check_text(check: dict[str, Any] | None) -> str | None:
+    if not check:
+        return None
+    value = check.get("value")
+    shown = f"{value:.4g}" if isinstance(value, float) else "-" if value is None else str(value)
+    return f"{'pass' if check.get('passed') else 'FAIL'} {shown}"
+
+
+def _not_checked(fairness: dict[str, Any]) -> str:
+    return f"not checked ({fairness.get('reason') or 'no figures recorded'})"
+
+
+def _group_text(group: dict[str, Any] | None) -> str | None:
+    if not group:
+        return None
+    rate = group.get("favorable_rate")
+    return f"n={group.get('rows')}, favourable rate {rate:.3f}" if isinstance(rate, float) else \
+        f"n={group.get('rows')}"
+
+
+def _feature_names(dataset: dict[str, Any]) -> list[str]:
+    return [c.get("name") for c in dataset.get("columns") or [] if c.get("kind") in ("numeric", "categorical")]
+
+
+# ---- traffic over time ---------------------------------------------------------------------------------------
+
+
+def parse_moment(text: str) -> datetime:
+    """A moment from the command line: ISO-8601 (`2026-03-01T12:00:00Z`, an offset, or a date; naive is UTC), or
+    `now`. Raises click.BadParameter naming the accepted forms."""
+    if text.strip().lower() == "now":
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a time: use ISO-8601 such as 2026-03-01T12:00:00Z, "
+                                 "2026-03-01 12:00, 2026-03-01, or `now`", param_hint="'--at'") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def registry_time(at: datetime) -> str:
+    return at.astimezone(UTC).strftime(REGISTRY_TIME)
+
+
+def traffic_at(platform: Platform, family: str, at: datetime | None = None) -> dict[str, Any]:
+    """Which versions served the family's traffic, and with what weight, now (`at` None: the registry's pointers)
+    or at a past moment (the registry's `live_at` and status history; a canary's weight at that moment from its
+    run's execution history, else the weight it started at). Returns {family, at, live_version, canary_version,
+    canary_weight, weight_source, traffic: [{version, role, weight}], events: the status events up to `at`}."""
+    record = family_record(platform, family)
+    history = events(platform, family)
+    if at is None:
+        live, canary = record.live_version, record.canary_version
+        weight: float | None = float(record.canary_weight) if canary else None
+        source = "registry (now)" if canary else None
+        moment = None
+        before = history
+    else:
+        at = at.astimezone(UTC)  # the registry's times are UTC text, compared as text
+        moment = registry_time(at)
+        live = platform.registry.live_at(family, at)
+        before = [e for e in history if e["at"] <= moment]
+        last: dict[int, dict[str, Any]] = {}
+        for event in before:
+            last[int(event["version"])] = event
+        canary = next((v for v, e in sorted(last.items()) if e["to_status"] == "canary"), 0)
+        weight, source = (_weight_at(platform, family, canary, history, at) if canary else (None, None))
+    traffic = []
+    if live:
+        traffic.append({"version": live, "role": "live", "weight": 100.0 - (weight or 0.0)})
+    if canary:
+        traffic.append({"version": canary, "role": "canary", "weight": weight})
+    return {"family": family, "at": moment, "live_version": live or None, "canary_version": canary or None,
+            "canary_weight": weight, "weight_source": source, "traffic": traffic,
+            "rollout_holder": record.rollout_holder if at is None else None, "events": before}
+
+
+def _weight_at(platform: Platform, family: str, version: int, history: list[dict[str, Any]],
+               at: datetime) -> tuple[float | None, str]:
+    record = platform.registry.get_version(family, version)
+    run_id = (record.lineage or {}).get("pipeline_execution")
+    rollout = run_rollout(platform, run_id) if run_id else None
+    points = [w for w in (rollout or {}).get("weights") or [] if _parse(w.get("at")) and _parse(w["at"]) <= at]
+    if points:
+        return float(points[-1]["weight"]), f"run {run_id} (execution history)"
+    import re
+
+    started = next((e for e in history if e["version"] == version and e["to_status"] == "canary"), None)
+    found = re.search(r"(\d+(?:\.\d+)?)\s*%", (started or {}).get("reason") or "")
+    if found:
+        return float(found.group(1)), "the weight the canary started at (status event; the run's history was " \
+                                      "not readable)"
+    return None, "unknown (no execution history and no weight in the status event)"
+
+
+def _parse(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# ---- rollouts --------------------------------------------------------------------------------------------------
+
+
+def execution_history(platform: Platform, run_id: str) -> list[dict[str, Any]] | None:
+    """The run's Step Functions history with state inputs and outputs, oldest first; None when it cannot be read
+    (never started, or older than the service keeps histories: 90 days)."""
+    from botocore.exceptions import ClientError
+    from mlops.runs import execution_arn
+
+    sfn = platform.client("stepfunctions")
+    history: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn(platform.state_machine_arn, run_id), "maxResults": 1000,
+                              "includeExecutionData": True}
+    try:
+        while True:
+            page = sfn.get_execution_history(**kwargs)
+            history += page.get("events", [])
+            if not page.get("nextToken"):
+                return history
+            kwargs["nextToken"] = page["nextToken"]
+    except ClientError:
+        return None
+
+
+def run_rollout(platform: Platform, run_id: str) -> dict[str, Any] | None:
+    """{checks, weights} of a run's canary from its execution history (`rollout_from_execution`), or None."""
+    from mlops.reports.timeline import rollout_from_execution
+
+    history = execution_history(platform, run_id)
+    if history is None:
+        return None
+    rollout = rollout_from_execution(history)
+    for check in rollout["checks"]:
+        figures = check.get("figures")
+        # The canary check records the live-vs-canary probability PSI as `probability_psi`; the timeline draws it
+        # as its prediction PSI.
+        if isinstance(figures, dict) and "prediction_psi" not in figures and "probability_psi" in figures:
+            figures["prediction_psi"] = figures["probability_psi"]
+    return rollout
+
+
+def had_canary(history: list[dict[str, Any]], version: int) -> bool:
+    return any(e["version"] == version and e["to_status"] == "canary" for e in history)
+
+
+def rollout(platform: Platform, family: str, version: int) -> dict[str, Any]:
+    """The rollout timeline's input for one version's canary: status events, canary checks and weights (from its
+    run's execution history when still kept), the family's canary policy. NotFound when the version never had a
+    canary (a family's first model goes live directly; a rejected candidate never starts one)."""
+    record = version_record(platform, family, version)
+    history = events(platform, family)
+    if not had_canary(history, record.version):
+        raise NotFound(f"{family} v{version} had no canary rollout ({record.status}: {record.status_reason})")
+    run_id = (record.lineage or {}).get("pipeline_execution")
+    found = run_rollout(platform, run_id) if run_id else None
+    return {"family": family, "version": record.version,
+            "live_version": (record.lineage or {}).get("previous_live_version"), "run_id": run_id,
+            "policy": family_record(platform, family).family.canary.model_dump(mode="json"), "events": history,
+            "checks": (found or {}).get("checks") or [], "weights": (found or {}).get("weights") or [],
+            "history_kept": found is not None}
+
+
+# ---- drift ------------------------------------------------------------------------------------------------------
+
+
+def drift_summary(item: dict[str, Any]) -> dict[str, Any]:
+    report = item.get("report") or {}
+    return {"run": item.get("at"), "checked_at": report.get("checked_at"), "verdict": report.get("verdict"),
+            "live_version": report.get("live_version"), "rows": report.get("rows"),
+            "drifted_features": report.get("drifted_features") or [],
+            "prediction_psi": report.get("prediction_psi"), "retrain": report.get("retrain"),
+            "report_key": report.get("report_key"), "report_html_key": report.get("report_html_key")}
+
+
+def drift_runs(platform: Platform, family: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The family's drift checks, newest first (summaries; the run id is the check's registry time)."""
+    family_record(platform, family)
+    return [drift_summary(i) for i in platform.registry.drift_records(family, limit=limit)]
+
+
+def drift_run(platform: Platform, family: str, run: str | None = None, version: int | None = None
+              ) -> dict[str, Any]:
+    """One drift check in full: the newest (or the one whose id starts with `run`, or the newest of live
+    `version`), with the stored S3 report (which also holds the current histograms) when it is readable, and the
+    baseline profile of the version it checked. NotFound when there is none."""
+    family_record(platform, family)
+    items = platform.registry.drift_records(family, limit=1000 if run or version else 1)
+    if run:
+        matches = [i for i in items if str(i.get("at", "")).startswith(run)]
+        if len(matches) > 1 and not any(i.get("at") == run for i in matches):
+            raise NotFound(f"drift run {run!r} of {family} is ambiguous: "
+                           f"{', '.join(str(i['at']) for i in matches[:5])}")
+        items = [i for i in matches if i.get("at") == run] or matches
+    if version is not None:
+        items = [i for i in items if (i.get("report") or {}).get("live_version") == version]
+    if not items:
+        what = f"run {run!r}" if run else f"check of v{version}" if version is not None else "check"
+        raise NotFound(f"no drift {what} of {family} recorded (`mlops drift list {family}`)")
+    item = items[0]
+    report = dict(item.get("report") or {})
+    stored = _stored_report(platform, report.get("report_key"))
+    if stored is not None:
+        report = {**stored, **{k: v for k, v in report.items() if k not in stored}}
+    profile = None
+    live = report.get("live_version")
+    if live:
+        try:
+            lineage = platform.registry.get_version(family, int(live)).lineage or {}
+            profile = artifact_json(platform, lineage["baseline_profile"]["sha256"])
+        except Exception:  # noqa: BLE001 - the report is shown without distributions, and says so
+            profile = None
+    return {"summary": drift_summary(item), "report": report, "profile": profile,
+            "stored_report": stored is not None}
+
+
+def _stored_report(platform: Platform, key: str | None) -> dict[str, Any] | None:
+    if not key:
+        return None
+    from botocore.exceptions import ClientError
+
+    try:
+        body = platform.client("s3").get_object(Bucket=platform.bucket, Key=key)["Body"].read()
+    except ClientError:
+        return None
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# ---- report pages (HTML, drawn here from the registry: the same functions the Lambda functions use) -------------
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def model_card_page(platform: Platform, family: str, version: int) -> tuple[str, dict[str, Any]]:
+    """(HTML, JSON) of the version's model card, drawn from the registry now."""
+    from mlops.reports.publish import build_model_card
+
+    version_record(platform, family, version)
+    return build_model_card(platform.registry, family, version, generated_at=now_iso())
+
+
+def drift_page(platform: Platform, family: str, run: str | None = None, version: int | None = None
+               ) -> tuple[str, dict[str, Any]]:
+    """(HTML, the stored report) of a drift check: the newest, the one `run` names, or the newest of `version`."""
+    from mlops.reports.drift_report import render_drift_report
+
+    found = drift_run(platform, family, run, version)
+    declaration = family_record(platform, family).family
+    html = render_drift_report(found["report"], found["profile"], None, declaration,
+                               generated_at=found["report"].get("checked_at"))
+    return html, found["report"]
+
+
+def timeline_page(platform: Platform, family: str, version: int) -> tuple[str, dict[str, Any]]:
+    """(HTML, the rollout dict) of the version's canary rollout timeline."""
+    from mlops.reports.timeline import render_rollout_timeline
+
+    data = rollout(platform, family, version)
+    return render_rollout_timeline(data, generated_at=now_iso()), data
