@@ -1,5 +1,5 @@
-"""Explanation figures: exact SHAP from the served ONNX artifact (mlops.explain) next to the `shap` library on the
-same scikit-learn model, measured in the same run (`make bench`, section "explain").
+"""Explanation figures: exact SHAP from the served ONNX artifact (mlops.serving.explain) next to the `shap` library
+on the same scikit-learn model, measured in the same run (`make bench`, section "explain").
 
 Per algorithm (the bench's models: logistic regression, the 66-tree HistGradientBoosting, the 100-tree depth-10
 random forest, trained on the bench's 100k rows): single-record latency p50/p99 over distinct rows in rotation,
@@ -79,8 +79,8 @@ def _sklearn_covers(classifier: Any) -> list[np.ndarray] | None:
 def run(row: Row, quick: bool, fitted: Callable[[str], tuple[Any, Any, bytes, Any]]) -> None:
     """One set of rows per algorithm (bench/run.py's `row`; `fitted(algorithm)` -> (family, estimator, onnx
     bytes, data set) trains the bench's model)."""
-    from mlops import explain
-    from mlops.scoring import ScoringModel
+    from mlops.serving import explain
+    from mlops.serving.scoring import ScoringModel
 
     rounds = QUICK_ROUNDS if quick else ROUNDS
     for algorithm, short in SHORT.items():

@@ -68,10 +68,10 @@ def drift_false_alarms(kind: str, trials: int, rng: np.random.Generator, baselin
     """`trials` drift checks of a one-feature family under the default DriftPolicy, each with a fresh training
     sample and fresh traffic of `traffic_rows` (default: min_samples, where a check is noisiest) from the same
     distribution. Returns the number of "drift" verdicts and which test raised them."""
-    from mlops.drift import compare_with_baseline
-    from mlops.profile import baseline_profile
-    from mlops.schemas import DriftPolicy
-    from mlops.synthetic import credit_risk_family
+    from mlops.core.schemas import DriftPolicy
+    from mlops.data.synthetic import credit_risk_family
+    from mlops.monitoring.drift import compare_with_baseline
+    from mlops.stats.profile import baseline_profile
 
     policy = DriftPolicy()
     traffic_rows = traffic_rows or policy.min_samples
@@ -95,7 +95,7 @@ def drift_false_alarms(kind: str, trials: int, rng: np.random.Generator, baselin
 
 
 def _register_drift(kind: str) -> None:
-    from mlops.schemas import DriftPolicy
+    from mlops.core.schemas import DriftPolicy
 
     policy = DriftPolicy()
     limit = policy.chi2_pvalue if kind == "categorical" else policy.ks_pvalue
@@ -116,8 +116,8 @@ def _identical_canary_check(policy: Any, rng: np.random.Generator, rate: float, 
                             weight: int) -> tuple[bool, bool]:
     """One check of a canary serving the live model itself at `weight`% of the traffic: both versions' predicted
     classes are Bernoulli(rate) on their share of the window. Returns (diverged now, the retired PSI rule fired)."""
-    from mlops.canary import prediction_divergence
-    from mlops.stats import psi
+    from mlops.stats.canary import prediction_divergence
+    from mlops.stats.distributions import psi
 
     live_rows = max(policy.min_requests, round(canary_rows * (100 - weight) / weight))
     live_positive, canary_positive = rng.binomial(live_rows, rate), rng.binomial(canary_rows, rate)
@@ -134,7 +134,7 @@ def canary_false_rollbacks(trials: int, rng: np.random.Generator) -> tuple[int, 
     judged once, on a window of min_requests..2,000 canary predictions (log-uniform) and the live share of the same
     traffic, at a positive rate drawn log-uniformly in [0.5%, 60%]. A rollout is a false rollback when any step
     diverges; the retired rule (class PSI over 0.25) is counted on the same windows."""
-    from mlops.schemas import CanaryPolicy
+    from mlops.core.schemas import CanaryPolicy
 
     policy = CanaryPolicy()
     rollbacks = retired_rollbacks = checks = diverged_checks = 0
@@ -154,7 +154,7 @@ def canary_false_rollbacks(trials: int, rng: np.random.Generator) -> tuple[int, 
 def canary_false_rollbacks_small_window(trials: int, rng: np.random.Generator) -> tuple[int, dict[str, Any]]:
     """The reported case: the same artifact re-uploaded, judged at 10% on windows of 25 canary predictions (and
     225 live ones) at a 5.5% positive rate, one check each; the retired PSI rule rolled back 8 of 12."""
-    from mlops.schemas import CanaryPolicy
+    from mlops.core.schemas import CanaryPolicy
 
     policy = CanaryPolicy()
     outcomes = [_identical_canary_check(policy, rng, 0.055, 25, 10) for _ in range(trials)]

@@ -38,12 +38,12 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 logging.getLogger("moto").setLevel(logging.CRITICAL)
 
 from mlops import synthetic  # noqa: E402
-from mlops.datasets import parse_csv  # noqa: E402
-from mlops.decisions import MAX_BATCH, DecisionLog  # noqa: E402
-from mlops.scoring import ScoringModel  # noqa: E402
-from mlops.scoring_api import ScoringService  # noqa: E402
-from mlops.settings import Env, ScoringSettings  # noqa: E402
-from mlops.training import build_estimator, to_onnx_bytes  # noqa: E402
+from mlops.core.settings import Env, ScoringSettings  # noqa: E402
+from mlops.data.datasets import parse_csv  # noqa: E402
+from mlops.serving.api import ScoringService  # noqa: E402
+from mlops.serving.decisions import MAX_BATCH, DecisionLog  # noqa: E402
+from mlops.serving.scoring import ScoringModel  # noqa: E402
+from mlops.training.fit import build_estimator, to_onnx_bytes  # noqa: E402
 
 from bench import explain_bench, false_alarms, training_engines  # noqa: E402
 from mlops_local.apigw import proxy_event  # noqa: E402
@@ -473,13 +473,13 @@ import boto3, numpy, onnxruntime, orjson, pydantic  # what the scoring path impo
 marks["imports"] = time.perf_counter()
 sys.path[:0] = [os.environ["COMMON"], os.environ["FUNCTION"]]
 import handler
-from mlops.settings import ScoringSettings, load_settings
+from mlops.core.settings import ScoringSettings, load_settings
 settings = load_settings(ScoringSettings)
 marks["handler+settings"] = time.perf_counter()
-from mlops.artifacts import ArtifactStore
+from mlops.registry.artifacts import ArtifactStore
 data = ArtifactStore(settings.artifact_bucket).get(settings.model_sha256)
 marks["fetch+hash"] = time.perf_counter()
-from mlops.scoring import ScoringModel
+from mlops.serving.scoring import ScoringModel
 model = ScoringModel(data)
 marks["session+warm-up"] = time.perf_counter()
 prev, out = t0, {}
@@ -519,7 +519,7 @@ def bench_cold_start(repeats: int) -> None:
     try:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="bench-bucket")
-        from mlops.artifacts import sha256_hex
+        from mlops.registry.artifacts import sha256_hex
 
         sha = sha256_hex(onnx_bytes)
         s3.put_object(Bucket="bench-bucket", Key=f"artifacts/sha256/{sha}", Body=onnx_bytes)
@@ -560,8 +560,8 @@ def bench_bundle_size() -> None:
 
 
 def bench_drift(rows: int, features: int = 20) -> None:
-    from mlops.profile import numeric_profile
-    from mlops.stats import bin_counts, numeric_shift, psi
+    from mlops.stats.distributions import bin_counts, numeric_shift, psi
+    from mlops.stats.profile import numeric_profile
 
     rng = np.random.default_rng(11)
     baseline = rng.lognormal(0, 0.6, size=(100_000, features))
@@ -620,8 +620,8 @@ def bench_evidently(rows: int, features: int) -> None:
     """Same data, same statistic (PSI, threshold 0.2): half the features shifted, half not."""
     import tempfile
 
-    from mlops.profile import numeric_profile
-    from mlops.stats import bin_counts, psi
+    from mlops.stats.distributions import bin_counts, psi
+    from mlops.stats.profile import numeric_profile
 
     rng = np.random.default_rng(21)
     reference = rng.lognormal(0, 0.6, size=(100_000, features))
@@ -670,8 +670,8 @@ def bench_registry(versions: int, samples: int) -> None:
     import inspect
 
     import boto3
-    from mlops import aws
-    from mlops.registry import TABLE_DEFINITION, ModelRegistry, _json, _n, _s
+    from mlops.core import aws
+    from mlops.registry.store import TABLE_DEFINITION, ModelRegistry, _json, _n, _s
     from moto import mock_aws
     from moto.dynamodb.models import DynamoDBBackend
 

@@ -40,8 +40,9 @@ library, mode, algorithm, path = sys.argv[1:5]
 sys.path.insert(0, library)
 import numpy as np
 import onnx, skl2onnx, sklearn  # imported before the baseline: the runtime, not the data
-from mlops import synthetic, training
-from mlops.datasets import parse_dataset
+from mlops.data import synthetic
+from mlops.training import fit
+from mlops.data.datasets import parse_dataset
 
 def resident(field):
     with open("/proc/self/status") as status:

@@ -8,7 +8,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
-from mlops.decisions import DECISION_PREFIX
+from mlops.serving.decisions import DECISION_PREFIX
 
 from .functions import CONTENT_ADDRESSED, FunctionDefaults, PlatformFunction
 from .scoring import ScoringApi

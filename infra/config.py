@@ -6,7 +6,7 @@ import re
 from typing import Any, Literal
 
 import pydantic
-from mlops.schemas import ModelFamily
+from mlops.core.schemas import ModelFamily
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CONTEXT_KEY = "mlops"

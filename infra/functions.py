@@ -10,7 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from mlops.settings import Env
+from mlops.core.settings import Env
 
 from .layers import ASSET_EXCLUDE, ROOT
 from .nag import STAR_REASONS, acknowledge_wildcard

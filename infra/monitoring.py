@@ -14,11 +14,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
-from mlops.capture import CAPTURE_PREFIX
-from mlops.drift import REPORT_PREFIX
-from mlops.schemas import ModelFamily
-from mlops.settings import Env
-from mlops.trigger import DATASET_PREFIX
+from mlops.core.schemas import ModelFamily
+from mlops.core.settings import Env
+from mlops.monitoring.drift import REPORT_PREFIX
+from mlops.pipeline.trigger import DATASET_PREFIX
+from mlops.serving.capture import CAPTURE_PREFIX
 
 from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
 from .outcomes import FailedEvents

@@ -18,7 +18,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from mlops.runs import FAILED, FAILURE_STATUSES, METRIC, STATUS_CHANGE
+from mlops.registry.runs import FAILED, FAILURE_STATUSES, METRIC, STATUS_CHANGE
 
 from .functions import PlatformFunction
 from .nag import acknowledge

@@ -9,9 +9,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
-from mlops.capture import CAPTURE_PREFIX
-from mlops.engines import TRAINING_JOB_PREFIX
-from mlops.settings import Env
+from mlops.core.settings import Env
+from mlops.serving.capture import CAPTURE_PREFIX
+from mlops.training.engines import TRAINING_JOB_PREFIX
 
 from .functions import CONTENT_ADDRESSED, METRIC_REASON, FunctionDefaults, PlatformFunction
 from .layers import ROOT

@@ -10,11 +10,11 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from mlops.capture import CAPTURE_PREFIX
-from mlops.decisions import family_prefix
-from mlops.schemas import ModelFamily
-from mlops.scoring import MAX_RECORDS
-from mlops.settings import Env
+from mlops.core.schemas import ModelFamily
+from mlops.core.settings import Env
+from mlops.serving.capture import CAPTURE_PREFIX
+from mlops.serving.decisions import family_prefix
+from mlops.serving.scoring import MAX_RECORDS
 
 from .config import ApiConfig
 from .functions import CONTENT_ADDRESSED, METRIC_REASON, FunctionDefaults, PlatformFunction
@@ -139,7 +139,7 @@ class FamilyScoring(Construct):
             predict.add_method("POST", integration, request_validator=props.api.validator,
                                request_models={"application/json": props.api.predict_model}),
             resource.add_method("GET", integration),
-            # The family's own OpenAPI document, generated from its schema (mlops.openapi).
+            # The family's own OpenAPI document, generated from its schema (mlops.serving.openapi).
             resource.add_resource("openapi.json").add_method("GET", integration),
         ]
         for method in methods:  # the alias must exist before its invoke permissions and integrations

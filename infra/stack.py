@@ -8,8 +8,8 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from mlops.codeversion import DIRTY_SUFFIX, working_tree_dirty
-from mlops.settings import Env
+from mlops.core.codeversion import DIRTY_SUFFIX, working_tree_dirty
+from mlops.core.settings import Env
 
 from .audit import Audit, AuditProps
 from .config import PlatformConfig
@@ -30,7 +30,7 @@ METRICS_NAMESPACE = "MLOpsPlatform"
 
 def git_revision() -> str:
     """HEAD of the deploying checkout, `-dirty` appended when tracked files have uncommitted changes (recorded in
-    lineage: mlops.codeversion.revision_and_dirty)."""
+    lineage: mlops.core.codeversion.revision_and_dirty)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):

@@ -1,6 +1,6 @@
 """The sagemaker training engine at deploy time: the runtime library and its dependencies as S3 assets (no Docker
 build: AWS's prebuilt scikit-learn image runs them), one job role per family scoped to that family's prefixes, and
-what the state machine needs for `sagemaker:createTrainingJob.sync` (mlops.engines, docs/training-engines.md).
+what the state machine needs for `sagemaker:createTrainingJob.sync` (mlops.training.engines, docs/training-engines.md).
 
 - Source archive (sourcedir.tar.gz, a few hundred KB): layers/common/python/mlops and the launcher `train.py` at
   its root; the training toolkit extracts it (hyperparameter sagemaker_submit_directory) from the `code` channel,
@@ -28,15 +28,15 @@ from aws_cdk import ArnFormat, Aws, CfnMapping, Fn, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
-from mlops.engines import (
+from mlops.core.schemas import ModelFamily
+from mlops.training.engines import (
     SKLEARN_IMAGE_ACCOUNTS,
     SKLEARN_IMAGE_REPOSITORY,
     SKLEARN_IMAGE_TAG,
     TRAINING_JOB_PREFIX,
     job_name_prefix,
 )
-from mlops.schemas import ModelFamily
-from mlops.training_job import LAUNCHER_SOURCE
+from mlops.training.job import LAUNCHER_SOURCE
 
 from .layers import BUILDER_VERSION, ROOT, build_layer, layer_key
 from .nag import acknowledge, acknowledge_wildcard

@@ -8,8 +8,8 @@ from aws_cdk import Duration
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
-from mlops.settings import Env
-from mlops.trigger import DATASET_PREFIX
+from mlops.core.settings import Env
+from mlops.pipeline.trigger import DATASET_PREFIX
 
 from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
 from .outcomes import FailedEvents

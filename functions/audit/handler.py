@@ -1,12 +1,12 @@
-"""Management API: GET /audit/{request_id} (IAM-authorized) reconstructs one scored request (mlops.audit)."""
+"""Management API: GET /audit/{request_id} (IAM-authorized) reconstructs one scored request (mlops.serving.audit)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlops.audit import Auditor, handle_request
-from mlops.registry import ModelRegistry
-from mlops.settings import AuditSettings, load_settings
+from mlops.core.settings import AuditSettings, load_settings
+from mlops.registry.store import ModelRegistry
+from mlops.serving.audit import Auditor, handle_request
 
 _auditor: Auditor | None = None
 

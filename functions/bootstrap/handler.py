@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.bootstrap import respond
-from mlops.registry import ModelRegistry
-from mlops.settings import StorageSettings, load_settings
+from mlops.core.settings import StorageSettings, load_settings
+from mlops.registry.store import ModelRegistry
+from mlops.rollout.bootstrap import respond
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> None:

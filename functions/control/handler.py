@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.rollout import RolloutContext, create_rollout_context, run_action
-from mlops.runs import handle_status_change, is_status_change
-from mlops.settings import RolloutSettings, load_settings
+from mlops.core.settings import RolloutSettings, load_settings
+from mlops.pipeline.status_change import handle_status_change, is_status_change
+from mlops.rollout.control import RolloutContext, create_rollout_context, run_action
 
 _context: RolloutContext | None = None
 

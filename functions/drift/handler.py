@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.drift import DriftMonitor, create_drift_monitor
-from mlops.settings import DriftSettings, load_settings
+from mlops.core.settings import DriftSettings, load_settings
+from mlops.monitoring.drift import DriftMonitor, create_drift_monitor
 
 _monitor: DriftMonitor | None = None
 

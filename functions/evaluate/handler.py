@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.pipeline import PipelineContext, evaluate_step
-from mlops.settings import EvaluateSettings, load_settings
+from mlops.core.settings import EvaluateSettings, load_settings
+from mlops.training.steps import PipelineContext, evaluate_step
 
 _context: PipelineContext | None = None
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.decisions import flush_on_shutdown
-from mlops.observability import MetricsPublisher
-from mlops.scoring_api import ScoringService
-from mlops.settings import Env, ScoringSettings, environ, load_settings
+from mlops.core.observability import MetricsPublisher
+from mlops.core.settings import Env, ScoringSettings, environ, load_settings
+from mlops.serving.api import ScoringService
+from mlops.serving.decisions import flush_on_shutdown
 
 _service: ScoringService | None = None
 # Init phase: SIGTERM before the sandbox is reclaimed writes the decision records still buffered.

@@ -1,14 +1,14 @@
 """The train function: PlanTraining (the engine for this data set), Train on the Lambda engine (data set ->
 scikit-learn model -> ONNX artifact, holdout and baseline profile) and CollectTrainingJob (the sagemaker engine's
-output, stored like the Lambda engine's), chosen by the state's `action` (mlops.engines)."""
+output, stored like the Lambda engine's), chosen by the state's `action` (mlops.training.engines)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlops.engines import run_train_function
-from mlops.pipeline import PipelineContext
-from mlops.settings import TrainSettings, load_settings
+from mlops.core.settings import TrainSettings, load_settings
+from mlops.training.engines import run_train_function
+from mlops.training.steps import PipelineContext
 
 _settings: TrainSettings | None = None
 _context: PipelineContext | None = None

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.observability import MetricsPublisher
-from mlops.registry import ModelRegistry
-from mlops.runs import RunLog
-from mlops.settings import TriggerSettings, load_settings
-from mlops.trigger import handle_event
+from mlops.core.observability import MetricsPublisher
+from mlops.core.settings import TriggerSettings, load_settings
+from mlops.pipeline.trigger import handle_event
+from mlops.registry.runs import RunLog
+from mlops.registry.store import ModelRegistry
 
 _settings: TriggerSettings | None = None
 

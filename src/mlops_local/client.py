@@ -94,7 +94,7 @@ class Platform:
 
     @property
     def registry(self) -> Any:
-        from mlops.registry import ModelRegistry
+        from mlops.registry.store import ModelRegistry
 
         return ModelRegistry(self.registry_table, ddb=self.client("dynamodb"))
 

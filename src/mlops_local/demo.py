@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops import synthetic
+from mlops.data import synthetic
 
 from .apigw import proxy_event
 from .runtime import LocalPlatform
@@ -433,8 +433,8 @@ class Demo:
 def sample_instances(data: bytes, family: Any, filename: str, count: int = 3) -> list[dict[str, Any]]:
     """Up to `count` rows of a data set as scoring instances (missing cells as null), preferring rows with a
     missing value in a feature that accepts one; [] when the rows cannot be read."""
-    from mlops.datasets import read_table
-    from mlops.errors import PlatformError
+    from mlops.core.errors import PlatformError
+    from mlops.data.datasets import read_table
 
     try:
         table = read_table(data, key=filename, delimiter=family.delimiter)
@@ -461,7 +461,7 @@ def live_version(platform: LocalPlatform, family: str) -> int:
 
 def version_record(platform: LocalPlatform, family: str, version: int) -> Any:
     """The registry's record of `version`, or None when the family has no such version."""
-    from mlops.errors import UnknownFamilyError
+    from mlops.core.errors import UnknownFamilyError
 
     try:
         return platform.registry.get_version(family, version)
@@ -527,7 +527,7 @@ def family_report(result: dict[str, Any], family: str) -> dict[str, Any]:
 
 
 def platform_alias(platform: LocalPlatform) -> dict[str, Any]:
-    from mlops import aws
+    from mlops.core import aws
 
     alias = aws.client("lambda").get_alias(FunctionName=platform.scoring_functions[FAMILY], Name="live")
     return {"version": alias["FunctionVersion"],
@@ -536,7 +536,7 @@ def platform_alias(platform: LocalPlatform) -> dict[str, Any]:
 
 def canary_weights(platform: LocalPlatform, execution_arn: str) -> list[int]:
     """The canary weights the execution went through, read from its own history."""
-    from mlops import aws
+    from mlops.core import aws
 
     weights = []
     history = aws.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)

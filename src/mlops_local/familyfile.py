@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 import yaml
-from mlops.schemas import CanaryPolicy, DriftPolicy, Feature, GatePolicy, ModelFamily
+from mlops.core.schemas import CanaryPolicy, DriftPolicy, Feature, GatePolicy, ModelFamily
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 

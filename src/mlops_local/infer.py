@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mlops.datasets import min_rows_per_class, parse_dataset, quote, read_table
-from mlops.errors import DataSetError
-from mlops.schemas import DEFAULT_MISSING_MARKERS, FEATURE_NAME, Label, ModelFamily, label_text, same_label
+from mlops.core.errors import DataSetError
+from mlops.core.schemas import DEFAULT_MISSING_MARKERS, FEATURE_NAME, Label, ModelFamily, label_text, same_label
+from mlops.data.datasets import min_rows_per_class, parse_dataset, quote, read_table
 from pydantic import ValidationError as PydanticValidationError
 
 DEFAULT_ALGORITHM = "hist_gradient_boosting"
@@ -57,7 +57,7 @@ def infer_family(path: Path | str, target: str, name: str, positive_label: str |
     out, missing values, problems the platform would refuse the data set for).
 
     Raises InferenceError (bad target/label/sensitive column, invalid family name) or DataSetError (unreadable
-    file: see mlops.datasets.read_table)."""
+    file: see mlops.data.datasets.read_table)."""
     path = Path(path)
     try:
         data = path.read_bytes()

@@ -297,7 +297,7 @@ class LocalLambdaRuntime:
             aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{fn.function_name}",
             log_stream_name="local", get_remaining_time_in_millis=lambda: int(fn.timeout) * 1000,
         )
-        from mlops.settings import function_environment
+        from mlops.core.settings import function_environment
 
         function_env = {**os.environ, **(fn.environment_vars or {}), "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
                         "AWS_LAMBDA_FUNCTION_VERSION": version}

@@ -60,7 +60,7 @@ def _holder_alive(platform: Platform) -> Any:
     """The lock's takeover rule: a pipeline run holds it while its execution runs; another operator's hold is
     respected until it expires."""
     from botocore.exceptions import ClientError
-    from mlops.runs import execution_arn
+    from mlops.rollout.history import execution_arn
 
     def alive(holder: str) -> bool:
         if holder.startswith(HOLDER_PREFIX):
@@ -95,7 +95,7 @@ def rollout_lock(platform: Platform, family: str, actor: str) -> Iterator[str]:
 
 
 def _router(platform: Platform) -> Any:
-    from mlops.rollout import LambdaAliasRouter
+    from mlops.rollout.control import LambdaAliasRouter
 
     return LambdaAliasRouter(platform.client("lambda"))
 
@@ -106,7 +106,7 @@ def _illegal(exc: Exception) -> Refused:
 
 def _alias(platform: Platform, control: _Control, family: str) -> dict[str, Any]:
     """Move the alias to the registry's live version and report where it points afterwards."""
-    from mlops.rollout import reconcile_alias
+    from mlops.rollout.control import reconcile_alias
 
     record = platform.registry.get_family(family)
     try:
@@ -134,8 +134,8 @@ def promote(platform: Platform, family: str, version: int, reason: str, actor: s
     """Make `version` the live model with all traffic: a retired version back to live, a stuck canary to live, or
     a family's first candidate. Refused for rejected and rolled-back versions (final), for a candidate while
     another version is live (it must pass a canary), and while a rollout runs. Returns what changed."""
-    from mlops.errors import IllegalTransitionError, PlatformError
-    from mlops.registry import CANDIDATE, LIVE
+    from mlops.core.errors import IllegalTransitionError, PlatformError
+    from mlops.registry.store import CANDIDATE, LIVE
 
     actor = actor or identity(platform)
     family_record(platform, family)
@@ -172,8 +172,8 @@ def rollback(platform: Platform, family: str, reason: str, actor: str | None = N
     """Take the newest change back: a canary left behind by a run that is no longer running is rolled back (the
     live model keeps all traffic); otherwise the live version becomes rolled_back and the most recently retired
     version is live again. Refused while a rollout runs, and when there is nothing to go back to."""
-    from mlops.errors import IllegalTransitionError
-    from mlops.registry import ROLLED_BACK
+    from mlops.core.errors import IllegalTransitionError
+    from mlops.registry.store import ROLLED_BACK
 
     actor = actor or identity(platform)
     family_record(platform, family)

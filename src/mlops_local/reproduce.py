@@ -4,7 +4,7 @@ Inputs come from the version's lineage only: the data set's exact S3 object vers
 recorded sha256), the family declaration it was trained with (stored with the run as a content-addressed artifact;
 for versions registered before that, the registry's declaration, proven unchanged when the run's content
 fingerprint still matches), the seed and the hyperparameters. Training runs here, in this process, with the same
-code the Train step runs (`mlops.training.train` on `mlops.datasets.parse_dataset`'s output). The code revision
+code the Train step runs (`mlops.training.fit.train` on `mlops.data.datasets.parse_dataset`'s output). The code revision
 and the library versions are compared with the recorded ones.
 
 The verdict is the sha256 of the ONNX artifact. When it differs, the two models are compared field by field
@@ -49,8 +49,8 @@ def _check(name: str, recorded: Any, now: Any, detail: str = "", same: bool | No
 
 def family_for(platform: Platform, record: Any) -> tuple[Any, dict[str, Any]]:
     """The declaration the version was trained with, and a check saying where it came from."""
-    from mlops.runs import content_fingerprint
-    from mlops.schemas import ModelFamily
+    from mlops.core.schemas import ModelFamily
+    from mlops.registry.runs import content_fingerprint
 
     lineage = record.lineage or {}
     ref = lineage.get("family_config")
@@ -98,8 +98,9 @@ def reproduce(platform: Platform, family: str, version: int,
     """Train `family` v`version` again from its lineage; returns {identical, artifact {recorded, reproduced},
     checks [{check, recorded, now, same, detail}], differences [text], predictions, environment}. Raises
     ReproduceError when the lineage or the data set cannot support a new training run."""
-    from mlops import codeversion, training
-    from mlops.datasets import parse_dataset
+    from mlops.core import codeversion
+    from mlops.data.datasets import parse_dataset
+    from mlops.training import fit
 
     step = progress or (lambda _: None)
     record = version_record(platform, family, version)
@@ -122,7 +123,7 @@ def reproduce(platform: Platform, family: str, version: int,
     seed = int(lineage.get("seed", declaration.seed))
     step(f"training {declaration.algorithm} with seed {seed}")
     parsed = parse_dataset(data, declaration, dataset_ref["key"])
-    model = training.train(declaration, parsed.X, parsed.y, seed=seed, classes=parsed.classes)
+    model = fit.train(declaration, parsed.X, parsed.y, seed=seed, classes=parsed.classes)
     for name in sorted(set(code.get("libraries") or {}) | set(model.library_versions)):
         checks.append(_check(f"library {name}", (code.get("libraries") or {}).get(name),
                              model.library_versions.get(name)))
@@ -139,7 +140,7 @@ def reproduce(platform: Platform, family: str, version: int,
     predictions = None
     if not identical:
         step("comparing the two models")
-        from mlops.artifacts import ArtifactStore
+        from mlops.registry.artifacts import ArtifactStore
 
         stored = platform.client("s3").get_object(Bucket=platform.bucket,
                                                   Key=ArtifactStore.key_for(recorded))["Body"].read()
@@ -264,7 +265,7 @@ def _array_gap(x: np.ndarray, y: np.ndarray) -> str:
 def compare_predictions(recorded: bytes, reproduced: bytes, X: np.ndarray) -> dict[str, Any] | None:
     """Both models on the same rows: the largest probability gap and the decisions that differ at the
     threshold. None when either model cannot be loaded for scoring."""
-    from mlops.scoring import ScoringModel
+    from mlops.serving.scoring import ScoringModel
 
     try:
         old, new = ScoringModel(recorded), ScoringModel(reproduced)

@@ -115,16 +115,16 @@ class LocalPlatform:
 
             self._mock = mock_aws(config=config)
             self._mock.start()
-        from mlops import aws
+        from mlops.core import aws
 
         aws.reset_clients()
         self._provision()
         return self
 
     def stop(self) -> None:
-        from mlops import aws
-        from mlops.capture import flush_all
-        from mlops.decisions import flush_all as flush_decisions
+        from mlops.core import aws
+        from mlops.serving.capture import flush_all
+        from mlops.serving.decisions import flush_all as flush_decisions
 
         flush_all(timeout=5)
         flush_decisions(timeout=5, bucket=self.bucket)
@@ -149,8 +149,8 @@ class LocalPlatform:
     # ---- provisioning (mirrors the CDK stacks) --------------------------------------------------------
 
     def _provision(self) -> None:
-        from mlops import aws
-        from mlops.registry import TABLE_DEFINITION
+        from mlops.core import aws
+        from mlops.registry.store import TABLE_DEFINITION
 
         s3 = aws.client("s3")
         s3.create_bucket(Bucket=self.bucket)
@@ -189,8 +189,8 @@ class LocalPlatform:
 
     def add_family(self, family: Any) -> None:
         """Scoring function per family, bootstrap version (no model) behind the `live` alias, registry entry."""
-        from mlops.bootstrap import ensure_alias
-        from mlops.settings import Env
+        from mlops.core.settings import Env
+        from mlops.rollout.bootstrap import ensure_alias
 
         role = self._role
         fn = f"mlops-local-score-{family.name}"
@@ -206,7 +206,7 @@ class LocalPlatform:
         ensure_alias(fn)
 
     def _create_function(self, name: str, source: str, role: str, env: dict[str, str]) -> str:
-        from mlops import aws
+        from mlops.core import aws
 
         created = aws.client("lambda").create_function(
             FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.lambda_handler",
@@ -217,14 +217,14 @@ class LocalPlatform:
         return str(created["FunctionArn"])
 
     def _storage_env(self, service: str) -> dict[str, str]:
-        from mlops.settings import Env
+        from mlops.core.settings import Env
 
         return {Env.ARTIFACT_BUCKET: self.bucket, Env.REGISTRY_TABLE: self.table,
                 Env.METRICS_NAMESPACE: "MLOpsPlatform", Env.SERVICE_NAME: f"mlops-{service}",
                 "POWERTOOLS_LOG_LEVEL": "WARNING"}
 
     def _pipeline_env(self, name: str) -> dict[str, str]:
-        from mlops.settings import Env
+        from mlops.core.settings import Env
 
         env = self._storage_env(name)
         if name in ("trigger", "control", "drift"):
@@ -239,27 +239,27 @@ class LocalPlatform:
 
     @property
     def registry(self) -> Any:
-        from mlops.registry import ModelRegistry
+        from mlops.registry.store import ModelRegistry
 
         return ModelRegistry(self.table)
 
     def flush_captures(self) -> None:
         """Write buffered captures and decision records to S3 now."""
-        from mlops.capture import flush_all
-        from mlops.decisions import flush_all as flush_decisions
+        from mlops.serving.capture import flush_all
+        from mlops.serving.decisions import flush_all as flush_decisions
 
         if not (flush_all(timeout=10) and flush_decisions(timeout=10, bucket=self.bucket)):
             raise TimeoutError("captured records and decision records were not written to S3 within 10 s")
 
     def upload_dataset(self, family: str, filename: str, data: bytes) -> dict[str, Any]:
         """Put a data set where users put it; the S3 notification starts the pipeline."""
-        from mlops import aws
+        from mlops.core import aws
 
         response = aws.client("s3").put_object(Bucket=self.bucket, Key=f"datasets/{family}/{filename}", Body=data)
         return {"bucket": self.bucket, "key": f"datasets/{family}/{filename}", "version_id": response["VersionId"]}
 
     def executions(self) -> list[dict[str, Any]]:
-        from mlops import aws
+        from mlops.core import aws
 
         pages = aws.client("stepfunctions").get_paginator("list_executions").paginate(
             stateMachineArn=self.state_machine_arn)
@@ -267,7 +267,7 @@ class LocalPlatform:
 
     def wait_for(self, execution_arn: str, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until the execution ended and, if it failed, until its status-change event was handled."""
-        from mlops import aws
+        from mlops.core import aws
 
         sfn = aws.client("stepfunctions")
         deadline = time.monotonic() + timeout
@@ -314,7 +314,7 @@ class LocalPlatform:
     def deliver_status_change(self, execution_arn: str) -> None:
         """What the EventBridge rule of the CDK stack does: the control function gets the event; a delivery
         that keeps failing ends in the failed-events queue."""
-        from mlops import aws
+        from mlops.core import aws
 
         described = aws.client("stepfunctions").describe_execution(executionArn=execution_arn)
         if described["status"] not in FAILURE_STATUSES:
@@ -353,7 +353,7 @@ class LocalPlatform:
         """Wait for running executions (a leftover execution thread must not outlive the mock)."""
         if not self.state_machine_arn:
             return
-        from mlops import aws
+        from mlops.core import aws
 
         try:
             running = [e for e in self.executions() if e["status"] == "RUNNING"]
@@ -367,7 +367,7 @@ class LocalPlatform:
 
     def invoke_scoring(self, family: str, event: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Invoke the family's scoring function through its `live` alias (weights honoured)."""
-        from mlops import aws
+        from mlops.core import aws
 
         fn = self.scoring_functions[family]
         response = aws.client("lambda").invoke(FunctionName=fn, Qualifier="live", Payload=json.dumps(event).encode())
@@ -381,7 +381,7 @@ class LocalPlatform:
         return payload, executed
 
     def run_drift_check(self) -> dict[str, Any]:
-        from mlops import aws
+        from mlops.core import aws
 
         response = aws.client("lambda").invoke(FunctionName=self.function_names["drift"], Payload=json.dumps(
             {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}).encode())

@@ -8,7 +8,7 @@ interpreter a SageMaker service task that does what the service integration does
 
 - CreateTrainingJob: the request is validated against botocore's SageMaker model and recorded in moto's
   SageMaker (DescribeTrainingJob answers through boto3), then the job runs: its S3 channels are downloaded from
-  moto into a directory laid out as /opt/ml, and the same entry point runs (`python -m mlops.training_job`, the
+  moto into a directory laid out as /opt/ml, and the same entry point runs (`python -m mlops.training.job`, the
   working tree's library instead of the deployed source archive) in a subprocess with the training toolkit's
   SM_* variables; /opt/ml/model is uploaded as <S3OutputPath>/<job>/output/model.tar.gz.
 - .sync: the state waits for the job and outputs DescribeTrainingJob. A job that exits non-zero is Failed with
@@ -95,7 +95,7 @@ class LocalTrainingJobs:
     a job runs (default: the library's entry point with this interpreter); `workdir` holds each job's /opt/ml."""
 
     def __init__(self, program: list[str] | None = None, workdir: Path | None = None) -> None:
-        self.program = program or [sys.executable, "-m", "mlops.training_job"]
+        self.program = program or [sys.executable, "-m", "mlops.training.job"]
         self.workdir = workdir
         self.jobs: dict[str, LocalTrainingJob] = {}
         self._lock = threading.Lock()
@@ -121,7 +121,7 @@ class LocalTrainingJobs:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self, job: LocalTrainingJob) -> None:
-        from mlops import aws
+        from mlops.core import aws
 
         base = Path(tempfile.mkdtemp(prefix=f"mlops-job-{job.name}-", dir=self.workdir))
         try:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlops import synthetic
+from mlops.data import synthetic
 
 from .apigw import proxy_event
 from .runtime import LocalPlatform
@@ -275,7 +275,7 @@ def _raise_stop(*_: Any) -> None:
 
 def _stop_running_executions(platform: LocalPlatform) -> None:
     """Stop pipeline executions still running (a canary may bake for minutes): a stopped server keeps nothing."""
-    from mlops import aws
+    from mlops.core import aws
 
     with contextlib.suppress(Exception):
         for execution in platform.executions():

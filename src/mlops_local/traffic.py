@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from mlops.synthetic import credit_risk_columns, to_instances
+from mlops.data.synthetic import credit_risk_columns, to_instances
 
 from .apigw import proxy_event
 

@@ -50,7 +50,7 @@ def families(platform: Platform) -> list[Any]:
 
 def family_record(platform: Platform, name: str) -> Any:
     """The family's registry record; NotFound naming the registered families."""
-    from mlops.errors import UnknownFamilyError
+    from mlops.core.errors import UnknownFamilyError
 
     try:
         return platform.registry.get_family(name)
@@ -62,7 +62,7 @@ def family_record(platform: Platform, name: str) -> Any:
 
 def version_record(platform: Platform, family: str, version: int) -> Any:
     """The version's registry record; NotFound naming the versions that exist."""
-    from mlops.errors import UnknownFamilyError
+    from mlops.core.errors import UnknownFamilyError
 
     record = family_record(platform, family)
     try:
@@ -95,7 +95,7 @@ def events(platform: Platform, family: str) -> list[dict[str, Any]]:
 
 def artifact_json(platform: Platform, sha256: str) -> Any:
     """A JSON artifact from the content-addressed store, its bytes checked against the address."""
-    from mlops.artifacts import ArtifactStore
+    from mlops.registry.artifacts import ArtifactStore
 
     body = platform.client("s3").get_object(Bucket=platform.bucket, Key=ArtifactStore.key_for(sha256))["Body"].read()
     actual = hashlib.sha256(body).hexdigest()
@@ -350,7 +350,7 @@ def execution_history(platform: Platform, run_id: str) -> list[dict[str, Any]] |
     """The run's Step Functions history with state inputs and outputs, oldest first; None when it cannot be read
     (never started, or older than the service keeps histories: 90 days)."""
     from botocore.exceptions import ClientError
-    from mlops.runs import execution_arn
+    from mlops.rollout.history import execution_arn
 
     sfn = platform.client("stepfunctions")
     history: list[dict[str, Any]] = []

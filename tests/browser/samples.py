@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from mlops.core.schemas import ModelFamily
 from mlops.reports.curves import curve_data
-from mlops.schemas import ModelFamily
 
 FAMILY = "credit-risk"
 
@@ -209,10 +209,11 @@ def status_history(version: int = 7, rolled_back: bool = False) -> list[dict[str
 
 def drift_inputs(rows: int = 3000) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(report, profile, histograms) of a drift run on shifted traffic, computed by the platform's own code:
-    mlops.profile.baseline_profile, mlops.drift.compare_with_baseline and reports.drift_report.current_histograms."""
-    from mlops.drift import compare_with_baseline
-    from mlops.profile import baseline_profile
+    mlops.stats.profile.baseline_profile, mlops.monitoring.drift.compare_with_baseline and
+    reports.drift_report.current_histograms."""
+    from mlops.monitoring.drift import compare_with_baseline
     from mlops.reports.drift_report import current_histograms
+    from mlops.stats.profile import baseline_profile
 
     fam = family()
     X, p = training_matrix()

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from mlops import aws
-from mlops.pipeline import PipelineContext
-from mlops.registry import TABLE_DEFINITION
-from mlops.synthetic import credit_risk_family
+from mlops.core import aws
+from mlops.data.synthetic import credit_risk_family
+from mlops.registry.store import TABLE_DEFINITION
+from mlops.training.steps import PipelineContext
 from moto import mock_aws
 
 BUCKET = "mlops-test-artifacts"

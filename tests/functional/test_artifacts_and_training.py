@@ -5,10 +5,11 @@ from __future__ import annotations
 import boto3
 import numpy as np
 import pytest
-from mlops import pipeline, synthetic
-from mlops.artifacts import ArtifactStore
-from mlops.errors import ArtifactNotFoundError, DataSetError, IntegrityError
-from mlops.scoring import ScoringModel
+from mlops.core.errors import ArtifactNotFoundError, DataSetError, IntegrityError
+from mlops.data import synthetic
+from mlops.registry.artifacts import ArtifactStore
+from mlops.serving.scoring import ScoringModel
+from mlops.training import steps
 
 from .conftest import BUCKET
 
@@ -44,8 +45,8 @@ def test_onnx_probabilities_match_sklearn_on_holdout(platform, algorithm):
                                           hyperparameters={"n_estimators": 30} if algorithm == "random_forest" else {})
     platform.registry.put_family(family)
     event = {"family": FAMILY, "dataset": _upload("datasets/credit-risk/a.csv", synthetic.credit_risk_csv(3000, 7))}
-    event["train"] = pipeline.train_step(platform, event)
-    holdout = pipeline.load_holdout(platform.artifacts, event["train"]["holdout"]["artifact_sha256"])
+    event["train"] = steps.train_step(platform, event)
+    holdout = steps.load_holdout(platform.artifacts, event["train"]["holdout"]["artifact_sha256"])
     model = ScoringModel(platform.artifacts.get(event["train"]["artifact"]["sha256"]))
     labels, proba = model.predict_matrix(holdout["X"])
     assert np.max(np.abs(proba - holdout["sklearn_proba"])) <= 1e-5
@@ -57,14 +58,14 @@ def test_onnx_probabilities_match_sklearn_on_holdout(platform, algorithm):
         row = holdout["X"][i:i + 1]
         one_labels, one_proba = model.predict_matrix(row)
         assert model.predict_lists(row) == (one_labels.tolist(), one_proba.tolist())
-    evaluation = pipeline.evaluate_step(platform, event)
+    evaluation = steps.evaluate_step(platform, event)
     assert evaluation["parity"]["ok"] and evaluation["gate"]["passed"], evaluation["gate"]
 
 
 def test_training_is_deterministic_and_records_the_exact_data_version(platform):
     first = _upload("datasets/credit-risk/a.csv", synthetic.credit_risk_csv(1500, 3))
     _upload("datasets/credit-risk/a.csv", synthetic.credit_risk_csv(1500, 4))  # newer version, same key
-    runs = [pipeline.train_step(platform, {"family": FAMILY, "dataset": first}) for _ in range(2)]
+    runs = [steps.train_step(platform, {"family": FAMILY, "dataset": first}) for _ in range(2)]
     assert runs[0]["artifact"]["sha256"] == runs[1]["artifact"]["sha256"]
     assert runs[0]["holdout"]["row_ids_sha256"] == runs[1]["holdout"]["row_ids_sha256"]
     assert runs[0]["dataset"]["version_id"] == first["version_id"]
@@ -73,7 +74,7 @@ def test_training_is_deterministic_and_records_the_exact_data_version(platform):
 
 def test_baseline_profile_has_bins_frequencies_and_predictions(platform):
     event = {"family": FAMILY, "dataset": _upload("datasets/credit-risk/a.csv", synthetic.credit_risk_csv(2000, 5))}
-    profile = platform.artifacts.get_json(pipeline.train_step(platform, event)["baseline_profile"]["sha256"])
+    profile = platform.artifacts.get_json(steps.train_step(platform, event)["baseline_profile"]["sha256"])
     income = profile["features"]["income"]
     assert len(income["psi_counts"]) == len(income["psi_edges"]) + 1 and sum(income["psi_counts"]) == income["n"]
     region = profile["features"]["region"]
@@ -84,6 +85,6 @@ def test_baseline_profile_has_bins_frequencies_and_predictions(platform):
 def test_bad_data_set_fails_before_anything_is_stored(platform):
     event = {"family": FAMILY, "dataset": _upload("datasets/credit-risk/bad.csv", b"age,income\n1,2\n")}
     with pytest.raises(DataSetError, match="default"):
-        pipeline.train_step(platform, event)
+        steps.train_step(platform, event)
     listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="artifacts/")
     assert listed.get("KeyCount", 0) == 0

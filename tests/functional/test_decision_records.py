@@ -17,13 +17,15 @@ import boto3
 import numpy as np
 import orjson
 import pytest
-from mlops import capture, decisions, pipeline, synthetic
-from mlops.audit import Auditor
-from mlops.decisions import BatchKey, DecisionStore
-from mlops.errors import DecisionNotFoundError
-from mlops.registry import CANARY, LIVE
-from mlops.scoring_api import ScoringService
-from mlops.settings import Env, ScoringSettings
+from mlops.core.errors import DecisionNotFoundError
+from mlops.core.settings import Env, ScoringSettings
+from mlops.data import synthetic
+from mlops.registry.store import CANARY, LIVE
+from mlops.serving import capture, decisions
+from mlops.serving.api import ScoringService
+from mlops.serving.audit import Auditor
+from mlops.serving.decisions import BatchKey, DecisionStore
+from mlops.training import steps
 
 from mlops_local.apigw import proxy_event
 
@@ -42,9 +44,9 @@ def _register(ctx, seed: int, status: str) -> tuple[int, str]:
     """Train, evaluate and register a version through the pipeline steps, then move it to `status`."""
     data = synthetic.credit_risk_csv(2000, seed)
     event = {"family": FAMILY, "dataset": _upload(f"datasets/{FAMILY}/{seed}.csv", data)}
-    event["train"] = pipeline.train_step(ctx, event)
-    event["evaluation"] = pipeline.evaluate_step(ctx, event)
-    version = pipeline.register_step(ctx, event, run_id=f"{FAMILY}-run-{seed}")["version"]
+    event["train"] = steps.train_step(ctx, event)
+    event["evaluation"] = steps.evaluate_step(ctx, event)
+    version = steps.register_step(ctx, event, run_id=f"{FAMILY}-run-{seed}")["version"]
     ctx.registry.transition(FAMILY, version, status, "test", f"test: {status}")
     return version, event["train"]["artifact"]["sha256"]
 

@@ -7,9 +7,9 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from mlops.errors import IllegalTransitionError, UnknownFamilyError
-from mlops.registry import CANARY, LIVE, REJECTED, RETIRED, ROLLED_BACK
-from mlops.synthetic import credit_risk_family
+from mlops.core.errors import IllegalTransitionError, UnknownFamilyError
+from mlops.data.synthetic import credit_risk_family
+from mlops.registry.store import CANARY, LIVE, REJECTED, RETIRED, ROLLED_BACK
 
 FAMILY = "credit-risk"
 

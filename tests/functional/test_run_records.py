@@ -10,12 +10,15 @@ from pathlib import Path
 
 import boto3
 import pytest
-from mlops import runs, synthetic
-from mlops.artifacts import StoredObject
-from mlops.observability import MetricsPublisher
-from mlops.registry import ModelRegistry
-from mlops.rollout import AliasState, RolloutContext
-from mlops.trigger import execution_name, handle_event
+from mlops.core.observability import MetricsPublisher
+from mlops.data import synthetic
+from mlops.pipeline import status_change
+from mlops.pipeline.trigger import execution_name, handle_event
+from mlops.registry import runs
+from mlops.registry.artifacts import StoredObject
+from mlops.registry.store import ModelRegistry
+from mlops.rollout import history
+from mlops.rollout.control import AliasState, RolloutContext
 
 from .conftest import BUCKET, TABLE
 
@@ -88,7 +91,7 @@ def test_only_if_open_never_overwrites_a_final_outcome(platform):
 
 
 def test_unknown_outcome_is_refused(platform):
-    from mlops.errors import ValidationError
+    from mlops.core.errors import ValidationError
 
     with pytest.raises(ValidationError, match="unknown run outcome 'rejected_dataset'"):
         platform.registry.record_run(FAMILY, "r-3", "rejected_dataset")
@@ -171,7 +174,7 @@ def test_folder_markers_are_not_data_sets(platform, run_log):
 
 
 def _stored(data: bytes = b"a,b\n1,2\n", key: str = "datasets/credit-risk/a.csv") -> StoredObject:
-    from mlops.artifacts import sha256_hex
+    from mlops.registry.artifacts import sha256_hex
 
     return StoredObject(bucket=BUCKET, key=key, version_id="v", etag='"e"', sha256=sha256_hex(data), data=data)
 
@@ -242,9 +245,9 @@ def test_status_change_runs_the_failure_handling_once(platform, control):
     registry.allocate_version(FAMILY, {"tag": "x"}, actor="t", run_id="exec-9")
     before = _outcome_count("failed", FAMILY)
     event = _status_event("exec-9", {"family": FAMILY, "dataset": {"key": "datasets/credit-risk/a.csv"}})
-    assert runs.is_status_change(event)
+    assert status_change.is_status_change(event)
 
-    result = runs.handle_status_change(control, event)
+    result = status_change.handle_status_change(control, event)
 
     assert result["handled"] is True and "v1 rejected" in result["actions"]
     run = registry.get_run(FAMILY, "exec-9")
@@ -252,7 +255,7 @@ def test_status_change_runs_the_failure_handling_once(platform, control):
     assert run["detail"]["status"] == "FAILED" and "maximum number of bytes" in run["detail"]["message"]
     assert registry.get_family(FAMILY).rollout_holder is None, "lock released"
     assert registry.get_version(FAMILY, 1).status == "rejected", "no candidate left behind"
-    again = runs.handle_status_change(control, copy.deepcopy(event))
+    again = status_change.handle_status_change(control, copy.deepcopy(event))
     assert again == {"handled": False, "reason": "run already recorded as failed"}
     assert _outcome_count("failed", FAMILY) == before + 1
 
@@ -263,7 +266,7 @@ def test_status_change_of_a_run_waiting_for_the_lock_leaves_the_holders_canary_a
     event = _status_event("waiter", {"family": FAMILY}, status="TIMED_OUT")
     event["detail"].update({"error": None, "cause": None})
 
-    result = runs.handle_status_change(control, event)
+    result = status_change.handle_status_change(control, event)
 
     assert result["handled"] is True and control.router.routes == []
     assert registry.get_family(FAMILY).rollout_holder == "holder"
@@ -277,13 +280,13 @@ def test_status_change_reads_an_input_eventbridge_left_out(platform, control, st
                                                         input=json.dumps(payload))["executionArn"]
     event = _status_event("big-input", None, status="ABORTED")
     event["detail"].update({"executionArn": arn, "inputDetails": {"included": False}})
-    assert runs.handle_status_change(control, event)["handled"] is True
+    assert status_change.handle_status_change(control, event)["handled"] is True
     assert platform.registry.get_run(FAMILY, "big-input")["detail"]["dataset"] == {"key": "k"}
 
 
 def test_succeeded_and_unrelated_events_are_ignored(platform, control):
-    assert not runs.is_status_change({"source": "aws.s3", "detail-type": "Object Created"})
-    result = runs.handle_status_change(control, _status_event("ok", {"family": FAMILY}, status="SUCCEEDED"))
+    assert not status_change.is_status_change({"source": "aws.s3", "detail-type": "Object Created"})
+    result = status_change.handle_status_change(control, _status_event("ok", {"family": FAMILY}, status="SUCCEEDED"))
     assert result["handled"] is False and platform.registry.get_run(FAMILY, "ok") is None
 
 
@@ -308,15 +311,15 @@ def test_history_gives_visits_step_timings_and_the_failing_step():
         {"timestamp": at(9), "type": "WaitStateExited", "stateExitedEventDetails": {"name": "Bake"}},
         {"timestamp": at(9), "type": "TaskStateEntered", "stateEnteredEventDetails": {"name": "HandleFailure"}},
     ]
-    visits = runs.state_visits(events)
+    visits = history.state_visits(events)
     assert [(v["state"], v["seconds"]) for v in visits] == [("Train", 4.0), ("Bake", 2.0), ("Bake", 3.0),
                                                            ("HandleFailure", None)]
     assert visits[0]["error"] == "TransientError" and visits[0]["cause"] == "throttled"
-    steps = runs.step_timings(visits)
+    steps = history.step_timings(visits)
     assert [(s["step"], s["seconds"], s["visits"]) for s in steps] == [("Train", 4.0, 1), ("Bake", 5.0, 2),
                                                                       ("HandleFailure", 0.0, 1)]
-    assert runs.last_step(visits, before="HandleFailure") == "Bake"
-    assert runs.last_step(visits) == "HandleFailure" and runs.last_step(visits, skip_current=True) == "Bake"
+    assert history.last_step(visits, before="HandleFailure") == "Bake"
+    assert history.last_step(visits) == "HandleFailure" and history.last_step(visits, skip_current=True) == "Bake"
 
 
 @pytest.mark.parametrize(("error", "expected"), [
@@ -326,7 +329,7 @@ def test_history_gives_visits_step_timings_and_the_failing_step():
     ({}, ("unknown", "")),
 ])
 def test_error_message_reads_lambda_and_states_errors(error, expected):
-    assert runs.error_message(error) == expected
+    assert history.error_message(error) == expected
 
 
 @pytest.mark.parametrize(("run_id", "family"), [

@@ -11,12 +11,14 @@ import boto3
 import orjson
 import pytest
 from botocore.exceptions import ClientError
-from mlops import aws, capture, synthetic
-from mlops.datasets import parse_csv
-from mlops.observability import MetricsPublisher
-from mlops.scoring_api import ScoringService
-from mlops.settings import Env, ScoringSettings
-from mlops.training import train
+from mlops.core import aws
+from mlops.core.observability import MetricsPublisher
+from mlops.core.settings import Env, ScoringSettings
+from mlops.data import synthetic
+from mlops.data.datasets import parse_csv
+from mlops.serving import capture
+from mlops.serving.api import ScoringService
+from mlops.training.fit import train
 
 from mlops_local.apigw import proxy_event
 
@@ -99,16 +101,16 @@ def test_scoring_logs_no_request_data(platform, stored_model, capsys):
     assert "98765" not in out.out and "98765" not in out.err
 
 
-SERVING_MODULES = ["layers/common/python/mlops/scoring.py", "layers/common/python/mlops/scoring_api.py",
-                   "layers/common/python/mlops/artifacts.py", "layers/common/python/mlops/capture.py",
-                   "functions/score/handler.py"]
+# Every module of the serving package, the artifact store it reads models through, and the scoring handler.
+SERVING_MODULES = [*sorted(str(p.relative_to(ROOT)) for p in (ROOT / "layers/common/python/mlops/serving").glob("*.py")),
+                   "layers/common/python/mlops/registry/artifacts.py", "functions/score/handler.py"]
 
 
 def test_serving_path_never_unpickles():
     for module in SERVING_MODULES:
         source = (ROOT / module).read_text()
         assert not re.search(r"\b(pickle|joblib|cloudpickle|dill)\b|allow_pickle\s*=\s*True", source), module
-    holdout_loader = (ROOT / "layers/common/python/mlops/pipeline.py").read_text()
+    holdout_loader = (ROOT / "layers/common/python/mlops/training/steps.py").read_text()
     assert "allow_pickle=False" in holdout_loader
 
 

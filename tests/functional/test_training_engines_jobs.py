@@ -11,8 +11,9 @@ from pathlib import Path
 import boto3
 import orjson
 import pytest
-from mlops import datasets, engines, synthetic, training_job
-from mlops.errors import DataSetError, IntegrityError
+from mlops.core.errors import DataSetError, IntegrityError
+from mlops.data import datasets, synthetic
+from mlops.training import engines, job
 
 from .conftest import BUCKET
 
@@ -53,7 +54,7 @@ def _run_job(tmp_path: Path, plan: dict, monkeypatch) -> tuple[int, Path]:
         target = tmp_path / "input" / "data" / channel["ChannelName"] / uri.rsplit("/", 1)[-1]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_read(uri))
-    return training_job.main(env), tmp_path
+    return job.main(env), tmp_path
 
 
 def _model_archive(model: Path, key: str, tamper: str | None = None) -> dict:
@@ -141,7 +142,7 @@ def test_collect_finds_duplicate_content_with_the_registry(platform, tmp_path, m
     assert status == 0
     job = _model_archive(base / "model", "training-jobs/dup/job-1/output/model.tar.gz")
     first = engines.collect_step(platform, {**event, "plan": plan, "job": job})
-    from mlops.runs import code_version, content_fingerprint
+    from mlops.registry.runs import code_version, content_fingerprint
 
     fingerprint = content_fingerprint(first["dataset"]["sha256"], family, code_version(platform.git_revision))
     platform.registry.record_content_verdict("dup", fingerprint, "run-1", "promoted", 1)

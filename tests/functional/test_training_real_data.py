@@ -7,9 +7,9 @@ import io
 
 import boto3
 import numpy as np
-from mlops import pipeline
-from mlops.schemas import Feature, ModelFamily
-from mlops.scoring import ScoringModel
+from mlops.core.schemas import Feature, ModelFamily
+from mlops.serving.scoring import ScoringModel
+from mlops.training import steps
 
 from .conftest import BUCKET
 
@@ -62,9 +62,9 @@ def loans_family(name: str = "loans", leak: bool = False, **overrides) -> ModelF
 def _run(platform, family: ModelFamily, body: bytes) -> dict:
     platform.registry.put_family(family)
     event = {"family": family.name, "dataset": _upload(f"datasets/{family.name}/data.csv", body)}
-    event["train"] = pipeline.train_step(platform, event)
-    event["evaluation"] = pipeline.evaluate_step(platform, event)
-    event["register"] = pipeline.register_step(platform, event, "run-1")
+    event["train"] = steps.train_step(platform, event)
+    event["evaluation"] = steps.evaluate_step(platform, event)
+    event["register"] = steps.register_step(platform, event, "run-1")
     return event
 
 
@@ -84,7 +84,7 @@ def test_string_labels_missing_cells_and_no_sensitive_attribute_go_through_train
     lineage = platform.registry.get_version(family.name, event["register"]["version"]).lineage
     assert lineage["classes"] == ["good", "bad"] and lineage["threshold"] == 0.4
     assert lineage["positive_label"] == "bad" and lineage["trivial_model"]["lift"] > 0
-    holdout = pipeline.load_holdout(platform.artifacts, train["holdout"]["artifact_sha256"])
+    holdout = steps.load_holdout(platform.artifacts, train["holdout"]["artifact_sha256"])
     assert holdout["X"].dtype == np.float64 and np.isnan(holdout["X"]).any() and "sensitive" not in holdout
     assert (holdout["line_numbers"] >= 2).all()
     # The stored artifact serves original labels and scores null for the imputed features.

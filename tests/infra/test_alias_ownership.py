@@ -13,12 +13,12 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from mlops import aws
-from mlops.bootstrap import handle, respond
-from mlops.registry import TABLE_DEFINITION, ModelRegistry
-from mlops.rollout import LambdaAliasRouter
-from mlops.settings import Env
-from mlops.synthetic import credit_risk_family
+from mlops.core import aws
+from mlops.core.settings import Env
+from mlops.data.synthetic import credit_risk_family
+from mlops.registry.store import TABLE_DEFINITION, ModelRegistry
+from mlops.rollout.bootstrap import handle, respond
+from mlops.rollout.control import LambdaAliasRouter
 from moto import mock_aws
 
 

@@ -144,7 +144,7 @@ import sys, runpy
 sys.path.insert(0, '%s')
 import handler  # the real scoring handler module
 import numpy as np, onnxruntime
-from mlops.scoring import ScoringModel
+from mlops.serving.scoring import ScoringModel
 assert 'sklearn' not in sys.modules and 'scipy' not in sys.modules
 print('ok', onnxruntime.__version__, np.__version__)
 """ % (ROOT / "functions" / "score"))
@@ -156,13 +156,14 @@ def test_training_function_trains_and_converts_with_only_its_layers_on_312(pytho
 import sys
 sys.path.insert(0, '%s')
 import handler
-from mlops import synthetic, training
-from mlops.datasets import parse_csv
+from mlops.data import synthetic
+from mlops.training import fit
+from mlops.data.datasets import parse_csv
 for algorithm in ('logistic_regression', 'random_forest', 'hist_gradient_boosting'):
     family = synthetic.credit_risk_family(algorithm=algorithm, hyperparameters={'n_estimators': 10}
                                           if algorithm == 'random_forest' else {})
     data = parse_csv(synthetic.credit_risk_csv(600, 1), family)
-    model = training.train(family, data.X, data.y)
+    model = fit.train(family, data.X, data.y)
     assert len(model.onnx_bytes) > 500
 assert 'onnxruntime' not in sys.modules
 print('ok')

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from mlops import settings as settings_module
-from mlops.settings import Env, load_settings
+from mlops.core import settings as settings_module
+from mlops.core.settings import Env, load_settings
 
 from .conftest import ROOT
 

@@ -10,9 +10,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-from mlops import synthetic
-from mlops.engines import CHANNEL_CONFIG, CHANNEL_DATA, JOB_CONFIG_FILE, RESULT_FILE
-from mlops.settings import Env
+from mlops.core.settings import Env
+from mlops.data import synthetic
+from mlops.training.engines import CHANNEL_CONFIG, CHANNEL_DATA, JOB_CONFIG_FILE, RESULT_FILE
 
 from infra.training_jobs import dependency_archive, source_archive
 
@@ -96,7 +96,7 @@ def test_source_archive_is_deterministic_and_its_launcher_runs_the_entry_point(t
     with tarfile.open(first) as tar:
         names = tar.getnames()
         tar.extractall(code, filter="data")
-    assert "train.py" in names and "mlops/training_job.py" in names and not any("__pycache__" in n for n in names)
+    assert "train.py" in names and "mlops/training/job.py" in names and not any("__pycache__" in n for n in names)
     base = tmp_path / "ml"
     family = synthetic.credit_risk_family(name="launch")
     data = base / "input" / "data" / CHANNEL_DATA

@@ -7,10 +7,10 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from mlops import rollout
-from mlops.capture import CapturedRecord
-from mlops.rollout import RolloutContext, TrafficFigures
-from mlops.synthetic import credit_risk_family
+from mlops.data.synthetic import credit_risk_family
+from mlops.rollout import control
+from mlops.rollout.control import RolloutContext, TrafficFigures
+from mlops.serving.capture import CapturedRecord
 
 
 class Captures:
@@ -39,7 +39,7 @@ def check(live: list[int], canary: list[int], invocations: float | None = None, 
                          captures=Captures({1: live, 2: canary}), publisher=None, is_execution_running=None)
     state = {"family": family.name, "canary": {"window_start": time.time() - 60, "function_version": "7",
                                                "version": 2, "live_version": 1, "weight": 10, "step": step}}
-    return rollout.canary_check(ctx, state, "run-1")
+    return control.canary_check(ctx, state, "run-1")
 
 
 def test_identical_model_on_25_rows_without_a_positive_steps_up_instead_of_rolling_back():

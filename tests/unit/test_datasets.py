@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mlops.datasets import parse_csv
-from mlops.errors import DataSetError
-from mlops.synthetic import credit_risk_csv, credit_risk_family
+from mlops.core.errors import DataSetError
+from mlops.data.datasets import parse_csv
+from mlops.data.synthetic import credit_risk_csv, credit_risk_family
 
 FAMILY = credit_risk_family()
 GOOD = credit_risk_csv(200, 1)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlops import datasets
-from mlops.datasets import (
+from mlops.core.errors import DataSetError
+from mlops.core.schemas import Feature, ModelFamily
+from mlops.data import datasets
+from mlops.data.datasets import (
     MAX_COLUMNS,
     MAX_ERRORS_REPORTED,
     is_supported_key,
@@ -20,8 +22,6 @@ from mlops.datasets import (
     read_table,
     unsupported_key_reason,
 )
-from mlops.errors import DataSetError
-from mlops.schemas import Feature, ModelFamily
 
 PUBLIC = Path(__file__).resolve().parents[1] / "data" / "public" / "credit_data_sample.csv"
 PUBLIC_SHA256 = "37758e439f540fb3d7c19a21bcf612bcc944e0f241eb9c173c3ae4176fc5e8b8"

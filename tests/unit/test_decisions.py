@@ -1,4 +1,4 @@
-"""Decision records (mlops.decisions): the Bloom filter in the object key, the key layout, what a record keeps
+"""Decision records (mlops.serving.decisions): the Bloom filter in the object key, the key layout, what a record keeps
 and leaves out, batching, failed writes kept and retried, concurrent writers, and the shutdown flush."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
-from mlops import decisions
-from mlops.decisions import BatchKey, DecisionLog, bloom_filter, bloom_may_contain, key_for
+from mlops.serving import decisions
+from mlops.serving.decisions import BatchKey, DecisionLog, bloom_filter, bloom_may_contain, key_for
 
 
 def _ids(count: int, seed: int) -> list[str]:
@@ -191,7 +191,7 @@ def test_outside_lambda_no_extension_is_registered():
 
 @pytest.mark.parametrize("bad", ["", "a" * 129, "../../etc", "id with space", "x;y"])
 def test_malformed_request_ids_are_refused_before_any_listing(bad):
-    from mlops.errors import ValidationError
+    from mlops.core.errors import ValidationError
 
     with pytest.raises(ValidationError, match="is not a request id"):
         decisions.check_request_id(bad)

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from mlops.decisions import DecisionLog
-from mlops.explanations import ServedExplainer
-from mlops.scoring import ScoringModel
-from mlops.scoring_api import ScoringService
-from mlops.settings import Env, ScoringSettings
-from mlops.training import build_estimator, to_onnx_bytes, train
+from mlops.core.settings import Env, ScoringSettings
+from mlops.serving.api import ScoringService
+from mlops.serving.decisions import DecisionLog
+from mlops.serving.explanations import ServedExplainer
+from mlops.serving.scoring import ScoringModel
+from mlops.training.fit import build_estimator, to_onnx_bytes, train
 from threadpoolctl import threadpool_limits
 
 from mlops_local.apigw import proxy_event

@@ -1,4 +1,4 @@
-"""Explanations from the served ONNX artifact (mlops.explain) against references: the `shap` library on the
+"""Explanations from the served ONNX artifact (mlops.serving.explain) against references: the `shap` library on the
 scikit-learn model (TreeExplainer with tree_path_dependent, LinearExplainer with the training rows as background)
 and brute-force Shapley values of the path-dependent value function (Lundberg et al. 2018, Algorithm 1) on
 hand-built ONNX trees for the split modes and NaN routing scikit-learn never writes.
@@ -17,10 +17,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from mlops import explain
-from mlops.errors import ConfigurationError, ValidationError
-from mlops.schemas import Feature, ModelFamily
-from mlops.training import build_estimator, to_onnx_bytes
+from mlops.core.errors import ConfigurationError, ValidationError
+from mlops.core.schemas import Feature, ModelFamily
+from mlops.serving import explain
+from mlops.training.fit import build_estimator, to_onnx_bytes
 from onnx import TensorProto, helper, numpy_helper
 from threadpoolctl import threadpool_limits
 

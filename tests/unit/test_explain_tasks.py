@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mlops import synthetic
-from mlops.schemas import MULTICLASS, REGRESSION
-from mlops.training import train
+from mlops.core.schemas import MULTICLASS, REGRESSION
+from mlops.data import synthetic
+from mlops.training.fit import train
 from threadpoolctl import threadpool_limits
 
 from .test_explain_api import Handler

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from mlops.datasets import parse_dataset
-from mlops.schemas import ModelFamily
-from mlops.synthetic import credit_risk_family
+from mlops.core.schemas import ModelFamily
+from mlops.data.datasets import parse_dataset
+from mlops.data.synthetic import credit_risk_family
 
 from mlops_local.cli import cli, main
 from mlops_local.familyfile import (

@@ -4,9 +4,9 @@ and never a measured 0.0; a family without a sensitive attribute is gated withou
 from __future__ import annotations
 
 import numpy as np
-from mlops.evaluation import gate_decision
-from mlops.fairness import fairness_metrics, fairness_not_checked
-from mlops.schemas import GatePolicy
+from mlops.core.schemas import GatePolicy
+from mlops.stats.fairness import fairness_metrics, fairness_not_checked
+from mlops.training.evaluation import gate_decision
 
 PARITY = {"ok": True, "max_abs_diff": 0.0, "label_mismatches": 0}
 METRICS = {"auc": 0.8, "accuracy": 0.8}

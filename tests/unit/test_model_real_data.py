@@ -11,13 +11,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from mlops import training
-from mlops.errors import DataSetError, ValidationError
-from mlops.evaluation import gate_decision, label_metric, leakage_warnings, trivial_model_comparison
-from mlops.schemas import Feature, GatePolicy, ModelFamily
-from mlops.scoring import ScoringModel
-from mlops.scoring_api import ScoringService
-from mlops.settings import Env, ScoringSettings
+from mlops.core.errors import DataSetError, ValidationError
+from mlops.core.schemas import Feature, GatePolicy, ModelFamily
+from mlops.core.settings import Env, ScoringSettings
+from mlops.serving.api import ScoringService
+from mlops.serving.scoring import ScoringModel
+from mlops.training import fit
+from mlops.training.evaluation import gate_decision, label_metric, leakage_warnings, trivial_model_comparison
 from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 
 from mlops_local.apigw import proxy_event
@@ -73,7 +73,7 @@ def _data(family: ModelFamily, rows: int, seed: int, missing: float = 0.08) -> t
     return np.column_stack(columns), y
 
 
-def _onnx_vs_sklearn(model: training.TrainedModel, X: np.ndarray) -> tuple[float, int]:
+def _onnx_vs_sklearn(model: fit.TrainedModel, X: np.ndarray) -> tuple[float, int]:
     served = ScoringModel(model.onnx_bytes)
     graph_labels, proba = served.predict_matrix(X)
     expected = model.estimator.predict_proba(X)
@@ -86,7 +86,7 @@ def _onnx_vs_sklearn(model: training.TrainedModel, X: np.ndarray) -> tuple[float
 def test_onnx_reproduces_sklearn_with_missing_values_unknown_and_60_level_categories(algorithm):
     family = _family(algorithm)
     X, y = _data(family, 2500, seed=1)
-    model = training.train(family, X, y, classes=("good", "bad"))
+    model = fit.train(family, X, y, classes=("good", "bad"))
     assert np.max(np.abs(model.sklearn_holdout_proba - model.estimator.predict_proba(X[model.holdout_index]))) == 0
     # Scoring rows the holdout may lack: missing in every feature that accepts it at once, and "other" for the
     # 60-level feature.
@@ -103,7 +103,7 @@ def test_onnx_reproduces_sklearn_with_missing_values_unknown_and_60_level_catego
 def test_imputation_is_fitted_on_training_rows_only():
     family = _family("logistic_regression")
     X, y = _data(family, 1000, seed=3)
-    model = training.train(family, X, y, classes=("good", "bad"))
+    model = fit.train(family, X, y, classes=("good", "bad"))
     fill = model.estimator.named_steps["impute"].fill_
     train_rows = np.setdiff1d(np.arange(len(y)), model.holdout_index)
     age, income = family.feature_names.index("age"), family.feature_names.index("annual income")
@@ -134,9 +134,9 @@ def _epoch_family(algorithm: str) -> ModelFamily:
 def test_hist_gradient_boosting_keeps_parity_on_epoch_seconds_and_1e9_amounts():
     family = _epoch_family("hist_gradient_boosting")
     X, y = _epoch_data(6000, seed=4)
-    model = training.train(family, X, y)
+    model = fit.train(family, X, y)
     # Before: the same fitted model with float32 input and thresholds (skl2onnx's default) breaks parity.
-    float32_bytes = training.to_onnx_bytes(model.estimator, family, model.hyperparameters, double=False)
+    float32_bytes = fit.to_onnx_bytes(model.estimator, family, model.hyperparameters, double=False)
     float32 = ScoringModel(float32_bytes)
     expected = model.estimator.predict_proba(X)
     _, float32_proba = float32.predict_matrix(X)
@@ -148,18 +148,18 @@ def test_hist_gradient_boosting_keeps_parity_on_epoch_seconds_and_1e9_amounts():
 
 
 def test_logistic_regression_reads_float64_only_when_float32_inputs_move_its_probabilities():
-    epoch = training.train(_epoch_family("logistic_regression"), *_epoch_data(4000, seed=5))
+    epoch = fit.train(_epoch_family("logistic_regression"), *_epoch_data(4000, seed=5))
     gap, flips = _onnx_vs_sklearn(epoch, _epoch_data(2000, seed=6)[0])
     assert epoch.input_dtype == "float64" and gap <= 1e-5 and flips == 0
     family = _family("logistic_regression")
-    ordinary = training.train(family, *_data(family, 1000, seed=7), classes=("good", "bad"))
+    ordinary = fit.train(family, *_data(family, 1000, seed=7), classes=("good", "bad"))
     assert ordinary.input_dtype == "float32"
 
 
 def test_hist_gradient_boosting_native_categoricals_are_refused_in_favour_of_the_ordinal_index():
     family = _family("hist_gradient_boosting", hyperparameters={"categorical_features": "from_dtype"})
-    with pytest.raises(training.ConfigurationError, match="categorical_features"):
-        training.build_estimator(family, 1)
+    with pytest.raises(fit.ConfigurationError, match="categorical_features"):
+        fit.build_estimator(family, 1)
 
 
 def _handler(onnx_bytes: bytes, family_name: str):
@@ -197,7 +197,7 @@ def _record(family: ModelFamily, row: np.ndarray) -> dict:
 def served(request):
     family = _family(request.param)
     X, y = _data(family, 2000, seed=8)
-    model = training.train(family, X, y, classes=("good", "bad"))
+    model = fit.train(family, X, y, classes=("good", "bad"))
     return family, model, _handler(model.onnx_bytes, family.name)
 
 
@@ -240,7 +240,7 @@ def test_unknown_category_without_other_is_refused_with_a_truncated_list():
     family = _family("logistic_regression", features=(
         Feature(name="state", kind="categorical", categories=STATES), Feature(name="debt_ratio")))
     X, y = _data(family, 600, seed=12)
-    handler = _handler(training.train(family, X, y).onnx_bytes, family.name)
+    handler = _handler(fit.train(family, X, y).onnx_bytes, family.name)
     status, body = _predict(handler, family, [{"state": "ZZ", "debt_ratio": 1.0}])
     assert status == 400 and "instances[0].state must be one of" in body["message"]
     assert "(60 categories)" in body["message"] and "S59" not in body["message"] and len(body["message"]) < 300
@@ -250,7 +250,7 @@ def test_unknown_category_without_other_is_refused_with_a_truncated_list():
 def test_single_row_bound_path_answers_as_session_run_for_both_input_dtypes(algorithm):
     family = _family(algorithm)
     X, y = _data(family, 800, seed=13, missing=0.3)
-    served = ScoringModel(training.train(family, X, y, classes=("good", "bad")).onnx_bytes)
+    served = ScoringModel(fit.train(family, X, y, classes=("good", "bad")).onnx_bytes)
     assert served._binding is not None and served._bound_input.dtype == served.input_dtype
     for i in range(100):  # distinct rows, NaN included: a stale buffer or a missed copy would show
         row = X[i:i + 1]
@@ -270,7 +270,7 @@ def test_single_row_bound_path_answers_as_session_run_for_both_input_dtypes(algo
 def test_classes_are_carried_as_original_labels_in_index_order(classes, expected):
     X, y = _epoch_data(300, seed=14)
     family = ModelFamily(name="labels", target="y", features=(Feature(name="score"),), positive_label=classes[1])
-    served = ScoringModel(training.train(family, X[:, 2:], y, classes=classes).onnx_bytes)
+    served = ScoringModel(fit.train(family, X[:, 2:], y, classes=classes).onnx_bytes)
     assert served.classes == expected
     meta = served.session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["mlops.positive_label"]) == expected[1] and meta["mlops.task"] == family.task
@@ -279,14 +279,14 @@ def test_classes_are_carried_as_original_labels_in_index_order(classes, expected
 def test_holdout_split_refuses_a_single_minority_row_with_a_data_set_error():
     y = np.array([0] * 60 + [1])
     with pytest.raises(DataSetError, match="at least 2 rows"):
-        training.holdout_split(y, 0.2, 1)
+        fit.holdout_split(y, 0.2, 1)
     with pytest.raises(DataSetError, match="1 class"):
-        training.holdout_split(np.zeros(50, dtype=int), 0.2, 1)
+        fit.holdout_split(np.zeros(50, dtype=int), 0.2, 1)
 
 
 def test_holdout_split_keeps_every_class_in_both_parts():
     y = np.array([0] * 97 + [1] * 2 + [2] * 3)
-    train_rows, holdout_rows = training.holdout_split(y, 0.45, 3)
+    train_rows, holdout_rows = fit.holdout_split(y, 0.45, 3)
     for label in (0, 1, 2):
         assert (y[train_rows] == label).any() and (y[holdout_rows] == label).any()
     assert np.intersect1d(train_rows, holdout_rows).size == 0 and train_rows.size + holdout_rows.size == y.size
@@ -302,8 +302,8 @@ def test_single_feature_auc_matches_scikit_learn_is_symmetric_and_skips_missing_
     X = np.column_stack([inverse, leaky])
     family = ModelFamily(name="leaky", target="y", features=(
         Feature(name="inverse", missing="median"), Feature(name="copy", kind="categorical", categories=("n", "y"))))
-    train_rows, holdout_rows = training.holdout_split(y, 0.3, 1)
-    aucs = training.single_feature_auc(family, X, y, train_rows, holdout_rows)
+    train_rows, holdout_rows = fit.holdout_split(y, 0.3, 1)
+    aucs = fit.single_feature_auc(family, X, y, train_rows, holdout_rows)
     present = ~np.isnan(X[holdout_rows, 0])
     reference = roc_auc_score(y[holdout_rows][present], X[holdout_rows, 0][present])
     assert reference < 0.5 and aucs["inverse"] == pytest.approx(1 - reference, abs=1e-6)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import click
 import pytest
-from mlops import synthetic
+from mlops.data import synthetic
 from mlops.reports.html import number
 
 from mlops_local import views

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlops.canary import cohens_h, fisher_exact, judged_steps, prediction_divergence
-from mlops.schemas import CanaryPolicy
-from mlops.stats import psi
+from mlops.core.schemas import CanaryPolicy
+from mlops.stats.canary import cohens_h, fisher_exact, judged_steps, prediction_divergence
+from mlops.stats.distributions import psi
 from scipy import stats as scipy_stats
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None, derandomize=True,
@@ -180,7 +180,7 @@ def test_a_canary_of_one_step_at_100_percent_is_refused():
 
 @pytest.mark.parametrize(("psi_limit", "h"), [(0.25, 0.5), (0.09, 0.3), (100.0, math.pi)])
 def test_a_stored_family_with_the_retired_prediction_psi_reads_as_the_equivalent_effect_size(psi_limit, h):
-    from mlops.synthetic import credit_risk_family
+    from mlops.data.synthetic import credit_risk_family
 
     stored = credit_risk_family().model_dump(mode="json")
     stored["canary"] = {k: v for k, v in stored["canary"].items() if k != "divergence_min_cohens_h"}

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from mlops import stats
-from mlops.drift import captured_columns, compare_with_baseline
-from mlops.profile import baseline_profile, categorical_profile
-from mlops.schemas import DriftPolicy
-from mlops.synthetic import credit_risk_family
+from mlops.core.schemas import DriftPolicy
+from mlops.data.synthetic import credit_risk_family
+from mlops.monitoring.drift import captured_columns, compare_with_baseline
+from mlops.stats import distributions
+from mlops.stats.profile import baseline_profile, categorical_profile
 from scipy import stats as scipy_stats
 from scipy.stats.contingency import association
 
@@ -30,7 +30,7 @@ def test_chi_square_and_cramers_v_match_scipy(expected, actual, width):
     expected, actual = expected[:width], actual[:width]
     table = np.vstack([expected, actual])
     table = table[:, table.sum(axis=0) > 0]
-    stat, p_value, v = stats.chi_square_against_frequencies(expected, actual)
+    stat, p_value, v = distributions.chi_square_against_frequencies(expected, actual)
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         assert (stat, p_value, v) == (0.0, 1.0, 0.0)
         return
@@ -42,13 +42,13 @@ def test_chi_square_and_cramers_v_match_scipy(expected, actual, width):
 
 @pytest.mark.parametrize(("stat", "dof"), [(0.5, 1), (3.84, 1), (10.0, 4), (50.0, 4), (2.0, 7), (300.0, 20)])
 def test_chi2_sf_matches_scipy(stat, dof):
-    assert stats.chi2_sf(stat, dof) == pytest.approx(scipy_stats.chi2.sf(stat, dof), rel=1e-7, abs=1e-300)
+    assert distributions.chi2_sf(stat, dof) == pytest.approx(scipy_stats.chi2.sf(stat, dof), rel=1e-7, abs=1e-300)
 
 
 @SETTINGS
 @given(expected=counts, actual=counts)
 def test_equal_weight_cramers_v_is_scipys_v_of_the_table_rescaled_to_equal_rows(expected, actual):
-    v = stats.equal_weight_cramers_v(expected, actual)
+    v = distributions.equal_weight_cramers_v(expected, actual)
     if expected.sum() == 0 or actual.sum() == 0:
         assert v == 0.0
         return
@@ -63,22 +63,25 @@ def test_equal_weight_cramers_v_is_scipys_v_of_the_table_rescaled_to_equal_rows(
 
 def test_classic_cramers_v_shrinks_with_the_baseline_and_the_equal_weight_one_does_not():
     before, after = np.array([0.5, 0.3, 0.2]), np.array([0.3, 0.3, 0.4])
-    classic = [stats.chi_square_against_frequencies(before * rows, after * 500)[2] for rows in (500, 50_000, 5_000_000)]
+    classic = [distributions.chi_square_against_frequencies(before * rows, after * 500)[2]
+               for rows in (500, 50_000, 5_000_000)]
     assert classic[0] > 0.2 > 0.1 > classic[1] > classic[2], classic
     equal_rows = (np.vstack([before, after]) * 1000).round().astype(int)
     reference = round(association(equal_rows, method="cramer", correction=False), 9)
-    assert {round(stats.equal_weight_cramers_v(before * rows, after * 500), 9) for rows in (500, 50_000)} == {reference}
+    equal_weight = {round(distributions.equal_weight_cramers_v(before * rows, after * 500), 9)
+                    for rows in (500, 50_000)}
+    assert equal_weight == {reference}
 
 
 def test_pooled_chi_square_equals_scipy_on_the_pooled_table():
     expected, actual = np.array([600, 300, 80, 15, 5]), np.array([50, 40, 8, 1, 1])
     # smaller sample 100 of 1000: a category is sparse below 5 / 0.1 = 50 baseline values -> pool 15 + 5 = 20, itself
     # sparse, joins the smallest remaining category (80)
-    stat, p_value, tested = stats.pooled_chi_square(expected, actual)
+    stat, p_value, tested = distributions.pooled_chi_square(expected, actual)
     reference = scipy_stats.chi2_contingency(np.array([[600, 300, 100], [50, 40, 10]]), correction=False)
     assert tested == 3 and stat == pytest.approx(reference.statistic) and p_value == pytest.approx(reference.pvalue)
-    plain = stats.chi_square_against_frequencies(np.array([600, 300, 100]), np.array([50, 40, 60]))
-    assert stats.pooled_chi_square(np.array([600, 300, 100]), np.array([50, 40, 60]))[:2] == plain[:2]
+    plain = distributions.chi_square_against_frequencies(np.array([600, 300, 100]), np.array([50, 40, 60]))
+    assert distributions.pooled_chi_square(np.array([600, 300, 100]), np.array([50, 40, 60]))[:2] == plain[:2]
 
 
 def family_with(**overrides):

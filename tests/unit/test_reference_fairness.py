@@ -11,8 +11,9 @@ import pytest
 from fairlearn import metrics as fairlearn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlops.artifacts import ArtifactStore, StoredObject, sha256_hex
-from mlops.fairness import (
+from mlops.core.schemas import GatePolicy
+from mlops.registry.artifacts import ArtifactStore, StoredObject, sha256_hex
+from mlops.stats.fairness import (
     MAX_GROUPS_IN_STATE,
     fairness_checks,
     fairness_for_state,
@@ -20,7 +21,6 @@ from mlops.fairness import (
     fairness_not_checked,
     fairness_notes,
 )
-from mlops.schemas import GatePolicy
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -206,28 +206,28 @@ class MemoryObjects:
 
 
 def test_evaluate_step_with_twenty_thousand_groups_stays_far_under_the_state_limit():
-    from mlops import pipeline, training
-    from mlops.datasets import parse_dataset
-    from mlops.scoring import ScoringModel
-    from mlops.synthetic import credit_risk_csv, credit_risk_family
+    from mlops.data.datasets import parse_dataset
+    from mlops.data.synthetic import credit_risk_csv, credit_risk_family
+    from mlops.serving.scoring import ScoringModel
+    from mlops.training import fit, steps
 
     family = credit_risk_family(name="many-groups")
     train = parse_dataset(credit_risk_csv(1_500, 3), family)
-    model = training.train(family, train.X, train.y, classes=train.classes)
+    model = fit.train(family, train.X, train.y, classes=train.classes)
     holdout = parse_dataset(credit_risk_csv(20_400, 4), family)
     sensitive = np.concatenate([np.repeat(["F", "M"], 200), [f"id-{i}" for i in range(20_000)]])
     scored = ScoringModel(model.onnx_bytes)
     graph_labels, proba = scored.predict_matrix(holdout.X)
     store = ArtifactStore("bucket", MemoryObjects())
     onnx_ref = store.put(model.onnx_bytes, "model/onnx")
-    holdout_ref = store.put(training.holdout_bytes(holdout.X, holdout.y, sensitive, holdout.row_ids,
+    holdout_ref = store.put(fit.holdout_bytes(holdout.X, holdout.y, sensitive, holdout.row_ids,
                                                    proba.astype(np.float64), graph_labels), "holdout/npz")
     registry = SimpleNamespace(get_family=lambda name: SimpleNamespace(family=family, live_version=0))
-    ctx = pipeline.PipelineContext(artifacts=store, registry=registry, objects=store.objects)
+    ctx = steps.PipelineContext(artifacts=store, registry=registry, objects=store.objects)
     event = {"family": family.name, "train": {"holdout": {"artifact_sha256": holdout_ref.sha256},
                                               "artifact": {"sha256": onnx_ref.sha256},
                                               "training_positive_rate": float(train.y.mean())}}
-    output = pipeline.evaluate_step(ctx, event)
+    output = steps.evaluate_step(ctx, event)
     size = len(orjson.dumps(output))
     assert size < STATE_LIMIT / 4, size
     fairness = output["fairness"]
@@ -242,16 +242,16 @@ def test_evaluate_step_with_twenty_thousand_groups_stays_far_under_the_state_lim
     (["good", "bad"], "good", 0), (["no", "yes"], "yes", 1), (["0", "1"], 0, 0), ([0, 1], "1", 1),
     (["false", "true"], False, 0), (["1.0", "2.0"], 2, 1)])
 def test_the_favourable_label_is_found_among_the_classes_in_the_targets_own_terms(classes, favorable, index):
-    from mlops.pipeline import _favorable_index
-    from mlops.synthetic import credit_risk_family
+    from mlops.data.synthetic import credit_risk_family
+    from mlops.training.steps import _favorable_index
 
     assert _favorable_index(credit_risk_family(favorable_label=favorable), classes) == index
 
 
 def test_a_favourable_label_that_is_not_a_class_is_a_configuration_error():
-    from mlops.errors import ConfigurationError
-    from mlops.pipeline import _favorable_index
-    from mlops.synthetic import credit_risk_family
+    from mlops.core.errors import ConfigurationError
+    from mlops.data.synthetic import credit_risk_family
+    from mlops.training.steps import _favorable_index
 
     with pytest.raises(ConfigurationError, match="favorable_label 'Good' is not one of the classes"):
         _favorable_index(credit_risk_family(favorable_label="Good"), ["good", "bad"])

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlops import stats
-from mlops.profile import KS_POINTS, numeric_profile
+from mlops.stats import distributions
+from mlops.stats.profile import KS_POINTS, numeric_profile
 from scipy import stats as scipy_stats
 
 SETTINGS = settings(max_examples=120, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def ks_of(base: np.ndarray, current: np.ndarray) -> stats.KsResult:
+def ks_of(base: np.ndarray, current: np.ndarray) -> distributions.KsResult:
     p = numeric_profile(base)
-    return stats.numeric_shift(np.asarray(p["ecdf_points"]), np.asarray(p["ecdf_at_or_below"]),
+    return distributions.numeric_shift(np.asarray(p["ecdf_points"]), np.asarray(p["ecdf_at_or_below"]),
                                np.asarray(p["ecdf_below"]), p["n"], np.asarray(p["psi_edges"]),
                                np.asarray(p["psi_counts"]), current).ks
 
@@ -67,7 +67,7 @@ def test_continuous_baseline_brackets_scipys_statistic_within_the_documented_bou
 
 
 def test_constant_baseline_and_traffic_give_zero_and_any_other_value_is_a_full_shift():
-    assert ks_of(np.full(1_000, 0.7), np.full(500, 0.7)) == stats.KsResult(0.0, 0.0, 1.0)
+    assert ks_of(np.full(1_000, 0.7), np.full(500, 0.7)) == distributions.KsResult(0.0, 0.0, 1.0)
     one_ulp_up = np.full(500, np.nextafter(0.7, 1.0))
     assert ks_of(np.full(1_000, 0.7), one_ulp_up).statistic == 1.0
     assert scipy_stats.ks_2samp(np.full(1_000, 0.7), one_ulp_up).statistic == 1.0
@@ -92,7 +92,7 @@ def test_tiny_samples_match_scipy(sizes):
 
 @pytest.mark.parametrize("x", [0.2, 0.5, 0.8, 1.0, 1.36, 2.0, 3.0])
 def test_kolmogorov_sf_matches_scipy(x):
-    assert stats.kolmogorov_sf(x) == pytest.approx(scipy_stats.kstwobign.sf(x), abs=1e-9)
+    assert distributions.kolmogorov_sf(x) == pytest.approx(scipy_stats.kstwobign.sf(x), abs=1e-9)
 
 
 @pytest.mark.parametrize(("n", "m"), [(500, 2_000), (2_000, 100_000), (5_000, 5_000), (20_000, 100_000)])
@@ -101,13 +101,13 @@ def test_ks_p_value_agrees_with_scipys_asymptotic_two_sample_p_value(n, m, d):
     # The documented tolerance (docs/statistics.md): within 5% relative or 1e-4 absolute, for n, m >= 500.
     en = n * m / (n + m)
     reference = float(scipy_stats.kstwo.sf(d, np.round(en)))
-    assert stats.ks_p_value(d, n, m) == pytest.approx(reference, rel=0.05, abs=1e-4)
+    assert distributions.ks_p_value(d, n, m) == pytest.approx(reference, rel=0.05, abs=1e-4)
 
 
 def test_ecdf_counts_count_values_at_and_below_each_point_in_one_pass():
     points = np.array([0.1, 0.7, 2.0])
     values = np.array([0.7, 0.7, 0.69999, 0.70001, -np.inf, np.inf, np.nan, 0.1, 2.0, 5.0])
-    at_or_below, below, missing = stats.ecdf_counts(points, values)
+    at_or_below, below, missing = distributions.ecdf_counts(points, values)
     finite = values[~np.isnan(values)]
     assert at_or_below.tolist() == [int((finite <= p).sum()) for p in points]
     assert below.tolist() == [int((finite < p).sum()) for p in points] and missing == 1
@@ -116,6 +116,6 @@ def test_ecdf_counts_count_values_at_and_below_each_point_in_one_pass():
 def test_ks_without_current_values_raises_instead_of_reading_as_no_shift():
     p = numeric_profile(np.arange(100.0))
     with pytest.raises(ValueError, match="both sides"):
-        stats.numeric_shift(np.asarray(p["ecdf_points"]), np.asarray(p["ecdf_at_or_below"]),
+        distributions.numeric_shift(np.asarray(p["ecdf_points"]), np.asarray(p["ecdf_at_or_below"]),
                             np.asarray(p["ecdf_below"]), p["n"], np.asarray(p["psi_edges"]),
                             np.asarray(p["psi_counts"]), np.full(10, np.nan))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlops.metrics import brier, classification_metrics, label_metrics, log_loss, roc_auc
+from mlops.stats.metrics import brier, classification_metrics, label_metrics, log_loss, roc_auc
 from sklearn import metrics as skm
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None, derandomize=True,

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from mlops import stats
-from mlops.drift import compare_with_baseline
-from mlops.profile import baseline_profile, numeric_profile
-from mlops.schemas import DriftPolicy
-from mlops.synthetic import credit_risk_family
-from scipy import special
+from mlops.core.schemas import DriftPolicy
+from mlops.data.synthetic import credit_risk_family
+from mlops.monitoring.drift import compare_with_baseline
+from mlops.stats import distributions
+from mlops.stats.profile import baseline_profile, numeric_profile
 from scipy import stats as scipy_stats
+from scipy import special
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -26,14 +26,14 @@ SPECIAL = [0.0, -0.0, 0.7, 0.1, 3e15, -3e15, 1e17, -1e17, 9.3e18, 1e308, -1e308,
 
 def reference_psi(expected: np.ndarray, actual: np.ndarray) -> float:
     """PSI = KL(a || e) + KL(e || a) over shares floored at 1e-4 (scipy.special.rel_entr)."""
-    pe = np.clip(expected / expected.sum(), stats.PSI_EPSILON, None)
-    pa = np.clip(actual / actual.sum(), stats.PSI_EPSILON, None)
+    pe = np.clip(expected / expected.sum(), distributions.PSI_EPSILON, None)
+    pa = np.clip(actual / actual.sum(), distributions.PSI_EPSILON, None)
     return float(np.sum(special.rel_entr(pa, pe) + special.rel_entr(pe, pa)))
 
 
-def shift_of(base: np.ndarray, current: np.ndarray) -> stats.NumericShift:
+def shift_of(base: np.ndarray, current: np.ndarray) -> distributions.NumericShift:
     p = numeric_profile(base)
-    return stats.numeric_shift(np.asarray(p["ecdf_points"]), np.asarray(p["ecdf_at_or_below"]),
+    return distributions.numeric_shift(np.asarray(p["ecdf_points"]), np.asarray(p["ecdf_at_or_below"]),
                                np.asarray(p["ecdf_below"]), p["n"], np.asarray(p["psi_edges"]),
                                np.asarray(p["psi_counts"]), current)
 
@@ -58,10 +58,11 @@ def test_bin_index_lookup_table_is_identical_to_searchsorted_for_every_input(edg
         above, below = np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)
     values = np.concatenate([np.repeat(edges, repeats), above, below, np.asarray(SPECIAL), extra])
     expected = np.searchsorted(edges, values, side="left")
-    with mock.patch.object(stats, "LUT_MIN_VALUES", 1), mock.patch.object(stats, "LUT_MAX_STEPS", 10_000):
-        assert np.array_equal(stats.bin_index(edges, values), expected)
+    with mock.patch.object(distributions, "LUT_MIN_VALUES", 1), \
+            mock.patch.object(distributions, "LUT_MAX_STEPS", 10_000):
+        assert np.array_equal(distributions.bin_index(edges, values), expected)
         distinct = np.unique(edges)
-        located = stats._locate(distinct, values)
+        located = distributions._locate(distinct, values)
         if np.isfinite(distinct).all() and distinct.size >= 2:
             assert located is not None, "the table path must be the one under test"
             assert np.array_equal(located, np.searchsorted(distinct, values, side="left"))
@@ -71,7 +72,7 @@ def test_bin_index_large_input_with_tenths_edges_and_huge_values_equals_searchso
     rng = np.random.default_rng(0)
     edges = np.arange(1, 10) / 10
     values = np.concatenate([np.round(rng.random(200_000), 1), [0.7] * 10, SPECIAL, rng.normal(0, 1e17, 1000)])
-    index = stats.bin_index(edges, values)
+    index = distributions.bin_index(edges, values)
     assert np.array_equal(index, np.searchsorted(edges, values, side="left"))
     assert index[np.isnan(values)].tolist() == [edges.size], "NaN goes past every edge, never into a middle bin"
     assert np.all(index[values == 0.7] == 6), "a value equal to an edge belongs to the bin that edge closes"
@@ -79,7 +80,7 @@ def test_bin_index_large_input_with_tenths_edges_and_huge_values_equals_searchso
 
 def test_bin_counts_refuses_nan_instead_of_binning_it():
     with pytest.raises(ValueError, match="NaN"):
-        stats.bin_counts(np.array([0.1, np.nan]), np.array([0.5]))
+        distributions.bin_counts(np.array([0.1, np.nan]), np.array([0.5]))
 
 
 @SETTINGS
@@ -88,14 +89,14 @@ def test_bin_counts_refuses_nan_instead_of_binning_it():
 def test_psi_equals_the_symmetric_relative_entropy_over_floored_shares(expected, actual_seed):
     actual = np.random.default_rng(actual_seed).integers(0, 1000, expected.size)
     if expected.sum() == 0 or actual.sum() == 0:
-        assert stats.psi(expected, actual) == 0.0
+        assert distributions.psi(expected, actual) == 0.0
         return
-    assert stats.psi(expected, actual) == pytest.approx(reference_psi(expected, actual), rel=1e-12, abs=1e-15)
+    assert distributions.psi(expected, actual) == pytest.approx(reference_psi(expected, actual), rel=1e-12, abs=1e-15)
 
 
 def test_psi_refuses_counts_over_different_bins():
     with pytest.raises(ValueError, match="same bins"):
-        stats.psi(np.array([1, 2]), np.array([1, 2, 3]))
+        distributions.psi(np.array([1, 2]), np.array([1, 2, 3]))
 
 
 def test_constant_feature_on_identical_traffic_gives_psi_zero_and_ks_zero():
@@ -146,7 +147,7 @@ def test_psi_bins_significance_equals_scipy_chi_square_on_the_same_bins():
     base, current = rng.lognormal(0, 1, 5_000), rng.lognormal(0.1, 1, 800)
     profile = numeric_profile(base)
     edges, counts = np.asarray(profile["psi_edges"]), np.asarray(profile["psi_counts"])
-    table = np.vstack([counts, stats.bin_counts(current, edges)])
+    table = np.vstack([counts, distributions.bin_counts(current, edges)])
     reference = scipy_stats.chi2_contingency(table, correction=False)
     assert shift_of(base, current).psi_p_value == pytest.approx(reference.pvalue, rel=1e-9)
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from mlops.metrics import multiclass_metrics, regression_metrics
+from mlops.stats.metrics import multiclass_metrics, regression_metrics
 from sklearn import metrics as skm
 
 FINITE = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)

@@ -1,4 +1,4 @@
-"""Regression and multiclass monitoring figures (mlops.tasks) against references: canary divergence against
+"""Regression and multiclass monitoring figures (mlops.stats.tasks) against references: canary divergence against
 scipy's ks_2samp and chi2_contingency, regression fairness against a pandas group-by, prediction drift on
 identical and shifted predictions, and the prediction grid that makes float32 and float64 predictions agree."""
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from mlops.schemas import CanaryPolicy, DriftPolicy
-from mlops.tasks import (
+from mlops.core.schemas import CanaryPolicy, DriftPolicy
+from mlops.stats.tasks import (
     canary_divergence,
     prediction_drift,
     prediction_profile,

@@ -9,14 +9,14 @@ from html.parser import HTMLParser
 import numpy as np
 import orjson
 import pytest
-from mlops.errors import ValidationError
+from mlops.core.errors import ValidationError
 from mlops.reports import charts
 from mlops.reports.curves import MAX_ROC_POINTS, curve_data, roc_points
 from mlops.reports.drift_report import bin_labels, build_drift_view, current_histograms, render_drift_report
 from mlops.reports.html import number, p_value, when
 from mlops.reports.model_card import CARD_SCHEMA, build_model_card, model_card, render_model_card
 from mlops.reports.timeline import build_rollout_view, render_rollout_timeline, rollout_from_execution
-from mlops.stats import psi
+from mlops.stats.distributions import psi
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 

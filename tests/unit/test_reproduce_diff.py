@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import onnx
 import pytest
-from mlops import synthetic, training
-from mlops.datasets import parse_dataset
+from mlops.data import synthetic
+from mlops.data.datasets import parse_dataset
+from mlops.training import fit
 from onnx import helper
 
 from mlops_local.reproduce import onnx_differences
@@ -16,7 +17,7 @@ from mlops_local.reproduce import onnx_differences
 def artifact() -> bytes:
     family = synthetic.credit_risk_family(name="diff-test")
     data = parse_dataset(synthetic.credit_risk_csv(600, 2), family, "diff.csv")
-    return training.train(family, data.X, data.y, classes=data.classes).onnx_bytes
+    return fit.train(family, data.X, data.y, classes=data.classes).onnx_bytes
 
 
 def _edited(artifact: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
@@ -45,7 +46,7 @@ def test_opset_order_alone_is_named_as_a_serialization_difference_and_the_fix_re
     assert shuffled != artifact
     differences = onnx_differences(artifact, shuffled)
     assert len(differences) == 1 and differences[0].startswith("opset imports in another order")
-    assert _edited(shuffled, training.canonical_opset_order) == artifact
+    assert _edited(shuffled, fit.canonical_opset_order) == artifact
 
 
 def test_changed_coefficients_and_metadata_are_named_with_the_size_of_the_change(artifact):

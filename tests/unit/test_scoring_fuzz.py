@@ -14,12 +14,12 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlops import synthetic
-from mlops.datasets import parse_csv
-from mlops.scoring import ScoringModel
-from mlops.scoring_api import ScoringService
-from mlops.settings import Env, ScoringSettings
-from mlops.training import train
+from mlops.core.settings import Env, ScoringSettings
+from mlops.data import synthetic
+from mlops.data.datasets import parse_csv
+from mlops.serving.api import ScoringService
+from mlops.serving.scoring import ScoringModel
+from mlops.training.fit import train
 
 from mlops_local.apigw import proxy_event
 

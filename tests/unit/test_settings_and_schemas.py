@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from mlops.errors import ConfigurationError
-from mlops.schemas import Feature, ModelFamily
-from mlops.settings import Env, ScoringSettings, TriggerSettings, env_var_names, load_settings
-from mlops.synthetic import credit_risk_family
+from mlops.core.errors import ConfigurationError
+from mlops.core.schemas import Feature, ModelFamily
+from mlops.core.settings import Env, ScoringSettings, TriggerSettings, env_var_names, load_settings
+from mlops.data.synthetic import credit_risk_family
 from pydantic import ValidationError as PydanticValidationError
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mlops import stats
-from mlops.evaluation import fairness_metrics, gate_decision, parity, roc_auc
-from mlops.schemas import GatePolicy
+from mlops.core.schemas import GatePolicy
+from mlops.stats import distributions
+from mlops.training.evaluation import fairness_metrics, gate_decision, parity, roc_auc
 from scipy import stats as scipy_stats
 from sklearn.metrics import roc_auc_score
 
@@ -15,9 +15,9 @@ def test_psi_is_zero_for_same_distribution_and_large_for_shift():
     rng = np.random.default_rng(1)
     base = rng.normal(size=50_000)
     edges = np.quantile(base, np.linspace(0, 1, 11)[1:-1])
-    counts = stats.bin_counts(base, edges)
-    assert stats.psi(counts, stats.bin_counts(rng.normal(size=50_000), edges)) < 0.01
-    assert stats.psi(counts, stats.bin_counts(rng.normal(1.0, 1, size=50_000), edges)) > 0.5
+    counts = distributions.bin_counts(base, edges)
+    assert distributions.psi(counts, distributions.bin_counts(rng.normal(size=50_000), edges)) < 0.01
+    assert distributions.psi(counts, distributions.bin_counts(rng.normal(1.0, 1, size=50_000), edges)) > 0.5
 
 
 def test_roc_auc_matches_sklearn_with_ties():
@@ -55,10 +55,10 @@ def test_gate_compares_with_live_model_only_when_one_exists():
 
 
 def shift_against(base, current):
-    from mlops.profile import numeric_profile
+    from mlops.stats.profile import numeric_profile
 
     p = numeric_profile(base)
-    return stats.numeric_shift(np.asarray(p["ecdf_points"]), np.asarray(p["ecdf_at_or_below"]),
+    return distributions.numeric_shift(np.asarray(p["ecdf_points"]), np.asarray(p["ecdf_at_or_below"]),
                                np.asarray(p["ecdf_below"]), p["n"], np.asarray(p["psi_edges"]),
                                np.asarray(p["psi_counts"]), current)
 
@@ -76,7 +76,7 @@ def test_ks_against_a_discrete_baseline_is_exact_without_false_alarms():
 
 @pytest.mark.parametrize("shift", [0.0, 0.3])
 def test_one_pass_psi_and_ks_equal_the_separately_binned_figures(shift):
-    from mlops.profile import numeric_profile
+    from mlops.stats.profile import numeric_profile
 
     rng = np.random.default_rng(5)
     for base, current in ((rng.lognormal(10, 0.5, 50_000), rng.lognormal(10 + shift, 0.5, 60_000)),
@@ -85,10 +85,11 @@ def test_one_pass_psi_and_ks_equal_the_separately_binned_figures(shift):
         edges, counts = np.asarray(profile["psi_edges"]), np.asarray(profile["psi_counts"])
         points = np.asarray(profile["ecdf_points"])
         one_pass = shift_against(base, current)
-        assert one_pass.psi == pytest.approx(stats.psi(counts, stats.bin_counts(current, edges)), abs=1e-12)
+        direct = distributions.psi(counts, distributions.bin_counts(current, edges))
+        assert one_pass.psi == pytest.approx(direct, abs=1e-12)
         at_or_below = np.searchsorted(np.sort(current), points, side="right")
         below = np.searchsorted(np.sort(current), points, side="left")
-        separate = stats.ks_against_ecdf(points, np.asarray(profile["ecdf_at_or_below"]),
+        separate = distributions.ks_against_ecdf(points, np.asarray(profile["ecdf_at_or_below"]),
                                          np.asarray(profile["ecdf_below"]), profile["n"], at_or_below, below,
                                          current.size)
         assert one_pass.ks == separate
@@ -101,15 +102,15 @@ def test_lookup_table_binning_equals_binary_search(kind):
             "outliers": np.append(rng.normal(size=99_990), [1e9] * 10), "constant": np.full(100_000, 3.0)}[kind]
     grid = np.quantile(base, np.arange(1, 1000) / 1000)
     values = np.concatenate([rng.choice(base, 200_000), [-1e12, 1e12, grid[0], grid[-1]]])
-    assert np.array_equal(stats.bin_index(grid, values), np.searchsorted(grid, values, side="left"))
+    assert np.array_equal(distributions.bin_index(grid, values), np.searchsorted(grid, values, side="left"))
 
 
 def test_huge_sample_with_a_trivial_shift_is_significant_but_not_drift():
     """The effect-size floors decide: the KS and chi-square p-values are tiny, the shifts are not."""
-    from mlops.drift import compare_with_baseline
-    from mlops.profile import baseline_profile
-    from mlops.schemas import DriftPolicy
-    from mlops.synthetic import credit_risk_family
+    from mlops.core.schemas import DriftPolicy
+    from mlops.data.synthetic import credit_risk_family
+    from mlops.monitoring.drift import compare_with_baseline
+    from mlops.stats.profile import baseline_profile
 
     family = credit_risk_family(features=[{"name": "x", "kind": "numeric"},
                                           {"name": "c", "kind": "categorical", "categories": ["a", "b", "c"]}])

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mlops import synthetic, training
-from mlops.datasets import parse_dataset
-from mlops.errors import DataSetError
-from mlops.evaluation import regression_parity, task_gate_decision, task_metrics, task_trivial_comparison
-from mlops.openapi import family_openapi
-from mlops.schemas import GatePolicy, ModelFamily
-from mlops.scoring import ScoringModel
+from mlops.core.errors import DataSetError
+from mlops.core.schemas import GatePolicy, ModelFamily
+from mlops.data import synthetic
+from mlops.data.datasets import parse_dataset
+from mlops.serving.openapi import family_openapi
+from mlops.serving.scoring import ScoringModel
+from mlops.training import fit
+from mlops.training.evaluation import regression_parity, task_gate_decision, task_metrics, task_trivial_comparison
 from pydantic import ValidationError
 
 FEATURES = [{"name": "x", "missing": "median"}, {"name": "epoch"},
@@ -110,7 +111,7 @@ def _regression_data(n: int, offset: float, seed: int = 0) -> tuple[np.ndarray, 
     return X, y
 
 
-def _served(model: training.TrainedModel, X: np.ndarray) -> np.ndarray:
+def _served(model: fit.TrainedModel, X: np.ndarray) -> np.ndarray:
     return ScoringModel(model.onnx_bytes).predict_values(X[model.holdout_index])
 
 
@@ -120,7 +121,7 @@ def test_every_regressor_reproduces_scikit_learn_on_the_target_scale_even_near_1
     X, y = _regression_data(1500, offset)
     fam = family("regression", algorithm=algorithm,
                  hyperparameters={"n_estimators": 20} if algorithm == "random_forest" else {})
-    model = training.train(fam, X, y)
+    model = fit.train(fam, X, y)
     served = _served(model, X)
     result = regression_parity(served, model.sklearn_holdout_predictions, model.training_target_std, 1e-5)
     assert result["ok"], result
@@ -138,7 +139,7 @@ def test_skl2onnx_alone_loses_a_1e9_target_that_the_centred_graph_keeps(algorith
     X, y = _regression_data(1500, 1e9)
     fam = family("regression", algorithm=algorithm, hyperparameters={"n_estimators": 20}
                  if algorithm == "random_forest" else {})
-    model = training.train(fam, X, y)
+    model = fit.train(fam, X, y)
     regressor = model.estimator.steps[-1][1]
     tensor = DoubleTensorType if algorithm == "hist_gradient_boosting" else FloatTensorType
     Xi = model.estimator.steps[0][1].transform(X[model.holdout_index])
@@ -157,7 +158,7 @@ def test_skl2onnx_alone_loses_a_1e9_target_that_the_centred_graph_keeps(algorith
 def test_prediction_range_is_applied_inside_the_graph():
     X, y = _regression_data(1000, 0.0)
     low, high = float(np.quantile(y, 0.2)), float(np.quantile(y, 0.8))
-    model = training.train(family("regression", prediction_range=[low, high]), X, y)
+    model = fit.train(family("regression", prediction_range=[low, high]), X, y)
     served = _served(model, X)
     assert served.min() == low and served.max() == high
     assert np.array_equal(model.sklearn_holdout_predictions, np.clip(model.estimator.predict(X[model.holdout_index]),
@@ -169,7 +170,7 @@ def test_every_multiclass_classifier_reproduces_scikit_learn(algorithm):
     fam = synthetic.risk_grade_family(algorithm=algorithm, sensitive_attribute=None,
                                       hyperparameters={"n_estimators": 20} if algorithm == "random_forest" else {})
     data = parse_dataset(synthetic.credit_task_csv("multiclass_classification", 1500, 3), fam)
-    model = training.train(fam, data.X, data.y, classes=data.classes)
+    model = fit.train(fam, data.X, data.y, classes=data.classes)
     served = ScoringModel(model.onnx_bytes)
     labels, proba = served.predict_matrix(data.X[model.holdout_index])
     assert served.task == "multiclass_classification" and served.classes == ["A", "B", "C", "D"]
@@ -187,7 +188,7 @@ def test_scoring_answers_in_the_task_terms_the_same_for_one_record_and_a_batch(t
     factory = synthetic.loss_given_default_family if task == "regression" else synthetic.risk_grade_family
     fam = factory(sensitive_attribute=None, **({} if task == "regression" else {"favorable_label": 0}))
     data = parse_dataset(synthetic.credit_task_csv(task, 1200, 4), fam)
-    served = ScoringModel(training.train(fam, data.X, data.y, classes=data.classes).onnx_bytes)
+    served = ScoringModel(fit.train(fam, data.X, data.y, classes=data.classes).onnx_bytes)
     records = synthetic.to_instances(synthetic.credit_risk_columns(30, 8), fam)
     batch, batch_proba = served.predict_instances(records)
     one, one_proba = served.predict_instances(records[:1])

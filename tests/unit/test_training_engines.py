@@ -10,9 +10,11 @@ import json
 import numpy as np
 import orjson
 import pytest
-from mlops import datasets, engines, runs, synthetic
-from mlops.errors import DataSetError
-from mlops.schemas import TrainingPolicy
+from mlops.core.errors import DataSetError
+from mlops.core.schemas import TrainingPolicy
+from mlops.data import datasets, synthetic
+from mlops.rollout import history
+from mlops.training import engines
 from pydantic import ValidationError
 
 LIMITS = engines.LambdaLimits(memory_mb=3008, ephemeral_mb=2048)
@@ -180,7 +182,7 @@ def test_request_matches_botocores_create_training_job_model():
 
 
 def test_a_family_without_a_role_is_a_configuration_error():
-    from mlops.errors import ConfigurationError
+    from mlops.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="no SageMaker training role"):
         engines.training_job_request(synthetic.credit_risk_family(name="other"), JOBS, "x", "data.csv", "csv", "r")
@@ -200,7 +202,7 @@ def test_state_timeout_covers_the_jobs_own_bound():
 
 
 def test_unknown_region_has_no_image():
-    from mlops.errors import ConfigurationError
+    from mlops.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="no SageMaker scikit-learn image"):
         engines.training_image_uri("xx-nowhere-1")
@@ -212,7 +214,7 @@ def test_unknown_region_has_no_image():
 def test_a_failed_jobs_reason_reaches_the_run_record():
     cause = orjson.dumps({"TrainingJobName": "loans-1", "TrainingJobStatus": "Failed", "SecondaryStatus": "Failed",
                           "FailureReason": "DataSetError: data set lacks required columns: 'income'"}).decode()
-    name, message = runs.error_message({"Error": "States.TaskFailed", "Cause": cause})
+    name, message = history.error_message({"Error": "States.TaskFailed", "Cause": cause})
     assert name == "States.TaskFailed"
     assert message == "training job loans-1 failed: DataSetError: data set lacks required columns: 'income'"
 
@@ -254,7 +256,7 @@ def test_gzip_file_and_invalid_utf8_in_a_file_are_read_like_bytes():
 def test_lambda_engine_has_no_parquet_reader_but_the_job_registers_one():
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
-    from mlops.columnar import parse_parquet
+    from mlops.data.columnar import parse_parquet
 
     fam = synthetic.credit_risk_family(name="loans")
     columns = synthetic.credit_risk_columns(400, 5)
@@ -273,7 +275,7 @@ def test_lambda_engine_has_no_parquet_reader_but_the_job_registers_one():
 def test_parquet_rows_are_validated_like_csv_rows():
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
-    from mlops.columnar import parse_parquet
+    from mlops.data.columnar import parse_parquet
 
     fam = synthetic.credit_risk_family(name="loans")
     columns = synthetic.credit_risk_columns(400, 5)

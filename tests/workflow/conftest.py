@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from mlops import synthetic
+from mlops.data import synthetic
 
 from mlops_local.runtime import LocalPlatform
 from mlops_local.traffic import TrafficGenerator
@@ -78,7 +78,7 @@ def traffic(platform: LocalPlatform) -> Iterator[Callable[[Any], TrafficGenerato
 
 def alias_state(platform: LocalPlatform, family: Any) -> tuple[str, dict[str, float]]:
     """(primary version, additional weights) of the family's `live` alias."""
-    from mlops import aws
+    from mlops.core import aws
 
     alias = aws.client("lambda").get_alias(FunctionName=platform.scoring_functions[family.name], Name="live")
     return alias["FunctionVersion"], (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
@@ -86,7 +86,7 @@ def alias_state(platform: LocalPlatform, family: Any) -> tuple[str, dict[str, fl
 
 def entered_states(execution_arn: str) -> list[str]:
     """Names of the states an execution entered, in order, from its history."""
-    from mlops import aws
+    from mlops.core import aws
 
     events = aws.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]

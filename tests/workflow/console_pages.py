@@ -41,7 +41,7 @@ def page_paths(platform: Any, family: str) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    from mlops import synthetic
+    from mlops.data import synthetic
 
     from mlops_local.runtime import LocalPlatform
     from mlops_local.serve import BUILTIN_FAMILY, bind_front, serve_family

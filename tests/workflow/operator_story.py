@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlops import synthetic
+from mlops.data import synthetic
 
 from mlops_local.runtime import LocalPlatform
 from mlops_local.traffic import TrafficGenerator

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from mlops import synthetic
-from mlops.scoring_api import ScoringService
+from mlops.data import synthetic
+from mlops.serving.api import ScoringService
 
 from .conftest import entered_states, live_model, run_upload
 

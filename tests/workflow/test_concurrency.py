@@ -5,18 +5,19 @@ from __future__ import annotations
 import threading
 
 import pytest
-from mlops import aws, synthetic
-from mlops.errors import PlatformError
-from mlops.rollout import create_rollout_context, promote, rollback
-from mlops.settings import Env, RolloutSettings
+from mlops.core import aws
+from mlops.core.errors import PlatformError
+from mlops.core.settings import Env, RolloutSettings
+from mlops.data import synthetic
+from mlops.rollout.control import create_rollout_context, promote, rollback
 
 from .conftest import alias_state, live_model
 
 
 @pytest.mark.parametrize("attempt", range(2))
 def test_concurrent_promote_and_rollback_leave_registry_and_alias_consistent(platform, new_family, attempt):
-    from mlops.pipeline import evaluate_step, register_step, train_step
-    from mlops.rollout import canary_start
+    from mlops.rollout.control import canary_start
+    from mlops.training.steps import evaluate_step, register_step, train_step
 
     family = new_family(gate={"min_auc_margin": -0.5})
     live_model(platform, family)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from mlops import synthetic
+from mlops.data import synthetic
 
 from mlops_local.demo import Demo, DemoReport, Step
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.xdist_group("own-processes")
 # 2-core laptop. The registry is read, independently of the demo, just before the platform stops.
 RUNNER = r"""
 import json, sys, time
-from mlops.scoring_api import ScoringService
+from mlops.serving.api import ScoringService
 from mlops_local.cli import main
 from mlops_local.runtime import LocalPlatform
 

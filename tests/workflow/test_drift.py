@@ -6,7 +6,7 @@ import json
 import time
 
 import boto3
-from mlops import synthetic
+from mlops.data import synthetic
 
 from .conftest import live_model
 

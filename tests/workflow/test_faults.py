@@ -5,8 +5,11 @@ reason recorded. The outcomes are tabulated in docs/reliability.md."""
 from __future__ import annotations
 
 import pytest
-from mlops import aws, pipeline, rollout, synthetic, training
-from mlops.errors import TransientError
+from mlops.core import aws
+from mlops.core.errors import TransientError
+from mlops.data import synthetic
+from mlops.rollout import control
+from mlops.training import fit, steps
 
 from .conftest import alias_state, live_model, run_upload
 
@@ -31,13 +34,13 @@ def inject(monkeypatch):
 
         if state in CONTROL_STATES:
             action = CONTROL_STATES[state]
-            monkeypatch.setitem(rollout.ACTIONS, action, wrap(rollout.ACTIONS[action]))
+            monkeypatch.setitem(control.ACTIONS, action, wrap(control.ACTIONS[action]))
         elif state == "Train":
-            monkeypatch.setattr(training, "train", wrap(training.train))
+            monkeypatch.setattr(fit, "train", wrap(fit.train))
         elif state == "Evaluate":
-            monkeypatch.setattr(pipeline, "fairness_metrics", wrap(pipeline.fairness_metrics))
+            monkeypatch.setattr(steps, "fairness_metrics", wrap(steps.fairness_metrics))
         elif state == "FinishPromoted":
-            monkeypatch.setitem(rollout.ACTIONS, "finish:promoted", wrap(rollout.ACTIONS["finish:promoted"]))
+            monkeypatch.setitem(control.ACTIONS, "finish:promoted", wrap(control.ACTIONS["finish:promoted"]))
         else:
             raise ValueError(state)
         return calls

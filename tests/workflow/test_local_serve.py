@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mlops import synthetic
+from mlops.data import synthetic
 
 from mlops_local.runtime import free_port
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from mlops import synthetic
+from mlops.data import synthetic
+from mlops.registry.runs import family_config_sha256
 from mlops.reports.publish import model_card_keys
-from mlops.runs import family_config_sha256
 
 from mlops_local import client
 from mlops_local.cli import cli

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from mlops import aws, synthetic
-from mlops.trigger import execution_name
+from mlops.core import aws
+from mlops.data import synthetic
+from mlops.pipeline.trigger import execution_name
 
 from .conftest import alias_state, entered_states, live_model, run_upload
 

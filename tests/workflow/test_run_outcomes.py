@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from mlops import aws, rollout, synthetic
-from mlops.trigger import execution_name
+from mlops.core import aws
+from mlops.data import synthetic
+from mlops.pipeline.trigger import execution_name
+from mlops.rollout import control
 
 from .conftest import alias_state, entered_states, live_model, run_upload
 
@@ -70,20 +72,20 @@ def test_identical_reupload_starts_no_rollout_and_is_recorded_as_a_duplicate(pla
 
 
 def test_content_that_failed_may_be_uploaded_again(platform, new_family, monkeypatch):
-    from mlops import pipeline
+    from mlops.training import steps
 
     family = new_family()
     data = synthetic.credit_risk_csv(1500, 22)
-    original = pipeline.fairness_metrics
+    original = steps.fairness_metrics
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected evaluation failure")
 
-    monkeypatch.setattr(pipeline, "fairness_metrics", broken)
+    monkeypatch.setattr(steps, "fairness_metrics", broken)
     _, failed = run_upload(platform, family.name, "a.csv", data)
     assert failed["status"] == "FAILED"
     assert platform.registry.get_run(family.name, failed["name"])["step"] == "Evaluate"
-    monkeypatch.setattr(pipeline, "fairness_metrics", original)
+    monkeypatch.setattr(steps, "fairness_metrics", original)
     output, _ = run_upload(platform, family.name, "a-again.csv", data)
     assert output["outcome"] == "promoted"
 
@@ -95,20 +97,20 @@ def broken_failure_handler(monkeypatch):
     def broken(ctx, state, run_id):
         raise RuntimeError("HandleFailure crashed")
 
-    monkeypatch.setitem(rollout.ACTIONS, "handle_failure", broken)
+    monkeypatch.setitem(control.ACTIONS, "handle_failure", broken)
 
 
 def test_failure_outside_the_catch_reaches_the_failure_handling_through_the_status_change_event(
         platform, new_family, monkeypatch, broken_failure_handler):
     # Given a run that holds the family lock and fails at Train, and a failure handler that itself fails.
-    from mlops import training
+    from mlops.training import fit
 
     family = new_family()
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected training failure")
 
-    monkeypatch.setattr(training, "train", broken)
+    monkeypatch.setattr(fit, "train", broken)
     delivered = len(platform.status_changes)
 
     _, described = run_upload(platform, family.name, "v1.csv", synthetic.credit_risk_csv(600, 4))
@@ -138,8 +140,8 @@ def test_a_state_without_catch_failing_is_recorded_through_the_status_change_eve
     def broken(ctx, state, run_id):
         raise RuntimeError("refusal could not be recorded")
 
-    monkeypatch.setitem(rollout.ACTIONS, "acquire_lock", busy)
-    monkeypatch.setitem(rollout.ACTIONS, "refuse", broken)
+    monkeypatch.setitem(control.ACTIONS, "acquire_lock", busy)
+    monkeypatch.setitem(control.ACTIONS, "refuse", broken)
     _, described = run_upload(platform, family.name, "v1.csv", synthetic.credit_risk_csv(600, 6))
 
     assert described["status"] == "FAILED" and described["error"] == "RuntimeError"
@@ -151,14 +153,14 @@ def test_a_state_without_catch_failing_is_recorded_through_the_status_change_eve
 
 
 def test_failure_handled_by_the_definition_is_recorded_once(platform, new_family, monkeypatch):
-    from mlops import training
+    from mlops.training import fit
 
     family = new_family()
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected training failure")
 
-    monkeypatch.setattr(training, "train", broken)
+    monkeypatch.setattr(fit, "train", broken)
     delivered = len(platform.status_changes)
     _, described = run_upload(platform, family.name, "v1.csv", synthetic.credit_risk_csv(600, 4))
     assert described["status"] == "FAILED" and "HandleFailure" in entered_states(described["executionArn"])
@@ -200,21 +202,21 @@ def failing_control(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("failure handling is broken")
 
-    monkeypatch.setattr(rollout, "handle_failure", broken)
+    monkeypatch.setattr(control, "handle_failure", broken)
 
 
 def test_an_event_the_failure_handling_cannot_process_lands_in_the_failed_events_queue(
         platform, new_family, monkeypatch, broken_failure_handler, failing_control):
     import json
 
-    from mlops import training
+    from mlops.training import fit
 
     family = new_family()
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected training failure")
 
-    monkeypatch.setattr(training, "train", broken)
+    monkeypatch.setattr(fit, "train", broken)
     _, described = run_upload(platform, family.name, "v1.csv", synthetic.credit_risk_csv(600, 5))
     assert described["status"] == "FAILED"
     messages = aws.client("sqs").receive_message(QueueUrl=platform.failed_events_queue_url,

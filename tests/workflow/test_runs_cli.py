@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 from click.testing import CliRunner
-from mlops import synthetic
+from mlops.data import synthetic
 
 from mlops_local import client
 from mlops_local.cli import cli

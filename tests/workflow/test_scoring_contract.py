@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mlops import synthetic
+from mlops.data import synthetic
 
 from .conftest import live_model
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mlops import synthetic
+from mlops.data import synthetic
 
 from mlops_local.runtime import free_port
 from mlops_local.serve import help_lines

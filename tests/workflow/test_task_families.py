@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from mlops import synthetic
+from mlops.data import synthetic
 
 from mlops_local.apigw import proxy_event
 

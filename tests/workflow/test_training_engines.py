@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlops import synthetic
-from mlops.pipeline import PipelineContext, train_step
-from mlops.trigger import execution_name
+from mlops.data import synthetic
+from mlops.pipeline.trigger import execution_name
+from mlops.training.steps import PipelineContext, train_step
 
 from .conftest import entered_states, run_upload
 

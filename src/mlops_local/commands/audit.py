@@ -35,8 +35,8 @@ def audit(request_id: str, family: str | None, at: str | None, target: TargetOpt
       mlops audit 4f9c2b7e-... --family credit-risk --at 2025-03-14 --json
       mlops audit 4f9c2b7e-... --stack MlopsPlatform --profile audit --region eu-west-1
     """
-    from mlops.audit import Auditor, parse_time
-    from mlops.errors import DecisionNotFoundError, UnknownFamilyError, ValidationError
+    from mlops.core.errors import DecisionNotFoundError, UnknownFamilyError, ValidationError
+    from mlops.serving.audit import Auditor, parse_time
 
     try:
         around = parse_time(at) if at else None

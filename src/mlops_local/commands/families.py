@@ -67,7 +67,7 @@ def infer(data: Path, target: str, task: str | None, name: str, positive_label: 
       mlops families infer credit.csv --target Status --name credit -o credit.yaml
       mlops families infer loans.csv.gz --target default --positive-label 1 --sensitive sex --name loans
     """
-    from mlops.errors import DataSetError
+    from mlops.core.errors import DataSetError
 
     from ..familyfile import dump_family
     from ..infer import InferenceError, infer_family
@@ -107,8 +107,8 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
       mlops families validate credit.yaml
       mlops families validate credit.yaml --data credit.csv
     """
-    from mlops.datasets import parse_dataset
-    from mlops.errors import DataSetError
+    from mlops.core.errors import DataSetError
+    from mlops.data.datasets import parse_dataset
 
     from ..familyfile import FamilyFileError, load_families_file
 

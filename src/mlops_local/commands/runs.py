@@ -155,7 +155,7 @@ def show(run_id: str, family: str | None, target: TargetOptions) -> None:
 
 def find_run(platform: Platform, run_id: str, family: str | None) -> dict[str, Any]:
     """The run record, its family taken from --family or from the run id's prefix."""
-    from mlops.runs import family_prefix_of_run
+    from mlops.registry.runs import family_prefix_of_run
 
     registry = platform.registry
     candidates = [family] if family else []
@@ -177,12 +177,12 @@ def find_run(platform: Platform, run_id: str, family: str | None) -> dict[str, A
 def run_story(platform: Platform, run: dict[str, Any]) -> dict[str, Any]:
     """{run, states, version}: the record, the execution's states (empty for runs that never started one) and
     the registered model version with its status, gate and canary result."""
-    from mlops.runs import read_history, state_visits
+    from mlops.rollout.history import read_history, state_visits
 
     states: list[dict[str, Any]] = []
     arn = run.get("execution_arn")
     if not arn and run.get("outcome") not in ("rejected",):
-        from mlops.runs import execution_arn
+        from mlops.rollout.history import execution_arn
 
         arn = execution_arn(platform.state_machine_arn, run["run_id"])
     if arn:
@@ -277,8 +277,8 @@ def upload(file: Path, family: str, follow: bool, timeout: float, poll_seconds: 
       mlops upload loans.csv --family credit-risk --follow
       mlops upload loans.csv.gz --family credit-risk --stack MlopsPlatform --region eu-west-1 --json
     """
-    from mlops.errors import UnknownFamilyError
-    from mlops.trigger import DATASET_PREFIX, execution_name
+    from mlops.core.errors import UnknownFamilyError
+    from mlops.pipeline.trigger import DATASET_PREFIX, execution_name
 
     platform = connect(target)
     console = _console(stderr=True)
@@ -318,7 +318,8 @@ def follow_run(platform: Platform, family: str, run_id: str, timeout: float, pol
     """Poll the run record (and its execution's history for progress) until the run has a final outcome.
     Returns the final record; a record with outcome `started` when following gave up (timeout, or an execution
     that ended without its failure being recorded in time); None when the upload never got a record."""
-    from mlops.runs import FAILURE_STATUSES, read_history, state_visits
+    from mlops.registry.runs import FAILURE_STATUSES
+    from mlops.rollout.history import read_history, state_visits
 
     registry, sfn = platform.registry, platform.client("stepfunctions")
     began = time.monotonic()

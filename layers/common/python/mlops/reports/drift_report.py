@@ -1,8 +1,9 @@
 """Drift reports: one self-contained HTML page per drift run, with baseline-vs-current distributions per feature.
 
-Inputs are the plain dicts the drift check already has: the report of `mlops.drift.compare_with_baseline` (with
+Inputs are the plain dicts the drift check already has: the report of
+`mlops.monitoring.drift.compare_with_baseline` (with
 the run's family, live_version, window and retrain decision), the live model's baseline profile
-(`mlops.profile.baseline_profile`), and the current traffic binned like the baseline (`current_histograms`, which
+(`mlops.stats.profile.baseline_profile`), and the current traffic binned like the baseline (`current_histograms`, which
 the drift check stores with its report under `histograms`). Older report and profile shapes are read as well:
 features without `status` (format 1: `drifted` only), profiles with `ks_quantiles` instead of the ECDF summary,
 reports without histograms (the baseline is drawn alone, and the page says so).
@@ -14,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ValidationError
+from mlops.core.errors import ValidationError
+
 from . import charts
 from .charts import ALERT, BASELINE, CURRENT, Series
 from .html import number, render, require_mapping
@@ -33,15 +35,16 @@ def current_histograms(family: Any, profile: dict[str, Any], columns: dict[str, 
     """Current traffic binned exactly like the baseline profile, for the drift report's charts.
 
     family: the ModelFamily (its features in schema order); profile: the live model's baseline profile;
-    columns: feature name -> (n,) float64 captured values as `mlops.drift.captured_columns` returns them (NaN =
+    columns: feature name -> (n,) float64 captured values as `mlops.monitoring.drift.captured_columns` returns them
+    (NaN =
     missing; categorical: category index, k = "other"); predictions: (n,) positive-class probabilities.
     Numeric features are counted in the profile's PSI bins (`psi_edges`, right-closed, `stats.bin_counts`: the
     binning the drift statistics use), categorical features per declared category then "other". Features not
     captured or absent from the profile are left out. Returns {"format", "features": {name: {"kind", "counts",
     "missing", and "edges" or "categories"}}, "prediction": {"edges", "counts"} or None}: about 20 numbers per
     feature, small enough to store with the report."""
-    from ..profile import PREDICTION_EDGES, category_counts, prediction_counts
-    from ..stats import bin_counts
+    from mlops.stats.distributions import bin_counts
+    from mlops.stats.profile import PREDICTION_EDGES, category_counts, prediction_counts
 
     features: dict[str, Any] = {}
     base_features = profile.get("features") or {}

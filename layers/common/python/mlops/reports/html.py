@@ -10,8 +10,8 @@ from typing import Any
 
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 
-from .. import __version__
-from ..errors import ValidationError
+from mlops import __version__
+from mlops.core.errors import ValidationError
 
 TEMPLATES = Path(__file__).with_name("templates")
 

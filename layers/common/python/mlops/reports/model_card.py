@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ValidationError
+from mlops.core.errors import ValidationError
+
 from . import charts
 from .charts import ACCENT, BASELINE, CURRENT, PASS, Series
 from .html import number, percent, records, render, require_mapping
@@ -240,7 +241,7 @@ def _performance_metrics(metrics: dict[str, Any], fairness: dict[str, Any], thre
 
 
 def _fairness(fairness: dict[str, Any], family: dict[str, Any], columns: Any) -> dict[str, Any]:
-    """The fairness section, from `mlops.fairness.fairness_metrics` figures (older lineages: groups with rows and
+    """The fairness section, from `mlops.stats.fairness.fairness_metrics` figures (older lineages: groups with rows and
     rates only). Groups largest first; a group below `min_group_size` is shown but marked as not compared."""
     groups = fairness.get("groups") if isinstance(fairness.get("groups"), dict) else {}
     checked = bool(groups) and fairness.get("checked") is not False

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .. import aws
-from ..observability import logger
+from mlops.core import aws
+from mlops.core.observability import logger
 
 # Outside `reports/` (drift reports, expired by the bucket's lifecycle rule): a card lives as long as its version.
 MODEL_CARD_PREFIX = "model-cards/"

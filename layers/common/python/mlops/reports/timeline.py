@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import ValidationError
+from mlops.core.errors import ValidationError
+
 from . import charts
 from .charts import ACCENT, ALERT, BASELINE, CURRENT, PASS, Series
 from .html import number, parse_time, records, render, require_mapping

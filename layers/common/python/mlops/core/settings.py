@@ -1,0 +1,170 @@
+"""Per-function settings read once from environment variables whose names are shared with the CDK code."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mlops.core.errors import ConfigurationError
+
+
+class Env:
+    """Environment variable names: the CDK stacks set exactly these, the settings models read exactly these."""
+
+    ARTIFACT_BUCKET = "MLOPS_ARTIFACT_BUCKET"
+    REGISTRY_TABLE = "MLOPS_REGISTRY_TABLE"
+    STATE_MACHINE_ARN = "MLOPS_STATE_MACHINE_ARN"
+    MODEL_FAMILY = "MLOPS_MODEL_FAMILY"
+    MODEL_VERSION = "MLOPS_MODEL_VERSION"
+    MODEL_SHA256 = "MLOPS_MODEL_SHA256"
+    CAPTURE_SAMPLE_RATE = "MLOPS_CAPTURE_SAMPLE_RATE"
+    CAPTURE_FLUSH_RECORDS = "MLOPS_CAPTURE_FLUSH_RECORDS"
+    NEVER_CAPTURE = "MLOPS_NEVER_CAPTURE"
+    GIT_REVISION = "MLOPS_GIT_REVISION"
+    DECISION_FLUSH_RECORDS = "MLOPS_DECISION_FLUSH_RECORDS"
+    # Set by Lambda itself: the published version answering (decision records), the runtime API (extensions).
+    FUNCTION_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"
+    RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
+    METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+    SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    # Training engines (mlops.training.engines): the SageMaker training jobs' image, source and dependency archives, one
+    # role per family (JSON object), the platform's KMS key, the train function's /tmp size.
+    TRAINING_IMAGE = "MLOPS_TRAINING_IMAGE"
+    TRAINING_CODE_URI = "MLOPS_TRAINING_CODE_URI"
+    TRAINING_VENDOR_URI = "MLOPS_TRAINING_VENDOR_URI"
+    TRAINING_ROLES = "MLOPS_TRAINING_ROLES"
+    PLATFORM_KEY_ARN = "MLOPS_PLATFORM_KEY_ARN"
+    EPHEMERAL_STORAGE_MB = "MLOPS_EPHEMERAL_STORAGE_MB"
+    # Set by Lambda itself: the function's memory and region.
+    FUNCTION_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+    REGION = "AWS_REGION"
+
+
+class _Settings(BaseModel):
+    # defer_build: each function builds only the settings model it uses (cold start).
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False, defer_build=True)
+
+
+class StorageSettings(_Settings):
+    """Every pipeline function reads and writes artifacts and the registry."""
+
+    artifact_bucket: str = Field(alias=Env.ARTIFACT_BUCKET, min_length=3, max_length=63)
+    registry_table: str = Field(alias=Env.REGISTRY_TABLE, min_length=3, max_length=255)
+    metrics_namespace: str = Field("MLOpsPlatform", alias=Env.METRICS_NAMESPACE, min_length=1)
+
+
+class TriggerSettings(StorageSettings):
+    state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+
+
+class TrainSettings(StorageSettings):
+    # Recorded in lineage as the code version; CDK sets it from the deploying checkout.
+    git_revision: str = Field("", alias=Env.GIT_REVISION, max_length=64)
+    # Plan (engine choice and limits) and the sagemaker engine's jobs; empty URIs: that engine is not deployed.
+    memory_mb: int = Field(3008, alias=Env.FUNCTION_MEMORY_MB, ge=128, le=10_240)
+    ephemeral_storage_mb: int = Field(512, alias=Env.EPHEMERAL_STORAGE_MB, ge=512, le=10_240)
+    region: str = Field("us-east-1", alias=Env.REGION, min_length=1)
+    training_image: str = Field("", alias=Env.TRAINING_IMAGE)
+    training_code_uri: str = Field("", alias=Env.TRAINING_CODE_URI, pattern=r"^(s3://.+)?$")
+    training_vendor_uri: str = Field("", alias=Env.TRAINING_VENDOR_URI, pattern=r"^(s3://.+)?$")
+    training_roles: str = Field("{}", alias=Env.TRAINING_ROLES)
+    platform_key_arn: str = Field("", alias=Env.PLATFORM_KEY_ARN)
+
+    @field_validator("training_roles")
+    @classmethod
+    def _roles_object(cls, value: str) -> str:
+        import orjson
+
+        try:
+            roles = orjson.loads(value or "{}")
+        except orjson.JSONDecodeError:
+            roles = None
+        if not isinstance(roles, dict) or not all(isinstance(v, str) for v in roles.values()):
+            raise ValueError("must be a JSON object of family name -> role ARN")
+        return value
+
+
+class EvaluateSettings(StorageSettings):
+    pass
+
+
+class RolloutSettings(StorageSettings):
+    """Register, canary start/check, promote, rollback and the rollout lock."""
+
+    state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+
+
+class DriftSettings(StorageSettings):
+    state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+
+
+class ScoringSettings(StorageSettings):
+    """A published scoring-function version is bound to one model version through these values."""
+
+    model_family: str = Field(alias=Env.MODEL_FAMILY, pattern=r"^[a-z][a-z0-9-]{1,62}$")
+    # 0 means "no model bound": $LATEST before the first rollout; it answers 503.
+    model_version: int = Field(0, alias=Env.MODEL_VERSION, ge=0)
+    model_sha256: str = Field("", alias=Env.MODEL_SHA256, pattern=r"^([0-9a-f]{64})?$")
+    capture_sample_rate: float = Field(0.1, alias=Env.CAPTURE_SAMPLE_RATE, ge=0.0, le=1.0)
+    capture_flush_records: int = Field(200, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
+    never_capture: str = Field("", alias=Env.NEVER_CAPTURE)
+    # Decision records (mlops.serving.decisions): batch size; the function version Lambda runs this sandbox as.
+    decision_flush_records: int = Field(512, alias=Env.DECISION_FLUSH_RECORDS, ge=1, le=512)
+    function_version: str = Field("", alias=Env.FUNCTION_VERSION, max_length=64)
+
+    @property
+    def never_capture_fields(self) -> frozenset[str]:
+        return frozenset(x.strip() for x in self.never_capture.split(",") if x.strip())
+
+
+class AuditSettings(StorageSettings):
+    """GET /audit/{request_id}: reads decision records, the registry and artifacts."""
+
+
+S = TypeVar("S", bound=_Settings)
+_overlay = threading.local()
+
+
+def environ() -> Mapping[str, str]:
+    """The function's environment: os.environ in Lambda; a per-thread mapping when the local runtime runs
+    several functions in one process (it never mutates os.environ, which other threads read concurrently)."""
+    return getattr(_overlay, "env", None) or os.environ
+
+
+@contextmanager
+def function_environment(env: Mapping[str, str]) -> Iterator[None]:
+    previous = getattr(_overlay, "env", None)
+    _overlay.env = env
+    try:
+        yield
+    finally:
+        _overlay.env = previous
+
+
+def load_settings(model: type[S], environ_: Mapping[str, str] | None = None) -> S:
+    """Validate the environment against `model`; the error names every missing or invalid variable."""
+    env = environ() if environ_ is None else environ_
+    try:
+        return model.model_validate({k: v for k, v in env.items()})
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            if err["type"] == "missing":
+                problems.append(f"{name} is not set")
+            else:
+                problems.append(f"{name}={env.get(name)!r}: {err['msg']}")
+        raise ConfigurationError(
+            f"{model.__name__}: invalid environment: " + "; ".join(problems), variables=problems
+        ) from None
+
+
+def env_var_names(model: type[_Settings]) -> set[str]:
+    """Names the CDK code must provide for `model` (required ones only)."""
+    return {f.alias for f in model.model_fields.values() if f.is_required() and f.alias}

@@ -1,0 +1,1 @@
+"""Scheduled monitoring of live models: input and prediction drift."""

@@ -1,0 +1,2 @@
+"""Entry points that start or follow the state machine: the S3 upload trigger and the execution status-change
+handler."""

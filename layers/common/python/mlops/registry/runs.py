@@ -1,0 +1,122 @@
+"""Run records: what happened to every upload and pipeline execution (docs/registry.md), the outcome metric and
+duplicate content. Execution histories are read in mlops.rollout.history; executions that ended outside the
+definition's own Catch are handled in mlops.pipeline.status_change."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from mlops.core import codeversion
+from mlops.core.observability import MetricsPublisher
+from mlops.registry.store import RUN_STARTED, ModelRegistry
+
+if TYPE_CHECKING:
+    from mlops.core.schemas import ModelFamily
+    from mlops.registry.artifacts import StoredObject
+    from mlops.training.steps import PipelineContext
+
+STARTED = RUN_STARTED
+REJECTED, DUPLICATE, REFUSED, FAILED = "rejected", "duplicate", "refused", "failed"
+GATED_OUT, ROLLED_BACK, PROMOTED = "gated_out", "rolled_back", "promoted"
+# Outcomes that judge the content itself: the same bytes, configuration and code would be judged the same way.
+# A rollback judges live traffic at the time (not enough requests, a latency spike), so it may be retried.
+CONTENT_VERDICTS = (PROMOTED, GATED_OUT)
+FAILURE_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+METRIC = "RolloutOutcome"
+# Metric dimension for uploads naming no registered family: unbounded names must not become metric streams.
+UNKNOWN_FAMILY = "(unknown)"
+NO_FAMILY = "-"
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+class RunLog:
+    """Writes run records and publishes `RolloutOutcome` (dimensions Family+Outcome, and Outcome alone for the
+    platform-wide alarm) exactly once per recorded outcome."""
+
+    def __init__(self, registry: ModelRegistry, publisher: MetricsPublisher) -> None:
+        self.registry = registry
+        self.publisher = publisher
+
+    def started(self, family: str, run_id: str, *, dataset: dict[str, Any] | None, trigger: dict[str, Any],
+                execution_arn: str | None) -> bool:
+        created = self.registry.start_run(family, run_id, dataset=dataset, trigger=trigger,
+                                          execution_arn=execution_arn)
+        if created:
+            self.count(family, STARTED)
+        return created
+
+    def ended(self, family: str, run_id: str, outcome: str, *, step: str, reason: str,
+              detail: dict[str, Any] | None = None, known_family: bool = True, only_if_open: bool = False,
+              **fields: Any) -> bool:
+        """Record a final outcome; `fields` go to `ModelRegistry.record_run` (dataset, steps, version,
+        started_at). Returns False when `only_if_open` found the outcome already recorded."""
+        written = self.registry.record_run(family, run_id, outcome, detail, step=step, reason=reason,
+                                           only_if_open=only_if_open, **fields)
+        if written:
+            self.count(family if known_family else UNKNOWN_FAMILY, outcome)
+        return written
+
+    def count(self, family: str, outcome: str) -> None:
+        self.publisher.put(METRIC, 1, {"Family": family, "Outcome": outcome})
+        self.publisher.put(METRIC, 1, {"Outcome": outcome})
+
+
+# ---- run ids ---------------------------------------------------------------------
+
+_RUN_SUFFIX = re.compile(r"^(?P<family>.+?)-(?:drift-\d+|code-[0-9a-f]{24}|[0-9a-f]{32})$")
+
+
+def family_prefix_of_run(run_id: str) -> str | None:
+    """The family name a run id starts with (execution names are `<family[:40]>-<digest>`); None if the id
+    has no recognisable shape. A 40-character answer may be a truncated name."""
+    match = _RUN_SUFFIX.match(run_id)
+    return match.group("family") if match else None
+
+
+# ---- duplicate content ---------------------------------------------------------------------------------------
+
+
+def family_config_sha256(family: ModelFamily) -> str:
+    """sha256 of the family's canonical JSON (keys sorted, compact): any declared change gives a new hash."""
+    return hashlib.sha256(orjson.dumps(family.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def code_version(git_revision: str = "") -> str:
+    """The training code: library version and git revision (as recorded in lineage)."""
+    return f"{codeversion.package_version()}+{git_revision or codeversion.git_revision() or 'unknown'}"
+
+
+def content_fingerprint(dataset_sha256: str, family: ModelFamily, code: str) -> str:
+    """Identity of a training run's inputs: the data set bytes, the family configuration and the code."""
+    return hashlib.sha256(f"{dataset_sha256}\n{family_config_sha256(family)}\n{code}".encode()).hexdigest()
+
+
+def check_duplicate(ctx: PipelineContext, family: ModelFamily, stored: StoredObject,
+                    event: dict[str, Any]) -> dict[str, Any] | None:
+    """Called by the Train step once the data set is read. Records the data set's sha256 and the content
+    fingerprint on the run; returns `{"duplicate_of": {...}}` (the state machine's Choice ends the run as
+    `duplicate`) when an upload repeats content an earlier run already promoted or gated out, else None.
+    Drift retrains and code rollouts re-run the same content on purpose and are never duplicates."""
+    run_id = str(event.get("run_id") or "")
+    fingerprint = content_fingerprint(stored.sha256, family, code_version(ctx.git_revision))
+    dataset = {"bucket": stored.bucket, "key": stored.key, "version_id": stored.version_id,
+               "etag": stored.etag.strip('"'), "sha256": stored.sha256, "size": stored.size}
+    if run_id:
+        ctx.registry.annotate_run(family.name, run_id, dataset=dataset, fingerprint=fingerprint)
+    if (event.get("trigger") or {}).get("source", "s3") != "s3":
+        return None
+    earlier = ctx.registry.content_verdict(family.name, fingerprint)
+    if earlier is None or earlier["run_id"] == run_id or earlier["outcome"] not in CONTENT_VERDICTS:
+        return None
+    return {"duplicate_of": {**earlier, "sha256": stored.sha256, "fingerprint": fingerprint}}
+
+
+def duplicate_reason(duplicate_of: dict[str, Any]) -> str:
+    version = f" (v{duplicate_of['version']})" if duplicate_of.get("version") else ""
+    return (f"identical content (sha256 {str(duplicate_of.get('sha256', ''))[:12]}..., same family configuration "
+            f"and code) was already {duplicate_of.get('outcome')} by run {duplicate_of.get('run_id')}{version}; "
+            "no new rollout")

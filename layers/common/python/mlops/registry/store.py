@@ -1,0 +1,785 @@
+"""Model registry on one DynamoDB table: families, versions, status history, rollout locks (see docs/registry.md)."""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from mlops.core import aws
+from mlops.core.errors import (
+    ConcurrencyConflictError,
+    IllegalTransitionError,
+    RolloutInProgressError,
+    TransientError,
+    UnknownFamilyError,
+    ValidationError,
+)
+from mlops.core.schemas import ModelFamily
+
+CANDIDATE, REJECTED, CANARY, LIVE, ROLLED_BACK, RETIRED = (
+    "candidate", "rejected", "canary", "live", "rolled_back", "retired",
+)
+STATUSES = (CANDIDATE, REJECTED, CANARY, LIVE, ROLLED_BACK, RETIRED)
+
+# Allowed status changes. candidate -> live only for a family's first model (nothing to canary against);
+# retired -> live is the manual "roll back to the previous model" path.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    CANDIDATE: frozenset({REJECTED, CANARY, LIVE}),
+    CANARY: frozenset({LIVE, ROLLED_BACK}),
+    LIVE: frozenset({RETIRED, ROLLED_BACK}),
+    RETIRED: frozenset({LIVE}),
+    REJECTED: frozenset(),
+    ROLLED_BACK: frozenset(),
+}
+
+META = "META"
+
+# Run outcomes (docs/registry.md): `started` while a run is in progress, then exactly one of the others.
+RUN_STARTED = "started"
+RUN_OUTCOMES = (RUN_STARTED, "rejected", "duplicate", "refused", "failed", "gated_out", "rolled_back", "promoted")
+MAX_REASON_CHARS = 2000
+
+
+def _family_pk(name: str) -> str:
+    return f"FAMILY#{name}"
+
+
+def _version_sk(version: int) -> str:
+    return f"VERSION#{version:010d}"
+
+
+def _run_key(family: str, run_id: str) -> dict[str, Any]:
+    return {"PK": _s(_family_pk(family)), "SK": _s(f"RUN#{run_id}")}
+
+
+def _run(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in _plain(item).items() if k not in ("PK", "SK", "GSI1PK", "GSI1SK")}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int | float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _json(value: Any) -> dict[str, str]:
+    return {"S": orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SORT_KEYS).decode()}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, typed in item.items():
+        (kind, value), = typed.items()
+        if kind == "N":
+            out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        elif kind == "S" and key.endswith("_json"):
+            out[key[:-5]] = orjson.loads(value)
+        elif kind == "BOOL":
+            out[key] = bool(value)
+        elif kind == "NULL":
+            out[key] = None
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class FamilyRecord:
+    family: ModelFamily
+    scoring_function: str
+    latest_version: int
+    live_version: int
+    canary_version: int
+    canary_weight: int
+    rollout_holder: str | None
+    updated_at: str
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> FamilyRecord:
+        plain = _plain(item)
+        return cls(
+            family=ModelFamily.model_validate(plain["config"]),
+            scoring_function=plain.get("scoring_function", ""),
+            latest_version=plain.get("latest_version", 0),
+            live_version=plain.get("live_version", 0),
+            canary_version=plain.get("canary_version", 0),
+            canary_weight=plain.get("canary_weight", 0),
+            rollout_holder=plain.get("rollout_holder"),
+            updated_at=plain.get("updated_at", ""),
+        )
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    family: str
+    version: int
+    status: str
+    created_at: str
+    updated_at: str
+    status_reason: str = ""
+    lineage: dict[str, Any] = field(default_factory=dict)
+    function_version: str = ""
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> VersionRecord:
+        plain = _plain(item)
+        return cls(
+            family=plain["family"], version=plain["version"], status=plain["status"],
+            created_at=plain["created_at"], updated_at=plain["updated_at"],
+            status_reason=plain.get("status_reason", ""), lineage=plain.get("lineage", {}),
+            function_version=plain.get("function_version", ""),
+        )
+
+    @property
+    def artifact_sha256(self) -> str:
+        return str(self.lineage.get("artifact_sha256", ""))
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    family: str
+    version: int
+    from_status: str
+    to_status: str
+    at: str
+    actor: str
+    reason: str
+    live_version_after: int
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    next_token: str | None
+
+
+def _encode_token(key: dict[str, Any] | None) -> str | None:
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode() if key else None
+
+
+def _decode_token(token: str | None) -> dict[str, Any] | None:
+    if not token:
+        return None
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+    except Exception:
+        raise ValidationError("next_token is not a token this registry issued") from None
+    return key
+
+
+def _cancellation_is_condition(exc: BaseException) -> bool:
+    reasons = getattr(exc, "response", {}).get("CancellationReasons", []) or []
+    codes = {r.get("Code") for r in reasons}
+    return "ConditionalCheckFailed" in codes or (not reasons and "ConditionalCheckFailed" in str(exc))
+
+
+class ModelRegistry:
+    """All registry reads and writes. Every multi-item change is one DynamoDB transaction."""
+
+    def __init__(self, table: str, clock: Callable[[], datetime] = _now, ddb: Any | None = None) -> None:
+        self.table = table
+        self._clock = clock
+        self._ddb = ddb
+
+    @property
+    def ddb(self) -> Any:
+        return self._ddb or aws.client("dynamodb")
+
+    # ---- families -------------------------------------------------------------------------------------
+
+    def put_family(self, family: ModelFamily, scoring_function: str = "") -> FamilyRecord:
+        """Create the family or update its declaration; versions, pointers and locks are left untouched."""
+        now = _iso(self._clock())
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key={"PK": _s(_family_pk(family.name)), "SK": _s(META)},
+                UpdateExpression=(
+                    "SET config_json = :c, scoring_function = :f, updated_at = :t, GSI1PK = :g, GSI1SK = :n, "
+                    "#family = :n, created_at = if_not_exists(created_at, :t), "
+                    "latest_version = if_not_exists(latest_version, :z), "
+                    "live_version = if_not_exists(live_version, :z), "
+                    "canary_version = if_not_exists(canary_version, :z), "
+                    "canary_weight = if_not_exists(canary_weight, :z)"
+                ),
+                ExpressionAttributeNames={"#family": "family"},
+                ExpressionAttributeValues={
+                    ":c": _json(family.model_dump(mode="json")), ":f": _s(scoring_function), ":t": _s(now),
+                    ":g": _s("FAMILY"), ":n": _s(family.name), ":z": _n(0),
+                },
+            )
+        except Exception as exc:
+            self._raise_transient(exc)
+            raise
+        return self.get_family(family.name)
+
+    def get_family(self, name: str) -> FamilyRecord:
+        """O(1): one consistent GetItem answers the live version, canary and lock of a family."""
+        try:
+            item = self.ddb.get_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(name)), "SK": _s(META)}, ConsistentRead=True
+            ).get("Item")
+        except Exception as exc:
+            self._raise_transient(exc)
+            raise
+        if not item:
+            raise UnknownFamilyError(f"model family {name!r} is not registered", family=name)
+        return FamilyRecord.from_item(item)
+
+    def list_families(self, limit: int = 50, next_token: str | None = None) -> Page:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "IndexName": "GSI1",
+            "KeyConditionExpression": "GSI1PK = :g", "ExpressionAttributeValues": {":g": _s("FAMILY")},
+            "Limit": limit,
+        }
+        start = _decode_token(next_token)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self.ddb.query(**kwargs)
+        return Page([FamilyRecord.from_item(i) for i in response.get("Items", [])],
+                    _encode_token(response.get("LastEvaluatedKey")))
+
+    # ---- versions -------------------------------------------------------------------------------------
+
+    def allocate_version(self, family: str, lineage: dict[str, Any], actor: str, reason: str = "registered",
+                         run_id: str | None = None, max_attempts: int = 60) -> VersionRecord:
+        """Allocate the next version as a candidate: one transaction bumps the counter and creates the item,
+        so concurrent callers get distinct consecutive numbers with no gaps and no lost writes. With `run_id`
+        the same transaction records the run, so a retried registration returns the version it already got."""
+        for attempt in range(max_attempts):
+            if run_id:
+                earlier = self.get_run(family, run_id)
+                if earlier and earlier.get("version"):
+                    return self.get_version(family, int(earlier["version"]))
+            record = self.get_family(family)
+            version = record.latest_version + 1
+            now = _iso(self._clock())
+            item = {
+                "PK": _s(_family_pk(family)), "SK": _s(_version_sk(version)), "family": _s(family),
+                "version": _n(version), "status": _s(CANDIDATE), "created_at": _s(now), "updated_at": _s(now),
+                "status_reason": _s(reason), "lineage_json": _json({**lineage, "version": version}),
+            }
+            try:
+                self.ddb.transact_write_items(TransactItems=[
+                    {"Update": {
+                        "TableName": self.table, "Key": {"PK": _s(_family_pk(family)), "SK": _s(META)},
+                        "UpdateExpression": "SET latest_version = :v, updated_at = :t",
+                        "ConditionExpression": "latest_version = :prev",
+                        "ExpressionAttributeValues": {":v": _n(version), ":prev": _n(record.latest_version),
+                                                      ":t": _s(now)},
+                    }},
+                    {"Put": {"TableName": self.table, "Item": item,
+                             "ConditionExpression": "attribute_not_exists(PK)"}},
+                    {"Put": self._event_put(family, version, "", CANDIDATE, now, actor, reason, record.live_version)},
+                    *([{"Update": self._run_update(family, run_id, now, {"version": _n(version)},
+                                                   keep={"outcome": _s(RUN_STARTED)},
+                                                   condition="attribute_not_exists(version)")}] if run_id else []),
+                ])
+                return VersionRecord.from_item(item)
+            except Exception as exc:
+                if aws.error_code(exc) in {"TransactionCanceledException", "TransactionConflictException"} or \
+                        aws.is_transient(exc):
+                    time.sleep(min(0.2, 0.005 * (2 ** min(attempt, 6))) * random.random())
+                    continue
+                raise
+        raise ConcurrencyConflictError(f"could not allocate a version of {family!r} after {max_attempts} attempts")
+
+    def get_version(self, family: str, version: int) -> VersionRecord:
+        item = self.ddb.get_item(
+            TableName=self.table, Key={"PK": _s(_family_pk(family)), "SK": _s(_version_sk(version))},
+            ConsistentRead=True,
+        ).get("Item")
+        if not item:
+            raise UnknownFamilyError(f"model {family!r} has no version {version}", family=family, version=version)
+        return VersionRecord.from_item(item)
+
+    def list_versions(self, family: str, limit: int = 50, next_token: str | None = None,
+                      newest_first: bool = True) -> Page:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": _s(_family_pk(family)), ":prefix": _s("VERSION#")},
+            "Limit": limit, "ScanIndexForward": not newest_first,
+        }
+        start = _decode_token(next_token)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self.ddb.query(**kwargs)
+        return Page([VersionRecord.from_item(i) for i in response.get("Items", [])],
+                    _encode_token(response.get("LastEvaluatedKey")))
+
+    def update_lineage(self, family: str, version: int, updates: dict[str, Any]) -> VersionRecord:
+        """Merge keys into a version's lineage (e.g. the function version it was bound to)."""
+        current = self.get_version(family, version)
+        lineage = {**current.lineage, **updates}
+        self.ddb.update_item(
+            TableName=self.table, Key={"PK": _s(_family_pk(family)), "SK": _s(_version_sk(version))},
+            UpdateExpression="SET lineage_json = :l, updated_at = :t",
+            ConditionExpression="updated_at = :prev",
+            ExpressionAttributeValues={":l": _json(lineage), ":t": _s(_iso(self._clock())),
+                                       ":prev": _s(current.updated_at)},
+        )
+        return self.get_version(family, version)
+
+    def bind_function_version(self, family: str, version: int, function_version: str) -> None:
+        """Record which published Lambda version serves this model version (immutable once set)."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(family)), "SK": _s(_version_sk(version))},
+                UpdateExpression="SET function_version = :f",
+                ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(function_version) "
+                                    "OR function_version = :f)",
+                ExpressionAttributeValues={":f": _s(function_version)},
+            )
+        except Exception as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                bound = self.get_version(family, version).function_version
+                raise IllegalTransitionError(
+                    f"{family} v{version} is already bound to function version {bound}, not {function_version}"
+                ) from None
+            raise
+
+    # ---- status changes -------------------------------------------------------------------------------
+
+    def transition(self, family: str, version: int, to_status: str, actor: str, reason: str) -> VersionRecord:
+        """Move one version to `to_status`, keeping the family's pointers and the history in the same
+        transaction. Repeating a change that already happened is a no-op; anything not allowed raises."""
+        if to_status not in STATUSES:
+            raise IllegalTransitionError(f"unknown status {to_status!r}")
+        current = self.get_version(family, version)
+        if current.status == to_status:
+            return current
+        if to_status not in TRANSITIONS[current.status]:
+            raise IllegalTransitionError(
+                f"{family} v{version}: {current.status} -> {to_status} is not allowed "
+                f"(allowed: {sorted(TRANSITIONS[current.status]) or 'none, the status is final'})",
+                family=family, version=version, from_status=current.status, to_status=to_status,
+            )
+        record = self.get_family(family)
+        now = _iso(self._clock())
+        pk = _s(_family_pk(family))
+        meta_key = {"PK": pk, "SK": _s(META)}
+        live_after = record.live_version
+        items: list[dict[str, Any]] = []
+        meta_update: dict[str, Any] | None = None
+
+        if to_status == CANARY:
+            if record.canary_version not in (0, version):
+                raise RolloutInProgressError(
+                    f"{family} already has v{record.canary_version} in canary", canary=record.canary_version)
+            meta_update = {"set": "canary_version = :v, canary_weight = :z",
+                           "cond": "canary_version = :z OR canary_version = :v", "values": {":z": _n(0)}}
+        elif to_status == LIVE:
+            previous = record.live_version
+            live_after = version
+            if current.status == CANDIDATE and previous:
+                raise IllegalTransitionError(
+                    f"{family} v{version}: a candidate can go live directly only when nothing is live "
+                    f"(v{previous} is live); it must pass a canary", family=family, version=version)
+            if previous and previous != version:
+                items.append(self._status_update(family, previous, LIVE, RETIRED, now,
+                                                 f"replaced by v{version}"))
+                items.append({"Put": self._event_put(family, previous, LIVE, RETIRED, now, actor,
+                                                     f"replaced by v{version}", version)})
+            clear_canary = current.status == CANARY or record.canary_version == version
+            meta_update = {
+                "set": "live_version = :v" + (", canary_version = :z, canary_weight = :z" if clear_canary else ""),
+                "cond": "live_version = :prev", "values": {":prev": _n(previous), ":z": _n(0)},
+            }
+            if not clear_canary:
+                meta_update["values"].pop(":z")
+        elif to_status == ROLLED_BACK and current.status == CANARY:
+            meta_update = {"set": "canary_version = :z, canary_weight = :z", "cond": "canary_version = :v",
+                           "values": {":z": _n(0)}}
+        elif current.status == LIVE and to_status in (ROLLED_BACK, RETIRED):
+            live_after = 0
+            meta_update = {"set": "live_version = :z", "cond": "live_version = :v", "values": {":z": _n(0)}}
+
+        items.insert(0, self._status_update(family, version, current.status, to_status, now, reason))
+        items.append({"Put": self._event_put(family, version, current.status, to_status, now, actor, reason,
+                                             live_after)})
+        if meta_update is not None:
+            values = {":v": _n(version), ":t": _s(now), **meta_update["values"]}
+            items.append({"Update": {
+                "TableName": self.table, "Key": meta_key,
+                "UpdateExpression": f"SET {meta_update['set']}, updated_at = :t",
+                "ConditionExpression": meta_update["cond"], "ExpressionAttributeValues": values,
+            }})
+        self._transact(items, f"{family} v{version} {current.status} -> {to_status}")
+        return self.get_version(family, version)
+
+    def restore_previous(self, family: str, actor: str, reason: str) -> tuple[int, int]:
+        """Manual rollback of a live model: the live version becomes rolled_back and the most recently
+        retired version becomes live again. Returns (rolled_back_version, restored_version)."""
+        record = self.get_family(family)
+        if not record.live_version:
+            raise IllegalTransitionError(f"{family} has no live version to roll back")
+        restored = next((v for v in self._iter_versions(family) if v.status == RETIRED), None)
+        if restored is None:
+            raise IllegalTransitionError(f"{family} has no retired version to restore")
+        now = _iso(self._clock())
+        live = record.live_version
+        self._transact([
+            self._status_update(family, live, LIVE, ROLLED_BACK, now, reason),
+            self._status_update(family, restored.version, RETIRED, LIVE, now, reason),
+            {"Put": self._event_put(family, live, LIVE, ROLLED_BACK, now, actor, reason, restored.version)},
+            {"Put": self._event_put(family, restored.version, RETIRED, LIVE, now, actor, reason, restored.version)},
+            {"Update": {
+                "TableName": self.table, "Key": {"PK": _s(_family_pk(family)), "SK": _s(META)},
+                "UpdateExpression": "SET live_version = :r, updated_at = :t",
+                "ConditionExpression": "live_version = :v",
+                "ExpressionAttributeValues": {":r": _n(restored.version), ":v": _n(live), ":t": _s(now)},
+            }},
+        ], f"{family} restore v{restored.version}")
+        return live, restored.version
+
+    def set_canary_weight(self, family: str, version: int, weight: int) -> None:
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(family)), "SK": _s(META)},
+                UpdateExpression="SET canary_weight = :w, updated_at = :t",
+                ConditionExpression="canary_version = :v",
+                ExpressionAttributeValues={":w": _n(weight), ":v": _n(version), ":t": _s(_iso(self._clock()))},
+            )
+        except Exception as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                raise IllegalTransitionError(f"{family} v{version} is not the canary") from None
+            raise
+
+    # ---- history --------------------------------------------------------------------------------------
+
+    def history(self, family: str, limit: int = 100, next_token: str | None = None) -> Page:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": _s(_family_pk(family)), ":prefix": _s("EVENT#")},
+            "Limit": limit,
+        }
+        start = _decode_token(next_token)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self.ddb.query(**kwargs)
+        return Page([self._event(i) for i in response.get("Items", [])],
+                    _encode_token(response.get("LastEvaluatedKey")))
+
+    def live_at(self, family: str, at: datetime) -> int:
+        """The version that was live at `at` (0 if none): the newest status event at or before it."""
+        response = self.ddb.query(
+            TableName=self.table,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":pk": _s(_family_pk(family)), ":lo": _s("EVENT#"),
+                                       ":hi": _s(f"EVENT#{_iso(at)}#~")},
+            ScanIndexForward=False, Limit=1, ConsistentRead=True,
+        )
+        items = response.get("Items", [])
+        return self._event(items[0]).live_version_after if items else 0
+
+    # ---- rollout lock ---------------------------------------------------------------------------------
+
+    def acquire_rollout(self, family: str, holder: str, ttl_seconds: int,
+                        is_holder_alive: Callable[[str], bool] | None = None) -> bool:
+        """Take the family's rollout lock (True), or False when another live rollout holds it. A lock whose
+        holder expired or is known to be finished is taken over."""
+        now = self._clock()
+        try:
+            self._lock_update(family, holder, now, ttl_seconds, takeover_of=None)
+            return True
+        except IllegalTransitionError:
+            pass
+        record = self.get_family(family)
+        other = record.rollout_holder
+        if other and is_holder_alive is not None and not is_holder_alive(other):
+            try:
+                self._lock_update(family, holder, now, ttl_seconds, takeover_of=other)
+                return True
+            except IllegalTransitionError:
+                return False
+        return False
+
+    def release_rollout(self, family: str, holder: str) -> bool:
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(family)), "SK": _s(META)},
+                UpdateExpression="REMOVE rollout_holder, rollout_expires",
+                ConditionExpression="rollout_holder = :h", ExpressionAttributeValues={":h": _s(holder)},
+            )
+            return True
+        except Exception as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def _lock_update(self, family: str, holder: str, now: datetime, ttl: int, takeover_of: str | None) -> None:
+        values = {":h": _s(holder), ":e": _n(int(now.timestamp()) + ttl), ":now": _n(int(now.timestamp()))}
+        condition = "attribute_exists(PK) AND (attribute_not_exists(rollout_holder) OR rollout_holder = :h " \
+                    "OR rollout_expires < :now"
+        if takeover_of:
+            condition += " OR rollout_holder = :o"
+            values[":o"] = _s(takeover_of)
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(family)), "SK": _s(META)},
+                UpdateExpression="SET rollout_holder = :h, rollout_expires = :e",
+                ConditionExpression=condition + ")", ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                self.get_family(family)  # raises UnknownFamilyError when that is the reason
+                raise IllegalTransitionError(f"rollout lock of {family} is held") from None
+            self._raise_transient(exc)
+            raise
+
+    # ---- pipeline runs and drift records --------------------------------------------------------------
+
+    def start_run(self, family: str, run_id: str, *, dataset: dict[str, Any] | None = None,
+                  trigger: dict[str, Any] | None = None, execution_arn: str | None = None) -> bool:
+        """Record that a run started (outcome `started`). Every field is written only where it is absent, so a
+        repeated or late call never overwrites what the run recorded since. True when this call created it."""
+        keep: dict[str, dict[str, Any]] = {"outcome": _s(RUN_STARTED)}
+        if dataset is not None:
+            keep["dataset_json"] = _json(dataset)
+        if trigger is not None:
+            keep["trigger_json"] = _json(trigger)
+        if execution_arn:
+            keep["execution_arn"] = _s(execution_arn)
+        args = self._run_update(family, run_id, _iso(self._clock()), {}, keep=keep)
+        old = self.ddb.update_item(**args, ReturnValues="ALL_OLD").get("Attributes") or {}
+        return "outcome" not in old
+
+    def annotate_run(self, family: str, run_id: str, *, dataset: dict[str, Any] | None = None,
+                     fingerprint: str | None = None) -> None:
+        """Add what a step learned to a run (the data set's sha256, the content fingerprint)."""
+        fields: dict[str, dict[str, Any]] = {}
+        if dataset is not None:
+            fields["dataset_json"] = _json(dataset)
+        if fingerprint is not None:
+            fields["fingerprint"] = _s(fingerprint)
+        self.ddb.update_item(**self._run_update(family, run_id, _iso(self._clock()), fields,
+                                                keep={"outcome": _s(RUN_STARTED)}))
+
+    def record_run(self, family: str, run_id: str, outcome: str, detail: dict[str, Any] | None = None, *,
+                   step: str | None = None, reason: str | None = None, dataset: dict[str, Any] | None = None,
+                   steps: list[dict[str, Any]] | None = None, version: int | None = None,
+                   started_at: str | None = None, only_if_open: bool = False) -> bool:
+        """What happened to one run: its outcome (any of RUN_OUTCOMES), the step that decided it and why.
+
+        An outcome other than `started` also sets `ended_at`. `started_at` (ISO-8601 UTC) is kept when the run
+        already has one. With `only_if_open`, nothing is written when the run already has a final outcome
+        (returns False): handlers of at-least-once events use it so an outcome is recorded, and counted, once."""
+        if outcome not in RUN_OUTCOMES:
+            raise ValidationError(f"unknown run outcome {outcome!r}; known: {list(RUN_OUTCOMES)}")
+        now = _iso(self._clock())
+        fields: dict[str, dict[str, Any]] = {"outcome": _s(outcome), "detail_json": _json(detail or {})}
+        if outcome != RUN_STARTED:
+            fields["ended_at"] = _s(now)
+        if step is not None:
+            fields["step"] = _s(step[:200])
+        if reason is not None:
+            fields["reason"] = _s(reason[:MAX_REASON_CHARS])
+        if dataset is not None:
+            fields["dataset_json"] = _json(dataset)
+        if steps is not None:
+            fields["steps_json"] = _json(steps)
+        if version:
+            fields["version"] = _n(int(version))
+        args = self._run_update(family, run_id, now, fields, started_at=started_at)
+        if only_if_open:
+            args["ConditionExpression"] = "attribute_not_exists(outcome) OR outcome = :open"
+            args["ExpressionAttributeValues"][":open"] = _s(RUN_STARTED)
+        try:
+            self.ddb.update_item(**args)
+        except Exception as exc:
+            if only_if_open and aws.error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            self._raise_transient(exc)
+            raise
+        return True
+
+    def get_run(self, family: str, run_id: str) -> dict[str, Any] | None:
+        """The run record as plain JSON values (`dataset`, `detail`, `steps`, `trigger` decoded), or None."""
+        item = self.ddb.get_item(TableName=self.table, Key=_run_key(family, run_id), ConsistentRead=True).get("Item")
+        return _run(item) if item else None
+
+    def list_runs(self, family: str | None = None, limit: int = 50, months: int = 3) -> list[dict[str, Any]]:
+        """Runs newest first. With `family`: that family's runs (one partition, sorted by start time; cost in
+        proportion to the family's runs). Without: every family's runs of the last `months` calendar months,
+        from the GSI1 partitions `RUNS#<YYYY-MM>` (cost in proportion to `limit`)."""
+        if family is not None:
+            runs = [_run(i) for i in self._query_all(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :p)",
+                ExpressionAttributeValues={":pk": _s(_family_pk(family)), ":p": _s("RUN#")})]
+            runs.sort(key=lambda r: (r.get("started_at", ""), r.get("run_id", "")), reverse=True)
+            return runs[:limit]
+        runs: list[dict[str, Any]] = []
+        year, month = self._clock().year, self._clock().month
+        for _ in range(max(1, months)):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table, "IndexName": "GSI1", "KeyConditionExpression": "GSI1PK = :g",
+                "ExpressionAttributeValues": {":g": _s(f"RUNS#{year:04d}-{month:02d}")}, "ScanIndexForward": False,
+            }
+            while len(runs) < limit:
+                response = self.ddb.query(**kwargs, Limit=limit - len(runs))
+                runs += [_run(i) for i in response.get("Items", [])]
+                if not response.get("LastEvaluatedKey"):
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            if len(runs) >= limit:
+                break
+            year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+        return runs[:limit]
+
+    def record_content_verdict(self, family: str, fingerprint: str, run_id: str, outcome: str,
+                               version: int | None) -> None:
+        """Remember which run judged this exact content (data set sha256 + family configuration + code)."""
+        self.ddb.put_item(TableName=self.table, Item={
+            "PK": _s(_family_pk(family)), "SK": _s(f"CONTENT#{fingerprint}"), "run_id": _s(run_id),
+            "outcome": _s(outcome), "version": _n(int(version or 0)), "at": _s(_iso(self._clock())),
+        })
+
+    def content_verdict(self, family: str, fingerprint: str) -> dict[str, Any] | None:
+        """The run that last judged this content: {run_id, outcome, version, at}, or None."""
+        item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
+                                                             "SK": _s(f"CONTENT#{fingerprint}")},
+                                 ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        plain = _plain(item)
+        return {k: plain.get(k) for k in ("run_id", "outcome", "version", "at")}
+
+    def _run_update(self, family: str, run_id: str, now: str, fields: dict[str, dict[str, Any]], *,
+                    keep: dict[str, dict[str, Any]] | None = None, started_at: str | None = None,
+                    condition: str | None = None) -> dict[str, Any]:
+        """UpdateItem arguments for a run item: `fields` are set, `keep` only where absent; the identity, the
+        start time and the listing keys (GSI1 `RUNS#<YYYY-MM>`) are set once, by the first write."""
+        start = started_at or now
+        once = {"run_id": _s(run_id), "family": _s(family), "started_at": _s(start),
+                "GSI1PK": _s(f"RUNS#{start[:7]}"), "GSI1SK": _s(f"{start}#{family}#{run_id}"), **(keep or {})}
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        parts: list[str] = []
+        for i, (name, value) in enumerate(once.items()):
+            names[f"#k{i}"], values[f":k{i}"] = name, value
+            parts.append(f"#k{i} = if_not_exists(#k{i}, :k{i})")
+        for i, (name, value) in enumerate({"updated_at": _s(now), **fields}.items()):
+            names[f"#s{i}"], values[f":s{i}"] = name, value
+            parts.append(f"#s{i} = :s{i}")
+        args: dict[str, Any] = {"TableName": self.table, "Key": _run_key(family, run_id),
+                                "UpdateExpression": "SET " + ", ".join(parts),
+                                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+        if condition:
+            args["ConditionExpression"] = condition
+        return args
+
+    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self.ddb.query(TableName=self.table, **kwargs)
+            items += response.get("Items", [])
+            if not response.get("LastEvaluatedKey"):
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def record_drift(self, family: str, report: dict[str, Any]) -> None:
+        now = _iso(self._clock())
+        self.ddb.put_item(TableName=self.table, Item={
+            "PK": _s(_family_pk(family)), "SK": _s(f"DRIFT#{now}"), "at": _s(now),
+            "verdict": _s(str(report.get("verdict", ""))), "report_json": _json(report),
+        })
+
+    def drift_records(self, family: str, limit: int = 20) -> list[dict[str, Any]]:
+        response = self.ddb.query(
+            TableName=self.table, KeyConditionExpression="PK = :pk AND begins_with(SK, :p)",
+            ExpressionAttributeValues={":pk": _s(_family_pk(family)), ":p": _s("DRIFT#")},
+            ScanIndexForward=False, Limit=limit,
+        )
+        return [_plain(i) for i in response.get("Items", [])]
+
+    # ---- internals ------------------------------------------------------------------------------------
+
+    def _iter_versions(self, family: str):
+        token = None
+        while True:
+            page = self.list_versions(family, limit=100, next_token=token)
+            yield from page.items
+            token = page.next_token
+            if not token:
+                return
+
+    def _status_update(self, family: str, version: int, from_status: str, to_status: str, now: str,
+                       reason: str) -> dict[str, Any]:
+        return {"Update": {
+            "TableName": self.table,
+            "Key": {"PK": _s(_family_pk(family)), "SK": _s(_version_sk(version))},
+            "UpdateExpression": "SET #s = :to, updated_at = :t, status_reason = :r",
+            "ConditionExpression": "#s = :from",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":to": _s(to_status), ":from": _s(from_status), ":t": _s(now),
+                                          ":r": _s(reason)},
+        }}
+
+    def _event_put(self, family: str, version: int, from_status: str, to_status: str, now: str, actor: str,
+                   reason: str, live_after: int) -> dict[str, Any]:
+        return {"TableName": self.table, "Item": {
+            "PK": _s(_family_pk(family)),
+            "SK": _s(f"EVENT#{now}#{version:010d}#{uuid.uuid4().hex[:8]}"),
+            "version": _n(version), "from_status": _s(from_status), "to_status": _s(to_status),
+            "at": _s(now), "actor": _s(actor), "reason": _s(reason), "live_version_after": _n(live_after),
+        }, "ConditionExpression": "attribute_not_exists(SK)"}
+
+    @staticmethod
+    def _event(item: dict[str, Any]) -> StatusEvent:
+        p = _plain(item)
+        return StatusEvent(family=p["PK"].split("#", 1)[1], version=p["version"], from_status=p["from_status"],
+                           to_status=p["to_status"], at=p["at"], actor=p["actor"], reason=p["reason"],
+                           live_version_after=p["live_version_after"])
+
+    def _transact(self, items: list[dict[str, Any]], what: str) -> None:
+        try:
+            self.ddb.transact_write_items(TransactItems=items)
+        except Exception as exc:
+            code = aws.error_code(exc)
+            if code == "TransactionCanceledException" and _cancellation_is_condition(exc):
+                raise ConcurrencyConflictError(f"{what}: the registry changed concurrently; retry") from None
+            if code in {"TransactionConflictException", "TransactionCanceledException"}:
+                raise TransientError(f"{what}: transaction conflict; retry") from exc
+            self._raise_transient(exc)
+            raise
+
+    @staticmethod
+    def _raise_transient(exc: BaseException) -> None:
+        if aws.is_transient(exc):
+            raise TransientError(f"DynamoDB throttled: {exc}") from exc
+
+
+TABLE_DEFINITION: dict[str, Any] = {
+    "AttributeDefinitions": [
+        {"AttributeName": "PK", "AttributeType": "S"}, {"AttributeName": "SK", "AttributeType": "S"},
+        {"AttributeName": "GSI1PK", "AttributeType": "S"}, {"AttributeName": "GSI1SK", "AttributeType": "S"},
+    ],
+    "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+    "GlobalSecondaryIndexes": [{
+        "IndexName": "GSI1",
+        "KeySchema": [{"AttributeName": "GSI1PK", "KeyType": "HASH"}, {"AttributeName": "GSI1SK", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "ALL"},
+    }],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+"""The key schema, used by the local runtime and tests; the CDK storage construct declares the same."""

@@ -1,0 +1,559 @@
+"""Rollout control: the family lock, binding model versions to published Lambda versions, the weighted
+`live` alias, canary checks, promotion, rollback and failure handling.
+
+Ownership (docs/architecture.md): CDK owns the scoring function's code and base configuration ($LATEST) and
+creates the `live` alias once; from then on only this module moves the alias. Each published function
+version carries MLOPS_MODEL_VERSION/MLOPS_MODEL_SHA256 in its (immutable) configuration, so a published
+version is bound to exactly one model version for its whole life.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+
+from mlops.core import aws
+from mlops.core.errors import IllegalTransitionError, PlatformError, TransientError, ValidationError
+from mlops.core.observability import MetricsPublisher, logger
+from mlops.core.schemas import BINARY, CanaryPolicy
+from mlops.core.settings import Env
+from mlops.registry import runs
+from mlops.registry.store import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
+from mlops.reports.publish import publish_model_card
+from mlops.rollout.history import error_message, history_summary
+from mlops.serving.capture import CaptureReader
+from mlops.stats.canary import prediction_divergence
+from mlops.stats.distributions import bin_counts, psi
+from mlops.stats.profile import PREDICTION_EDGES
+from mlops.stats.tasks import Divergence, canary_divergence, captured_task_predictions
+from mlops.training.steps import PipelineContext, register_step
+
+ALIAS = "live"
+LOCK_TTL_SECONDS = 24 * 3600
+
+
+# ---- adapters -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AliasState:
+    primary: str
+    canary: str | None
+    weight: float
+
+
+class AliasRouter(Protocol):
+    def current(self, function: str) -> AliasState | None: ...
+    def publish_bound(self, function: str, family: str, model_version: int, sha256: str) -> str: ...
+    def route(self, function: str, primary: str, canary: str | None = None, weight: float = 0.0) -> None: ...
+
+
+class LambdaAliasRouter:
+    """The `live` alias of a family's scoring function, through the Lambda API (`client`: a boto3 Lambda client,
+    default the process-wide one; the CLI passes its own, bound to the operator's credentials)."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
+    @property
+    def _lambda(self) -> Any:
+        return self._client or aws.client("lambda")
+
+    def current(self, function: str) -> AliasState | None:
+        try:
+            alias = self._lambda.get_alias(FunctionName=function, Name=ALIAS)
+        except Exception as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise _transient_or(exc) from exc
+        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        (canary, weight), = weights.items() if weights else ((None, 0.0),)
+        return AliasState(primary=alias["FunctionVersion"], canary=canary, weight=float(weight))
+
+    def publish_bound(self, function: str, family: str, model_version: int, sha256: str) -> str:
+        """Publish a function version whose configuration names the model; reuse one already published for
+        the same model (a retried step publishes nothing new)."""
+        client = self._lambda
+        config = client.get_function_configuration(FunctionName=function)
+        existing = self._find_bound(function, model_version, sha256, config.get("CodeSha256", ""))
+        if existing:
+            return existing
+        variables = dict((config.get("Environment") or {}).get("Variables") or {})
+        variables.update({Env.MODEL_VERSION: str(model_version), Env.MODEL_SHA256: sha256})
+        # RevisionId makes both calls fail if anyone else changed the function in between.
+        updated = client.update_function_configuration(
+            FunctionName=function, Environment={"Variables": variables}, **_revision(config))
+        published = client.publish_version(
+            FunctionName=function, Description=f"{family} model v{model_version} sha256:{sha256[:16]}",
+            **_revision(self._wait_updated(function, updated)))
+        bound = (published.get("Environment") or {}).get("Variables") or {}
+        if bound.get(Env.MODEL_VERSION) != str(model_version):
+            raise IllegalTransitionError(
+                f"published version {published['Version']} of {function} is not bound to model v{model_version}")
+        return str(published["Version"])
+
+    def route(self, function: str, primary: str, canary: str | None = None, weight: float = 0.0) -> None:
+        routing = {"AdditionalVersionWeights": {canary: round(weight, 4)}} if canary and weight > 0 else \
+            {"AdditionalVersionWeights": {}}
+        client = self._lambda
+        try:
+            client.update_alias(FunctionName=function, Name=ALIAS, FunctionVersion=primary, RoutingConfig=routing)
+        except Exception as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                client.create_alias(FunctionName=function, Name=ALIAS, FunctionVersion=primary,
+                                    RoutingConfig=routing, Description="owned by the rollout pipeline")
+                return
+            raise _transient_or(exc) from exc
+
+    def _find_bound(self, function: str, model_version: int, sha256: str, code_sha256: str) -> str | None:
+        """A version already published with this model on the current code (a retried step)."""
+        paginator = self._lambda.get_paginator("list_versions_by_function")
+        for page in paginator.paginate(FunctionName=function):
+            for v in page.get("Versions", []):
+                if v["Version"] == "$LATEST":
+                    continue
+                variables = (v.get("Environment") or {}).get("Variables") or {}
+                if variables.get(Env.MODEL_VERSION) == str(model_version) and \
+                        variables.get(Env.MODEL_SHA256) == sha256 and v.get("CodeSha256") == code_sha256:
+                    return str(v["Version"])
+        return None
+
+    def _wait_updated(self, function: str, config: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while config.get("LastUpdateStatus") == "InProgress":
+            if time.monotonic() > deadline:
+                raise TransientError(f"{function} configuration update did not finish in {timeout:.0f}s")
+            time.sleep(1.0)
+            config = self._lambda.get_function_configuration(FunctionName=function)
+        if config.get("LastUpdateStatus") == "Failed":
+            raise IllegalTransitionError(f"{function} configuration update failed: "
+                                         f"{config.get('LastUpdateStatusReason')}")
+        return config
+
+
+@dataclass(frozen=True)
+class TrafficFigures:
+    invocations: float
+    errors: float
+    p99_ms: float | None
+
+
+class CanaryMetrics(Protocol):
+    def traffic(self, function: str, version: str, start: datetime, end: datetime) -> TrafficFigures: ...
+
+
+class CloudWatchCanaryMetrics:
+    """AWS/Lambda per-version metrics of invocations through the alias (dimension ExecutedVersion)."""
+
+    def traffic(self, function: str, version: str, start: datetime, end: datetime) -> TrafficFigures:
+        cw = aws.client("cloudwatch")
+        dims = [{"Name": "FunctionName", "Value": function}, {"Name": "Resource", "Value": f"{function}:{ALIAS}"},
+                {"Name": "ExecutedVersion", "Value": version}]
+        period = max(60, int((end - start).total_seconds() // 60 + 1) * 60)
+        window = {"StartTime": start - timedelta(seconds=1), "EndTime": end + timedelta(seconds=1),
+                  "Period": period, "Dimensions": dims, "Namespace": "AWS/Lambda"}
+
+        def total(name: str) -> float:
+            points = cw.get_metric_statistics(MetricName=name, Statistics=["Sum"], **window)["Datapoints"]
+            return float(sum(p.get("Sum", 0.0) for p in points))
+
+        latency = cw.get_metric_statistics(MetricName="Duration", ExtendedStatistics=["p99"], **window)
+        p99s = [p["ExtendedStatistics"]["p99"] for p in latency["Datapoints"] if "ExtendedStatistics" in p]
+        return TrafficFigures(invocations=total("Invocations"), errors=total("Errors"),
+                              p99_ms=max(p99s) if p99s else None)
+
+
+def _revision(config: dict[str, Any]) -> dict[str, str]:
+    return {"RevisionId": config["RevisionId"]} if config.get("RevisionId") else {}
+
+
+def _transient_or(exc: Exception) -> Exception:
+    return TransientError(str(exc)) if aws.is_transient(exc) else exc
+
+
+# ---- control actions --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RolloutContext:
+    pipeline: PipelineContext
+    router: AliasRouter
+    metrics: CanaryMetrics
+    captures: CaptureReader
+    publisher: MetricsPublisher
+    is_execution_running: Any  # Callable[[str], bool]
+    state_machine_arn: str = ""
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.pipeline.registry
+
+    @property
+    def runs(self) -> runs.RunLog:
+        return runs.RunLog(self.registry, self.publisher)
+
+
+def acquire_lock(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    family = state["family"]
+    attempts = int((state.get("lock") or {}).get("attempts", 0)) + 1
+    acquired = ctx.registry.acquire_rollout(family, run_id, LOCK_TTL_SECONDS, ctx.is_execution_running)
+    holder = run_id if acquired else ctx.registry.get_family(family).rollout_holder
+    return {"acquired": acquired, "attempts": attempts, "holder": holder}
+
+
+def refuse(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    holder = (state.get("lock") or {}).get("holder")
+    reason = (f"rollout {holder} kept the {state['family']} lock for {state['lock']['attempts']} attempts; "
+              "this run was refused")
+    detail = {"reason": reason, "holder": holder, "dataset": state.get("dataset")}
+    history = history_summary(ctx.state_machine_arn, run_id)
+    ctx.runs.ended(state["family"], run_id, runs.REFUSED, step="RefuseRollout", reason=reason, detail=detail,
+                   steps=history.get("steps"), started_at=history.get("started_at"))
+    return detail
+
+
+def register(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Register the candidate, and write its model card (HTML + JSON) to the artifact bucket."""
+    registration = register_step(ctx.pipeline, state, run_id)
+    card = publish_model_card(ctx.registry, ctx.pipeline.artifacts.bucket, state["family"], registration["version"])
+    return {**registration, "model_card": card}
+
+
+def go_live_first(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The family's first model: nothing to canary against, so the alias moves to it at once."""
+    family, version = state["family"], int(state["registration"]["version"])
+    record = ctx.registry.get_family(family)
+    if record.live_version not in (0, version):
+        raise IllegalTransitionError(f"{family} got live v{record.live_version} meanwhile; not going live directly")
+    sha = ctx.registry.get_version(family, version).artifact_sha256
+    fv = ctx.router.publish_bound(record.scoring_function, family, version, sha)
+    ctx.registry.bind_function_version(family, version, fv)
+    # Registry first: if routing then fails, failure handling reconciles the alias to the live version.
+    ctx.registry.transition(family, version, LIVE, f"pipeline:{run_id}", "first model of the family passed the gate")
+    ctx.router.route(record.scoring_function, fv)
+    return {"version": version, "function_version": fv, "primary_function_version": fv, "weight": 100}
+
+
+def canary_start(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    family, version = state["family"], int(state["registration"]["version"])
+    record = ctx.registry.get_family(family)
+    policy = record.family.canary
+    alias = ctx.router.current(record.scoring_function)
+    live = ctx.registry.get_version(family, record.live_version)
+    if alias is None or alias.primary != live.function_version:
+        raise IllegalTransitionError(
+            f"alias {ALIAS} of {record.scoring_function} points at {alias.primary if alias else 'nothing'}, "
+            f"but live v{live.version} is function version {live.function_version}; refusing to canary")
+    sha = ctx.registry.get_version(family, version).artifact_sha256
+    fv = ctx.router.publish_bound(record.scoring_function, family, version, sha)
+    ctx.registry.bind_function_version(family, version, fv)
+    weight = policy.steps[0]
+    ctx.registry.transition(family, version, CANARY, f"pipeline:{run_id}", f"canary at {weight}%")
+    ctx.router.route(record.scoring_function, alias.primary, fv, weight / 100)
+    ctx.registry.set_canary_weight(family, version, weight)
+    ctx.publisher.put("CanaryWeight", weight, {"Family": family}, unit="Percent")
+    return {"version": version, "function_version": fv, "primary_function_version": alias.primary,
+            "live_version": live.version, "step": 0, "weight": weight, "window_start": time.time()}
+
+
+def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Judge the bake window: errors, p99 latency and prediction divergence from the live version on the
+    same traffic. Decision: step_up, promote, rollback, or wait (not enough canary traffic yet).
+
+    Divergence (a significant test and a large effect: `canary.prediction_divergence` on the predicted classes of
+    a binary family, `tasks.canary_divergence` on a regression's predicted values or a multiclass family's
+    predicted classes; one level, `divergence_pvalue` split across the judged steps) is acted on once per step,
+    when the window is complete (enough requests and captured predictions on both sides): a window that waits is
+    judged again with more traffic, and acting on every look would raise the false-rollback rate above the
+    policy's `divergence_pvalue`."""
+    canary = state["canary"]
+    family = state["family"]
+    record = ctx.registry.get_family(family)
+    policy = record.family.canary
+    idle = int((state.get("check") or {}).get("idle_windows", 0))
+    start = datetime.fromtimestamp(float(canary["window_start"]), UTC)
+    end = datetime.now(UTC)
+    fn = record.scoring_function
+    traffic = ctx.metrics.traffic(fn, canary["function_version"], start, end)
+    figures: dict[str, Any] = {"invocations": traffic.invocations, "errors": traffic.errors,
+                               "p99_ms": traffic.p99_ms, "weight": canary["weight"]}
+    reasons: list[str] = []
+    if traffic.invocations > 0:
+        error_rate = traffic.errors / traffic.invocations
+        figures["error_rate"] = round(error_rate, 6)
+        if error_rate > policy.max_error_rate:
+            reasons.append(f"error rate {error_rate:.2%} over {policy.max_error_rate:.2%} "
+                           f"({traffic.errors:.0f} of {traffic.invocations:.0f} requests)")
+        if traffic.p99_ms is not None and traffic.p99_ms > policy.max_p99_latency_ms:
+            reasons.append(f"p99 latency {traffic.p99_ms:.1f} ms over {policy.max_p99_latency_ms:.1f} ms")
+    since = float(canary["window_start"])
+    if record.family.task == BINARY:
+        divergence = _binary_divergence(ctx, family, canary, since, policy, figures)
+    else:  # regression, multiclass: a two-sample test and an effect size per task (mlops.stats.tasks)
+        new = captured_task_predictions(ctx.captures, record.family, int(canary["version"]), since)
+        old = captured_task_predictions(ctx.captures, record.family, int(canary["live_version"]), since)
+        divergence = canary_divergence(record.family.task, old, new, policy)
+        figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size),
+                        "divergence": {**{k: v for k, v in divergence.figures.items()
+                                          if k not in ("canary_predictions", "live_predictions")},
+                                       "diverged": divergence.diverged if divergence.judged else None,
+                                       "summary": divergence.summary}})
+    return _canary_decision(policy, canary, traffic.invocations, divergence, figures, reasons, idle)
+
+
+def _binary_divergence(ctx: RolloutContext, family: str, canary: dict[str, Any], since: float,
+                       policy: CanaryPolicy, figures: dict[str, Any]) -> Divergence:
+    """The predicted classes of a binary family's canary against the live version's (`canary.prediction_divergence`),
+    with its figures (and the probability PSI, information only) added to `figures`."""
+    new_labels, new = _predictions(ctx, family, int(canary["version"]), since)
+    old_labels, old = _predictions(ctx, family, int(canary["live_version"]), since)
+    # Decisions, not calibration: a better model may shift probabilities, a broken one flips decisions.
+    divergence = prediction_divergence(old_labels, new_labels, policy)
+    figures.update({"canary_predictions": int(new.size), "live_predictions": int(old.size),
+                    "divergence": _rounded(divergence)})
+    if divergence["status"] == "checked":
+        figures["positive_rate"] = {side: round(rate, 6) for side, rate in divergence["positive_rate"].items()}
+        # The predicted-probability distribution is information only (a better model may be calibrated anew).
+        figures["probability_psi"] = round(psi(bin_counts(old, PREDICTION_EDGES), bin_counts(new, PREDICTION_EDGES)), 6)
+    return Divergence(divergence["status"] == "checked", bool(divergence["diverged"]), figures["divergence"],
+                      divergence["summary"], "predicted classes")
+
+
+def _canary_decision(policy: CanaryPolicy, canary: dict[str, Any], invocations: float, divergence: Divergence,
+                     figures: dict[str, Any], reasons: list[str], idle: int) -> dict[str, Any]:
+    """The canary check's decision, for every task: rollback on any reason (errors, latency, or divergence
+    judged on a complete window: at least `min_requests` requests and a verdict on the captured predictions);
+    wait while the window is incomplete (rollback after `max_idle_windows`); else step up, or promote at the
+    last step."""
+    enough = invocations >= policy.min_requests and divergence.judged
+    if enough and divergence.diverged:
+        reasons.append(divergence.reason.replace("the live version", f"live v{canary['live_version']}"))
+    if reasons:
+        return {"decision": "rollback", "reasons": reasons, "figures": figures, "idle_windows": idle}
+    new, old = figures["canary_predictions"], figures["live_predictions"]
+    if not enough:
+        if idle + 1 > policy.max_idle_windows:
+            return {"decision": "rollback", "figures": figures, "idle_windows": idle + 1, "reasons": [
+                f"not enough canary traffic to judge after {idle + 1} bake windows "
+                f"({invocations:.0f} requests, {new} captured canary and {old} live predictions; "
+                f"{policy.min_requests} needed)"]}
+        return {"decision": "wait", "figures": figures, "idle_windows": idle + 1,
+                "reasons": [f"waiting for traffic: {invocations:.0f} requests, {new} captured canary "
+                            f"and {old} live predictions ({policy.min_requests} needed)"]}
+    step = int(canary["step"])
+    decision = "promote" if step + 1 >= len(policy.steps) or policy.steps[step + 1] >= 100 else "step_up"
+    return {"decision": decision, "figures": figures, "idle_windows": 0,
+            "reasons": [f"canary healthy: {divergence.summary}"]}
+
+
+def _rounded(divergence: dict[str, Any]) -> dict[str, Any]:
+    """The divergence figures for the state and the lineage: rates and effect rounded, the p-value to 4 digits."""
+    out = {k: v for k, v in divergence.items() if k != "positive_rate"}
+    for key in ("alpha", "cohens_h", "min_cohens_h"):
+        if key in out:
+            out[key] = round(out[key], 6)
+    if "p_value" in out:
+        out["p_value"] = float(f"{out['p_value']:.4g}")
+    return out
+
+
+def _predictions(ctx: RolloutContext, family: str, version: int, since: float) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and positive-class probabilities of the captured predictions of one version since `since`
+    (at most 50,000: enough for any test, bounded for the function's memory)."""
+    records = list(ctx.captures.records(family, version, since, limit=50_000))
+    labels = np.fromiter((r.label for r in records), dtype=np.int64, count=len(records))
+    positive = np.fromiter((r.probabilities[-1] for r in records), dtype=np.float64, count=len(records))
+    return labels, positive
+
+
+def canary_step(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    canary = dict(state["canary"])
+    family = state["family"]
+    record = ctx.registry.get_family(family)
+    step = int(canary["step"]) + 1
+    weight = record.family.canary.steps[step]
+    ctx.router.route(record.scoring_function, canary["primary_function_version"], canary["function_version"],
+                     weight / 100)
+    ctx.registry.set_canary_weight(family, int(canary["version"]), weight)
+    ctx.publisher.put("CanaryWeight", weight, {"Family": family}, unit="Percent")
+    canary.update({"step": step, "weight": weight, "window_start": time.time()})
+    return canary
+
+
+def promote(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The registry transition decides (one conditional transaction, so a concurrent rollback cannot also win);
+    the alias then follows the registry."""
+    canary = state["canary"]
+    family = state["family"]
+    record = ctx.registry.get_family(family)
+    ctx.registry.transition(family, int(canary["version"]), LIVE, f"pipeline:{run_id}",
+                            f"canary healthy at every step {list(record.family.canary.steps)}")
+    reconcile_alias(ctx, family)
+    ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
+    return {"live_version": int(canary["version"]), "function_version": canary["function_version"]}
+
+
+def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Registry first (the canary becomes rolled_back with the reasons), then the alias back to the live
+    version only. A rollback that loses a race with a promotion raises and moves nothing."""
+    canary = state["canary"]
+    family = state["family"]
+    reasons = (state.get("check") or {}).get("reasons") or ["canary check failed"]
+    ctx.registry.transition(family, int(canary["version"]), ROLLED_BACK, f"pipeline:{run_id}",
+                            "canary: " + "; ".join(reasons))
+    reconcile_alias(ctx, family)
+    ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
+    ctx.registry.update_lineage(family, int(canary["version"]), {
+        "canary_result": {"decision": "rollback", "reasons": reasons, "figures": (state.get("check") or {})
+                          .get("figures")}})
+    return {"rolled_back_version": int(canary["version"]), "reasons": reasons}
+
+
+def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str) -> dict[str, Any]:
+    """Record the run's outcome with the reasons behind it, remember a content verdict (so an identical
+    re-upload is recognised), release the family lock. The returned dict is the execution's output."""
+    family = state["family"]
+    version = (state.get("registration") or {}).get("version")
+    detail: dict[str, Any] = {"version": version, "dataset": state.get("dataset"), "trigger": state.get("trigger")}
+    warnings = (state.get("evaluation") or {}).get("warnings")
+    if warnings:  # signs of target leakage from the gate: reported with whatever outcome the run had
+        detail["warnings"] = list(warnings)
+    if outcome == runs.PROMOTED:
+        reason = f"v{version} is live"
+    elif outcome == runs.GATED_OUT:
+        gate = (state.get("evaluation") or {}).get("gate") or {}
+        detail["gate_reasons"] = list(gate.get("reasons") or [])
+        reason = "gate: " + ("; ".join(detail["gate_reasons"]) or "the candidate did not pass")
+    elif outcome == runs.ROLLED_BACK:
+        detail["canary_reasons"] = list((state.get("rollback") or state.get("check") or {}).get("reasons") or [])
+        detail["canary_figures"] = (state.get("check") or {}).get("figures")
+        reason = "canary: " + ("; ".join(detail["canary_reasons"]) or "check failed")
+    elif outcome == runs.DUPLICATE:
+        detail["duplicate_of"] = (state.get("train") or {}).get("duplicate_of") or {}
+        reason = runs.duplicate_reason(detail["duplicate_of"])
+    else:
+        reason = outcome
+    history = history_summary(ctx.state_machine_arn, run_id, skip_current=True)
+    step = "Train" if outcome == runs.DUPLICATE else history.get("step") or ""
+    ctx.runs.ended(family, run_id, outcome, step=step, reason=reason, detail=detail,
+                   version=version, steps=history.get("steps"), started_at=history.get("started_at"))
+    fingerprint = (ctx.registry.get_run(family, run_id) or {}).get("fingerprint")
+    if fingerprint and outcome in runs.CONTENT_VERDICTS:
+        ctx.registry.record_content_verdict(family, fingerprint, run_id, outcome, version)
+    if version:  # the card again, now with the status this run ended in
+        publish_model_card(ctx.registry, ctx.pipeline.artifacts.bucket, family, int(version))
+    ctx.registry.release_rollout(family, run_id)
+    return {"outcome": outcome, "family": family, "version": version}
+
+
+def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str,
+                   status: str | None = None) -> dict[str, Any]:
+    """Whatever failed, leave traffic on the healthy version, the registry consistent, the lock released, and
+    the run recorded as failed with the step and the reason.
+
+    Called by the definition's HandleFailure (after a Catch), and for executions that ended FAILED, TIMED_OUT
+    or ABORTED outside any Catch (`status` set; see runs.handle_status_change), where the outcome is recorded
+    only if the run has none yet. Traffic and the family's canary are touched only when this run holds the
+    family lock (or nobody does): a run that failed while waiting for the lock must not undo another's canary."""
+    family = state.get("family", "")
+    actions: list[str] = []
+    history = history_summary(ctx.state_machine_arn, run_id, before="HandleFailure")
+    # After a Catch the state's error is the step's; an execution that ended otherwise reports its last state
+    # (PipelineFailed when HandleFailure itself failed): the failing step's own error then says more.
+    error = (history.get("failure") if status else None) or state.get("error") or {}
+    error_name, message = error_message(error)
+    reason = f"pipeline failure: {error_name}"
+    if family:
+        try:
+            record = ctx.registry.get_family(family)
+            if record.rollout_holder in (None, run_id):
+                # Traffic first: the alias serves the registry's live version only, whatever else fails below.
+                actions += reconcile_alias(ctx, family)
+                record = ctx.registry.get_family(family)
+                if record.canary_version:
+                    ctx.registry.transition(family, record.canary_version, ROLLED_BACK, f"pipeline:{run_id}",
+                                            reason)
+                    actions.append(f"v{record.canary_version} rolled_back")
+            registered = (state.get("registration") or {}).get("version")
+            if registered and ctx.registry.get_version(family, int(registered)).status == CANDIDATE:
+                # Never leave a half-done candidate behind: it did not finish its checks, so it is rejected.
+                ctx.registry.transition(family, int(registered), REJECTED, f"pipeline:{run_id}", reason)
+                actions.append(f"v{registered} rejected")
+        except PlatformError as exc:
+            actions.append(f"cleanup incomplete: {exc.message}")
+    step = history.get("step") or state.get("stage") or ""
+    detail = {"error": error_name, "message": message, "dataset": state.get("dataset"), "step": step,
+              "status": status or "FAILED", "actions": actions}
+    if status and error is not state.get("error"):
+        detail["execution_error"] = error_message(state.get("error") or {})[0]
+    if family:
+        ctx.runs.ended(family, run_id, runs.FAILED, step=step, reason=f"{error_name}: {message}"[:2000],
+                       detail=detail, steps=history.get("steps"), started_at=history.get("started_at"),
+                       version=(state.get("registration") or {}).get("version"), only_if_open=status is not None)
+        ctx.registry.release_rollout(family, run_id)
+    logger().error("pipeline run failed", extra={"family": family, "run": run_id, "detail": detail,
+                                                 "actions": actions, "reason": reason})
+    return detail
+
+
+def reconcile_alias(ctx: RolloutContext, family: str) -> list[str]:
+    """Make the alias serve exactly the registry's live version (no-op when it already does)."""
+    record = ctx.registry.get_family(family)
+    if not record.live_version:
+        return []
+    live = ctx.registry.get_version(family, record.live_version)
+    alias = ctx.router.current(record.scoring_function)
+    if not live.function_version or (alias and alias.primary == live.function_version and not alias.canary):
+        return []
+    ctx.router.route(record.scoring_function, live.function_version)
+    return [f"alias {ALIAS} set to live v{live.version} (function version {live.function_version})"]
+
+
+ACTIONS = {
+    "acquire_lock": acquire_lock, "refuse": refuse, "register": register, "go_live_first": go_live_first,
+    "canary_start": canary_start, "canary_check": canary_check, "canary_step": canary_step,
+    "promote": promote, "rollback": rollback, "handle_failure": handle_failure,
+    **{f"finish:{outcome}": partial(finish, outcome=outcome)
+       for outcome in (runs.PROMOTED, runs.GATED_OUT, runs.ROLLED_BACK, runs.DUPLICATE)},
+    # Executions started on the previous definition call `finish:rejected` for a gated-out candidate.
+    "finish:rejected": partial(finish, outcome=runs.GATED_OUT),
+}
+
+
+def run_action(ctx: RolloutContext, action: str, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    try:
+        fn = ACTIONS[action]
+    except KeyError:
+        raise ValidationError(f"unknown control action {action!r}; known: {sorted(ACTIONS)}") from None
+    return fn(ctx, state, run_id)
+
+
+def execution_is_running(state_machine_arn: str):  # type: ignore[no-untyped-def]
+    """A lock holder check: is the execution with this name still running?"""
+    def check(run_id: str) -> bool:
+        arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        try:
+            status = aws.client("stepfunctions").describe_execution(executionArn=arn)["status"]
+        except Exception as exc:
+            if aws.error_code(exc) == "ExecutionDoesNotExist":
+                return False
+            return True
+        return status == "RUNNING"
+
+    return check
+
+
+def create_rollout_context(settings: Any) -> RolloutContext:
+    """The production wiring of the control steps (real adapters)."""
+    return RolloutContext(
+        pipeline=PipelineContext.create(settings.artifact_bucket, settings.registry_table),
+        router=LambdaAliasRouter(), metrics=CloudWatchCanaryMetrics(), captures=CaptureReader(settings.artifact_bucket),
+        publisher=MetricsPublisher(settings.metrics_namespace),
+        is_execution_running=execution_is_running(settings.state_machine_arn),
+        state_machine_arn=settings.state_machine_arn,
+    )

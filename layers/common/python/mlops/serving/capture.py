@@ -1,0 +1,175 @@
+"""Sampled capture of scoring inputs and outputs to S3, for drift checks, canary checks and audit.
+
+The hot path only appends a reference to an in-memory buffer (well under a microsecond when a request is not
+sampled, a few when it is); serialising and the S3 put happen on a background thread. Objects are keyed
+`captures/family=<f>/version=<v>/date=<YYYY-MM-DD>/hour=<HH>/<epoch_ms>-<id>.jsonl`, so a time window is a
+key range and the layout works as Hive partitions for Athena.
+
+Trade-off: records buffered in a sandbox that Lambda reclaims before the next flush are lost. Captures are a
+sample, so this is accepted; `flush_records` and `max_age_seconds` bound the exposure.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from mlops.core import aws
+
+CAPTURE_PREFIX = "captures/"
+_writers: weakref.WeakSet[CaptureWriter] = weakref.WeakSet()
+
+
+def version_prefix(family: str, version: int) -> str:
+    return f"{CAPTURE_PREFIX}family={family}/version={version}/"
+
+
+def key_for(family: str, version: int, epoch_ms: int, suffix: str) -> str:
+    at = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return f"{version_prefix(family, version)}date={at:%Y-%m-%d}/hour={at:%H}/{epoch_ms:013d}-{suffix}.jsonl"
+
+
+def start_after_key(family: str, version: int, epoch_ms: int) -> str:
+    """A key that sorts just before every capture object written at or after `epoch_ms`."""
+    return key_for(family, version, epoch_ms, "")[: -len("-.jsonl")]
+
+
+class CaptureWriter:
+    """Buffers sampled requests and writes them to S3 in batches from a daemon thread."""
+
+    def __init__(self, bucket: str, family: str, version: int, sample_rate: float, never_capture: frozenset[str],
+                 flush_records: int = 200, max_age_seconds: float = 60.0) -> None:
+        self.bucket, self.family, self.version = bucket, family, version
+        self.sample_rate = sample_rate
+        self.never_capture = never_capture
+        self.flush_records = flush_records
+        self.max_age_seconds = max_age_seconds
+        self._buffer: list[tuple[float, str, list, list, list]] = []
+        self._first_at = 0.0
+        self._queue: queue.Queue[list] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pending = 0
+        self._idle = threading.Condition()
+        self.failures = 0
+        _writers.add(self)
+
+    def record(self, request_id: str, instances: list, labels: list, probabilities: list) -> bool:
+        """Hot path: sample, then keep references only. True when the request was sampled (captured)."""
+        if self.sample_rate <= 0.0 or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
+            return False
+        now = time.time()
+        if not self._buffer:
+            self._first_at = now
+        self._buffer.append((now, request_id, instances, labels, probabilities))
+        if len(self._buffer) >= self.flush_records or now - self._first_at >= self.max_age_seconds:
+            self._hand_off()
+        return True
+
+    def _hand_off(self) -> None:
+        batch, self._buffer = self._buffer, []
+        with self._idle:
+            self._pending += 1
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(batch)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Write what is buffered and wait until every batch is in S3 (tests, shutdown, local runs)."""
+        if self._buffer:
+            self._hand_off()
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                self._write(batch)
+            except Exception:
+                self.failures += 1
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _write(self, batch: list[tuple[float, str, list, list, list]]) -> None:
+        lines = []
+        for at, request_id, instances, labels, probabilities in batch:
+            for i, record in enumerate(instances):
+                inputs = {k: v for k, v in record.items() if k not in self.never_capture} \
+                    if self.never_capture else record
+                lines.append(orjson.dumps({
+                    "at": round(at, 3), "request_id": request_id, "index": i, "family": self.family,
+                    "version": self.version, "inputs": inputs, "label": labels[i], "probabilities": probabilities[i],
+                }))
+        first_ms = int(batch[0][0] * 1000)
+        key = key_for(self.family, self.version, first_ms, uuid.uuid4().hex[:12])
+        aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=b"\n".join(lines) + b"\n",
+                                    ContentType="application/x-ndjson")
+
+
+def flush_all(timeout: float = 10.0) -> bool:
+    """Flush every live writer in this process (local runtime and tests)."""
+    return all(w.flush(timeout) for w in list(_writers))
+
+
+@dataclass(frozen=True)
+class CapturedRecord:
+    """One scored record as captured: `inputs` as the client sent them (null for a missing value, the raw text
+    of an unknown category), `label` the predicted class index (0 negative, 1 positive; the response carried the
+    original label), `probabilities` in class-index order (the last one is the positive class's). A regression's
+    record holds the predicted value in `label` and no probabilities (mlops.stats.tasks.captured_predictions)."""
+
+    at: float
+    request_id: str
+    inputs: dict[str, Any]
+    label: int
+    probabilities: list[float]
+
+
+class CaptureReader:
+    """Reads captures of one model version in a time window, by key range (no full listing)."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    def records(self, family: str, version: int, since: float, until: float | None = None,
+                limit: int | None = None) -> Iterator[CapturedRecord]:
+        s3 = aws.client("s3")
+        prefix = version_prefix(family, version)
+        # A batch that started before `since` may hold records after it: start one flush window earlier.
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix,
+                                  "StartAfter": start_after_key(family, version, max(0, int((since - 120) * 1000)))}
+        count = 0
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(**kwargs):
+            for obj in page.get("Contents", []):
+                body = s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
+                for line in body.splitlines():
+                    if not line:
+                        continue
+                    row = orjson.loads(line)
+                    if row["at"] < since or (until is not None and row["at"] > until):
+                        continue
+                    yield CapturedRecord(row["at"], row["request_id"], row["inputs"], row["label"],
+                                         row["probabilities"])
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return

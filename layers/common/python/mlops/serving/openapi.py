@@ -1,0 +1,153 @@
+"""The OpenAPI document of one family's scoring API, generated from its schema: its own record (feature names,
+types, domains, categories, which accept null) and the response of its task. Served at
+GET /models/{name}/openapi.json; docs/openapi.yaml is the hand-written reference for every family."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mlops.core.schemas import BINARY, MULTICLASS, REGRESSION, Label, ModelFamily
+from mlops.serving.scoring import MAX_RECORDS
+
+OPENAPI_VERSION = "3.0.3"
+_ERROR_STATUSES = ("400", "404", "405", "413", "415", "503")
+
+
+def family_openapi(family: ModelFamily, classes: list[Label] | None = None) -> dict[str, Any]:
+    """An OpenAPI 3.0.3 document for `family`'s routes: POST /models/{name}/predict, GET /models/{name}, GET
+    /models/{name}/openapi.json. `classes`: the live model's class labels in index order (classifiers), listed
+    as the labels' enum when given.
+
+    The record schema has one required property per feature: numeric features a number within the declared
+    domain, categorical ones a string from the declared categories (any string with `unknown: other`); features
+    with a missing-value strategy are nullable; no other property is allowed. The 200 response per task:
+    binary and multiclass, `predictions` (class labels), `probabilities` (one per class, in the order of
+    `classes`) and `classes`; regression, `predictions` as numbers (within the declared prediction_range) and no
+    probabilities. Pure function of its arguments (JSON-ready dict)."""
+    name = family.name
+    op = _operation_name(name)
+    record = f"{op}Record"
+    json_body = {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}
+    errors = {code: {"$ref": "#/components/responses/Error"} for code in _ERROR_STATUSES}
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": f"{name} scoring API", "version": "1.0",
+                 "description": _description(family)},
+        "paths": {
+            f"/models/{name}/predict": {"post": {
+                "operationId": f"predict{op}",
+                "summary": f"Score 1 to {MAX_RECORDS:,} records with the live {name} model (or a canary, by weight)",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/PredictRequest"}}}},
+                "responses": {"200": {
+                    "description": "Predictions from the model version named in the body and the header",
+                    "headers": {"X-Model-Version": {"schema": {"type": "string", "pattern": "^[0-9]+$"},
+                                                    "required": True},
+                                "X-Request-Id": {"schema": {"type": "string"}, "required": True}},
+                    "content": json_body}, **errors}}},
+            f"/models/{name}": {"get": {
+                "operationId": f"describe{op}",
+                "summary": "The live and canary versions, task, feature schema, metrics and training data reference",
+                "responses": {"200": {"description": "Model description", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["model", "task", "features", "request_id"]}}}},
+                    "404": errors["404"], "503": errors["503"]}}},
+            f"/models/{name}/openapi.json": {"get": {
+                "operationId": f"openapi{op}",
+                "summary": "This document",
+                "responses": {"200": {"description": "The family's OpenAPI document",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                              "404": errors["404"], "503": errors["503"]}}},
+        },
+        "components": {
+            "responses": {"Error": {
+                "description": "A client mistake (4xx) or an unavailable model (503); the message names the problem",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "schemas": {
+                record: record_schema(family),
+                "PredictRequest": {"type": "object", "additionalProperties": False, "required": ["instances"],
+                                   "properties": {"instances": {"type": "array", "minItems": 1,
+                                                                "maxItems": MAX_RECORDS,
+                                                                "items": {"$ref": f"#/components/schemas/{record}"}}}},
+                "PredictResponse": response_schema(family, classes),
+                "Error": {"type": "object", "required": ["error", "message"], "properties": {
+                    "error": {"type": "string"}, "message": {"type": "string", "minLength": 1},
+                    "request_id": {"type": "string"}, "details": {"type": "object"}}},
+            },
+        },
+    }
+
+
+def record_schema(family: ModelFamily) -> dict[str, Any]:
+    """The JSON schema of one record of `family` (OpenAPI 3.0 dialect: `nullable`)."""
+    properties: dict[str, Any] = {}
+    for feature in family.features:
+        if feature.kind == "categorical":
+            schema: dict[str, Any] = {"type": "string"}
+            if feature.unknown == "reject":
+                schema["enum"] = list(feature.categories)
+            else:
+                schema["description"] = ("one of " + ", ".join(feature.categories[:20])
+                                         + (" ..." if len(feature.categories) > 20 else "")
+                                         + "; any other value is scored as the feature's \"other\" level")
+        else:
+            schema = {"type": "number"}
+            if feature.minimum is not None:
+                schema["minimum"] = feature.minimum
+            if feature.maximum is not None:
+                schema["maximum"] = feature.maximum
+        if feature.accepts_missing:
+            schema["nullable"] = True
+        if feature.description:
+            schema["description"] = feature.description
+        properties[feature.name] = schema
+    return {"type": "object", "additionalProperties": False, "required": family.feature_names,
+            "properties": properties}
+
+
+def response_schema(family: ModelFamily, classes: list[Label] | None = None) -> dict[str, Any]:
+    """The 200 body of POST /models/{name}/predict for the family's task."""
+    common = {"model": {"type": "string", "enum": [family.name]}, "version": {"type": "integer", "minimum": 1},
+              "request_id": {"type": "string"}}
+    if family.task == REGRESSION:
+        value: dict[str, Any] = {"type": "number"}
+        if family.prediction_range is not None:
+            value["minimum"], value["maximum"] = family.prediction_range
+        return {"type": "object", "required": ["model", "version", "predictions", "request_id"], "properties": {
+            **common,
+            "predictions": {"type": "array", "description": f"One predicted {family.target} per record, on the "
+                            "target's scale", "items": value}}}
+    label: dict[str, Any] = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+    if classes:
+        label = {"enum": list(classes)}
+    k: dict[str, int] = {"minItems": len(classes), "maxItems": len(classes)} if classes else \
+        ({"minItems": 2, "maxItems": 2} if family.task == BINARY else {"minItems": 3})
+    if family.task == BINARY:
+        decided = "the positive label when its probability is at least the family's threshold"
+        order = "[negative, positive]"
+    else:
+        decided = "the most probable class"
+        order = "sorted order"
+    return {"type": "object", "required": ["model", "version", "predictions", "probabilities", "classes",
+                                           "request_id"], "properties": {
+        **common,
+        "predictions": {"type": "array", "description": f"One class label per record: {decided}", "items": label},
+        "probabilities": {"type": "array", "description": "Per record, the probability of each class, in the "
+                          "order of `classes`", "items": {"type": "array", **k,
+                                                          "items": {"type": "number", "minimum": 0, "maximum": 1}}},
+        "classes": {"type": "array", "description": f"The class labels in {order}", **k, "items": label}}}
+
+
+def _description(family: ModelFamily) -> str:
+    task = {BINARY: "a binary classifier", MULTICLASS: "a multiclass classifier", REGRESSION: "a regression"}
+    text = f"Scores records with the live ONNX model of the {family.name} family, {task[family.task]} of " \
+           f"{family.target!r}. Behind API Gateway every method requires IAM (SigV4) authorization."
+    nullable = [f.name for f in family.features if f.accepts_missing]
+    if nullable:
+        text += " These features accept null (scored as training treated a missing value): " + ", ".join(nullable)
+    return text
+
+
+def _operation_name(name: str) -> str:
+    """`credit-risk` -> `CreditRisk` (operation ids and schema names)."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^a-zA-Z0-9]+", name) if part)
