@@ -16,8 +16,8 @@ from mlops.data.synthetic import credit_risk_family
 from mlops.monitoring.drift import compare_with_baseline
 from mlops.stats import distributions
 from mlops.stats.profile import baseline_profile, numeric_profile
-from scipy import stats as scipy_stats
 from scipy import special
+from scipy import stats as scipy_stats
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
