@@ -102,7 +102,8 @@ def test_scoring_logs_no_request_data(platform, stored_model, capsys):
 
 
 # Every module of the serving package, the artifact store it reads models through, and the scoring handler.
-SERVING_MODULES = [*sorted(str(p.relative_to(ROOT)) for p in (ROOT / "layers/common/python/mlops/serving").glob("*.py")),
+SERVING = ROOT / "layers/common/python/mlops/serving"
+SERVING_MODULES = [*sorted(str(p.relative_to(ROOT)) for p in SERVING.glob("*.py")),
                    "layers/common/python/mlops/registry/artifacts.py", "functions/score/handler.py"]
 
 
