@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -16,16 +17,20 @@ from .capture import CaptureReader
 from .errors import PlatformError
 from .observability import MetricsPublisher, logger
 from .profile import PROFILE_FORMAT, category_counts, prediction_counts
-from .registry import REJECTED, ROLLED_BACK, FamilyRecord, ModelRegistry
+from .registry import FamilyRecord, ModelRegistry
 from .reports.publish import drift_histograms, publish_drift_report
+from .runs import DUPLICATE, FAILED, GATED_OUT, REFUSED, REJECTED, ROLLED_BACK, RunLog
 from .schemas import BINARY, DriftPolicy, Feature, ModelFamily
 from .stats import chi_square_against_frequencies, equal_weight_cramers_v, numeric_shift, pooled_chi_square, psi
 from .tasks import captured_predictions, prediction_drift
-from .trigger import DATASET_PREFIX, pipeline_input, start_pipeline
+from .trigger import DATASET_PREFIX, execution_name, is_trainable_key, pipeline_input, start_pipeline
 
 REPORT_PREFIX = "reports/drift/"
 MAX_CAPTURED_ROWS = 2_000_000
 OTHER = "(other)"
+# Upload-run outcomes that rule a data set out of a drift retrain: it never trained (rejected, refused, a duplicate
+# of content an earlier version holds), failed, or gave a model the gate or the canary turned down.
+UNUSABLE_RUN_OUTCOMES = (REJECTED, FAILED, REFUSED, DUPLICATE, GATED_OUT, ROLLED_BACK)
 
 
 def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns: dict[str, np.ndarray],
@@ -299,38 +304,48 @@ class DriftMonitor:
         holder = self.registry.get_family(family.name).rollout_holder
         if holder and self.is_execution_running(holder):
             return {"started": False, "reason": f"rollout {holder} is in progress; retrain deferred"}
-        dataset = self.newest_dataset(family.name, record)
-        if dataset is None:
-            return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/"}
+        found = self.newest_dataset(family.name, record)
+        if found is None:
+            return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/: the "
+                                                "upload run of every version was rejected, failed, refused, a "
+                                                "duplicate, gated out or rolled back (or left no run record)"}
+        dataset = {k: v for k, v in found.items() if k != "run_id"}
         name = f"{family.name[:40]}-drift-{int(time.time() * 1000)}"
-        started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, "drift"))
-        return {**started, "dataset": dataset}
+        started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, "drift"),
+                                 RunLog(self.registry, self.publisher))
+        return {**started, "dataset": dataset, "dataset_run": found["run_id"]}
 
     def newest_dataset(self, family: str, record: FamilyRecord) -> dict[str, Any] | None:
-        """The newest data set version that has not already produced a rejected or rolled-back model."""
-        bad = set()
-        token = None
-        while True:
-            page = self.registry.list_versions(family, limit=100, next_token=token)
-            for v in page.items:
-                if v.status in (REJECTED, ROLLED_BACK):
-                    ds = v.lineage.get("dataset", {})
-                    bad.add((ds.get("key"), ds.get("version_id")))
-            token = page.next_token
-            if not token:
-                break
-        s3 = aws.client("s3")
+        """The newest data set version under datasets/<family>/ that the family's engine reads
+        (`trigger.is_trainable_key`: .csv, .csv.gz, and .parquet off Lambda) and whose upload run (the run
+        record the trigger keyed by the object version) did not end in an outcome that rules the data out:
+        rejected, failed, refused, duplicate, gated out or rolled back (`UNUSABLE_RUN_OUTCOMES`). A version
+        without a run record never went through the pipeline and is skipped as well. Candidates are read
+        newest first (S3's LastModified, whole seconds; the run's start time orders versions of the same
+        second) and the search stops at the first usable one: one run record read per candidate, not the
+        family's whole run or version history. Returns the pipeline input's `dataset` plus `run_id` (the upload
+        run that vouches for it), or None."""
+        bucket = self.artifacts.bucket
         candidates = []
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=self.artifacts.bucket,
-                                                                        Prefix=f"{DATASET_PREFIX}{family}/"):
-            for v in page.get("Versions", []):
-                if v["Key"].lower().endswith(".csv") and (v["Key"], v["VersionId"]) not in bad:
-                    candidates.append(v)
-        if not candidates:
-            return None
-        newest = max(candidates, key=lambda v: v["LastModified"])
-        return {"bucket": self.artifacts.bucket, "key": newest["Key"], "version_id": newest["VersionId"],
-                "etag": newest.get("ETag", "").strip('"')}
+        for page in aws.client("s3").get_paginator("list_object_versions").paginate(
+                Bucket=bucket, Prefix=f"{DATASET_PREFIX}{family}/"):
+            candidates += [v for v in page.get("Versions", []) if is_trainable_key(record.family, v["Key"])]
+        candidates.sort(key=lambda v: v["LastModified"], reverse=True)
+        for _, same_second in groupby(candidates, key=lambda v: v["LastModified"]):
+            usable = []
+            for version in same_second:
+                etag = version.get("ETag", "").strip('"')
+                # An unversioned bucket lists "null"; the trigger then named the run after the ETag.
+                version_id = version["VersionId"] if version.get("VersionId") not in (None, "null") else None
+                run_id = execution_name(family, bucket, version["Key"], version_id or etag)
+                run = self.registry.get_run(family, run_id)
+                if run is not None and run.get("outcome") not in UNUSABLE_RUN_OUTCOMES:
+                    usable.append((str(run.get("started_at", "")), {
+                        "bucket": bucket, "key": version["Key"], "version_id": version["VersionId"], "etag": etag,
+                        "run_id": run_id}))
+            if usable:
+                return max(usable, key=lambda found: found[0])[1]
+        return None
 
 
 def _epoch(iso: str) -> float:
