@@ -116,7 +116,8 @@ def parse_dataset(data: bytes | BinaryIO, family: ModelFamily, key: str = "") ->
     missing where the feature has no missing strategy, an undeclared category with `unknown: reject`, no target):
     the message gives the total count of invalid rows, counts per column and the first MAX_ERRORS_REPORTED
     problems with their physical line numbers; a target without exactly two labels or without the positive label;
-    fewer than MIN_ROWS rows; a class with fewer rows than the class-count rule (see `min_rows_per_class`).
+    a favorable_label (declared with a sensitive attribute) that is not one of the labels; fewer than MIN_ROWS rows;
+    a class with fewer rows than the class-count rule (see `min_rows_per_class`).
     """
     for suffix, reader in EXTRA_READERS.items():
         if key.lower().endswith(suffix):
@@ -703,6 +704,10 @@ def _classes(labels: _Labels, groups: np.ndarray, family: ModelFamily) -> tuple[
     if len(matches) == 2:
         raise DataSetError(f"both labels of target {target} match the positive label {positive}: {found}",
                            labels=shown)
+    if family.sensitive_attribute is not None and not any(same_label(t, family.favorable_label) for t in texts):
+        raise DataSetError(f"the favorable_label {quote(label_text(family.favorable_label))} (the outcome fairness "
+                           f"is judged on, for sensitive_attribute {quote(family.sensitive_attribute)}) is not "
+                           f"among the labels of target {target}: {found}", labels=shown)
     positive_group = matches[0]
     y = (groups == positive_group).astype(np.int64)
     return y, (texts[1 - positive_group], texts[positive_group])
