@@ -21,6 +21,7 @@ from .registry import FamilyRecord, ModelRegistry
 from .reports.publish import drift_histograms, publish_drift_report
 from .runs import DUPLICATE, FAILED, GATED_OUT, REFUSED, REJECTED, ROLLED_BACK, RunLog
 from .schemas import BINARY, DriftPolicy, Feature, ModelFamily
+from .scoring import value_text
 from .stats import chi_square_against_frequencies, equal_weight_cramers_v, numeric_shift, pooled_chi_square, psi
 from .tasks import captured_predictions, prediction_drift
 from .trigger import DATASET_PREFIX, execution_name, is_trainable_key, pipeline_input, start_pipeline
@@ -199,12 +200,14 @@ def _baseline_category_counts(feature: Feature, base: dict[str, Any]) -> np.ndar
 
 
 def captured_columns(family: ModelFamily, records: list[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Captured inputs as float64 columns in the DataSet encoding (NaN = missing, including JSON null and a key
-    absent from one record; categorical: category index, k = "other" for an undeclared category) and the
+    """Captured inputs as float64 columns in the DataSet encoding (NaN = missing, including JSON null, a key
+    absent from one record and a value equal to one of the family's missing markers, as scoring reads it:
+    `scoring.value_text`; categorical: category index, k = "other" for an undeclared category) and the
     predictions per task, (n,) each. A feature listed in never_capture, or absent from every captured
     record, gets no column (the drift check reports it as not checked)."""
     columns: dict[str, np.ndarray] = {}
     count = len(records)
+    markers = frozenset(m.strip() for m in family.missing_markers)
     for feature in family.features:
         name = feature.name
         if name in family.never_capture or (count and not any(name in r.inputs for r in records)):
@@ -212,17 +215,31 @@ def captured_columns(family: ModelFamily, records: list[Any]) -> tuple[dict[str,
         if feature.kind == "categorical":
             index = {c: float(i) for i, c in enumerate(feature.categories)}
             other = float(len(feature.categories))
-            columns[name] = np.fromiter(
-                (np.nan if (v := r.inputs.get(name)) is None else index.get(v, other) if isinstance(v, str) else other
-                 for r in records), dtype=np.float64, count=count)
+            columns[name] = np.fromiter((_category(r.inputs.get(name), index, other, markers) for r in records),
+                                        dtype=np.float64, count=count)
         else:
-            columns[name] = np.fromiter((_number(r.inputs.get(name)) for r in records), dtype=np.float64, count=count)
+            columns[name] = np.fromiter((_number(r.inputs.get(name), markers) for r in records), dtype=np.float64,
+                                        count=count)
     return columns, captured_predictions(family.task, records)
 
 
-def _number(value: Any) -> float:
-    """A captured numeric input as float64: NaN for null (or anything scoring would not have accepted)."""
-    if type(value) is int or type(value) is float:
+def _category(value: Any, index: dict[str, float], other: float, markers: frozenset[str]) -> float:
+    """A captured categorical input's code: its index, NaN for null or a missing marker that is not a declared
+    category, k ("other") for anything else."""
+    if value is None:
+        return float("nan")
+    if type(value) is not str:
+        return other
+    code = index.get(value)
+    if code is not None:
+        return code
+    return float("nan") if value.strip() in markers else other
+
+
+def _number(value: Any, markers: frozenset[str] = frozenset()) -> float:
+    """A captured numeric input as float64: NaN for null, a missing marker ("-999" sent as -999), or anything
+    scoring would not have accepted."""
+    if (type(value) is int or type(value) is float) and value_text(value) not in markers:
         return float(value)
     return float("nan")
 
