@@ -431,13 +431,17 @@ def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str
         detail["canary_reasons"] = list((state.get("rollback") or state.get("check") or {}).get("reasons") or [])
         detail["canary_figures"] = (state.get("check") or {}).get("figures")
         reason = "canary: " + ("; ".join(detail["canary_reasons"]) or "check failed")
-    elif outcome == runs.DUPLICATE:
-        detail["duplicate_of"] = (state.get("train") or {}).get("duplicate_of") or {}
+    elif outcome == runs.DUPLICATE:  # found by PlanTraining (before the lock) or by Train (after waiting for it)
+        detail["duplicate_of"] = ((state.get("train") or {}).get("duplicate_of")
+                                  or (state.get("plan") or {}).get("duplicate_of") or {})
         reason = runs.duplicate_reason(detail["duplicate_of"])
     else:
         reason = outcome
     history = runs.history_summary(ctx.state_machine_arn, run_id, skip_current=True)
-    step = "Train" if outcome == runs.DUPLICATE else history.get("step") or ""
+    if outcome == runs.DUPLICATE:
+        step = "Train" if (state.get("train") or {}).get("duplicate_of") else "PlanTraining"
+    else:
+        step = history.get("step") or ""
     ctx.runs.ended(family, run_id, outcome, step=step, reason=reason, detail=detail,
                    version=version, steps=history.get("steps"), started_at=history.get("started_at"))
     fingerprint = (ctx.registry.get_run(family, run_id) or {}).get("fingerprint")
