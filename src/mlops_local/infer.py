@@ -3,8 +3,8 @@
 The rules (also in docs/families.md):
 - Every column but the target and the sensitive attribute is a feature, except: ID-like columns (text with a
   distinct value on every row, or integers counting rows 1, 2, 3...), constant or empty columns, free text (over
-  MAX_LEVELS levels or values over MAX_CATEGORY_CHARS characters) and names the schema cannot hold; each is left
-  out with a note.
+  MAX_LEVELS levels) and names the schema cannot hold; each is left out with a note. A categorical column with
+  values over MAX_CATEGORY_CHARS characters is kept, and a note says so (the value shown truncated).
 - Numeric when every non-missing value is a finite number, else categorical with its categories ordered by
   frequency (most frequent first; ties by value) and `unknown: other`.
 - Domain: minimum 0 when no value is negative; no maximum (the data seen is not the domain).
@@ -233,6 +233,7 @@ def _feature(column: str, cells: list[str], markers: frozenset[str],
     present = [c for c in cells if c not in markers]
     missing = len(cells) - len(present)
     label = quote(column)
+    notes: list[str] = []
     if not present:
         return None, f"{label} left out: every value is missing"
     if not FEATURE_NAME.match(column):
@@ -255,15 +256,22 @@ def _feature(column: str, cells: list[str], markers: frozenset[str],
             return None, f"{label} left out: a distinct value on every row (an identifier?)"
         if len(counts) > MAX_LEVELS:
             return None, f"{label} left out: {len(counts)} distinct values, over {MAX_LEVELS} (free text?)"
-        if max(len(c) for c in counts) > MAX_CATEGORY_CHARS:
-            return None, f"{label} left out: values over {MAX_CATEGORY_CHARS} characters (free text?)"
+        long = sorted((c for c in counts if len(c) > MAX_CATEGORY_CHARS), key=len, reverse=True)
+        if long:
+            notes.append(f"{label}: {_plural(len(long), 'category', 'categories')} over {MAX_CATEGORY_CHARS} "
+                         f"characters kept (longest: {len(long[0])} characters, {quote(long[0])}); if the column "
+                         "is free text, leave it out")
         categories = [value for value, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
         feature = {"name": column, "kind": "categorical", "categories": categories, "unknown": "other"}
         strategy = "most_frequent"
     if missing:
         feature["missing"] = strategy
-        return feature, f"{label}: {missing} missing values ({missing / rows:.1%}) -> missing: {strategy}"
-    return feature, None
+        notes.append(f"{label}: {missing} missing values ({missing / rows:.1%}) -> missing: {strategy}")
+    return feature, "; ".join(notes) or None
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _numbers(values: list[str]) -> np.ndarray | None:
