@@ -127,8 +127,9 @@ def infer_task(cells: list[str], target: str, given: str | None, positive_label:
         elif len(labels) > 2:
             task, why = "multiclass_classification", f"{len(labels)} distinct labels"
         else:
-            raise InferenceError(f"target {quote(target)} has {len(labels)} distinct label(s); a family needs two "
-                                 "labels (binary), three or more (multiclass) or varying numbers (regression)")
+            found = _plural(len(labels), "distinct label", "distinct labels")
+            raise InferenceError(f"target {quote(target)} has {found}; a family needs two labels (binary), three or "
+                                 "more (multiclass) or varying numbers (regression)")
         notes = [f"task GUESSED: {task} ({why}); pass --task to choose"]
     else:
         task, notes = given, [f"task {given} (as given)"]
@@ -176,8 +177,9 @@ def _labels(cells: list[str], target: str, given: str | None,
     labels = Counter(_label_key(c) for c in cells if c not in markers)
     texts = _first_spellings(cells, markers)
     if len(labels) != 2:
-        found = ", ".join(f"{quote(texts[k])} ({n} rows)" for k, n in labels.most_common(10))
-        raise InferenceError(f"target {quote(target)} has {len(labels)} distinct labels; a binary family needs "
+        found = ", ".join(f"{quote(texts[k])} ({_plural(n, 'row', 'rows')})" for k, n in labels.most_common(10))
+        raise InferenceError(f"target {quote(target)} has {_plural(len(labels), 'distinct label', 'distinct labels')}; "
+                             "a binary family needs "
                              f"exactly two. Found: {found or 'none'}")
     (first, first_n), (second, second_n) = sorted(labels.items(), key=lambda kv: texts[kv[0]])
     pair = {first: first_n, second: second_n}
@@ -185,7 +187,8 @@ def _labels(cells: list[str], target: str, given: str | None,
         matches = [k for k in pair if same_label(texts[k], given)]
         if not matches:
             raise InferenceError(f"--positive-label {quote(given)} is not a label of {quote(target)}; labels: "
-                                 f"{quote(texts[first])} ({first_n} rows), {quote(texts[second])} ({second_n} rows)")
+                                 f"{quote(texts[first])} ({_plural(first_n, 'row', 'rows')}), "
+                                 f"{quote(texts[second])} ({_plural(second_n, 'row', 'rows')})")
         positive = matches[0]
         notes.append(f"positive label {quote(texts[positive])} (as given)")
     else:

@@ -438,7 +438,7 @@ class ScoringModel:
                     raise ValidationError(f"instances[{r}].{name} must be a number, got {_json_type(value)}")
                 if not low <= value <= high:
                     raise ValidationError(
-                        f"instances[{r}].{name} must be a finite number in [{low:g}, {high:g}], got {value!r:.40}")
+                        f"instances[{r}].{name} must be a finite number {_domain(feature)}, got {value!r:.40}")
             elif type(value) is not str:
                 raise ValidationError(f"instances[{r}].{name} must be a string, one of {_allowed(mapping)}, "
                                       f"got {_json_type(value)}")
@@ -464,6 +464,20 @@ def _not_finite(rows: list[int]) -> ValidationError:
     return ValidationError(
         f"instances {rows}: the model cannot score these values (numeric overflow); check their units and "
         "magnitudes", instances=rows)
+
+
+def _domain(feature: ServedFeature) -> str:
+    """A numeric feature's accepted values in words: its declared domain, and where a side is not declared the
+    32-bit float range the schema accepts by default (never quoted as if it were declared)."""
+    low, high = feature.minimum, feature.maximum
+    if low is not None and high is not None:
+        return f"in [{float(low):g}, {float(high):g}]"
+    limit = f"within the 32-bit float range (|x| <= {FLOAT32_LIMIT:.4g})"
+    if low is not None:
+        return f">= {float(low):g}, {limit}"
+    if high is not None:
+        return f"<= {float(high):g}, {limit}"
+    return limit
 
 
 def _json_type(value: Any) -> str:
