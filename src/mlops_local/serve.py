@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -101,17 +102,14 @@ class ScoringFront(BaseHTTPRequestHandler):
             return self._send(*for_local(self.platform).handle(method, self.path))
         if not (parts[0] == "models" and (len(parts) == 2 or (len(parts) == 3 and parts[2] in ("predict",
                                                                                             "openapi.json")))):
-            return self._send(404, {"error": "NotFound",
-                                    "message": f"no route {method} {path}; use POST /models/<name>/predict, "
-                                               "GET /models/<name>, GET /models/<name>/openapi.json or "
-                                               "GET /console"})
+            return self._error(404, "NotFound", f"no route {method} {path}; use POST /models/<name>/predict, "
+                                                "GET /models/<name>, GET /models/<name>/openapi.json or GET /console")
         name = parts[1]
         if name not in self.platform.scoring_functions:
-            return self._send(404, {"error": "UnknownFamilyError", "message": f"model family {name!r} is not deployed"})
+            return self._error(404, "UnknownFamilyError", f"model family {name!r} is not deployed")
         expected = "POST" if len(parts) == 3 and parts[2] == "predict" else "GET"
         if method != expected:
-            return self._send(405, {"error": "MethodNotAllowed", "message": f"use {expected} on {path}"},
-                              {"Allow": expected})
+            return self._error(405, "MethodNotAllowed", f"use {expected} on {path}", {"Allow": expected})
         try:
             body, is_b64 = raw.decode("utf-8"), False
         except UnicodeDecodeError:
@@ -122,8 +120,7 @@ class ScoringFront(BaseHTTPRequestHandler):
             response, _ = self.platform.invoke_scoring(name, event)
         except Exception as exc:  # the local runtime itself failed: API Gateway answers 502 in that case
             print(f"scoring front: invoking {name} failed: {exc!r}", file=sys.stderr, flush=True)
-            return self._send(502, {"error": "BadGateway",
-                                    "message": f"the local runtime failed: {type(exc).__name__}"})
+            return self._error(502, "BadGateway", f"the local runtime failed: {type(exc).__name__}")
         self._send(int(response.get("statusCode", 502)), response.get("body", ""), response.get("headers") or {})
 
     def _read_body(self) -> bytes | None:
@@ -152,10 +149,17 @@ class ScoringFront(BaseHTTPRequestHandler):
 
     def _refuse(self, status: int, error: str, message: str, linger: bool = True) -> None:
         self.close_connection = True
-        self._send(status, {"error": error, "message": message}, {"Connection": "close"})
+        self._error(status, error, message, {"Connection": "close"})
         if linger:
             self._discard_unread()
         return None
+
+    def _error(self, status: int, error: str, message: str, headers: dict[str, str] | None = None) -> None:
+        """An answer of the front itself, shaped like the scoring function's errors: {error, message,
+        request_id} with the same id in X-Request-Id, so every answer can be quoted in a bug report."""
+        request_id = str(uuid.uuid4())
+        self._send(status, {"error": error, "message": message, "request_id": request_id},
+                   {**(headers or {}), "X-Request-Id": request_id})
 
     def _discard_unread(self) -> None:
         """Lingering close: stop sending, then read what the client still sends, so closing does not reset the
