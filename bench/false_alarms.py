@@ -58,7 +58,7 @@ CATEGORY_SHARES = (0.5, 0.25, 0.15, 0.08, 0.02)
 # Many levels, most of them rare (5 at 10%, 50 at 1%): with a small baseline, most cells sit near the pooling limit.
 MANY_LEVEL_SHARES = (0.1,) * 5 + (0.01,) * 50
 MANY_LEVEL_BASELINE_ROWS = 640
-CATEGORICAL_KINDS = {"categorical": CATEGORY_SHARES, "categorical, 55 levels": MANY_LEVEL_SHARES}
+CATEGORICAL_KINDS = {"categorical": CATEGORY_SHARES, "55-level categorical": MANY_LEVEL_SHARES}
 
 
 def _category_draw(shares: tuple[float, ...]) -> Callable[[np.random.Generator, int], np.ndarray]:
@@ -71,7 +71,7 @@ FEATURE_KINDS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "integer": lambda rng, n: rng.poisson(1.0, n).astype(np.float64),
     **{kind: _category_draw(shares) for kind, shares in CATEGORICAL_KINDS.items()},
 }
-BASELINE_ROWS = {"categorical, 55 levels": MANY_LEVEL_BASELINE_ROWS}
+BASELINE_ROWS = {"55-level categorical": MANY_LEVEL_BASELINE_ROWS}
 
 
 def drift_false_alarms(kind: str, trials: int, rng: np.random.Generator, baseline_rows: int = DRIFT_BASELINE_ROWS,
