@@ -97,3 +97,11 @@ def test_divergence_text_of_other_tasks_and_of_an_unjudged_window():
     assert divergence_text({"status": "insufficient_data", "summary": "3 canary and 30 live predictions"}) == \
         "3 canary and 30 live predictions"
     assert divergence_text(None) == ""
+
+
+def test_a_canary_whose_run_failed_is_shown_as_ended_not_at_its_last_weight():
+    _, run = checked(4, live=[0] * 40, canary=[0] * 4)
+    failed = {**run, "outcome": "failed"}  # stopped by an operator: the failure handling moved the traffic back
+    assert Text.from_markup(canary_lines(failed)[0]).plain == \
+        "Canary v2 ended with the run (failed; the live version has all traffic)"
+    assert canary_progress(failed) is None

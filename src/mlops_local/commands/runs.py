@@ -278,9 +278,12 @@ def canary_lines(run: dict[str, Any]) -> list[str]:
     if not canary:
         return []
     steps = canary.get("steps") or []
+    # A run that failed during its canary (stopped, timed out) put the traffic back without a canary step.
+    ended = canary.get("ended") or (run.get("outcome") if run.get("outcome") not in (None, "started") else None)
     state = {"promoted": "promoted (all traffic)", "rolled_back": "rolled back (no traffic)"}.get(
-        canary.get("ended") or "", f"at {canary.get('weight')}% of traffic (step {int(canary.get('step', 0)) + 1} "
-                                   f"of {len(steps)}: {', '.join(f'{s}%' for s in steps)})")
+        ended or "", f"ended with the run ({ended}; the live version has all traffic)" if ended else
+        f"at {canary.get('weight')}% of traffic (step {int(canary.get('step', 0)) + 1} of {len(steps)}: "
+        f"{', '.join(f'{s}%' for s in steps)})")
     lines = [f"[bold]Canary[/] v{canary.get('version')} {state}"]
     check = canary.get("last_check") or {}
     if check:
@@ -499,7 +502,7 @@ def canary_progress(run: dict[str, Any] | None) -> str | None:
     step, and the last check's requests against the policy's min_requests; while it waits for traffic, how to
     send some. None before the canary started or after it ended."""
     canary = (run or {}).get("canary") or {}
-    if not canary or canary.get("ended"):
+    if not canary or canary.get("ended") or (run or {}).get("outcome") not in (None, "started"):
         return None
     steps = canary.get("steps") or []
     line = (f"Canary v{canary.get('version')} at {canary.get('weight')}% (step {int(canary.get('step', 0)) + 1} "
