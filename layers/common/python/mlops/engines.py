@@ -30,7 +30,6 @@ import orjson
 from . import aws
 from .artifacts import ARTIFACT_PREFIX, StoredObject
 from .errors import ArtifactNotFoundError, ConfigurationError, DataSetError, IntegrityError, ValidationError
-from .runs import check_duplicate, judges_duplicates
 from .schemas import ModelFamily
 
 ENGINE_LAMBDA, ENGINE_SAGEMAKER = "lambda", "sagemaker"
@@ -414,6 +413,8 @@ def plan_step(ctx: Any, event: dict[str, Any], limits: LambdaLimits, jobs: JobSe
     Returns {"engine", "reason", "estimate", "data_set"}, plus {"duplicate_of"} for a duplicate (nothing staged)
     or {"job", "timeout_seconds"} for sagemaker. Raises
     DataSetError (refused), ArtifactNotFoundError (no such version), ConfigurationError (sagemaker not deployed)."""
+    from .runs import check_duplicate, judges_duplicates  # here, as in collect_step: the training job imports engines
+
     family = ctx.registry.get_family(_require(event, "family")).family
     ref = _require(event, "dataset")
     size, head = (probe or DataSetProbe()).size(ref)
