@@ -55,12 +55,23 @@ def run(row: Row, quick: bool) -> None:
 
 DRIFT_BASELINE_ROWS = 2_000  # a small training set: its own sampling noise is part of what a check must absorb
 CATEGORY_SHARES = (0.5, 0.25, 0.15, 0.08, 0.02)
+# Many levels, most of them rare (5 at 10%, 50 at 1%): with a small baseline, most cells sit near the pooling limit.
+MANY_LEVEL_SHARES = (0.1,) * 5 + (0.01,) * 50
+MANY_LEVEL_BASELINE_ROWS = 640
+CATEGORICAL_KINDS = {"categorical": CATEGORY_SHARES, "55-level categorical": MANY_LEVEL_SHARES}
+
+
+def _category_draw(shares: tuple[float, ...]) -> Callable[[np.random.Generator, int], np.ndarray]:
+    return lambda rng, n: rng.choice(len(shares), n, p=shares).astype(np.float64)
+
+
 FEATURE_KINDS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "continuous": lambda rng, n: rng.lognormal(10.0, 0.6, n),
     "one-decimal": lambda rng, n: np.round(rng.beta(2.0, 3.0, n), 1),
     "integer": lambda rng, n: rng.poisson(1.0, n).astype(np.float64),
-    "categorical": lambda rng, n: rng.choice(len(CATEGORY_SHARES), n, p=CATEGORY_SHARES).astype(np.float64),
+    **{kind: _category_draw(shares) for kind, shares in CATEGORICAL_KINDS.items()},
 }
+BASELINE_ROWS = {"55-level categorical": MANY_LEVEL_BASELINE_ROWS}
 
 
 def drift_false_alarms(kind: str, trials: int, rng: np.random.Generator, baseline_rows: int = DRIFT_BASELINE_ROWS,
@@ -75,8 +86,9 @@ def drift_false_alarms(kind: str, trials: int, rng: np.random.Generator, baselin
 
     policy = DriftPolicy()
     traffic_rows = traffic_rows or policy.min_samples
-    feature = ({"name": "x", "kind": "categorical", "categories": [f"c{i}" for i in range(len(CATEGORY_SHARES))]}
-               if kind == "categorical" else {"name": "x", "kind": "numeric"})
+    feature = ({"name": "x", "kind": "categorical",
+                "categories": [f"c{i}" for i in range(len(CATEGORICAL_KINDS[kind]))]}
+               if kind in CATEGORICAL_KINDS else {"name": "x", "kind": "numeric"})
     family = credit_risk_family(features=[feature])
     draw = FEATURE_KINDS[kind]
     alarms = 0
@@ -98,9 +110,12 @@ def _register_drift(kind: str) -> None:
     from mlops.core.schemas import DriftPolicy
 
     policy = DriftPolicy()
-    limit = policy.chi2_pvalue if kind == "categorical" else policy.ks_pvalue
-    simulation(f"drift false alarms, {kind} feature, same distribution", limit,
-               f"<= {limit} (p-value)")(lambda trials, rng: drift_false_alarms(kind, trials, rng))
+    limit = policy.chi2_pvalue if kind in CATEGORICAL_KINDS else policy.ks_pvalue
+    baseline_rows = BASELINE_ROWS.get(kind, DRIFT_BASELINE_ROWS)
+    name = f"drift false alarms, {kind} feature, same distribution" + (
+        f", {baseline_rows} baseline rows" if kind in BASELINE_ROWS else "")
+    simulation(name, limit, f"<= {limit} (p-value)")(
+        lambda trials, rng: drift_false_alarms(kind, trials, rng, baseline_rows=baseline_rows))
 
 
 for _kind in FEATURE_KINDS:

@@ -37,7 +37,7 @@ import logging  # noqa: E402
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 logging.getLogger("moto").setLevel(logging.CRITICAL)
 
-from mlops import synthetic  # noqa: E402
+from mlops.data import synthetic  # noqa: E402
 from mlops.core.settings import Env, ScoringSettings  # noqa: E402
 from mlops.data.datasets import parse_csv  # noqa: E402
 from mlops.serving.api import ScoringService  # noqa: E402

@@ -3,8 +3,8 @@
 The rules (also in docs/families.md):
 - Every column but the target and the sensitive attribute is a feature, except: ID-like columns (text with a
   distinct value on every row, or integers counting rows 1, 2, 3...), constant or empty columns, free text (over
-  MAX_LEVELS levels or values over MAX_CATEGORY_CHARS characters) and names the schema cannot hold; each is left
-  out with a note.
+  MAX_LEVELS levels) and names the schema cannot hold; each is left out with a note. A categorical column with
+  values over MAX_CATEGORY_CHARS characters is kept, and a note says so (the value shown truncated).
 - Numeric when every non-missing value is a finite number, else categorical with its categories ordered by
   frequency (most frequent first; ties by value) and `unknown: other`.
 - Domain: minimum 0 when no value is negative; no maximum (the data seen is not the domain).
@@ -127,8 +127,9 @@ def infer_task(cells: list[str], target: str, given: str | None, positive_label:
         elif len(labels) > 2:
             task, why = "multiclass_classification", f"{len(labels)} distinct labels"
         else:
-            raise InferenceError(f"target {quote(target)} has {len(labels)} distinct label(s); a family needs two "
-                                 "labels (binary), three or more (multiclass) or varying numbers (regression)")
+            found = _plural(len(labels), "distinct label", "distinct labels")
+            raise InferenceError(f"target {quote(target)} has {found}; a family needs two labels (binary), three or "
+                                 "more (multiclass) or varying numbers (regression)")
         notes = [f"task GUESSED: {task} ({why}); pass --task to choose"]
     else:
         task, notes = given, [f"task {given} (as given)"]
@@ -176,8 +177,9 @@ def _labels(cells: list[str], target: str, given: str | None,
     labels = Counter(_label_key(c) for c in cells if c not in markers)
     texts = _first_spellings(cells, markers)
     if len(labels) != 2:
-        found = ", ".join(f"{quote(texts[k])} ({n} rows)" for k, n in labels.most_common(10))
-        raise InferenceError(f"target {quote(target)} has {len(labels)} distinct labels; a binary family needs "
+        found = ", ".join(f"{quote(texts[k])} ({_plural(n, 'row', 'rows')})" for k, n in labels.most_common(10))
+        raise InferenceError(f"target {quote(target)} has {_plural(len(labels), 'distinct label', 'distinct labels')}; "
+                             "a binary family needs "
                              f"exactly two. Found: {found or 'none'}")
     (first, first_n), (second, second_n) = sorted(labels.items(), key=lambda kv: texts[kv[0]])
     pair = {first: first_n, second: second_n}
@@ -185,7 +187,8 @@ def _labels(cells: list[str], target: str, given: str | None,
         matches = [k for k in pair if same_label(texts[k], given)]
         if not matches:
             raise InferenceError(f"--positive-label {quote(given)} is not a label of {quote(target)}; labels: "
-                                 f"{quote(texts[first])} ({first_n} rows), {quote(texts[second])} ({second_n} rows)")
+                                 f"{quote(texts[first])} ({_plural(first_n, 'row', 'rows')}), "
+                                 f"{quote(texts[second])} ({_plural(second_n, 'row', 'rows')})")
         positive = matches[0]
         notes.append(f"positive label {quote(texts[positive])} (as given)")
     else:
@@ -233,6 +236,7 @@ def _feature(column: str, cells: list[str], markers: frozenset[str],
     present = [c for c in cells if c not in markers]
     missing = len(cells) - len(present)
     label = quote(column)
+    notes: list[str] = []
     if not present:
         return None, f"{label} left out: every value is missing"
     if not FEATURE_NAME.match(column):
@@ -255,15 +259,22 @@ def _feature(column: str, cells: list[str], markers: frozenset[str],
             return None, f"{label} left out: a distinct value on every row (an identifier?)"
         if len(counts) > MAX_LEVELS:
             return None, f"{label} left out: {len(counts)} distinct values, over {MAX_LEVELS} (free text?)"
-        if max(len(c) for c in counts) > MAX_CATEGORY_CHARS:
-            return None, f"{label} left out: values over {MAX_CATEGORY_CHARS} characters (free text?)"
+        long = sorted((c for c in counts if len(c) > MAX_CATEGORY_CHARS), key=len, reverse=True)
+        if long:
+            notes.append(f"{label}: {_plural(len(long), 'category', 'categories')} over {MAX_CATEGORY_CHARS} "
+                         f"characters kept (longest: {len(long[0])} characters, {quote(long[0])}); if the column "
+                         "is free text, leave it out")
         categories = [value for value, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
         feature = {"name": column, "kind": "categorical", "categories": categories, "unknown": "other"}
         strategy = "most_frequent"
     if missing:
         feature["missing"] = strategy
-        return feature, f"{label}: {missing} missing values ({missing / rows:.1%}) -> missing: {strategy}"
-    return feature, None
+        notes.append(f"{label}: {missing} missing values ({missing / rows:.1%}) -> missing: {strategy}")
+    return feature, "; ".join(notes) or None
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _numbers(values: list[str]) -> np.ndarray | None:

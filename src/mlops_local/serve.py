@@ -3,13 +3,16 @@
 Requests become real API Gateway proxy events and go to the family's scoring function through its `live`
 alias (weights honoured). AWS clients (boto3, the AWS CLI, `mlops upload`) can use the printed endpoint:
 uploading a CSV to s3://<bucket>/datasets/<family>/ runs the real pipeline. The server records its endpoints in
-`.mlops/local-serve.json` in the folder it was started from, where the CLI looks for a running server.
+`.mlops/local-serve.json` in the folder it was started from, where the CLI looks for a running server. Before
+starting anything it takes the folder's lock (`.mlops/local-serve.lock`), so a second server in the same folder
+is refused even while the first is still starting.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -17,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +35,10 @@ from .runtime import LocalPlatform
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 BUILTIN_FAMILY = "credit-risk"
 SERVER_FILE = Path(".mlops") / "local-serve.json"
+# Held (flock) by the running server for its whole life; the kernel releases it when the process ends, however it
+# ends, so a record left by a dead server, or naming a pid the system has since given to another program, never
+# blocks a start. The file itself stays: removing it would let two servers lock two different files.
+LOCK_FILE = Path(".mlops") / "local-serve.lock"
 # A client that stops sending in the middle of a request (a short body, a stalled upload) frees its thread after
 # this long, with a 400; an idle keep-alive connection is closed after it.
 READ_TIMEOUT_SECONDS = 10.0
@@ -94,17 +102,14 @@ class ScoringFront(BaseHTTPRequestHandler):
             return self._send(*for_local(self.platform).handle(method, self.path))
         if not (parts[0] == "models" and (len(parts) == 2 or (len(parts) == 3 and parts[2] in ("predict",
                                                                                             "openapi.json")))):
-            return self._send(404, {"error": "NotFound",
-                                    "message": f"no route {method} {path}; use POST /models/<name>/predict, "
-                                               "GET /models/<name>, GET /models/<name>/openapi.json or "
-                                               "GET /console"})
+            return self._error(404, "NotFound", f"no route {method} {path}; use POST /models/<name>/predict, "
+                                                "GET /models/<name>, GET /models/<name>/openapi.json or GET /console")
         name = parts[1]
         if name not in self.platform.scoring_functions:
-            return self._send(404, {"error": "UnknownFamilyError", "message": f"model family {name!r} is not deployed"})
+            return self._error(404, "UnknownFamilyError", f"model family {name!r} is not deployed")
         expected = "POST" if len(parts) == 3 and parts[2] == "predict" else "GET"
         if method != expected:
-            return self._send(405, {"error": "MethodNotAllowed", "message": f"use {expected} on {path}"},
-                              {"Allow": expected})
+            return self._error(405, "MethodNotAllowed", f"use {expected} on {path}", {"Allow": expected})
         try:
             body, is_b64 = raw.decode("utf-8"), False
         except UnicodeDecodeError:
@@ -115,8 +120,7 @@ class ScoringFront(BaseHTTPRequestHandler):
             response, _ = self.platform.invoke_scoring(name, event)
         except Exception as exc:  # the local runtime itself failed: API Gateway answers 502 in that case
             print(f"scoring front: invoking {name} failed: {exc!r}", file=sys.stderr, flush=True)
-            return self._send(502, {"error": "BadGateway",
-                                    "message": f"the local runtime failed: {type(exc).__name__}"})
+            return self._error(502, "BadGateway", f"the local runtime failed: {type(exc).__name__}")
         self._send(int(response.get("statusCode", 502)), response.get("body", ""), response.get("headers") or {})
 
     def _read_body(self) -> bytes | None:
@@ -145,10 +149,17 @@ class ScoringFront(BaseHTTPRequestHandler):
 
     def _refuse(self, status: int, error: str, message: str, linger: bool = True) -> None:
         self.close_connection = True
-        self._send(status, {"error": error, "message": message}, {"Connection": "close"})
+        self._error(status, error, message, {"Connection": "close"})
         if linger:
             self._discard_unread()
         return None
+
+    def _error(self, status: int, error: str, message: str, headers: dict[str, str] | None = None) -> None:
+        """An answer of the front itself, shaped like the scoring function's errors: {error, message,
+        request_id} with the same id in X-Request-Id, so every answer can be quoted in a bug report."""
+        request_id = str(uuid.uuid4())
+        self._send(status, {"error": error, "message": message, "request_id": request_id},
+                   {**(headers or {}), "X-Request-Id": request_id})
 
     def _discard_unread(self) -> None:
         """Lingering close: stop sending, then read what the client still sends, so closing does not reset the
@@ -242,14 +253,30 @@ def check_families(families: Sequence[Any]) -> None:
         seen.add(family.name)
 
 
-def running_server(folder: Path) -> dict[str, Any] | None:
-    """The server recorded in `folder`/.mlops/local-serve.json if its process is alive, else None."""
+class FolderTaken(Exception):
+    """Another process holds the folder's server lock; `pid` is the one it recorded (None while it starts)."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+def claim_folder(folder: Path) -> int:
+    """Take `folder`'s server lock (an exclusive, non-blocking flock on `LOCK_FILE`, created if needed) and write
+    this process's pid in it. Returns the open descriptor: the lock lasts as long as it stays open (the
+    server's life). Raises FolderTaken naming the holder's pid when another process holds the lock."""
+    path = folder / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        info = json.loads((folder / SERVER_FILE).read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        recorded = os.read(descriptor, 32).decode("ascii", "replace").strip()
+        os.close(descriptor)
+        raise FolderTaken(int(recorded) if recorded.isdigit() else None) from None
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f"{os.getpid()}\n".encode())
+    return descriptor
 
 
 def _write_server_file(path: Path, info: dict[str, Any]) -> None:
@@ -302,14 +329,19 @@ def help_lines(info: dict[str, Any], live: dict[str, int]) -> list[str]:
 def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), folder: Path | None = None) -> int:
     """Run until Ctrl-C, SIGTERM or SIGHUP. `families` are validated ModelFamily objects served beside the
     built-in one. Returns the exit code: 0; 1 when it could not start (port taken, seed model not live); 2 when
-    another server runs from the same folder."""
+    another server runs (or is starting) from the same folder: the folder's lock is taken before anything
+    starts (`claim_folder`)."""
     folder = Path.cwd() if folder is None else folder
     server_file = folder / SERVER_FILE
-    other = running_server(folder)
-    if other is not None and int(other["pid"]) != os.getpid():
-        print(f"Error: mlops local serve (pid {other['pid']}) is already running from this folder "
-              f"({server_file}); stop it first or start from another folder.", file=sys.stderr)
+    try:
+        lock = claim_folder(folder)
+    except FolderTaken as taken:
+        holder = f"mlops local serve (pid {taken.pid})" if taken.pid else "another mlops local serve"
+        print(f"Error: {holder} is already running from this folder ({folder / LOCK_FILE} is locked); stop it "
+              "first or start from another folder.", file=sys.stderr)
         return 2
+    # Whatever record is there belongs to a server that is gone: the CLI must not find its endpoints meanwhile.
+    server_file.unlink(missing_ok=True)
     # SIGINT too: a shell starts background jobs with SIGINT ignored, and `kill -INT` must still stop the server.
     stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for number in stop_signals:
@@ -348,6 +380,7 @@ def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), 
         if platform is not None:
             _stop_running_executions(platform)
             platform.stop()
+        os.close(lock)
     return 0
 
 

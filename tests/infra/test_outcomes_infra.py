@@ -126,6 +126,10 @@ def test_definition_ends_identical_content_at_a_duplicate_state_and_gated_out_ru
     choice = states["DuplicateContent?"]
     assert choice["Choices"] == [{"Variable": "$.train.duplicate_of", "IsPresent": True, "Next": "FinishDuplicate"}]
     assert choice["Default"] == "Evaluate"
+    # PlanTraining recognises most duplicates before the rollout lock; Train those judged while it waited.
+    early = states["DuplicateUpload?"]
+    assert early["Choices"] == [{"Variable": "$.plan.duplicate_of", "IsPresent": True, "Next": "FinishDuplicate"}]
+    assert states["PlanTraining"]["Next"] == "DuplicateUpload?" and early["Default"] == "AcquireRolloutLock"
     assert states["FinishDuplicate"]["Parameters"]["action"] == "finish:duplicate"
     assert states["FinishDuplicate"]["Catch"][0]["Next"] == "HandleFailure"
     assert states[states["FinishDuplicate"]["Next"]] == {"Type": "Succeed", "OutputPath": "$.outcome"}

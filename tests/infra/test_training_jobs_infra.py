@@ -75,7 +75,8 @@ def test_train_function_gets_the_engine_settings_and_room_to_spool(synthesized):
 
 def test_definition_plans_first_and_both_engines_reach_the_same_duplicate_check():
     states = DEFINITION["States"]
-    assert DEFINITION["StartAt"] == "PlanTraining" and states["PlanTraining"]["Next"] == "AcquireRolloutLock"
+    assert DEFINITION["StartAt"] == "PlanTraining" and states["PlanTraining"]["Next"] == "DuplicateUpload?"
+    assert states["DuplicateUpload?"]["Default"] == "AcquireRolloutLock"
     assert states["PlanTraining"]["Catch"][0]["Next"] == "HandleFailure"
     acquired = next(c for c in states["RolloutLockAcquired?"]["Choices"] if c.get("BooleanEquals") is True)
     assert acquired["Next"] == "TrainingEngine?"

@@ -92,11 +92,11 @@ def test_labels_as_booleans_text_and_numbers_match_the_positive_label(labels, po
 def test_numeric_labels_spelled_differently_are_one_class():
     body = rows(labels=("0", "1"))
     body[2][3], body[3][3] = "0.0", " 1 "
-    dataset = parse_dataset(csv_bytes(body), family(positive_label=1))
+    dataset = parse_dataset(csv_bytes(body), family(positive_label=1, favorable_label=0))
     # one class per number; its label is spelled as where it first appears
     assert dataset.classes == ("0", "1") and dataset.y[3] == 1 and dataset.y[2] == 0
     body[1][3] = "0.00"
-    assert parse_dataset(csv_bytes(body), family(positive_label=1)).classes == ("0.00", "1")
+    assert parse_dataset(csv_bytes(body), family(positive_label=1, favorable_label=0)).classes == ("0.00", "1")
 
 
 def test_positive_label_absent_lists_the_labels_found():

@@ -75,8 +75,8 @@ def test_classic_cramers_v_shrinks_with_the_baseline_and_the_equal_weight_one_do
 
 def test_pooled_chi_square_equals_scipy_on_the_pooled_table():
     expected, actual = np.array([600, 300, 80, 15, 5]), np.array([50, 40, 8, 1, 1])
-    # smaller sample 100 of 1000: a category is sparse below 5 / 0.1 = 50 baseline values -> pool 15 + 5 = 20, itself
-    # sparse, joins the smallest remaining category (80)
+    # rows 1000 and 100: a category is sparse below a column total of 5 * 1100 / 100 = 55 -> pool 16 + 6 = 22,
+    # itself sparse, joins the remaining category with the smallest column total (88)
     stat, p_value, tested = distributions.pooled_chi_square(expected, actual)
     reference = scipy_stats.chi2_contingency(np.array([[600, 300, 100], [50, 40, 10]]), correction=False)
     assert tested == 3 and stat == pytest.approx(reference.statistic) and p_value == pytest.approx(reference.pvalue)

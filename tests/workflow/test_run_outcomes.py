@@ -65,14 +65,41 @@ def test_identical_reupload_starts_no_rollout_and_is_recorded_as_a_duplicate(pla
     assert after.latest_version == before.latest_version == 1 and after.rollout_holder is None
     run = platform.registry.get_run(family.name, described["name"])
     earlier = run["detail"]["duplicate_of"]
-    assert run["outcome"] == "duplicate" and run["step"] == "Train"
+    assert run["outcome"] == "duplicate" and run["step"] == "PlanTraining" and "AcquireRolloutLock" not in states
     assert earlier["outcome"] == "promoted" and earlier["version"] == 1
     assert platform.registry.get_run(family.name, earlier["run_id"])["dataset"]["key"].endswith("monday.csv")
     assert "already promoted" in run["reason"]
 
 
+def test_an_identical_reupload_ends_as_a_duplicate_without_waiting_for_another_runs_canary(platform, new_family):
+    # Given a promoted upload and another run baking its canary (a long window: it holds the family lock).
+    family = new_family(gate={"min_auc_margin": -0.5}, canary={"bake_seconds": 60, "steps": [50, 100]})
+    data = synthetic.credit_risk_csv(1500, 23)
+    first, _ = run_upload(platform, family.name, "monday.csv", data)
+    assert first["outcome"] == "promoted"
+    _, baking = _run_of_upload(platform, family.name, "new.csv", synthetic.credit_risk_csv(1500, 24))
+    arn = baking["executions"][0]["executionArn"]
+    deadline = time.monotonic() + 60
+    while "Bake" not in entered_states(arn):
+        assert time.monotonic() < deadline, entered_states(arn)
+        time.sleep(0.05)
+    try:
+        # When the first content is uploaded again.
+        output, described = run_upload(platform, family.name, "monday-again.csv", data)
+        # Then it ends as a duplicate before the lock, while the other run still holds it.
+        assert output["outcome"] == "duplicate", described
+        states = entered_states(described["executionArn"])
+        assert "AcquireRolloutLock" not in states and "Train" not in states
+        assert platform.registry.get_family(family.name).rollout_holder == baking["run_id"]
+        run = platform.registry.get_run(family.name, described["name"])
+        assert run["step"] == "PlanTraining" and run["detail"]["duplicate_of"]["outcome"] == "promoted"
+    finally:
+        aws.client("stepfunctions").stop_execution(executionArn=arn, error="Operator", cause="stopped by a test")
+        platform.wait_for(arn, 60)
+
+
 def test_content_that_failed_may_be_uploaded_again(platform, new_family, monkeypatch):
-    from mlops.training import steps
+    from mlops.training.fit import steps
 
     family = new_family()
     data = synthetic.credit_risk_csv(1500, 22)

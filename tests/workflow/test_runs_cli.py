@@ -109,8 +109,8 @@ def test_runs_list_and_show_tell_the_story_of_each_run(platform, new_family, sta
     story = json.loads(mlops("runs", "show", gated, "--json", *stack["args"]).stdout)
     assert story["run"]["run_id"] == gated and story["version"]["status"] == "rejected"
     states = [s["state"] for s in story["states"]]
-    assert states[:5] == ["PlanTraining", "AcquireRolloutLock", "RolloutLockAcquired?", "TrainingEngine?",
-                          "Train"] and "Gate" in states
+    assert states[:6] == ["PlanTraining", "DuplicateUpload?", "AcquireRolloutLock", "RolloutLockAcquired?",
+                          "TrainingEngine?", "Train"] and "Gate" in states
     assert all(s["seconds"] is not None for s in story["states"][:-1])
     assert any(not c["passed"] for c in story["version"]["gate"]["checks"])
     text = mlops("runs", "show", gated, *stack["args"])

@@ -4,6 +4,7 @@ the record when it stops."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,18 +85,11 @@ def test_demo_refuses_a_data_file_that_does_not_exist(tmp_path):
     assert done.returncode == 2 and "nowhere.csv" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_second_server_in_a_folder_with_a_running_one_exits_2_and_leaves_its_record(tmp_path):
-    record = {"api_url": "http://127.0.0.1:1", "pid": os.getpid()}  # this test's process: alive
-    (tmp_path / ".mlops").mkdir()
-    (tmp_path / ".mlops" / "local-serve.json").write_text(json.dumps(record))
-    done = mlops("local", "serve", "--port", str(free_port()), cwd=tmp_path)
-    assert done.returncode == 2 and f"pid {os.getpid()}" in done.stderr and "already running" in done.stderr
-    assert json.loads((tmp_path / ".mlops" / "local-serve.json").read_text()) == record
-
-
 # serve.main with the platform replaced by stand-ins: the signal handling and the record's life, in a second.
+# argv: the folder, then optionally the seconds its start-up takes.
 STUB_SERVER = r"""
 import sys
+import time
 from pathlib import Path
 from mlops_local import serve
 
@@ -107,7 +101,11 @@ class Stub:
     def executions(self): return []
     def stop(self): print("platform stopped", file=sys.stderr, flush=True)
 
-serve.start = lambda port, families=(): (Stub(), Stub())
+def start(port, families=()):
+    time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
+    return Stub(), Stub()
+
+serve.start = start
 sys.exit(serve.main(as_json=True, folder=Path(sys.argv[1])))
 """
 
@@ -131,20 +129,76 @@ def test_stop_signal_removes_the_server_record_and_stops_everything(tmp_path, nu
     assert "front stopped" in stderr and "platform stopped" in stderr
 
 
-def test_server_file_of_a_dead_server_does_not_block_a_new_start(tmp_path):
-    """A record left by a killed server (pid no longer running) is stale: the check ignores it."""
-    from mlops_local.serve import running_server
+def stub_server(folder: Path, startup_seconds: float = 0.0) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", STUB_SERVER, str(folder), str(startup_seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+
+def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_second_server_in_a_folder_with_a_running_one_exits_2_and_leaves_its_record(tmp_path):
+    first = stub_server(tmp_path)
+    try:
+        info = json.loads(first.stdout.readline() or "{}")
+        record = (tmp_path / ".mlops" / "local-serve.json").read_text()
+        done = mlops("local", "serve", "--port", str(free_port()), cwd=tmp_path)
+        assert done.returncode == 2 and "already running" in done.stderr, done.stderr
+        assert f"pid {info['pid']}" in done.stderr and "Traceback" not in done.stderr
+        assert (tmp_path / ".mlops" / "local-serve.json").read_text() == record
+    finally:
+        stop(first)
+
+
+def test_two_servers_started_at_once_in_one_folder_one_runs_and_the_other_is_refused(tmp_path):
+    # Each takes a second to start: the record is written only then, so only a lock taken first can tell.
+    servers = [stub_server(tmp_path, 1.0) for _ in range(2)]
+    try:
+        refused = []
+        for server in servers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                refused.append((server.wait(timeout=10), server.stderr.read()))
+        assert len(refused) == 1, "both servers kept running (or both stopped)"
+        code, stderr = refused[0]
+        assert code == 2 and "already running from this folder" in stderr and "Traceback" not in stderr
+        running = next(s for s in servers if s.poll() is None)
+        info = json.loads(running.stdout.readline() or "{}")
+        assert info.get("pid") == running.pid
+    finally:
+        for server in servers:
+            stop(server)
+
+
+@pytest.mark.parametrize("owner", ["dead", "reused"])
+def test_server_file_of_a_gone_server_does_not_block_a_new_start(tmp_path, owner):
+    """A record left by a killed server is stale, whether its pid no longer runs or now belongs to another program
+    (here: this test's own process, alive but no server): a new server starts and replaces the record."""
+    if owner == "dead":
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        pid = int(dead.stdout)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        pid = os.getpid()
     (tmp_path / ".mlops").mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    pid = int(dead.stdout)
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
     (tmp_path / ".mlops" / "local-serve.json").write_text(json.dumps({"pid": pid}))
-    assert running_server(tmp_path) is None
-    (tmp_path / ".mlops" / "local-serve.json").write_text(json.dumps({"pid": os.getpid()}))
-    assert running_server(tmp_path) == {"pid": os.getpid()}
+    (tmp_path / ".mlops" / "local-serve.lock").write_text(f"{pid}\n")
+    server = stub_server(tmp_path)
+    try:
+        info = json.loads(server.stdout.readline() or "{}")
+        assert info.get("pid") == server.pid, server.stderr.read() if server.poll() is not None else ""
+        assert json.loads((tmp_path / ".mlops" / "local-serve.json").read_text()) == info
+    finally:
+        stop(server)
 
 
 def _alive(pid: int) -> bool:

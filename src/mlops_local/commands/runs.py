@@ -134,23 +134,39 @@ def _truncate(text: str, limit: int) -> str:
 @click.argument("run_id", metavar="RUN")
 @click.option("--family", metavar="NAME", help="The run's family (needed only for runs of unregistered names "
                                                 "longer than 40 characters).")
+@click.option("--follow", is_flag=True, help="Follow a running run until it ends (progress and the canary's "
+                                             "requests), then tell its story; exit 0 only when the model went live.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True,
+              help="With --follow: seconds to follow before giving up (the run goes on).")
+@click.option("--poll-seconds", type=click.FloatRange(min=0.01), default=None, hidden=True)
 @platform_options
-def show(run_id: str, family: str | None, target: TargetOptions) -> None:
+def show(run_id: str, family: str | None, follow: bool, timeout: float, poll_seconds: float | None,
+         target: TargetOptions) -> None:
     """Tell the whole story of one run: the record, every state of its execution with timings and errors, the
-    model version it registered with the gate's checks, and the canary's verdict.
+    model version it registered with the gate's checks, and the canary (weight, last check, divergence test).
+
+    With --follow, a run still in progress is followed first, as `mlops upload --follow` does (exit 0 promoted,
+    1 any other outcome or still running at --timeout, 130 on Ctrl-C: the run goes on).
 
     \b
-    Example:
+    Examples:
       mlops runs show credit-risk-0123abcd... --json
+      mlops runs show credit-risk-0123abcd... --follow
     """
     platform = connect(target)
     with reaching(platform):
         run = find_run(platform, run_id, family)
+        if follow and run.get("outcome") == "started":
+            run = follow_or_interrupt(platform, run["family"], run_id, timeout,
+                                      poll_seconds or platform.poll_seconds,
+                                      None if target.as_json else _console(stderr=True)) or run
         story = run_story(platform, run)
     if target.as_json:
         echo_json(story)
-        return
-    print_story(_console(), story)
+    else:
+        print_story(_console(), story)
+    if follow and run.get("outcome") != "promoted":
+        raise click.exceptions.Exit(1)
 
 
 def find_run(platform: Platform, run_id: str, family: str | None) -> dict[str, Any]:
@@ -246,8 +262,70 @@ def print_story(console: Any, story: dict[str, Any]) -> None:
                               "yes" if check.get("passed") else "[red]no[/]", str(check.get("detail", "")))
             console.print(table)
         canary = version.get("canary_result") or {}
-        if canary:
+        if canary and not run.get("canary"):
             console.print(f"Canary: {canary.get('decision')}: {'; '.join(canary.get('reasons') or [])}")
+            divergence = divergence_text((canary.get("figures") or {}).get("divergence"))
+            if divergence:
+                console.print(f"  divergence: {divergence}")
+    for line in canary_lines(run):
+        console.print(line)
+
+
+def canary_lines(run: dict[str, Any]) -> list[str]:
+    """The canary of a run as its record holds it (written by every canary step and check): version, weight
+    and step, the last check's decision, requests against min_requests, and the divergence test's figures."""
+    canary = run.get("canary") or {}
+    if not canary:
+        return []
+    steps = canary.get("steps") or []
+    # A run that failed during its canary (stopped, timed out) put the traffic back without a canary step.
+    ended = canary.get("ended") or (run.get("outcome") if run.get("outcome") not in (None, "started") else None)
+    state = {"promoted": "promoted (all traffic)", "rolled_back": "rolled back (no traffic)"}.get(
+        ended or "", f"ended with the run ({ended}; the live version has all traffic)" if ended else
+        f"at {canary.get('weight')}% of traffic (step {int(canary.get('step', 0)) + 1} of {len(steps)}: "
+        f"{', '.join(f'{s}%' for s in steps)})")
+    lines = [f"[bold]Canary[/] v{canary.get('version')} {state}"]
+    check = canary.get("last_check") or {}
+    if check:
+        lines.append(f"  last check at {check.get('weight')}%: {check.get('decision')}: "
+                     f"{_truncate('; '.join(check.get('reasons') or []) or '-', 300)}")
+        lines.append(f"  {_count(check.get('requests'))} of {canary.get('min_requests')} requests (min_requests) in "
+                     f"the window; {_count(check.get('canary_predictions'))} canary and "
+                     f"{_count(check.get('live_predictions'))} live predictions captured")
+        divergence = divergence_text(check.get("divergence"))
+        if divergence:
+            lines.append(f"  divergence: {divergence}")
+    return lines
+
+
+def divergence_text(divergence: dict[str, Any] | None) -> str:
+    """The divergence test a canary check recorded, in words: test, p-value against its level, effect size
+    against its floor ("Fisher's exact p 0.62 (alpha 0.005), Cohen's h 0.05 (min 0.5): not diverged")."""
+    if not divergence:
+        return ""
+    if divergence.get("status") not in (None, "checked"):
+        return str(divergence.get("summary") or divergence.get("status"))
+    names = {"fisher_exact": "Fisher's exact", "chi_square": "chi-square", "ks": "KS"}
+    parts = []
+    p_value = next((divergence[k] for k in ("p_value", "ks_p_value", "chi2_p_value") if divergence.get(k) is not None),
+                   None)
+    if p_value is not None:
+        test = names.get(str(divergence.get("test")), str(divergence.get("test") or "test"))
+        parts.append(f"{test} p {_number(float(p_value))}" + (
+            f" (alpha {_number(divergence['alpha'])})" if divergence.get("alpha") is not None else ""))
+    for effect, floor, label in (("cohens_h", "min_cohens_h", "Cohen's h"),
+                                 ("cramers_v_equal_weight", "max_cramers_v", "equal-weight Cramér's V"),
+                                 ("ks_statistic", "max_ks_statistic", "KS D")):
+        if divergence.get(effect) is not None:
+            parts.append(f"{label} {_number(divergence[effect])}" + (
+                f" (min {_number(divergence[floor])})" if divergence.get(floor) is not None else ""))
+    if divergence.get("diverged") is not None:
+        parts.append("diverged" if divergence["diverged"] else "not diverged")
+    return ", ".join(parts) or str(divergence.get("summary") or "")
+
+
+def _count(value: Any) -> str:
+    return "?" if value is None else f"{float(value):.0f}"
 
 
 def _number(value: Any) -> str:
@@ -270,7 +348,10 @@ def upload(file: Path, family: str, follow: bool, timeout: float, poll_seconds: 
     """Upload a data set to datasets/<family>/<file name>, which starts a pipeline run, and optionally follow it.
 
     With --follow the exit code tells the outcome: 0 promoted (the model is live), 1 anything else (gated out,
-    rolled back, failed, rejected, duplicate, refused, or still running at --timeout).
+    rolled back, failed, rejected, duplicate, refused, or still running at --timeout); 130 when you stop
+    following with Ctrl-C (the run goes on: `mlops runs show RUN --follow` follows it again). While a canary bakes,
+    the display shows its requests against the policy's min_requests: a canary is judged on scoring traffic, so
+    send requests to the family's predict route or it waits and, after max_idle_windows, rolls back.
 
     \b
     Examples:
@@ -302,8 +383,8 @@ def upload(file: Path, family: str, follow: bool, timeout: float, poll_seconds: 
             if target.as_json:
                 echo_json(uploaded)
             return
-        run = follow_run(platform, family, run_id, timeout, poll_seconds or platform.poll_seconds,
-                         None if target.as_json else console)
+        run = follow_or_interrupt(platform, family, run_id, timeout, poll_seconds or platform.poll_seconds,
+                                  None if target.as_json else console, target)
     if target.as_json:
         echo_json({**uploaded, "run": run_summary(run) if run else None})
     elif run is not None:
@@ -311,6 +392,22 @@ def upload(file: Path, family: str, follow: bool, timeout: float, poll_seconds: 
                          + (f" (step {run['step']})" if run.get("step") else ""))
     if not run or run.get("outcome") != "promoted":
         raise click.exceptions.Exit(1)
+
+
+def follow_or_interrupt(platform: Platform, family: str, run_id: str, timeout: float, poll: float,
+                        console: Any | None, target: TargetOptions | None = None) -> dict[str, Any] | None:
+    """`follow_run`; on Ctrl-C, say that the run goes on in the background and how to follow it again, and exit
+    130 (128 + SIGINT, the shell's code for an interrupted command) rather than 1, which means a negative
+    outcome."""
+    try:
+        return follow_run(platform, family, run_id, timeout, poll, console)
+    except KeyboardInterrupt:
+        where = "".join(f" --{name} {value}" for name, value in (
+            ("stack", target and target.stack), ("profile", target and target.profile),
+            ("region", target and target.region)) if value)
+        click.echo(f"Stopped following. Run {run_id} goes on in the background; follow it again with:\n"
+                   f"  mlops runs show {run_id} --follow{where}", err=True)
+        raise click.exceptions.Exit(130) from None
 
 
 def follow_run(platform: Platform, family: str, run_id: str, timeout: float, poll: float,
@@ -350,11 +447,11 @@ def follow_run(platform: Platform, family: str, run_id: str, timeout: float, pol
                 _note(console, f"still running after {timeout:.0f} s; follow with `mlops runs show {run_id}`")
                 return run
             if live is not None:
-                live.update(_progress_table(run_id, visits))
+                live.update(_progress_table(run_id, visits, run=run))
             time.sleep(poll)
     finally:
         if live is not None:
-            live.update(_progress_table(run_id, visits, done=True))
+            live.update(_progress_table(run_id, visits, done=True, run=run))
             live.stop()
 
 
@@ -368,11 +465,19 @@ def _progress(console: Any | None, run_id: str) -> Any:
     return live
 
 
-def _progress_table(run_id: str, visits: list[dict[str, Any]], done: bool = False) -> Any:
+CANARY_STATES = frozenset({"CanaryStart", "Bake", "CanaryCheck", "CanaryDecision", "CanaryStepUp"})
+
+
+def _progress_table(run_id: str, visits: list[dict[str, Any]], done: bool = False,
+                    run: dict[str, Any] | None = None) -> Any:
+    """The follow display: the run id on a line of its own (never wrapped), the states so far, and while the
+    canary bakes its weight and the last check's requests against min_requests (`canary_progress`)."""
+    from rich.console import Group
     from rich.spinner import Spinner
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"Run {run_id}", title_justify="left", show_edge=False)
+    table = Table(show_edge=False)
     table.add_column("")
     table.add_column("State")
     table.add_column("Seconds", justify="right")
@@ -386,7 +491,35 @@ def _progress_table(run_id: str, visits: list[dict[str, Any]], done: bool = Fals
                       f"{seconds:.1f}" if seconds is not None else "-")
     if not visits:
         table.add_row("" if done else Spinner("dots"), "waiting for the trigger", "")
-    return table
+    parts: list[Any] = [Text(f"Run {run_id}", style="bold", no_wrap=True, overflow="ignore"), table]
+    progress = canary_progress(run) if visits and visits[-1]["state"] in CANARY_STATES and not done else None
+    if progress:
+        parts.append(Text.from_markup(progress))
+    return Group(*parts)
+
+
+def canary_progress(run: dict[str, Any] | None) -> str | None:
+    """One or two lines on a baking canary for the follow display, from its run record: version, weight and
+    step, and the last check's requests against the policy's min_requests; while it waits for traffic, how to
+    send some. None before the canary started or after it ended."""
+    canary = (run or {}).get("canary") or {}
+    if not canary or canary.get("ended") or (run or {}).get("outcome") not in (None, "started"):
+        return None
+    steps = canary.get("steps") or []
+    line = (f"Canary v{canary.get('version')} at {canary.get('weight')}% (step {int(canary.get('step', 0)) + 1} "
+            f"of {len(steps)})")
+    check = canary.get("last_check") or {}
+    if not check or check.get("weight") != canary.get("weight"):
+        return (f"{line}: first check after the {canary.get('bake_seconds')} s bake window, which needs "
+                f"{canary.get('min_requests')} scoring requests (min_requests)")
+    line += (f": {_count(check.get('requests'))} of {canary.get('min_requests')} requests (min_requests) at the "
+             f"last check; {_count(check.get('canary_predictions'))} canary and "
+             f"{_count(check.get('live_predictions'))} live predictions captured")
+    if check.get("decision") == "wait":
+        family = (run or {}).get("family", "<family>")
+        line += (f"\n[yellow]waiting for traffic ({check.get('idle_windows')} of {canary.get('max_idle_windows')} "
+                 f"idle windows, then a rollback): send scoring requests to POST /models/{family}/predict[/]")
+    return line
 
 
 def _note(console: Any | None, message: str) -> None:

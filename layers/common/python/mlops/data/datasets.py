@@ -30,6 +30,7 @@ DELIMITERS = (",", ";", "\t", "|")
 MAX_COLUMNS = 2_000
 MAX_ERRORS_REPORTED = 5
 MAX_QUOTED_CHARS = 40
+FLOAT32_MAX = 3.4028234663852886e38  # a feature without a declared domain accepts what a 32-bit float holds
 # A sensitive attribute names a group ("F", "age 25-34"); longer values are refused rather than cut (cutting
 # could merge groups) and would bloat the fixed-width holdout arrays.
 MAX_SENSITIVE_CHARS = 100
@@ -116,7 +117,8 @@ def parse_dataset(data: bytes | BinaryIO, family: ModelFamily, key: str = "") ->
     missing where the feature has no missing strategy, an undeclared category with `unknown: reject`, no target):
     the message gives the total count of invalid rows, counts per column and the first MAX_ERRORS_REPORTED
     problems with their physical line numbers; a target without exactly two labels or without the positive label;
-    fewer than MIN_ROWS rows; a class with fewer rows than the class-count rule (see `min_rows_per_class`).
+    a favorable_label (declared with a sensitive attribute) that is not one of the labels; fewer than MIN_ROWS rows;
+    a class with fewer rows than the class-count rule (see `min_rows_per_class`).
     """
     for suffix, reader in EXTRA_READERS.items():
         if key.lower().endswith(suffix):
@@ -538,6 +540,8 @@ def _kind_summary(kind: str, column: str, count: int, values: list[str]) -> str:
         return f"{quote(column)}: {rows} not finite ({examples})"
     if kind == "domain":
         return f"{quote(column)}: {rows} outside the declared domain ({examples})"
+    if kind == "range":
+        return f"{quote(column)}: {rows} beyond the 32-bit float range, |x| > {FLOAT32_MAX:.4g} ({examples})"
     if kind == "unknown":
         return (f"{quote(column)}: {rows} with undeclared categories ({examples}); add them to the categories "
                 "or declare unknown: other")
@@ -685,7 +689,8 @@ def _classes(labels: _Labels, groups: np.ndarray, family: ModelFamily) -> tuple[
     texts = labels.texts
     shown = [text[:MAX_QUOTED_CHARS] for text in texts[:10]]
     counts = np.bincount(groups, minlength=len(texts))
-    found = ", ".join(f"{quote(texts[g])} ({counts[g]} rows)" for g in np.argsort(-counts, kind="stable")[:10])
+    found = ", ".join(f"{quote(texts[g])} ({_count(int(counts[g]), 'row')})"
+                      for g in np.argsort(-counts, kind="stable")[:10])
     if len(texts) > 10:
         found += f" ... ({len(texts)} distinct labels)"
     target = quote(family.target)
@@ -703,6 +708,10 @@ def _classes(labels: _Labels, groups: np.ndarray, family: ModelFamily) -> tuple[
     if len(matches) == 2:
         raise DataSetError(f"both labels of target {target} match the positive label {positive}: {found}",
                            labels=shown)
+    if family.sensitive_attribute is not None and not any(same_label(t, family.favorable_label) for t in texts):
+        raise DataSetError(f"the favorable_label {quote(label_text(family.favorable_label))} (the outcome fairness "
+                           f"is judged on, for sensitive_attribute {quote(family.sensitive_attribute)}) is not "
+                           f"among the labels of target {target}: {found}", labels=shown)
     positive_group = matches[0]
     y = (groups == positive_group).astype(np.int64)
     return y, (texts[1 - positive_group], texts[positive_group])
@@ -768,11 +777,19 @@ class _NumericColumn:
             problems.add("missing", name,
                          [(int(lines[i]), f"{name} is missing ({quote(cells[i].strip())})")
                           for i in idx[:MAX_ERRORS_REPORTED]], int(idx.size), [])
-        with np.errstate(invalid="ignore"):
-            outside = np.flatnonzero((values < self.low) | (values > self.high))
-        if outside.size:
-            self._report(problems, "domain", outside.tolist(), cells, lines, bad,
-                         f"is outside its domain [{self.low:g}, {self.high:g}]")
+        # Finite values only: an infinity is reported once, as not finite, and NaN is missing or not a number.
+        finite = np.isfinite(values)
+        for side, outside in (("minimum", finite & (values < self.low)), ("maximum", finite & (values > self.high))):
+            index = np.flatnonzero(outside)
+            if not index.size:
+                continue
+            if getattr(self.feature, side) is not None:
+                self._report(problems, "domain", index.tolist(), cells, lines, bad,
+                             f"is {'below' if side == 'minimum' else 'above'} the declared {side} "
+                             f"{self.low if side == 'minimum' else self.high:g}")
+            else:  # no declared bound on that side: the limit is what the model's float32 input holds
+                self._report(problems, "range", index.tolist(), cells, lines, bad,
+                             f"is beyond the 32-bit float range the model reads (|x| <= {FLOAT32_MAX:.4g})")
         return values
 
     def _slow(self, cells: tuple[str, ...]) -> np.ndarray:
@@ -897,9 +914,10 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
                                "that vary")
         return y, ()
     counts = np.bincount(groups, minlength=len(texts))
-    found = ", ".join(f"{quote(texts[g])} ({counts[g]} rows)" for g in np.argsort(-counts, kind="stable")[:10])
+    found = ", ".join(f"{quote(texts[g])} ({_count(int(counts[g]), 'row')})"
+                      for g in np.argsort(-counts, kind="stable")[:10])
     if len(texts) < 3:
-        raise DataSetError(f"target {target} has {len(texts)} distinct label(s) ({found}); a multiclass family "
+        raise DataSetError(f"target {target} has {_count(len(texts), 'distinct label')} ({found}); a multiclass family "
                            "needs at least 3 (two labels: declare task binary_classification)")
     if len(texts) > MAX_CLASSES:
         raise DataSetError(f"target {target} has {len(texts)} distinct labels, over the limit of {MAX_CLASSES} "

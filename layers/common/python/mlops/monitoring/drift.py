@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -14,11 +15,13 @@ from mlops.core import aws
 from mlops.core.errors import PlatformError
 from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import BINARY, DriftPolicy, Feature, ModelFamily
-from mlops.pipeline.trigger import DATASET_PREFIX, pipeline_input, start_pipeline
+from mlops.pipeline.trigger import DATASET_PREFIX, execution_name, is_trainable_key, pipeline_input, start_pipeline
 from mlops.registry.artifacts import ArtifactStore
-from mlops.registry.store import REJECTED, ROLLED_BACK, FamilyRecord, ModelRegistry
+from mlops.registry.runs import DUPLICATE, FAILED, GATED_OUT, REFUSED, REJECTED, ROLLED_BACK, RunLog
+from mlops.registry.store import FamilyRecord, ModelRegistry
 from mlops.reports.publish import drift_histograms, publish_drift_report
 from mlops.serving.capture import CaptureReader
+from mlops.serving.scoring import value_text
 from mlops.stats.distributions import (
     chi_square_against_frequencies,
     equal_weight_cramers_v,
@@ -32,6 +35,9 @@ from mlops.stats.tasks import captured_predictions, prediction_drift
 REPORT_PREFIX = "reports/drift/"
 MAX_CAPTURED_ROWS = 2_000_000
 OTHER = "(other)"
+# Upload-run outcomes that rule a data set out of a drift retrain: it never trained (rejected, refused, a duplicate
+# of content an earlier version holds), failed, or gave a model the gate or the canary turned down.
+UNUSABLE_RUN_OUTCOMES = (REJECTED, FAILED, REFUSED, DUPLICATE, GATED_OUT, ROLLED_BACK)
 
 
 def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns: dict[str, np.ndarray],
@@ -200,12 +206,14 @@ def _baseline_category_counts(feature: Feature, base: dict[str, Any]) -> np.ndar
 
 
 def captured_columns(family: ModelFamily, records: list[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Captured inputs as float64 columns in the DataSet encoding (NaN = missing, including JSON null and a key
-    absent from one record; categorical: category index, k = "other" for an undeclared category) and the
+    """Captured inputs as float64 columns in the DataSet encoding (NaN = missing, including JSON null, a key
+    absent from one record and a value equal to one of the family's missing markers, as scoring reads it:
+    `scoring.value_text`; categorical: category index, k = "other" for an undeclared category) and the
     predictions per task, (n,) each. A feature listed in never_capture, or absent from every captured
     record, gets no column (the drift check reports it as not checked)."""
     columns: dict[str, np.ndarray] = {}
     count = len(records)
+    markers = frozenset(m.strip() for m in family.missing_markers)
     for feature in family.features:
         name = feature.name
         if name in family.never_capture or (count and not any(name in r.inputs for r in records)):
@@ -213,17 +221,31 @@ def captured_columns(family: ModelFamily, records: list[Any]) -> tuple[dict[str,
         if feature.kind == "categorical":
             index = {c: float(i) for i, c in enumerate(feature.categories)}
             other = float(len(feature.categories))
-            columns[name] = np.fromiter(
-                (np.nan if (v := r.inputs.get(name)) is None else index.get(v, other) if isinstance(v, str) else other
-                 for r in records), dtype=np.float64, count=count)
+            columns[name] = np.fromiter((_category(r.inputs.get(name), index, other, markers) for r in records),
+                                        dtype=np.float64, count=count)
         else:
-            columns[name] = np.fromiter((_number(r.inputs.get(name)) for r in records), dtype=np.float64, count=count)
+            columns[name] = np.fromiter((_number(r.inputs.get(name), markers) for r in records), dtype=np.float64,
+                                        count=count)
     return columns, captured_predictions(family.task, records)
 
 
-def _number(value: Any) -> float:
-    """A captured numeric input as float64: NaN for null (or anything scoring would not have accepted)."""
-    if type(value) is int or type(value) is float:
+def _category(value: Any, index: dict[str, float], other: float, markers: frozenset[str]) -> float:
+    """A captured categorical input's code: its index, NaN for null or a missing marker that is not a declared
+    category, k ("other") for anything else."""
+    if value is None:
+        return float("nan")
+    if type(value) is not str:
+        return other
+    code = index.get(value)
+    if code is not None:
+        return code
+    return float("nan") if value.strip() in markers else other
+
+
+def _number(value: Any, markers: frozenset[str] = frozenset()) -> float:
+    """A captured numeric input as float64: NaN for null, a missing marker ("-999" sent as -999), or anything
+    scoring would not have accepted."""
+    if (type(value) is int or type(value) is float) and value_text(value) not in markers:
         return float(value)
     return float("nan")
 
@@ -305,38 +327,48 @@ class DriftMonitor:
         holder = self.registry.get_family(family.name).rollout_holder
         if holder and self.is_execution_running(holder):
             return {"started": False, "reason": f"rollout {holder} is in progress; retrain deferred"}
-        dataset = self.newest_dataset(family.name, record)
-        if dataset is None:
-            return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/"}
+        found = self.newest_dataset(family.name, record)
+        if found is None:
+            return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/: the "
+                                                "upload run of every version was rejected, failed, refused, a "
+                                                "duplicate, gated out or rolled back (or left no run record)"}
+        dataset = {k: v for k, v in found.items() if k != "run_id"}
         name = f"{family.name[:40]}-drift-{int(time.time() * 1000)}"
-        started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, "drift"))
-        return {**started, "dataset": dataset}
+        started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, "drift"),
+                                 RunLog(self.registry, self.publisher))
+        return {**started, "dataset": dataset, "dataset_run": found["run_id"]}
 
     def newest_dataset(self, family: str, record: FamilyRecord) -> dict[str, Any] | None:
-        """The newest data set version that has not already produced a rejected or rolled-back model."""
-        bad = set()
-        token = None
-        while True:
-            page = self.registry.list_versions(family, limit=100, next_token=token)
-            for v in page.items:
-                if v.status in (REJECTED, ROLLED_BACK):
-                    ds = v.lineage.get("dataset", {})
-                    bad.add((ds.get("key"), ds.get("version_id")))
-            token = page.next_token
-            if not token:
-                break
-        s3 = aws.client("s3")
+        """The newest data set version under datasets/<family>/ that the family's engine reads
+        (`trigger.is_trainable_key`: .csv, .csv.gz, and .parquet off Lambda) and whose upload run (the run
+        record the trigger keyed by the object version) did not end in an outcome that rules the data out:
+        rejected, failed, refused, duplicate, gated out or rolled back (`UNUSABLE_RUN_OUTCOMES`). A version
+        without a run record never went through the pipeline and is skipped as well. Candidates are read
+        newest first (S3's LastModified, whole seconds; the run's start time orders versions of the same
+        second) and the search stops at the first usable one: one run record read per candidate, not the
+        family's whole run or version history. Returns the pipeline input's `dataset` plus `run_id` (the upload
+        run that vouches for it), or None."""
+        bucket = self.artifacts.bucket
         candidates = []
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=self.artifacts.bucket,
-                                                                        Prefix=f"{DATASET_PREFIX}{family}/"):
-            for v in page.get("Versions", []):
-                if v["Key"].lower().endswith(".csv") and (v["Key"], v["VersionId"]) not in bad:
-                    candidates.append(v)
-        if not candidates:
-            return None
-        newest = max(candidates, key=lambda v: v["LastModified"])
-        return {"bucket": self.artifacts.bucket, "key": newest["Key"], "version_id": newest["VersionId"],
-                "etag": newest.get("ETag", "").strip('"')}
+        for page in aws.client("s3").get_paginator("list_object_versions").paginate(
+                Bucket=bucket, Prefix=f"{DATASET_PREFIX}{family}/"):
+            candidates += [v for v in page.get("Versions", []) if is_trainable_key(record.family, v["Key"])]
+        candidates.sort(key=lambda v: v["LastModified"], reverse=True)
+        for _, same_second in groupby(candidates, key=lambda v: v["LastModified"]):
+            usable = []
+            for version in same_second:
+                etag = version.get("ETag", "").strip('"')
+                # An unversioned bucket lists "null"; the trigger then named the run after the ETag.
+                version_id = version["VersionId"] if version.get("VersionId") not in (None, "null") else None
+                run_id = execution_name(family, bucket, version["Key"], version_id or etag)
+                run = self.registry.get_run(family, run_id)
+                if run is not None and run.get("outcome") not in UNUSABLE_RUN_OUTCOMES:
+                    usable.append((str(run.get("started_at", "")), {
+                        "bucket": bucket, "key": version["Key"], "version_id": version["VersionId"], "etag": etag,
+                        "run_id": run_id}))
+            if usable:
+                return max(usable, key=lambda found: found[0])[1]
+        return None
 
 
 def _epoch(iso: str) -> float:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from mlops.core import aws
 from mlops.core.errors import UnknownFamilyError
 from mlops.core.observability import MetricsPublisher, logger
+from mlops.core.schemas import ModelFamily
 from mlops.data.datasets import SUPPORTED_SUFFIXES, is_supported_key
 from mlops.registry.runs import NO_FAMILY, REJECTED, RunLog
 from mlops.registry.store import FamilyRecord, ModelRegistry
@@ -60,6 +61,12 @@ def execution_name(family: str, bucket: str, key: str, version: str) -> str:
     the same run id). Characters Step Functions does not allow in names become `_`."""
     digest = hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()[:32]
     return f"{_NAME_UNSAFE.sub('_', family[:40]) or NO_FAMILY}-{digest}"
+
+
+def is_trainable_key(family: ModelFamily, key: str) -> bool:
+    """Whether the family's training engine reads the file type of an object key: .csv and .csv.gz on every
+    engine (`datasets.is_supported_key`), .parquet on the sagemaker and auto engines."""
+    return is_supported_key(key) or (key.lower().endswith(".parquet") and family.training.engine != "lambda")
 
 
 def pipeline_input(record: FamilyRecord, dataset: dict[str, Any], source: str) -> dict[str, Any]:
@@ -175,7 +182,7 @@ def _handle_record(record: S3EventRecord, registry: ModelRegistry, state_machine
     except UnknownFamilyError:
         return reject(f"unknown model family {family_name!r}{_did_you_mean(registry, family_name)}", known=False)
     parquet = key.lower().endswith(".parquet")
-    if not is_supported_key(key) and not (parquet and family.family.training.engine != "lambda"):
+    if not is_trainable_key(family.family, key):
         return reject(f"unsupported file type {parts[-1]!r}; upload a data set ending in "
                       f"{' or '.join(SUPPORTED_SUFFIXES)}" + (", or declare training.engine: sagemaker (or auto) "
                                                                 "to train on Parquet" if parquet else ""), known=True)

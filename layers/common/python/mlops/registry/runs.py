@@ -95,9 +95,15 @@ def content_fingerprint(dataset_sha256: str, family: ModelFamily, code: str) -> 
     return hashlib.sha256(f"{dataset_sha256}\n{family_config_sha256(family)}\n{code}".encode()).hexdigest()
 
 
+def judges_duplicates(event: dict[str, Any]) -> bool:
+    """Whether a run can be a duplicate: uploads can; drift retrains and code rollouts re-run content on purpose."""
+    return (event.get("trigger") or {}).get("source", "s3") == "s3"
+
+
 def check_duplicate(ctx: PipelineContext, family: ModelFamily, stored: StoredObject,
                     event: dict[str, Any]) -> dict[str, Any] | None:
-    """Called by the Train step once the data set is read. Records the data set's sha256 and the content
+    """Called by PlanTraining (before the rollout lock) and again by the Train step once the data set is read
+    (content judged while this run waited for the lock). Records the data set's sha256 and the content
     fingerprint on the run; returns `{"duplicate_of": {...}}` (the state machine's Choice ends the run as
     `duplicate`) when an upload repeats content an earlier run already promoted or gated out, else None.
     Drift retrains and code rollouts re-run the same content on purpose and are never duplicates."""
@@ -107,7 +113,7 @@ def check_duplicate(ctx: PipelineContext, family: ModelFamily, stored: StoredObj
                "etag": stored.etag.strip('"'), "sha256": stored.sha256, "size": stored.size}
     if run_id:
         ctx.registry.annotate_run(family.name, run_id, dataset=dataset, fingerprint=fingerprint)
-    if (event.get("trigger") or {}).get("source", "s3") != "s3":
+    if not judges_duplicates(event):
         return None
     earlier = ctx.registry.content_verdict(family.name, fingerprint)
     if earlier is None or earlier["run_id"] == run_id or earlier["outcome"] not in CONTENT_VERDICTS:

@@ -565,13 +565,16 @@ class ModelRegistry:
         return "outcome" not in old
 
     def annotate_run(self, family: str, run_id: str, *, dataset: dict[str, Any] | None = None,
-                     fingerprint: str | None = None) -> None:
-        """Add what a step learned to a run (the data set's sha256, the content fingerprint)."""
+                     fingerprint: str | None = None, canary: dict[str, Any] | None = None) -> None:
+        """Add what a step learned to a run (the data set's sha256, the content fingerprint, the canary's state
+        and last check: `canary`, replaced whole by each canary step)."""
         fields: dict[str, dict[str, Any]] = {}
         if dataset is not None:
             fields["dataset_json"] = _json(dataset)
         if fingerprint is not None:
             fields["fingerprint"] = _s(fingerprint)
+        if canary is not None:
+            fields["canary_json"] = _json(canary)
         self.ddb.update_item(**self._run_update(family, run_id, _iso(self._clock()), fields,
                                                 keep={"outcome": _s(RUN_STARTED)}))
 

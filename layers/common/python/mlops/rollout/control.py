@@ -257,8 +257,10 @@ def canary_start(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
     ctx.router.route(record.scoring_function, alias.primary, fv, weight / 100)
     ctx.registry.set_canary_weight(family, version, weight)
     ctx.publisher.put("CanaryWeight", weight, {"Family": family}, unit="Percent")
-    return {"version": version, "function_version": fv, "primary_function_version": alias.primary,
-            "live_version": live.version, "step": 0, "weight": weight, "window_start": time.time()}
+    started = {"version": version, "function_version": fv, "primary_function_version": alias.primary,
+               "live_version": live.version, "step": 0, "weight": weight, "window_start": time.time()}
+    record_canary(ctx, family, run_id, started, policy, None)
+    return started
 
 
 def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -303,7 +305,37 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
                                           if k not in ("canary_predictions", "live_predictions")},
                                        "diverged": divergence.diverged if divergence.judged else None,
                                        "summary": divergence.summary}})
-    return _canary_decision(policy, canary, traffic.invocations, divergence, figures, reasons, idle)
+    decision = _canary_decision(policy, canary, traffic.invocations, divergence, figures, reasons, idle)
+    record_canary(ctx, family, run_id, canary, policy, decision)
+    return decision
+
+
+def record_canary(ctx: RolloutContext, family: str, run_id: str, canary: dict[str, Any], policy: CanaryPolicy,
+                  check: dict[str, Any] | None, ended: str | None = None) -> None:
+    """The canary's state on its run record (`canary`): version, weight and step now, the policy's
+    min_requests, and the last check's decision, reasons and figures (requests in the window, captured
+    predictions, the divergence test's p-value and effect size). The execution's own state cannot be read from
+    outside, so this is what `mlops upload --follow` and `mlops runs show` show. Written at the start, at every
+    check and step, and at the end (`ended`: promoted, rolled_back); a failed write is logged, never fails the
+    rollout it describes."""
+    snapshot: dict[str, Any] = {
+        "version": int(canary["version"]), "weight": canary["weight"], "step": int(canary["step"]),
+        "steps": list(policy.steps), "min_requests": policy.min_requests, "bake_seconds": policy.bake_seconds,
+        "max_idle_windows": policy.max_idle_windows, "updated_at": datetime.now(UTC).isoformat()}
+    if ended:
+        snapshot["ended"] = ended
+    if check:
+        figures = check.get("figures") or {}
+        snapshot["last_check"] = {
+            "decision": check.get("decision"), "reasons": list(check.get("reasons") or [])[:5],
+            "idle_windows": check.get("idle_windows"), "weight": figures.get("weight"),
+            "requests": figures.get("invocations"), "errors": figures.get("errors"), "p99_ms": figures.get("p99_ms"),
+            "canary_predictions": figures.get("canary_predictions"),
+            "live_predictions": figures.get("live_predictions"), "divergence": figures.get("divergence")}
+    try:
+        ctx.registry.annotate_run(family, run_id, canary=snapshot)
+    except Exception as exc:  # noqa: BLE001 - progress shown to people must never fail the rollout
+        logger().warning("canary progress not recorded on the run", extra={"run": run_id, "error": str(exc)})
 
 
 def _binary_divergence(ctx: RolloutContext, family: str, canary: dict[str, Any], since: float,
@@ -382,6 +414,7 @@ def canary_step(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict
     ctx.registry.set_canary_weight(family, int(canary["version"]), weight)
     ctx.publisher.put("CanaryWeight", weight, {"Family": family}, unit="Percent")
     canary.update({"step": step, "weight": weight, "window_start": time.time()})
+    record_canary(ctx, family, run_id, canary, record.family.canary, state.get("check"))
     return canary
 
 
@@ -395,6 +428,8 @@ def promote(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str
                             f"canary healthy at every step {list(record.family.canary.steps)}")
     reconcile_alias(ctx, family)
     ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
+    record_canary(ctx, family, run_id, {**canary, "weight": 100}, record.family.canary, state.get("check"),
+                  ended="promoted")
     return {"live_version": int(canary["version"]), "function_version": canary["function_version"]}
 
 
@@ -411,6 +446,8 @@ def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[st
     ctx.registry.update_lineage(family, int(canary["version"]), {
         "canary_result": {"decision": "rollback", "reasons": reasons, "figures": (state.get("check") or {})
                           .get("figures")}})
+    record_canary(ctx, family, run_id, {**canary, "weight": 0}, ctx.registry.get_family(family).family.canary,
+                  state.get("check"), ended="rolled_back")
     return {"rolled_back_version": int(canary["version"]), "reasons": reasons}
 
 
@@ -433,13 +470,17 @@ def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str
         detail["canary_reasons"] = list((state.get("rollback") or state.get("check") or {}).get("reasons") or [])
         detail["canary_figures"] = (state.get("check") or {}).get("figures")
         reason = "canary: " + ("; ".join(detail["canary_reasons"]) or "check failed")
-    elif outcome == runs.DUPLICATE:
-        detail["duplicate_of"] = (state.get("train") or {}).get("duplicate_of") or {}
+    elif outcome == runs.DUPLICATE:  # found by PlanTraining (before the lock) or by Train (after waiting for it)
+        detail["duplicate_of"] = ((state.get("train") or {}).get("duplicate_of")
+                                  or (state.get("plan") or {}).get("duplicate_of") or {})
         reason = runs.duplicate_reason(detail["duplicate_of"])
     else:
         reason = outcome
     history = history_summary(ctx.state_machine_arn, run_id, skip_current=True)
-    step = "Train" if outcome == runs.DUPLICATE else history.get("step") or ""
+    if outcome == runs.DUPLICATE:
+        step = "Train" if (state.get("train") or {}).get("duplicate_of") else "PlanTraining"
+    else:
+        step = history.get("step") or ""
     ctx.runs.ended(family, run_id, outcome, step=step, reason=reason, detail=detail,
                    version=version, steps=history.get("steps"), started_at=history.get("started_at"))
     fingerprint = (ctx.registry.get_run(family, run_id) or {}).get("fingerprint")

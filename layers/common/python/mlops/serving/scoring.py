@@ -16,6 +16,34 @@ from mlops.core.errors import ValidationError
 FLOAT32_LIMIT = 3.4028234663852886e38
 
 
+def value_text(value: Any) -> str | None:
+    """The text a JSON input value is compared with missing-value markers by, as a CSV cell would be: a string
+    trimmed, an integer in decimal, a float as Python writes it (-999.5); None for anything else (null, booleans,
+    arrays, objects). A marker spelled as a number ("-999") matches the integer -999 only, as in a data set
+    where "-999.0" is a number and not the marker."""
+    kind = type(value)
+    if kind is str:
+        return value.strip()
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return repr(value)
+    return None
+
+
+def marker_numbers(markers: frozenset[str]) -> frozenset[float]:
+    """The finite numbers among missing-value marker texts ("-999" -> -999.0): values to look at more closely."""
+    numbers = set()
+    for marker in markers:
+        try:
+            number = float(marker)
+        except ValueError:
+            continue
+        if math.isfinite(number):
+            numbers.add(number)
+    return frozenset(numbers)
+
+
 @dataclass(frozen=True)
 class ServedFeature:
     """A feature as the artifact declares it. Plain data, no pydantic: the cold start of the scoring function
@@ -69,6 +97,12 @@ class ScoringModel:
     The input matrix is built in the dtype the graph declares (float32, or float64 for models that need double
     precision); NaN stands for a missing value and index k for an undeclared category mapped to "other".
 
+    Missing values are read as training read them: JSON null, and a value equal to one of the family's missing
+    markers (`mlops.missing_markers`: "NA", "" or a declared "-999"; compared by `value_text`) unless it is a
+    declared category. Such a value is scored as missing where the feature has a missing strategy, and refused
+    (naming the marker) where it has none. Artifacts trained before the markers were recorded have none: only
+    null is missing there.
+
     What a scored batch is, per task (`predict_instances`, `predict_lists`): binary, the class index at the
     threshold and [p0, p1] per row; multiclass, the index of the most probable class and one probability per
     class; regression, the predicted value per row and no probabilities (None)."""
@@ -90,6 +124,8 @@ class ScoringModel:
             self.classes = list(orjson.loads(meta["mlops.classes"]))
         except KeyError as exc:
             raise ValidationError(f"ONNX artifact lacks metadata {exc.args[0]!r}; it was not built here") from None
+        self.missing_markers = frozenset(orjson.loads(meta.get("mlops.missing_markers", "[]")))
+        self._marker_numbers = marker_numbers(self.missing_markers)
         # Artifacts trained before tasks existed are binary; before thresholds existed they decided at 0.5.
         self.task = meta.get("mlops.task", BINARY)
         self.threshold = float(meta.get("mlops.threshold", 0.5))
@@ -122,6 +158,9 @@ class ScoringModel:
         # value the quick checks refuse becomes (NaN for null, "other" for an unknown category) or the error.
         self._plan = tuple((f.name, *bounds[j], categorical.get(j), self._fallback(f))
                            for j, f in enumerate(self.features))
+        if self._marker_numbers:  # a number may be a marker: every numeric value is looked at (not the default)
+            self._row = self._row_with_marker_numbers
+            self._marker_array = np.array(sorted(self._marker_numbers))
         self._bind_single_row(np.zeros((1, len(self.features)), dtype=self.input_dtype))
 
     def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -300,6 +339,8 @@ class ScoringModel:
             return None
         if not ((X >= self._low) & (X <= self._high)).all():
             return None  # NaN, infinities or out-of-domain values: the checked path names them
+        if self._marker_numbers and np.isin(X[:, self._numeric], self._marker_array).any():
+            return None  # a value that may be a missing marker: the checked path decides
         return X if self.input_dtype is np.float64 else X.astype(self.input_dtype)
 
     def exact_matrix(self, instances: list) -> np.ndarray:
@@ -336,17 +377,38 @@ class ScoringModel:
                 append(code)
         return values
 
+    def _row_with_marker_numbers(self, record: Any, r: int) -> list:
+        """`_row` for artifacts whose missing markers include numbers: a numeric value equal to one goes through
+        the fallback, which tells a marker ("-999" sent as -999) from the same number spelled otherwise."""
+        values = ScoringModel._row(self, record, r)
+        numbers = self._marker_numbers
+        for j in self._numeric:
+            if values[j] in numbers:
+                values[j] = self._plan[j][4](values[j], record, r)
+        return values
+
     def _fallback(self, feature: ServedFeature) -> Any:
-        """What a value the quick checks refused becomes: NaN for null where the feature accepts missing values,
-        index k for an undeclared category where it maps them to "other"; otherwise the explained error."""
+        """What a value the quick checks refused becomes: NaN for null, or for a missing marker that is not a
+        declared category, where the feature accepts missing values; index k for an undeclared category where
+        it maps them to "other"; a number in the domain stays itself (a marker's number spelled otherwise);
+        otherwise the explained error."""
         missing = feature.accepts_missing
         other = feature.other_code
+        markers = self.missing_markers
+        numeric = feature.kind == "numeric"
+        low, high = feature.bounds()
 
         def fallback(value: Any, record: Any, r: int) -> float:
             if value is None and missing:
                 return math.nan
+            if markers and value_text(value) in markers:
+                if missing:
+                    return math.nan
+                self._explain(record, r)
             if other is not None and type(value) is str:
                 return other
+            if numeric and type(value) in _NUMERIC_TYPES and low <= value <= high:
+                return value
             self._explain(record, r)
             raise AssertionError("unreachable: _explain raises")  # pragma: no cover
 
@@ -365,12 +427,18 @@ class ScoringModel:
                     continue
                 raise ValidationError(f"instances[{r}].{name} is null, but this feature does not accept missing "
                                       "values (its family declares missing: reject)")
+            if value_text(value) in self.missing_markers and (mapping is None or value not in mapping):
+                if feature.accepts_missing:
+                    continue
+                raise ValidationError(f"instances[{r}].{name} is {_short(value)}, one of the family's missing-value "
+                                      "markers, but this feature does not accept missing values (its family "
+                                      "declares missing: reject)")
             if mapping is None:
                 if type(value) not in _NUMERIC_TYPES:
                     raise ValidationError(f"instances[{r}].{name} must be a number, got {_json_type(value)}")
                 if not low <= value <= high:
                     raise ValidationError(
-                        f"instances[{r}].{name} must be a finite number in [{low:g}, {high:g}], got {value!r:.40}")
+                        f"instances[{r}].{name} must be a finite number {_domain(feature)}, got {value!r:.40}")
             elif type(value) is not str:
                 raise ValidationError(f"instances[{r}].{name} must be a string, one of {_allowed(mapping)}, "
                                       f"got {_json_type(value)}")
@@ -396,6 +464,20 @@ def _not_finite(rows: list[int]) -> ValidationError:
     return ValidationError(
         f"instances {rows}: the model cannot score these values (numeric overflow); check their units and "
         "magnitudes", instances=rows)
+
+
+def _domain(feature: ServedFeature) -> str:
+    """A numeric feature's accepted values in words: its declared domain, and where a side is not declared the
+    32-bit float range the schema accepts by default (never quoted as if it were declared)."""
+    low, high = feature.minimum, feature.maximum
+    if low is not None and high is not None:
+        return f"in [{float(low):g}, {float(high):g}]"
+    limit = f"within the 32-bit float range (|x| <= {FLOAT32_LIMIT:.4g})"
+    if low is not None:
+        return f">= {float(low):g}, {limit}"
+    if high is not None:
+        return f"<= {float(high):g}, {limit}"
+    return limit
 
 
 def _json_type(value: Any) -> str:

@@ -346,26 +346,36 @@ MIN_EXPECTED = 5.0
 def pooled_chi_square(expected_counts: np.ndarray, actual_counts: np.ndarray, min_expected: float = MIN_EXPECTED
                       ) -> tuple[float, float, int]:
     """Pearson chi-square homogeneity test of two count vectors after pooling sparse categories, so the
-    chi-square approximation holds (Cochran 1954: expected counts of at least 5). A category is sparse when the
-    smaller sample would expect fewer than `min_expected` values in it at the baseline's (`expected_counts`)
-    share; sparse categories are merged into one, and if that pool is itself sparse it joins the smallest
-    remaining category. Sparseness is judged on the baseline alone: pooling on the observed traffic would pick the
-    cells that happen to deviate and inflate false alarms. When pooling would leave fewer than two categories (a
-    2 x 2 table with a rare cell, say) the table is tested as it is and the caller's effect-size floor decides.
-    Returns (statistic, p-value, categories tested); with nothing pooled it equals
-    `chi_square_against_frequencies`."""
+    chi-square approximation holds (Cochran 1954: expected counts of at least 5).
+
+    A category is sparse when its expected count in the smaller sample is below `min_expected`, the expected
+    count being the table's own: row total * column total / N, the column total summing both samples (the
+    standard expected count of a contingency table, as in scipy.stats.chi2_contingency). Sparse categories are
+    merged into one, and if that pool is itself sparse it joins the remaining category with the smallest column
+    total. Under the null hypothesis the column totals carry no information about the difference between the
+    two rows (they are the sufficient statistic of the common shares), so choosing cells by them leaves the
+    test's size intact; choosing by one row's counts alone does not: with a small baseline, categories whose
+    baseline count happened to be high escape pooling and their small traffic counts inflate the statistic
+    (55 categories, 640 baseline and 500 traffic rows, one distribution: 7% alarms at p < 0.01 when judged on
+    the baseline, 0.6% on the column totals, 0.5% for scipy on the raw table; bench/false_alarms.py). When
+    pooling would leave fewer than two categories (a 2 x 2 table with a rare cell, say) the table is tested as
+    it is and the caller's effect-size floor decides.
+
+    Counts: (k,) each, non-negative. Returns (statistic, p-value, categories tested); with nothing pooled it
+    equals `chi_square_against_frequencies`."""
     table = np.vstack([np.asarray(expected_counts, np.float64), np.asarray(actual_counts, np.float64)])
     table = table[:, table.sum(axis=0) > 0]
     rows = table.sum(axis=1)
     if table.shape[1] < 2 or (rows == 0).any():
         return 0.0, 1.0, int(table.shape[1])
-    floor = min_expected / (rows.min() / rows[0])  # baseline count below which a category is sparse
-    sparse = table[0] < floor
-    if sparse.any() and np.count_nonzero(~sparse) >= 2 - (table[0, sparse].sum() >= floor):
+    columns = table.sum(axis=0)
+    floor = min_expected * rows.sum() / rows.min()  # column total below which the smaller row expects < min
+    sparse = columns < floor
+    if sparse.any() and np.count_nonzero(~sparse) >= 2 - (columns[sparse].sum() >= floor):
         pool = table[:, sparse].sum(axis=1, keepdims=True)
         table = table[:, ~sparse]
-        if table.shape[1] and pool[0, 0] < floor:
-            smallest = int(np.argmin(table[0]))
+        if table.shape[1] and pool.sum() < floor:
+            smallest = int(np.argmin(table.sum(axis=0)))
             table[:, smallest:smallest + 1] += pool
         else:
             table = np.hstack([table, pool])

@@ -171,8 +171,8 @@ def canary_divergence(task: str, live: np.ndarray, canary: np.ndarray, policy: C
     Regression (live, canary: (n,) predicted values): two-sample Kolmogorov-Smirnov, D = sup|F_live - F_canary|
     exact (the live sample is summarised at every distinct value, `stats.ecdf_summary`), asymptotic p-value
     (`stats.ks_p_value`); effect size D, held to `max_prediction_ks_statistic`. Multiclass (predicted class
-    indices 0..classes-1): Pearson chi-square of the 2 x k table after pooling classes the live side would
-    expect fewer than 5 canary rows in (`stats.pooled_chi_square`); effect size the equal-weight Cramér's V
+    indices 0..classes-1): Pearson chi-square of the 2 x k table after pooling classes the table expects
+    fewer than 5 canary rows in (`stats.pooled_chi_square`); effect size the equal-weight Cramér's V
     (`stats.equal_weight_cramers_v`: the V of the same shares with equal sample sizes), held to
     `max_prediction_cramers_v`. The test's level is the binary families' (`canary.judged_steps`): alpha =
     `divergence_pvalue` / the judged steps, so `divergence_pvalue` bounds the false-rollback rate of an identical

@@ -404,11 +404,20 @@ def state_timeout_seconds(family: ModelFamily) -> int:
 def plan_step(ctx: Any, event: dict[str, Any], limits: LambdaLimits, jobs: JobSettings | None,
               probe: DataSetProbe | None = None) -> dict[str, Any]:
     """The PlanTraining state: choose the engine for this run's data set (refusing, before any training, what the
-    Lambda engine cannot finish); for the sagemaker engine stage the exact data set version and the job
-    configuration under training-jobs/<family>/<job>/input/ and return the CreateTrainingJob request.
+    Lambda engine cannot finish); recognise an upload whose content an earlier run already judged
+    (`runs.check_duplicate`, before the rollout lock, so it never waits behind another run's canary: the data set
+    is read and hashed here when the Lambda engine trains it or it fits the function's /tmp, otherwise the
+    sagemaker engine's CollectTrainingJob checks); for the sagemaker engine stage the exact data set version and
+    the job configuration under training-jobs/<family>/<job>/input/ and return the CreateTrainingJob request.
 
-    Returns {"engine", "reason", "estimate", "data_set"} plus {"job", "timeout_seconds"} for sagemaker. Raises
+    Returns {"engine", "reason", "estimate", "data_set"}, plus {"duplicate_of"} for a duplicate (nothing staged)
+    or {"job", "timeout_seconds"} for sagemaker. Raises
     DataSetError (refused), ArtifactNotFoundError (no such version), ConfigurationError (sagemaker not deployed)."""
+    from mlops.registry.runs import (  # here, as in collect_step: the training job imports engines
+        check_duplicate,
+        judges_duplicates,
+    )
+
     family = ctx.registry.get_family(_require(event, "family")).family
     ref = _require(event, "dataset")
     size, head = (probe or DataSetProbe()).size(ref)
@@ -419,6 +428,18 @@ def plan_step(ctx: Any, event: dict[str, Any], limits: LambdaLimits, jobs: JobSe
     plan: dict[str, Any] = {"engine": choice.engine, "reason": choice.reason,
                             "estimate": asdict(choice.estimate) if choice.estimate else None,
                             "data_set": asdict(size)}
+    if judges_duplicates(event) and (choice.engine == ENGINE_LAMBDA or size.stored_bytes <= limits.ephemeral_mb
+                                     * 1024 * 1024):
+        # Before the rollout lock: an identical re-upload must not wait behind a running canary to be told so.
+        stored = ctx.objects.get(ref["bucket"], ref["key"], ref.get("version_id") or None,
+                                 max_bytes=family.max_dataset_bytes, spool=True)
+        try:
+            duplicate = check_duplicate(ctx, family, stored, event)
+        finally:
+            if not isinstance(stored.data, bytes):
+                stored.data.close()
+        if duplicate:
+            return {**plan, **duplicate}
     if choice.engine == ENGINE_LAMBDA:
         return plan
     if jobs is None:

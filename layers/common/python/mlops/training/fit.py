@@ -467,6 +467,8 @@ def to_onnx_bytes(estimator: Any, family: ModelFamily, params: dict[str, Any],
         "mlops.classes": orjson.dumps(classes).decode(),
         "mlops.algorithm": family.algorithm,
         "mlops.hyperparameters": orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode(),
+        # Scoring reads a value equal to one of these as missing, as the data set parser did (mlops.serving.scoring).
+        "mlops.missing_markers": orjson.dumps(sorted({m.strip() for m in family.missing_markers})).decode(),
     }
     if binary:
         metadata["mlops.positive_label"] = orjson.dumps(classes[1]).decode()

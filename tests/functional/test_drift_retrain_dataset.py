@@ -1,0 +1,113 @@
+"""Which data set a drift retrain uses: the newest version the family's engine reads whose upload run did not
+rule it out (run records, not model versions), and the retrain leaves a run record saying it came from drift."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from mlops.core.observability import MetricsPublisher
+from mlops.data.synthetic import credit_risk_family
+from mlops.monitoring.drift import DriftMonitor
+from mlops.pipeline.trigger import execution_name
+from mlops.registry.artifacts import ArtifactStore
+from mlops.registry.store import ModelRegistry
+from mlops.serving.capture import CaptureReader
+
+from .conftest import BUCKET, TABLE
+
+FAMILY = "retrain-family"
+
+
+@pytest.fixture()
+def state_machine(platform) -> str:
+    """A state machine that moto never executes (the drift check only starts executions)."""
+    return boto3.client("stepfunctions").create_state_machine(
+        name="pipeline", roleArn="arn:aws:iam::123456789012:role/states",
+        definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+
+
+@pytest.fixture()
+def monitor(platform, state_machine) -> DriftMonitor:
+    return DriftMonitor(platform.registry, ArtifactStore(BUCKET), CaptureReader(BUCKET), MetricsPublisher("MLOpsTest"),
+                        state_machine, lambda arn: False)
+
+
+@pytest.fixture()
+def uploads(platform):
+    """upload(filename, outcome): an object version under datasets/<family>/ and its upload run record (as the
+    trigger names it) ending in `outcome` (None: no run record), each run started a minute after the last."""
+    clock = {"t": datetime(2026, 1, 5, 9, tzinfo=UTC)}
+    writer = ModelRegistry(TABLE, clock=lambda: clock["t"])
+
+    def upload(filename: str, outcome: str | None, family: str = FAMILY) -> str:
+        key = f"datasets/{family}/{filename}"
+        put = boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"income,target\n1,0\n")
+        run_id = execution_name(family, BUCKET, key, put["VersionId"])
+        clock["t"] += timedelta(minutes=1)
+        if outcome is not None:
+            writer.start_run(family, run_id, dataset={"key": key, "version_id": put["VersionId"]},
+                             trigger={"source": "s3"})
+            if outcome != "started":
+                writer.record_run(family, run_id, outcome, step="Train", reason=outcome)
+        return run_id
+
+    return upload
+
+
+def declare(platform, **overrides):
+    return platform.registry.put_family(credit_risk_family(name=FAMILY, drift={"auto_retrain": True}, **overrides))
+
+
+def test_newest_dataset_skips_versions_whose_upload_run_ruled_the_data_out(platform, monitor, uploads):
+    record = declare(platform)
+    # Named to sort last: versions listed in the same second must be ordered by time, not by key.
+    good = uploads("z-good.csv", "promoted")
+    for outcome in ("failed", "refused", "duplicate", "gated_out", "rolled_back", "rejected", None):
+        uploads(f"newer-{outcome}.csv", outcome)
+    found = monitor.newest_dataset(FAMILY, record)
+    assert found["key"] == f"datasets/{FAMILY}/z-good.csv"
+    assert found["run_id"] == good
+
+
+def test_newest_dataset_takes_a_newer_version_whose_run_is_promoted_or_still_running(platform, monitor, uploads):
+    record = declare(platform)
+    uploads("old.csv", "promoted")
+    uploads("bad.csv", "failed")
+    uploads("running.csv", "started")
+    assert monitor.newest_dataset(FAMILY, record)["key"] == f"datasets/{FAMILY}/running.csv"
+
+
+def test_newest_dataset_reads_gzip_csv_and_parquet_where_the_engine_reads_it(platform, monitor, uploads):
+    record = declare(platform)
+    uploads("plain.csv", "promoted")
+    uploads("packed.csv.gz", "promoted")
+    uploads("columns.parquet", "promoted")  # the lambda engine has no Parquet reader
+    uploads("notes.txt", "promoted")
+    assert monitor.newest_dataset(FAMILY, record)["key"] == f"datasets/{FAMILY}/packed.csv.gz"
+    on_sagemaker = declare(platform, training={"engine": "sagemaker"})
+    assert monitor.newest_dataset(FAMILY, on_sagemaker)["key"] == f"datasets/{FAMILY}/columns.parquet"
+
+
+def test_drift_retrain_records_a_started_run_with_trigger_drift(platform, monitor, uploads):
+    record = declare(platform)
+    source = uploads("good.csv", "promoted")
+    uploads("broken.csv", "failed")
+    retrain = monitor._maybe_retrain(record, {"verdict": "drift"})
+    assert retrain["started"] is True
+    run = platform.registry.get_run(FAMILY, retrain["execution"])
+    assert run is not None, "the drift-started run left no run record"
+    assert run["outcome"] == "started" and run["trigger"] == {"source": "drift"}
+    assert retrain["dataset"]["key"] == f"datasets/{FAMILY}/good.csv" and "run_id" not in retrain["dataset"]
+    assert retrain["dataset_run"] == source
+    assert run["dataset"]["key"] == f"datasets/{FAMILY}/good.csv" and run["execution_arn"] == retrain["execution_arn"]
+
+
+def test_drift_retrain_with_no_usable_data_set_says_why(platform, monitor, uploads):
+    record = declare(platform)
+    uploads("broken.csv", "failed")
+    retrain = monitor._maybe_retrain(record, {"verdict": "drift"})
+    assert retrain["started"] is False
+    assert retrain["reason"].startswith(f"no usable data set under datasets/{FAMILY}/: the upload run of every")
