@@ -99,7 +99,7 @@ def test_an_identical_reupload_ends_as_a_duplicate_without_waiting_for_another_r
 
 
 def test_content_that_failed_may_be_uploaded_again(platform, new_family, monkeypatch):
-    from mlops.training.fit import steps
+    from mlops.training import steps
 
     family = new_family()
     data = synthetic.credit_risk_csv(1500, 22)
@@ -230,6 +230,10 @@ def failing_control(monkeypatch):
         raise RuntimeError("failure handling is broken")
 
     monkeypatch.setattr(control, "handle_failure", broken)
+    # The status-change handler bound the function when it was first imported (earlier tests of the session).
+    from mlops.pipeline import status_change
+
+    monkeypatch.setattr(status_change, "handle_failure", broken)
 
 
 def test_an_event_the_failure_handling_cannot_process_lands_in_the_failed_events_queue(
