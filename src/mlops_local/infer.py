@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from mlops.core.errors import DataSetError
 from mlops.core.schemas import DEFAULT_MISSING_MARKERS, FEATURE_NAME, Label, ModelFamily, label_text, same_label
-from mlops.data.datasets import min_rows_per_class, parse_dataset, quote, read_table
+from mlops.data.datasets import distinct_figures, min_rows_per_class, parse_dataset, quote, read_table
 from pydantic import ValidationError as PydanticValidationError
 
 DEFAULT_ALGORITHM = "hist_gradient_boosting"
@@ -147,8 +147,8 @@ def infer_task(cells: list[str], target: str, given: str | None, positive_label:
             spec["prediction_range"] = [0, 1]
             notes.append("prediction_range [0, 1]: every target value lies in [0, 1] (a rate or a share); the "
                          "model's predictions are clipped to it")
-        notes.append(f"target {quote(target)}: values from {numbers.min():g} to {numbers.max():g}, mean "
-                     f"{numbers.mean():g}")
+        low, high, mean = distinct_figures([numbers.min(), numbers.max(), numbers.mean()])
+        notes.append(f"target {quote(target)}: values from {low} to {high}, mean {mean}")
         return task, spec, notes
     texts = _first_spellings(cells, markers)
     shown = ", ".join(f"{quote(texts[k])} ({n})" for k, n in labels.most_common(10))

@@ -108,7 +108,7 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
       mlops families validate credit.yaml --data credit.csv
     """
     from mlops.core.errors import DataSetError
-    from mlops.data.datasets import parse_dataset
+    from mlops.data.datasets import distinct_figures, parse_dataset
 
     from ..familyfile import FamilyFileError, load_families_file
 
@@ -140,8 +140,8 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
                 click.echo(f"ok: {data}: {dataset.rows} rows; classes {dataset.classes[0]!r} {counts[0]} "
                            f"(negative), {dataset.classes[1]!r} {counts[1]} (positive)")
             elif family.task == "regression":
-                click.echo(f"ok: {data}: {dataset.rows} rows; target from {dataset.y.min():g} to "
-                           f"{dataset.y.max():g}")
+                low, high = distinct_figures([dataset.y.min(), dataset.y.max()])
+                click.echo(f"ok: {data}: {dataset.rows} rows; target from {low} to {high}")
             else:
                 counts = [int((dataset.y == i).sum()) for i in range(len(dataset.classes))]
                 click.echo(f"ok: {data}: {dataset.rows} rows; classes " + ", ".join(

@@ -333,8 +333,9 @@ class ModelFamily(_Frozen):
     # predicted rate is compared across groups); a regression has none (its fairness figures are spreads).
     favorable_label: Label = 0
     # Regression only: predictions are clipped to [low, high] inside the ONNX graph (e.g. [0, 1] for a loss
-    # given default), so the served model never answers outside the target's range.
-    prediction_range: tuple[float, float] | None = None
+    # given default), so the served model never answers outside the target's range. One side may be null: [0, null]
+    # for an amount that cannot be negative. Training data outside the range is noted, not refused.
+    prediction_range: tuple[float | None, float | None] | None = None
     seed: int = 42
     holdout_fraction: float = Field(0.2, gt=0.05, lt=0.5)
     # Every class needs at least this many rows, so the stratified holdout holds each class and training keeps it.
@@ -388,8 +389,14 @@ class ModelFamily(_Frozen):
             if self.task != REGRESSION:
                 raise ValueError("prediction_range applies to regression families only")
             low, high = self.prediction_range
-            if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                raise ValueError(f"prediction_range [{low}, {high}] must be two finite numbers, low < high")
+            shown = "[" + ", ".join("null" if b is None else f"{b}" for b in (low, high)) + "]"
+            if low is None and high is None:
+                raise ValueError("prediction_range [null, null] bounds nothing: declare at least one side, e.g. "
+                                 "[0, null], or leave the field out")
+            if any(b is not None and not math.isfinite(b) for b in (low, high)):
+                raise ValueError(f"prediction_range {shown}: each bound must be a finite number or null")
+            if low is not None and high is not None and not low < high:
+                raise ValueError(f"prediction_range {shown} must be two finite numbers, low < high")
         if (self.task == MULTICLASS and self.sensitive_attribute is not None
                 and "favorable_label" not in self.model_fields_set):
             raise ValueError("a multiclass family with a sensitive_attribute declares favorable_label: the class "

@@ -645,6 +645,7 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
         _check_class_counts(y, classes, family)
     else:  # regression and multiclass targets: see task_target
         y, classes = task_target(labels, targets.result(), family, [line_numbers])
+    notes = [] if family.task != "regression" else prediction_range_notes(family, y, line_numbers)
     X = blocks.result()
     return DataSet(
         X=X,
@@ -654,7 +655,7 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
         row_ids=np.arange(total, dtype=np.int64),
         line_numbers=line_numbers,
         columns=tuple(family.feature_names),
-        warnings=tuple(table.warnings + table.warnings_after_rows()),
+        warnings=tuple(table.warnings + table.warnings_after_rows() + notes),
         delimiter=table.delimiter,
     )
 
@@ -886,7 +887,8 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
     """The target of a regression or multiclass family from its grouped labels (every row labelled).
 
     Regression: y float64, each row's number; classes (). Raises DataSetError giving the count of rows whose
-    target is not a finite number (with their first lines), or for a constant target.
+    target is not a finite number or lies beyond the 32-bit float range (|y| > FLOAT32_MAX: the graph's tree
+    sums and linear outputs are float32), with their first lines, or for a constant target.
     Multiclass: y int64, the index into classes; classes are the labels in sorted order: by value when every
     label is a number (1, 2, 10), else by text (code point order: "A" < "B" < "a"). Raises DataSetError for
     fewer than 3 labels, more than MAX_CLASSES, a class with fewer rows than the class-count rule
@@ -909,6 +911,15 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
             raise DataSetError(f"target {target}: {_count(int(bad.size), 'row')} of {y.size} without a finite number "
                                f"(a regression predicts a number). First: {examples}", invalid_rows=int(bad.size),
                                rows=int(y.size))
+        huge = np.flatnonzero(np.abs(y) > FLOAT32_MAX)
+        if huge.size:
+            lines = np.concatenate(line_blocks)[huge[:MAX_ERRORS_REPORTED]]
+            examples = "; ".join(f"line {line}: {quote(texts[groups[i]])}" for line, i in
+                                 zip(lines, huge[:MAX_ERRORS_REPORTED], strict=True))
+            raise DataSetError(f"target {target}: {_count(int(huge.size), 'row')} of {y.size} beyond the 32-bit float "
+                               f"range the model's graph computes in (|y| <= {FLOAT32_MAX:.4g}; the squared errors "
+                               f"of such values overflow float64 too). First: {examples}",
+                               invalid_rows=int(huge.size), rows=int(y.size))
         if np.unique(y).size < 2:
             raise DataSetError(f"target {target} is constant ({y[0]:g} on every row); a regression needs values "
                                "that vary")
@@ -943,6 +954,50 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
         raise DataSetError(f"the favorable_label {quote(label_text(family.favorable_label))} is not among the "
                            f"classes of target {target}: {found}")
     return rank[groups], classes
+
+
+def prediction_range_notes(family: ModelFamily, y: np.ndarray, line_numbers: np.ndarray,
+                           location: str = "line") -> list[str]:
+    """A note (empty list when there is nothing to say) for regression target values outside the family's declared
+    prediction_range: how many, below and above, and the first ones with their lines. Not an error: the served
+    graph clips its predictions to the range, so those rows' errors count in full in the holdout metrics, and a
+    range that cuts off real values is probably mis-declared."""
+    if family.prediction_range is None:
+        return []
+    low, high = family.prediction_range
+    below = y < low if low is not None else np.zeros(y.shape, dtype=bool)
+    above = y > high if high is not None else np.zeros(y.shape, dtype=bool)
+    outside = np.flatnonzero(below | above)
+    if not outside.size:
+        return []
+    shown = "; ".join(f"{location} {line_numbers[i]}: {_figure(y[i])}" for i in outside[:MAX_ERRORS_REPORTED])
+    return [f"target {quote(family.target)}: {_count(int(outside.size), 'row')} of {y.size} outside the declared "
+            f"prediction_range {range_text(family.prediction_range)} ({int(below.sum())} below, {int(above.sum())} "
+            f"above; first {shown}): the served model clips its predictions to the range, so these rows' errors "
+            "count in full in the holdout metrics; widen the range if these values are real"]
+
+
+def range_text(bounds: tuple[float | None, float | None]) -> str:
+    """A declared range as the family file writes it: [0, 1], [0, null]."""
+    return "[" + ", ".join("null" if b is None else _figure(b) for b in bounds) + "]"
+
+
+def distinct_figures(values: list[float]) -> list[str]:
+    """Numbers written with one shared count of significant digits: enough to show the spread between them to 3
+    significant digits, at least 6 and at most 17. A target of 1e9 plus a few units reads 1000000000.01 ..
+    1000000010, not 1e+09 .. 1e+09."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    digits = 6
+    if len(finite) > 1:
+        spread, magnitude = max(finite) - min(finite), max(abs(v) for v in finite)
+        if spread > 0:
+            digits = min(17, max(6, math.floor(math.log10(magnitude)) - math.floor(math.log10(spread)) + 3))
+    return [f"{float(v):.{digits}g}" for v in values]
+
+
+def _figure(value: float) -> str:
+    """A number with the digits it needs to tell it from its neighbours: 0.5, 1000000008.142, 1e+300."""
+    return repr(float(value)).removesuffix(".0") if abs(value) < 1e16 else f"{value:.6g}"
 
 
 def _as_float(text: str) -> float | None:

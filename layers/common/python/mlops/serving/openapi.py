@@ -112,7 +112,9 @@ def response_schema(family: ModelFamily, classes: list[Label] | None = None) -> 
     if family.task == REGRESSION:
         value: dict[str, Any] = {"type": "number"}
         if family.prediction_range is not None:
-            value["minimum"], value["maximum"] = family.prediction_range
+            for side, bound in zip(("minimum", "maximum"), family.prediction_range, strict=True):
+                if bound is not None:
+                    value[side] = bound
         return {"type": "object", "required": ["model", "version", "predictions", "request_id"], "properties": {
             **common,
             "predictions": {"type": "array", "description": f"One predicted {family.target} per record, on the "

@@ -369,7 +369,8 @@ def _train_regression(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: i
 
 
 def clip_predictions(family: ModelFamily, predictions: np.ndarray) -> np.ndarray:
-    """Regression predictions (float64) clipped to the family's prediction_range, as the served graph clips them."""
+    """Regression predictions (float64) clipped to the family's prediction_range (a null side is open), as the
+    served graph clips them."""
     predictions = np.asarray(predictions, dtype=np.float64).ravel()
     if family.prediction_range is None:
         return predictions
@@ -615,8 +616,9 @@ def _regression_output(model: Any, regressor: Any, family: ModelFamily, double: 
     if family.prediction_range is not None:
         dtype = np.float64 if elem == TensorProto.DOUBLE else np.float32
         low, high = family.prediction_range
-        steps.append(("Clip", [_constant(graph, "prediction_low", low, dtype),
-                               _constant(graph, "prediction_high", high, dtype)], {}))
+        # Clip's bounds are optional inputs: an empty name leaves that side open (a one-sided range).
+        steps.append(("Clip", ["" if low is None else _constant(graph, "prediction_low", low, dtype),
+                               "" if high is None else _constant(graph, "prediction_high", high, dtype)], {}))
     for i, (op, extra, attrs) in enumerate(steps):
         target = REGRESSION_OUTPUT if i == len(steps) - 1 else f"{current}_{op.lower()}"
         graph.node.append(helper.make_node(op, [current, *extra], [target], name=f"mlops_{op.lower()}", **attrs))
