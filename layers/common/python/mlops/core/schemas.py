@@ -64,6 +64,9 @@ class Feature(_Frozen):
     # The value a `constant` strategy fills in: a number for numeric features, a declared category otherwise.
     fill_value: float | str | None = None
     unknown: UnknownCategory = "reject"
+    # `unknown: other` only: the largest share of a training data set's values of this feature that may be
+    # undeclared categories (mapped to "other"); None = the family's max_unknown_share.
+    max_unknown_share: float | None = Field(None, ge=0.0, le=1.0)
     # Human-readable reason text for explanations ("Too many recent late payments"); optional.
     description: str | None = Field(None, max_length=200)
 
@@ -89,6 +92,9 @@ class Feature(_Frozen):
             raise ValueError(f"feature {self.name!r}: minimum must be below maximum")
         if self.kind == "numeric" and self.unknown != "reject":
             raise ValueError(f"numeric feature {self.name!r}: 'unknown' applies to categorical features only")
+        if self.max_unknown_share is not None and self.unknown != "other":
+            raise ValueError(f"feature {self.name!r}: max_unknown_share applies to categorical features with "
+                             "unknown: other (with unknown: reject any undeclared category refuses the data set)")
         if self.missing == "constant":
             if self.fill_value is None:
                 raise ValueError(f"feature {self.name!r}: missing 'constant' needs a fill_value")
@@ -344,6 +350,11 @@ class ModelFamily(_Frozen):
     delimiter: Literal[",", ";", "\t", "|"] | None = None
     missing_markers: tuple[str, ...] = DEFAULT_MISSING_MARKERS
     max_dataset_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    # A training data set in which more than this share of a categorical feature's values (`unknown: other`) are
+    # undeclared categories is refused, naming the feature, the share and the values: a recoded column ("SS" for
+    # "senior_secured") would otherwise reach the model as "other" on every row. A feature's own
+    # max_unknown_share overrides it. Scoring is not bound by it (drift checks watch the traffic).
+    max_unknown_share: float = Field(0.05, ge=0.0, le=1.0)
     capture_sample_rate: float = Field(0.1, ge=0.0, le=1.0)
     never_capture: tuple[str, ...] = ()
     gate: GatePolicy = GatePolicy()
@@ -442,6 +453,11 @@ class ModelFamily(_Frozen):
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    def unknown_share_limit(self, feature: Feature) -> float:
+        """The largest share of undeclared categories a training data set may hold for `feature` (its own
+        max_unknown_share, else the family's)."""
+        return self.max_unknown_share if feature.max_unknown_share is None else feature.max_unknown_share
 
     def feature(self, name: str) -> Feature:
         for f in self.features:

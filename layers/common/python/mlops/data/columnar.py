@@ -33,6 +33,11 @@ class _ParquetTable:
         self.header = list(file.schema_arrow.names)
         self.warnings: list[str] = []
         self.family = family
+        # Columns stored as integers: a categorical feature there holds codes, not its declared text categories.
+        import pyarrow as pa
+
+        self.integer_columns = frozenset(field.name for field in file.schema_arrow
+                                         if pa.types.is_integer(field.type))
 
     def rows(self, problems: _Problems) -> Iterator[tuple[int, dict[int, str]]]:
         """(line, {column position: cell text}) per row, the family's columns only."""

@@ -35,6 +35,9 @@ FLOAT32_MAX = 3.4028234663852886e38  # a feature without a declared domain accep
 # could merge groups) and would bloat the fixed-width holdout arrays.
 MAX_SENSITIVE_CHARS = 100
 MISSING_GROUP = "(missing)"
+# Undeclared categorical values counted per feature for the unknown-share message (a free-text column stops there).
+MAX_UNKNOWN_VALUES = 1_000
+_INTEGER_TEXT = re.compile(r"^-?\d+$")
 # Rows are decoded in blocks: the cells of one block at a time are held as Python strings.
 CHUNK_ROWS = 8_192
 SNIFF_BYTES = 64 * 1024
@@ -118,7 +121,8 @@ def parse_dataset(data: bytes | BinaryIO, family: ModelFamily, key: str = "") ->
     the message gives the total count of invalid rows, counts per column and the first MAX_ERRORS_REPORTED
     problems with their physical line numbers; a target without exactly two labels or without the positive label;
     a favorable_label (declared with a sensitive attribute) that is not one of the labels; fewer than MIN_ROWS rows;
-    a class with fewer rows than the class-count rule (see `min_rows_per_class`).
+    a class with fewer rows than the class-count rule (see `min_rows_per_class`); a categorical feature with
+    `unknown: other` whose undeclared values exceed its max_unknown_share (`check_unknown_shares`).
     """
     for suffix, reader in EXTRA_READERS.items():
         if key.lower().endswith(suffix):
@@ -638,6 +642,7 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
         raise DataSetError("data set has a header but no data rows")
     if total < MIN_ROWS:
         raise DataSetError(f"data set has {total} rows; at least {MIN_ROWS} are needed to train and hold out")
+    check_unknown_shares(converters, family, getattr(table, "integer_columns", frozenset()))
     line_numbers = line_blocks.result()
     # The group codes are freed once y is built.
     if family.task == "binary_classification":
@@ -819,6 +824,11 @@ class _CategoricalColumn:
         self.markers = markers
         self.index = {c: float(i) for i, c in enumerate(feature.categories)}
         self.other = float(len(feature.categories))
+        # Undeclared values mapped to "other" (counts kept for the first MAX_UNKNOWN_VALUES distinct ones) and the
+        # values present, for the training data set's unknown-share bound (`check_unknown_shares`).
+        self.unknown_count = 0
+        self.unknown_values: Counter[str] = Counter()
+        self.present = 0
 
     def __call__(self, cells: tuple[str, ...], lines: np.ndarray, bad: np.ndarray, problems: _Problems) -> np.ndarray:
         get = self.index.get
@@ -835,8 +845,12 @@ class _CategoricalColumn:
                 missing.append(int(i))
             elif self.feature.unknown == "other":
                 values[i] = self.other
+                self.unknown_count += 1
+                if text in self.unknown_values or len(self.unknown_values) < MAX_UNKNOWN_VALUES:
+                    self.unknown_values[text] += 1
             else:
                 unknown.append(int(i))
+        self.present += len(cells) - len(missing)
         name = self.feature.name
         if missing and not self.feature.accepts_missing:
             bad[missing] = True
@@ -850,6 +864,38 @@ class _CategoricalColumn:
                           for i in unknown[:MAX_ERRORS_REPORTED]], len(unknown),
                          [cells[i].strip() for i in unknown[:50]])
         return values
+
+
+def check_unknown_shares(converters: list, family: ModelFamily, integer_typed: frozenset[str] = frozenset()) -> None:
+    """Refuse a training data set in which a categorical feature with `unknown: other` has more undeclared values
+    (mapped to "other") than its bound (`ModelFamily.unknown_share_limit`) among its present values. The message
+    names the feature, the share and the most frequent undeclared values with their counts, and hints at a
+    recoding (integer codes where text categories are declared; `integer_typed` names columns a Parquet file
+    stores as integers). Raises DataSetError."""
+    problems = []
+    for column in converters:
+        if not isinstance(column, _CategoricalColumn) or not column.unknown_count:
+            continue
+        feature, limit = column.feature, family.unknown_share_limit(column.feature)
+        share = column.unknown_count / max(column.present, 1)
+        if share <= limit:
+            continue
+        values = ", ".join(f"{quote(v)} ({n})" for v, n in column.unknown_values.most_common(5))
+        more = len(column.unknown_values) - 5
+        text = (f"{quote(feature.name)}: {column.unknown_count} of {column.present} values ({share:.1%}) are not "
+                f"among its {len(feature.categories)} declared categories and would all be 'other', over "
+                f"max_unknown_share {limit:g}: {values}{f' and {more} more' if more > 0 else ''}")
+        codes = all(_INTEGER_TEXT.match(v) for v in column.unknown_values)
+        declared_codes = all(_INTEGER_TEXT.match(c) for c in feature.categories)
+        if (codes or feature.name in integer_typed) and not declared_codes:
+            text += (f" (the column holds integer codes where the family declares text categories "
+                     f"{list(feature.categories[:3])}: decode the codes, or declare them as the categories)")
+        problems.append(text)
+    if problems:
+        raise DataSetError("data set refused: " + "; ".join(problems) + ". Was the column recoded or renamed? "
+                           "Declare the new values as categories (mlops families infer reads them), or raise "
+                           "max_unknown_share (the family's, or the feature's) if these values are rare in "
+                           "practice.", unknown_share=problems[:10])
 
 
 def _sensitive(cells: tuple[str, ...], markers: frozenset[str], lines: np.ndarray, bad: np.ndarray,
