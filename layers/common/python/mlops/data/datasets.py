@@ -61,7 +61,7 @@ class DataSet:
     the target's values, and classes is empty.
     sensitive: str [rows] (a missing cell is the group "(missing)"), or None when the family declares none.
     row_ids: int64 [rows], 0..rows-1 in file order. line_numbers: int64 [rows], the physical line where each row
-    starts (line 1 is the header). warnings: non-fatal findings (blank rows skipped, columns ignored...).
+    starts (line 1 is the header); for a Parquet file, the row number from 1 (mlops.data.columnar). warnings: non-fatal findings (blank rows skipped, columns ignored...).
     """
 
     X: np.ndarray
@@ -462,6 +462,9 @@ def _missing_columns_message(header: list[str], missing: list[str], family: Mode
         kinds[family.sensitive_attribute] = "sensitive attribute"
     named = ", ".join(f"{quote(c)} ({kinds.get(c, 'feature')})" for c in missing[:10])
     more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    if getattr(table, "location", "line") == "row":  # a Parquet file: its schema names the columns, no delimiter
+        return (f"data set lacks required columns: {named}{more}; the Parquet file's columns are "
+                f"{', '.join(quote(h) for h in header[:10])}{' ...' if len(header) > 10 else ''}")
     how = "detected" if table.detected else "declared"
     read_as = (f"; the header was read as {len(header)} column{'s' if len(header) != 1 else ''} "
                f"{', '.join(quote(h) for h in header[:3])}{' ...' if len(header) > 3 else ''} "
@@ -486,9 +489,11 @@ def _yaml_delimiter(delimiter: str) -> str:
 
 
 class _Problems:
-    """Invalid rows: the total count, counts and examples per problem, the first problems by line."""
+    """Invalid rows: the total count, counts and examples per problem, the first problems by line (`location`:
+    "line" for CSV, "row" for Parquet)."""
 
-    def __init__(self) -> None:
+    def __init__(self, location: str = "line") -> None:
+        self.location = location
         self.first: list[tuple[int, str]] = []
         self.kinds: dict[tuple[str, str], list] = {}
         self.bad_rows = 0
@@ -511,7 +516,7 @@ class _Problems:
             self.first = sorted(self.first + firsts[:MAX_ERRORS_REPORTED])[:MAX_ERRORS_REPORTED]
 
     def stop(self, line: int, text: str) -> None:
-        self.stopped = f"line {line}: {text}; reading stopped there"
+        self.stopped = f"{self.location} {line}: {text}; reading stopped there"
 
     def raise_if_any(self, rows: int) -> None:
         if self.stopped and not self.kinds:
@@ -520,7 +525,7 @@ class _Problems:
             return
         summary = "; ".join(_kind_summary(kind, column, count, values)
                             for (kind, column), (count, values) in self.kinds.items())
-        firsts = [f"line {line}: {text}" for line, text in self.first]
+        firsts = [f"{self.location} {line}: {text}" for line, text in self.first]
         message = (f"data set has {_count(self.bad_rows, 'invalid row')} of {rows}: {summary}. "
                    f"First {'problem' if len(firsts) == 1 else f'{len(firsts)} problems'}: " + "; ".join(firsts))
         if self.stopped:
@@ -598,7 +603,8 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
     markers = frozenset(m.strip() for m in family.missing_markers)
     converters = [_converter(f, markers) for f in features]
     labels = _Labels(markers)
-    problems = _Problems()
+    location = getattr(table, "location", "line")
+    problems = _Problems(location)
     n_features = len(features)
     blocks = _Rows(np.float64, n_features)
     targets = _Rows(np.int64)
@@ -649,8 +655,8 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
         y, classes = _classes(labels, targets.result(), family)
         _check_class_counts(y, classes, family)
     else:  # regression and multiclass targets: see task_target
-        y, classes = task_target(labels, targets.result(), family, [line_numbers])
-    notes = [] if family.task != "regression" else prediction_range_notes(family, y, line_numbers)
+        y, classes = task_target(labels, targets.result(), family, [line_numbers], location)
+    notes = [] if family.task != "regression" else prediction_range_notes(family, y, line_numbers, location)
     X = blocks.result()
     return DataSet(
         X=X,
@@ -929,8 +935,9 @@ MAX_CLASSES = 100
 
 
 def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
-                line_blocks: list[np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The target of a regression or multiclass family from its grouped labels (every row labelled).
+                line_blocks: list[np.ndarray], location: str = "line") -> tuple[np.ndarray, tuple[str, ...]]:
+    """The target of a regression or multiclass family from its grouped labels (every row labelled); `location`
+    names what line_blocks number in messages ("line" of a CSV, "row" of a Parquet file).
 
     Regression: y float64, each row's number; classes (). Raises DataSetError giving the count of rows whose
     target is not a finite number or lies beyond the 32-bit float range (|y| > FLOAT32_MAX: the graph's tree
@@ -952,7 +959,7 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
         bad = np.flatnonzero(np.isnan(y))
         if bad.size:
             lines = np.concatenate(line_blocks)[bad[:MAX_ERRORS_REPORTED]]
-            examples = "; ".join(f"line {line}: {quote(texts[groups[i]])}" for line, i in
+            examples = "; ".join(f"{location} {line}: {quote(texts[groups[i]])}" for line, i in
                                  zip(lines, bad[:MAX_ERRORS_REPORTED], strict=True))
             raise DataSetError(f"target {target}: {_count(int(bad.size), 'row')} of {y.size} without a finite number "
                                f"(a regression predicts a number). First: {examples}", invalid_rows=int(bad.size),
@@ -960,7 +967,7 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
         huge = np.flatnonzero(np.abs(y) > FLOAT32_MAX)
         if huge.size:
             lines = np.concatenate(line_blocks)[huge[:MAX_ERRORS_REPORTED]]
-            examples = "; ".join(f"line {line}: {quote(texts[groups[i]])}" for line, i in
+            examples = "; ".join(f"{location} {line}: {quote(texts[groups[i]])}" for line, i in
                                  zip(lines, huge[:MAX_ERRORS_REPORTED], strict=True))
             raise DataSetError(f"target {target}: {_count(int(huge.size), 'row')} of {y.size} beyond the 32-bit float "
                                f"range the model's graph computes in (|y| <= {FLOAT32_MAX:.4g}; the squared errors "
