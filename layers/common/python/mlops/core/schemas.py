@@ -33,6 +33,8 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     REGRESSION: ("rmse", "mae", "r2"),
 }
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+# A multiclass target with more labels than this is refused (free text or an identifier, not a class).
+MAX_CLASSES = 100
 FeatureKind = Literal["numeric", "categorical"]
 # How a feature's missing values are handled. `reject`: a data set or request with a missing value is refused.
 # median / mean / most_frequent / constant: imputed with the statistic fitted on training rows only, inside the ONNX
@@ -338,6 +340,11 @@ class ModelFamily(_Frozen):
     # in the target's own terms. A multiclass family with a sensitive attribute declares it (the class whose
     # predicted rate is compared across groups); a regression has none (its fairness figures are spreads).
     favorable_label: Label = 0
+    # Multiclass only: the classes the family predicts, in the target's own terms (`mlops families infer` writes
+    # them). Declared, a data set holding another class, or lacking one, is refused, and a candidate whose classes
+    # differ from the live model's passes the gate when they are these (a deliberate change of the API's classes);
+    # undeclared, the gate refuses any class change.
+    classes: tuple[Label, ...] | None = None
     # Regression only: predictions are clipped to [low, high] inside the ONNX graph (e.g. [0, 1] for a loss
     # given default), so the served model never answers outside the target's range. One side may be null: [0, null]
     # for an amount that cannot be negative. Training data outside the range is noted, not refused.
@@ -408,6 +415,21 @@ class ModelFamily(_Frozen):
                 raise ValueError(f"prediction_range {shown}: each bound must be a finite number or null")
             if low is not None and high is not None and not low < high:
                 raise ValueError(f"prediction_range {shown} must be two finite numbers, low < high")
+        if self.classes is not None:
+            if self.task != MULTICLASS:
+                raise ValueError("classes applies to multiclass_classification families only (a binary family "
+                                 "declares positive_label; a regression has no classes)")
+            if not 3 <= len(self.classes) <= MAX_CLASSES:
+                raise ValueError(f"classes lists {len(self.classes)}; a multiclass family has 3 to {MAX_CLASSES}")
+            texts = [label_text(c) for c in self.classes]
+            repeated = sorted({t for i, t in enumerate(texts)
+                               if any(same_label(self.classes[i], other) for other in self.classes[:i])})
+            if repeated:
+                raise ValueError(f"classes names the same class more than once: {repeated}")
+            if (self.sensitive_attribute is not None and "favorable_label" in self.model_fields_set
+                    and not any(same_label(self.favorable_label, c) for c in self.classes)):
+                raise ValueError(f"favorable_label {label_text(self.favorable_label)!r} is not one of the declared "
+                                 f"classes {texts}")
         if (self.task == MULTICLASS and self.sensitive_attribute is not None
                 and "favorable_label" not in self.model_fields_set):
             raise ValueError("a multiclass family with a sensitive_attribute declares favorable_label: the class "
@@ -445,6 +467,10 @@ class ModelFamily(_Frozen):
     @property
     def is_classifier(self) -> bool:
         return self.task != REGRESSION
+
+    def declares_class(self, label: Label) -> bool:
+        """Whether `label` is one of the declared `classes` (True when the family declares none)."""
+        return self.classes is None or any(same_label(label, c) for c in self.classes)
 
     def is_positive(self, label: Label) -> bool:
         """Whether a target value (as parsed from a data set, or as declared) names the positive class."""

@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mlops.core.errors import DataSetError
-from mlops.core.schemas import Feature, ModelFamily, label_text, same_label
+from mlops.core.schemas import MAX_CLASSES, Feature, ModelFamily, label_text, same_label
 
 MIN_ROWS = 50
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
@@ -61,7 +61,8 @@ class DataSet:
     the target's values, and classes is empty.
     sensitive: str [rows] (a missing cell is the group "(missing)"), or None when the family declares none.
     row_ids: int64 [rows], 0..rows-1 in file order. line_numbers: int64 [rows], the physical line where each row
-    starts (line 1 is the header); for a Parquet file, the row number from 1 (mlops.data.columnar). warnings: non-fatal findings (blank rows skipped, columns ignored...).
+    starts (line 1 is the header); for a Parquet file, the row number from 1 (mlops.data.columnar).
+    warnings: non-fatal findings (blank rows skipped, columns ignored...).
     """
 
     X: np.ndarray
@@ -930,10 +931,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-# A multiclass target with more labels than this is refused (free text or an identifier, not a class).
-MAX_CLASSES = 100
-
-
 def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
                 line_blocks: list[np.ndarray], location: str = "line") -> tuple[np.ndarray, tuple[str, ...]]:
     """The target of a regression or multiclass family from its grouped labels (every row labelled); `location`
@@ -944,7 +941,8 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
     sums and linear outputs are float32), with their first lines, or for a constant target.
     Multiclass: y int64, the index into classes; classes are the labels in sorted order: by value when every
     label is a number (1, 2, 10), else by text (code point order: "A" < "B" < "a"). Raises DataSetError for
-    fewer than 3 labels, more than MAX_CLASSES, a class with fewer rows than the class-count rule
+    fewer than 3 labels, more than MAX_CLASSES, labels outside the family's declared `classes` (with their row
+    counts and first lines) or a declared class without rows, a class with fewer rows than the class-count rule
     (`min_rows_per_class`, checked per class), or a favorable_label (declared with a sensitive attribute) that is
     not one of the classes."""
     texts = labels.texts
@@ -980,6 +978,8 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
     counts = np.bincount(groups, minlength=len(texts))
     found = ", ".join(f"{quote(texts[g])} ({_count(int(counts[g]), 'row')})"
                       for g in np.argsort(-counts, kind="stable")[:10])
+    if family.classes is not None:
+        _check_declared_classes(texts, counts, groups, family, np.concatenate(line_blocks), location)
     if len(texts) < 3:
         raise DataSetError(f"target {target} has {_count(len(texts), 'distinct label')} ({found}); a multiclass family "
                            "needs at least 3 (two labels: declare task binary_classification)")
@@ -1051,6 +1051,29 @@ def distinct_figures(values: list[float]) -> list[str]:
 def _figure(value: float) -> str:
     """A number with the digits it needs to tell it from its neighbours: 0.5, 1000000008.142, 1e+300."""
     return repr(float(value)).removesuffix(".0") if abs(value) < 1e16 else f"{value:.6g}"
+
+
+def _check_declared_classes(texts: list[str], counts: np.ndarray, groups: np.ndarray, family: ModelFamily,
+                            lines: np.ndarray, location: str) -> None:
+    """Refuse a multiclass target whose labels are not the family's declared `classes`: labels it does not
+    declare (their row counts and first lines; "e" is not "E"), or declared classes without a row."""
+    target = quote(family.target)
+    declared = ", ".join(quote(label_text(c)) for c in family.classes or ())
+    extra = [g for g, text in enumerate(texts) if not family.declares_class(text)]
+    if extra:
+        rows = np.flatnonzero(np.isin(groups, extra))
+        first = "; ".join(f"{location} {lines[i]}: {quote(texts[groups[i]])}" for i in rows[:MAX_ERRORS_REPORTED])
+        listed = ", ".join(f"{quote(texts[g])} ({_count(int(counts[g]), 'row')})" for g in extra[:10])
+        raise DataSetError(f"target {target}: {_count(int(rows.size), 'row')} of {groups.size} hold classes the "
+                           f"family does not declare: {listed}; declared classes: [{declared}]. First: {first}. "
+                           "Fix the labels, or declare the new class list in `classes` (a change of the classes "
+                           "the API answers)", undeclared_classes=[texts[g][:MAX_QUOTED_CHARS] for g in extra[:20]])
+    absent = [label_text(c) for c in family.classes or () if not any(same_label(c, text) for text in texts)]
+    if absent:
+        raise DataSetError(f"target {target}: declared classes without a row in the data set: "
+                           f"{', '.join(quote(c) for c in absent)}; declared classes: [{declared}]. A model trained "
+                           "on it could never predict them: add their rows, or remove them from `classes` (a "
+                           "change of the classes the API answers)", absent_classes=absent[:20])
 
 
 def _as_float(text: str) -> float | None:
