@@ -428,6 +428,8 @@ def follow_run(platform: Platform, family: str, run_id: str, timeout: float, pol
         while True:
             run = registry.get_run(family, run_id)
             if run and run.get("outcome") != "started":
+                # A run that ended between two polls: the last display shows every state it went through.
+                visits = _final_visits(run, sfn, visits)
                 return run
             now = time.monotonic()
             if run and run.get("execution_arn"):
@@ -453,6 +455,19 @@ def follow_run(platform: Platform, family: str, run_id: str, timeout: float, pol
         if live is not None:
             live.update(_progress_table(run_id, visits, done=True, run=run))
             live.stop()
+
+
+def _final_visits(run: dict[str, Any], sfn: Any, visits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The states of an ended run's execution, read once more (the last poll may have seen only the first of them);
+    the visits already read when its history cannot be read (a run without an execution)."""
+    from mlops.rollout.history import read_history, state_visits
+
+    if not run.get("execution_arn"):
+        return visits
+    try:
+        return state_visits(read_history(run["execution_arn"], sfn))
+    except Exception:  # noqa: BLE001 - the outcome is known; the display keeps what it had
+        return visits
 
 
 def _progress(console: Any | None, run_id: str) -> Any:
