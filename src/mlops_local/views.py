@@ -215,7 +215,10 @@ def compare(platform: Platform, family: str, first: int, second: int) -> dict[st
     fair_a, fair_b = a.get("fairness") or {}, b.get("fairness") or {}
     rows.append(_row("fairness", "sensitive attribute", fair_a.get("sensitive_attribute") or _not_checked(fair_a),
                      fair_b.get("sensitive_attribute") or _not_checked(fair_b)))
-    for field in ("demographic_parity_difference", "equal_opportunity_difference"):
+    # A regression's fairness figures are the group spreads (mlops.stats.tasks.regression_fairness).
+    regression = any("mean_prediction_spread" in f for f in (fair_a, fair_b))
+    for field in (("mean_prediction_spread", "mae_spread") if regression else
+                  ("demographic_parity_difference", "equal_opportunity_difference")):
         rows.append(_row("fairness", field, fair_a.get(field), fair_b.get(field)))
     groups_a, groups_b = fair_a.get("groups") or {}, fair_b.get("groups") or {}
     for group in _union(groups_a, groups_b):
@@ -254,6 +257,8 @@ def _group_text(group: dict[str, Any] | None) -> str | None:
     if not group:
         return None
     rate = group.get("favorable_rate")
+    if isinstance(group.get("mean_prediction"), float):
+        return f"n={group.get('rows')}, mean prediction {group['mean_prediction']:.6g}, MAE {group.get('mae', 0.0):.4g}"
     return f"n={group.get('rows')}, favourable rate {rate:.3f}" if isinstance(rate, float) else \
         f"n={group.get('rows')}"
 

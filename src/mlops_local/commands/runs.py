@@ -215,9 +215,12 @@ def run_story(platform: Platform, run: dict[str, Any]) -> dict[str, Any]:
             record = None
         if record is not None:
             lineage = record.lineage
+            from mlops.reports.model_card import training_engine
+
             version = {"version": record.version, "status": record.status, "status_reason": record.status_reason,
                        "gate": lineage.get("gate"), "canary_result": lineage.get("canary_result"),
-                       "metrics": lineage.get("metrics"), "artifact_sha256": lineage.get("artifact_sha256")}
+                       "metrics": lineage.get("metrics"), "artifact_sha256": lineage.get("artifact_sha256"),
+                       "training": training_engine(lineage.get("training"))}
     return {"run": run_summary(run), "states": states, "version": version}
 
 
@@ -252,6 +255,8 @@ def print_story(console: Any, story: dict[str, Any]) -> None:
     version = story.get("version")
     if version:
         console.print(f"[bold]Model v{version['version']}[/]: {version['status']} ({version['status_reason']})")
+        training = version.get("training")
+        console.print(f"Trained on {training['text'] if training else 'an engine not recorded'}", markup=False)
         gate = version.get("gate") or {}
         if gate.get("checks"):
             table = Table(title=f"Gate: {'passed' if gate.get('passed') else 'failed'}", title_justify="left")
