@@ -133,3 +133,13 @@ def test_reproduce_of_a_sagemaker_version_says_what_it_re_ran_and_where_the_vers
     assert "SageMaker training job (job lgd-1f2e3d4c5b6a7988 on ml.m5.xlarge)" in env["trained_on"]
     assert "re-running the Train step's code" in env["reproduced_on"] and "did not start a SageMaker job" in env["note"]
     assert environment(local, {"engine": "lambda"})["trained_on"].startswith("the local runtime's Train step")
+
+
+def test_the_console_run_page_names_the_engine():
+    from mlops_local.console import render
+
+    story = {"run": {"run_id": "lgd-1", "family": "lgd", "outcome": "promoted", "version": 2}, "states": [],
+             "version": {"version": 2, "status": "live", "status_reason": "promoted", "gate": {},
+                         "training": {"text": "sagemaker: job lgd-1f2e3d4c5b6a7988 on ml.m5.xlarge"}}}
+    html = render("console_run.html.j2", story=story, crumbs=[("lgd", None)])
+    assert "Trained on sagemaker: job lgd-1f2e3d4c5b6a7988 on ml.m5.xlarge" in _text(html)
