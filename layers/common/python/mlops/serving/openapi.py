@@ -38,10 +38,9 @@ def family_openapi(family: ModelFamily, classes: list[Label] | None = None) -> d
     record = f"{op}Record"
     json_body = {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}
     errors = {code: {"$ref": "#/components/responses/Error"} for code in _ERROR_STATUSES}
-    conflict = {"description": "\"explain\": true for a version that cannot explain it (" + (
-        "a multiclass model" if family.task == MULTICLASS else "trained before explanations: retrain") + "); the "
-        "same request without \"explain\" is scored", "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/Error"}}}}
+    conflict = {"description": f"\"explain\": true for a version that cannot explain it ({_unexplained(family)}); "
+                "the same request without \"explain\" is scored", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"}}}}
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": f"{name} scoring API", "version": "1.0",
@@ -91,8 +90,7 @@ def request_schema(family: ModelFamily, record: str) -> dict[str, Any]:
     """The body of POST /models/{name}/predict: `instances` (1 to MAX_RECORDS records of the `record` schema) and
     the explanation options the API accepts (`explain`, `top` only with "explain": true); nothing else."""
     explain = ("true adds `explanations` to the response, one per record (SHAP values on the model's raw output, "
-               "docs/audit.md); " + ("a multiclass model answers 409" if family.task == MULTICLASS else
-                                     "a version trained before explanations answers 409"))
+               f"docs/audit.md); 409 for {_unexplained(family)}")
     properties = {
         "instances": {"type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
                       "items": {"$ref": f"#/components/schemas/{record}"}},
@@ -178,6 +176,16 @@ def _description(family: ModelFamily) -> str:
     if nullable:
         text += " These features accept null (scored as training treated a missing value): " + ", ".join(nullable)
     return text
+
+
+def _unexplained(family: ModelFamily) -> str:
+    """Which versions of the family answer 409 to "explain": true (mlops.serving.explanations.ServedExplainer)."""
+    if family.task == MULTICLASS:
+        return "a multiclass model: not explained"
+    if family.task == REGRESSION and not family.is_linear:
+        return ("a tree-ensemble regression, whose graph re-centres the ensemble's output: explanations would not "
+                "add up to the served value; or a version trained before explanations")
+    return "a version trained before explanations: retrain"
 
 
 def _operation_name(name: str) -> str:
