@@ -116,6 +116,8 @@ class MlopsPlatformStack(Stack):
         CfnOutput(self, "FailedEventsQueue", value=failed_events.queue.queue_url,
                   description="Events the platform could not process (original event + error), kept 14 days")
         CfnOutput(self, "Dashboard", value=monitoring.dashboard.dashboard_name)
+        CfnOutput(self, "DriftFunction", value=monitoring.drift.function.function_name,
+                  description="Runs the drift checks; `mlops drift check FAMILY --stack NAME` invokes it")
         for family, scoring in zip(config.families, families, strict=True):
             CfnOutput(self, f"ScoringFunction{_pascal(family.name)}", value=scoring.function.function_name)
         acknowledge_platform_findings(self)

@@ -82,6 +82,8 @@ class Platform:
     endpoint_url: str | None = None
     families: tuple[str, ...] = ()
     poll_seconds: float = 2.0
+    # The function that runs drift checks (`mlops drift check`); None when the server or stack does not name it.
+    drift_function: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
@@ -132,7 +134,8 @@ def from_local_server(cwd: Path) -> Platform:
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                             aws_session_token="testing", region_name=LOCAL_REGION)
     return Platform(description=f"local server (pid {pid}, {cwd})", session=session, endpoint_url=endpoint,
-                    families=tuple(info.get("families") or ()), poll_seconds=0.25, **names)
+                    families=tuple(info.get("families") or ()), poll_seconds=0.25,
+                    drift_function=info.get("drift_function"), **names)
 
 
 def _process_alive(pid: int) -> bool:
@@ -174,6 +177,7 @@ def from_stack(stack: str, profile: str | None, region: str | None) -> Platform:
     if missing:
         raise PlatformUnreachable(f"stack {stack!r} has no outputs {missing}: is it an MLOps platform stack?")
     return Platform(description=f"stack {stack} ({session.region_name})", session=session,
+                    drift_function=outputs.get("DriftFunction"),
                     **{attr: outputs[name] for attr, name in STACK_OUTPUTS.items()})
 
 

@@ -16,6 +16,8 @@ The rules (also in docs/families.md):
   fractional values or more than MAX_CLASS_LEVELS distinct values a regression (with prediction_range [0, 1]
   when every value lies in [0, 1]: a rate or a share); 3 or more labels otherwise a multiclass classification
   (its favourable class for fairness, with --sensitive, guessed as the most frequent). The guess is stated.
+- Classes (multiclass): the target's labels, written as `classes` in the reader's order, so that a later data set
+  that drops or renames a class is refused instead of silently changing the classes the API answers.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 from mlops.core.errors import DataSetError
 from mlops.core.schemas import DEFAULT_MISSING_MARKERS, FEATURE_NAME, Label, ModelFamily, label_text, same_label
-from mlops.data.datasets import min_rows_per_class, parse_dataset, quote, read_table
+from mlops.data.datasets import distinct_figures, min_rows_per_class, parse_dataset, quote, read_table
 from pydantic import ValidationError as PydanticValidationError
 
 DEFAULT_ALGORITHM = "hist_gradient_boosting"
@@ -147,18 +149,26 @@ def infer_task(cells: list[str], target: str, given: str | None, positive_label:
             spec["prediction_range"] = [0, 1]
             notes.append("prediction_range [0, 1]: every target value lies in [0, 1] (a rate or a share); the "
                          "model's predictions are clipped to it")
-        notes.append(f"target {quote(target)}: values from {numbers.min():g} to {numbers.max():g}, mean "
-                     f"{numbers.mean():g}")
+        low, high, mean = distinct_figures([numbers.min(), numbers.max(), numbers.mean()])
+        notes.append(f"target {quote(target)}: values from {low} to {high}, mean {mean}")
         return task, spec, notes
     texts = _first_spellings(cells, markers)
     shown = ", ".join(f"{quote(texts[k])} ({n})" for k, n in labels.most_common(10))
     notes.append(f"classes of {quote(target)}: {shown}" + (" ..." if len(labels) > 10 else ""))
+    # The class list as the data set reader orders it (by value when every label is a number, else by text).
+    spellings = [texts[k] for k in labels]
+    numeric = _numbers(spellings) is not None
+    ordered = sorted(spellings, key=lambda t: (float(t), t) if numeric else (0.0, t))
+    spec: dict[str, Any] = {"classes": [_typed(t) for t in ordered]}
+    notes.append("classes: the class list is written to the family; a data set with another class or without "
+                 "one of them is refused, and a model whose classes differ from the live one's does not pass the "
+                 "gate unless the list is changed here")
     if sensitive is None:
-        return task, {}, notes
+        return task, spec, notes
     favorable = _typed(texts[labels.most_common(1)[0][0]])
     notes.append(f"fairness: favorable_label GUESSED as {quote(label_text(favorable))} (the most frequent class); "
                  "set the class whose rate is compared across groups")
-    return task, {"favorable_label": favorable}, notes
+    return task, {**spec, "favorable_label": favorable}, notes
 
 
 def _require_column(header: tuple[str, ...], column: str, role: str) -> None:

@@ -131,11 +131,14 @@ def _refresh_cards(platform: Platform, family: str, versions: list[int]) -> dict
 
 def promote(platform: Platform, family: str, version: int, reason: str, actor: str | None = None
             ) -> dict[str, Any]:
-    """Make `version` the live model with all traffic: a retired version back to live, a stuck canary to live, or
-    a family's first candidate. Refused for rejected and rolled-back versions (final), for a candidate while
-    another version is live (it must pass a canary), and while a rollout runs. Returns what changed."""
+    """Make `version` the live model with all traffic: a retired version back to live, a stuck canary to live, a
+    family's first candidate, or a canary the pipeline rolled back only because too little traffic reached it to
+    judge it (`registry.store.rolled_back_for_insufficient_traffic`; the status event records that, who and why).
+    Refused for rejected versions and versions rolled back for what their canary did (errors, latency,
+    diverging predictions: final), for a candidate while another version is live (it must pass a canary), and
+    while a rollout runs. Returns what changed."""
     from mlops.core.errors import IllegalTransitionError, PlatformError
-    from mlops.registry.store import CANDIDATE, LIVE
+    from mlops.registry.store import CANDIDATE, LIVE, rolled_back_for_insufficient_traffic
 
     actor = actor or identity(platform)
     family_record(platform, family)
@@ -150,6 +153,10 @@ def promote(platform: Platform, family: str, version: int, reason: str, actor: s
         if target.status == CANDIDATE and before.live_version:
             raise Refused(f"refused: {family} v{version} is a candidate and v{before.live_version} is live; a "
                           "candidate reaches traffic through a canary (upload its data set again to run one)")
+        # The registry refuses any other rolled-back version, saying why (ModelRegistry.transition).
+        revived = rolled_back_for_insufficient_traffic(target)
+        if revived:
+            reason = f"promoted by an operator after its canary was rolled back for too little traffic: {reason}"
         try:
             if not target.function_version:
                 sha = target.artifact_sha256
@@ -164,6 +171,7 @@ def promote(platform: Platform, family: str, version: int, reason: str, actor: s
     cards = _refresh_cards(platform, family, [target.version, before.live_version])
     return {"family": family, "action": "promote", "version": target.version, "status": changed.status,
             "previous_live_version": before.live_version or None, "already_live": target.status == LIVE,
+            "after_insufficient_traffic": revived,
             "actor": f"cli:{actor}", "reason": reason, "at": datetime.now(UTC).isoformat(), "alias": alias,
             "model_cards": cards}
 

@@ -149,12 +149,27 @@ def reproduce(platform: Platform, family: str, version: int,
     return {"family": family, "version": record.version, "identical": identical,
             "artifact": {"recorded": recorded, "reproduced": reproduced, "bytes": len(model.onnx_bytes)},
             "checks": checks, "differences": differences, "predictions": predictions,
-            "environment": environment(platform)}
+            "environment": environment(platform, lineage.get("training"))}
 
 
-def environment(platform: Platform) -> dict[str, Any]:
-    """Where this reproduction ran, and where the version was trained."""
-    here = f"Python {host.python_version()} on {host.system()} {host.machine()}"
+def environment(platform: Platform, training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where this reproduction ran (the Train step's code, in this process, whatever engine trained the version)
+    and where the version was trained: its lineage's engine (`training`, mlops.training.engines), else the
+    platform's Train step."""
+    here = (f"Python {host.python_version()} on {host.system()} {host.machine()}, re-running the Train step's code "
+            "(parse, fit, convert) in this process")
+    training = training if isinstance(training, dict) else {}
+    if training.get("engine") == "sagemaker":
+        job = f"job {training.get('job_name') or 'unnamed'}" + (
+            f" on {training['instance_type']}" if training.get("instance_type") else "")
+        where = ("the local runtime's emulation of a SageMaker training job" if platform.endpoint_url
+                 else "a SageMaker training job in AWS's scikit-learn image")
+        trained = f"{where} ({job}), running the Train step's entry point (mlops.training.job)"
+        note = ("This reproduction did not start a SageMaker job: it ran the same Train step here. The job ran in "
+                "AWS's scikit-learn image, whose Python and library versions are in the checks above; with the same "
+                "versions the artifact should be identical, and a difference only in floating-point values can come "
+                "from the CPU or the BLAS build.")
+        return {"reproduced_on": here, "trained_on": trained, "note": note, "engine": "sagemaker"}
     if platform.endpoint_url:
         trained = "the local runtime's Train step (this machine's Python and libraries)"
         note = None
@@ -166,7 +181,7 @@ def environment(platform: Platform) -> dict[str, Any]:
                 "stack output yet) invoked with {family, dataset: the lineage's bucket/key/version_id, seed, "
                 "trigger: {source: \"reproduce\"}}; its artifacts are content-addressed, so it would store nothing "
                 "new for an identical model.")
-    return {"reproduced_on": here, "trained_on": trained, "note": note}
+    return {"reproduced_on": here, "trained_on": trained, "note": note, "engine": training.get("engine") or "lambda"}
 
 
 def onnx_differences(recorded: bytes, reproduced: bytes, limit: int = MAX_DIFFERENCES) -> list[str]:

@@ -359,6 +359,7 @@ def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), 
         info = {"api_url": f"http://127.0.0.1:{httpd.server_address[1]}", "aws_endpoint_url": platform.endpoint_url,
                 "bucket": platform.bucket, "registry_table": platform.table,
                 "state_machine_arn": platform.state_machine_arn, "pid": os.getpid(),
+                "drift_function": platform.function_names["drift"],
                 "families": [BUILTIN_FAMILY, *sorted(f.name for f in families)],
                 "console_url": f"http://127.0.0.1:{httpd.server_address[1]}/console"}
         _write_server_file(server_file, info)

@@ -215,7 +215,10 @@ def compare(platform: Platform, family: str, first: int, second: int) -> dict[st
     fair_a, fair_b = a.get("fairness") or {}, b.get("fairness") or {}
     rows.append(_row("fairness", "sensitive attribute", fair_a.get("sensitive_attribute") or _not_checked(fair_a),
                      fair_b.get("sensitive_attribute") or _not_checked(fair_b)))
-    for field in ("demographic_parity_difference", "equal_opportunity_difference"):
+    # A regression's fairness figures are the group spreads (mlops.stats.tasks.regression_fairness).
+    regression = any("mean_prediction_spread" in f for f in (fair_a, fair_b))
+    for field in (("mean_prediction_spread", "mae_spread") if regression else
+                  ("demographic_parity_difference", "equal_opportunity_difference")):
         rows.append(_row("fairness", field, fair_a.get(field), fair_b.get(field)))
     groups_a, groups_b = fair_a.get("groups") or {}, fair_b.get("groups") or {}
     for group in _union(groups_a, groups_b):
@@ -254,6 +257,8 @@ def _group_text(group: dict[str, Any] | None) -> str | None:
     if not group:
         return None
     rate = group.get("favorable_rate")
+    if isinstance(group.get("mean_prediction"), float):
+        return f"n={group.get('rows')}, mean prediction {group['mean_prediction']:.6g}, MAE {group.get('mae', 0.0):.4g}"
     return f"n={group.get('rows')}, favourable rate {rate:.3f}" if isinstance(rate, float) else \
         f"n={group.get('rows')}"
 
@@ -413,8 +418,59 @@ def drift_summary(item: dict[str, Any]) -> dict[str, Any]:
     return {"run": item.get("at"), "checked_at": report.get("checked_at"), "verdict": report.get("verdict"),
             "live_version": report.get("live_version"), "rows": report.get("rows"),
             "drifted_features": report.get("drifted_features") or [],
-            "prediction_psi": report.get("prediction_psi"), "retrain": report.get("retrain"),
+            "prediction_psi": report.get("prediction_psi"), "prediction": report.get("prediction"),
+            "prediction_drift": prediction_drift_text(report), "retrain": report.get("retrain"),
             "report_key": report.get("report_key"), "report_html_key": report.get("report_html_key")}
+
+
+def prediction_drift_text(report: dict[str, Any]) -> str:
+    """The served predictions' drift in one phrase, by task (mlops.stats.tasks.prediction_drift): a multiclass
+    model's predicted-class chi-square p-value and Cramér's V, a regression's PSI and KS D, a binary model's
+    prediction PSI; or why they were not tested."""
+    prediction = report.get("prediction")
+    if not isinstance(prediction, dict):
+        psi = report.get("prediction_psi")
+        return "-" if psi is None else f"PSI {psi:.3g}"
+    if prediction.get("status") != "checked":
+        return f"{prediction.get('status', 'not_checked').replace('_', ' ')} ({prediction.get('reason') or '-'})"
+    verdict = "drift" if prediction.get("drifted") else "no drift"
+    figure = {k: prediction.get(k) if isinstance(prediction.get(k), int | float) else float("nan")
+              for k in ("p_value", "cramers_v_equal_weight", "psi", "ks_statistic", "ks_p_value")}
+    if prediction.get("kind") == "categorical":
+        return (f"predicted classes: chi-square p {figure['p_value']:.2g}, Cramér's V "
+                f"{figure['cramers_v_equal_weight']:.3f}, PSI {figure['psi']:.3g} ({verdict})")
+    return (f"predicted values: PSI {figure['psi']:.3g}, KS D {figure['ks_statistic']:.3f} "
+            f"(p {figure['ks_p_value']:.2g}) ({verdict})")
+
+
+def drift_check(platform: Platform, family: str) -> dict[str, Any]:
+    """Run the family's drift check now, as its schedule does: invoke the platform's drift function (the local
+    server's, or the stack's `DriftFunction` output) with an EventBridge scheduled event naming the family
+    (`detail.families`), then read the check it recorded (`drift_run`). NotFound for an unknown family or one
+    without a live model; click.ClickException when the platform names no drift function or the check failed."""
+    import json
+
+    record = family_record(platform, family)
+    if not record.live_version:
+        raise NotFound(f"{family} has no live model on {platform.description}: drift compares a live model's "
+                       "traffic with its training baseline (upload a data set first)")
+    if not platform.drift_function:
+        raise click.ClickException(f"{platform.description} does not name its drift function (a local server "
+                                   "started before `mlops drift check` existed, or a stack deployed before its "
+                                   "DriftFunction output): restart `mlops local serve`, or redeploy the stack")
+    event = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {"families": [family]}}
+    response = platform.client("lambda").invoke(FunctionName=platform.drift_function,
+                                                Payload=json.dumps(event).encode())
+    payload = json.loads(response["Payload"].read() or b"{}")
+    if response.get("FunctionError"):
+        raise click.ClickException(f"the drift function failed: {payload.get('errorType', 'error')}: "
+                                   f"{str(payload.get('errorMessage', payload))[:500]}")
+    result = next((r for r in payload.get("reports") or [] if r.get("family") == family), None)
+    if result is None or result.get("verdict") == "error":
+        raise click.ClickException(f"the drift check of {family} did not complete ("
+                                   f"{'it failed' if result else 'the drift function reported no check of it'}; "
+                                   "see the drift function's logs)")
+    return drift_run(platform, family)
 
 
 def drift_runs(platform: Platform, family: str, limit: int = 20) -> list[dict[str, Any]]:

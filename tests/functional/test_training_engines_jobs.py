@@ -23,8 +23,9 @@ JOBS = engines.JobSettings(artifact_bucket=BUCKET, region="us-east-1", image_uri
     roles={"*": "arn:aws:iam::123456789012:role/jobs"}, platform_key_arn="")
 
 
-def _family(platform, name: str, **training):
-    family = synthetic.credit_risk_family(name=name, training=training)
+def _family(platform, name: str, max_dataset_bytes: int | None = None, **training):
+    size = {} if max_dataset_bytes is None else {"max_dataset_bytes": max_dataset_bytes}
+    family = synthetic.credit_risk_family(name=name, training=training, **size)
     platform.registry.put_family(family, scoring_function=f"{name}-scoring")
     return family
 
@@ -107,8 +108,13 @@ def test_plan_refuses_on_lambda_what_a_gzip_trailer_declares_too_big_and_auto_se
     ref = _upload("datasets/lam-gz/a.csv.gz", bytes(packed))
     with pytest.raises(DataSetError) as error:
         engines.plan_step(platform, _event(lam, ref), LIMITS, JOBS)
+    assert "4,096.0 MB uncompressed" in error.value.message and "max_dataset_bytes" in error.value.message
+    # Within a raised max_dataset_bytes, the refusal is the lambda engine's own, naming the sagemaker engine.
+    lam = _family(platform, "lam-gz", max_dataset_bytes=2**33)
+    with pytest.raises(DataSetError) as error:
+        engines.plan_step(platform, _event(lam, ref), LIMITS, JOBS)
     assert "4,096.0 MB uncompressed" in error.value.message and "training.engine: sagemaker" in error.value.message
-    auto = _family(platform, "auto-gz", engine="auto")
+    auto = _family(platform, "auto-gz", engine="auto", max_dataset_bytes=2**33)
     ref = _upload("datasets/auto-gz/a.csv.gz", bytes(packed))
     assert engines.plan_step(platform, _event(auto, ref), LIMITS, JOBS)["engine"] == "sagemaker"
 

@@ -49,7 +49,7 @@ def loans_family(name: str = "loans", leak: bool = False, **overrides) -> ModelF
     features = [Feature(name="annual income", missing="median", minimum=0),
                 Feature(name="utilization", missing="mean", minimum=0, maximum=1),
                 Feature(name="region", kind="categorical", categories=REGIONS, unknown="other",
-                        missing="most_frequent")]
+                        missing="most_frequent", max_unknown_share=0.1)]  # "islands": about 5% of the rows
     if leak:
         features.append(Feature(name="recovery_fee", minimum=0))
     spec = {"name": name, "algorithm": "logistic_regression", "target": "loan_status", "positive_label": "bad",

@@ -261,12 +261,13 @@ def test_family_openapi_document_is_valid_and_reflects_the_task(task):
     validate(document)
     response = document["components"]["schemas"]["PredictResponse"]["properties"]
     record = document["components"]["schemas"]["TaskFamilyRecord"]
-    assert record["properties"]["x"] == {"type": "number", "nullable": True}
+    assert record["properties"]["x"] == {"type": "number", "nullable": True, "minimum": -3.4028234663852886e38,
+                                         "maximum": 3.4028234663852886e38}  # the API's float32 range
     assert record["properties"]["kind"] == {"type": "string", "enum": ["a", "b", "c"]}
     assert set(document["paths"]) == {"/models/task-family/predict", "/models/task-family",
                                       "/models/task-family/openapi.json"}
     if task == "regression":
-        assert set(response) == {"model", "version", "predictions", "request_id"}
+        assert set(response) == {"model", "version", "predictions", "request_id", "explanations"}
         assert response["predictions"]["items"] == {"type": "number", "minimum": 0, "maximum": 1}
     else:
         assert response["classes"]["items"] == {"enum": classes}

@@ -57,6 +57,17 @@ def audit(request_id: str, family: str | None, at: str | None, target: TargetOpt
     print_report(_console(), report)
 
 
+def _decision_rule(decision: dict[str, Any]) -> str:
+    """How the served model decided: a binary model at its threshold; a regression answers its predicted value and
+    a multiclass model its most probable class (no threshold)."""
+    task = decision.get("task") or "binary_classification"
+    if task == "regression":
+        return "regression (the predicted value, no threshold)"
+    if task == "multiclass_classification":
+        return "multiclass (the most probable class, no threshold)"
+    return f"threshold {decision.get('threshold')}"
+
+
 def print_report(console: Any, report: dict[str, Any]) -> None:
     """The audit for people: one section per question an auditor asks."""
     from rich.table import Table
@@ -67,7 +78,7 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
                   f"[bold]decided[/] {_short_time(decision['at'])} UTC")
     console.print(f"Served by v{decision['version']} ({then['served_by']}; live at that moment: "
                   f"{'v' + str(then['live_version']) if then['live_version'] else 'none'}), function version "
-                  f"{decision.get('function_version') or '-'}, threshold {decision.get('threshold')}")
+                  f"{decision.get('function_version') or '-'}, " + _decision_rule(decision))
     table = Table(title="Decision", title_justify="left")
     for name in ("#", "Prediction", "Probability", "Inputs"):
         table.add_column(name, overflow="fold")

@@ -1,4 +1,5 @@
-"""`mlops drift list|show`: the scheduled drift checks of a family, and one check feature by feature."""
+"""`mlops drift list|show|check`: the scheduled drift checks of a family, one check feature by feature, and a check
+run now."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def drift() -> None:
       mlops drift list credit-risk
       mlops drift show credit-risk
       mlops drift show credit-risk --run 2026-03-01T12:00
+      mlops drift check credit-risk     # run the check now (locally: there is no schedule)
       mlops report credit-risk 3        # the drift report as an HTML page with distributions
     """
 
@@ -56,12 +58,12 @@ def list_(family: str, limit: int, target: TargetOptions) -> None:
         return
     table = tables.table(f"Drift checks of {family}", [
         ("Run", {"no_wrap": True}), "Verdict", ("Live", {"justify": "right"}), ("Rows", {"justify": "right"}),
-        ("Drifted features", {"max_width": 50}), ("Prediction PSI", {"justify": "right"}),
+        ("Drifted features", {"max_width": 50}), ("Predictions", {"max_width": 60}),
         ("Retrain", {"max_width": 60})])
     for run in runs:
         table.add_row(str(run["run"]), tables.verdict(run["verdict"]), f"v{run['live_version']}",
                       tables.figure(run["rows"]), tables.escape(", ".join(run["drifted_features"]) or "-"),
-                      tables.figure(run["prediction_psi"], 3), tables.escape(_retrain(run["retrain"])))
+                      tables.escape(run["prediction_drift"]), tables.escape(_retrain(run["retrain"])))
     out.print(table)
 
 
@@ -89,16 +91,52 @@ def show(family: str, run: str | None, target: TargetOptions) -> None:
     platform = connect(target)
     with reaching(platform):
         found = views.drift_run(platform, family, run)
-    report = found["report"]
     if target.as_json:
-        echo_json({"summary": found["summary"], "report": report})
+        echo_json({"summary": found["summary"], "report": found["report"]})
         return
-    out = tables.console()
+    print_check(tables.console(), platform, family, found)
+
+
+@drift.command("check")
+@click.argument("family")
+@platform_options
+def check(family: str, target: TargetOptions) -> None:
+    """Run FAMILY's drift check now, as its schedule would: the live model's captured traffic since the last check
+    against its training baseline, recorded and reported like a scheduled check (and a retrain started when the
+    family's policy says so). Locally, where nothing runs on a schedule, this is how a check happens; on a stack
+    (--stack) it invokes the stack's drift function (output DriftFunction) with the same scheduled event, naming
+    the family. Then prints the check as `mlops drift show` does.
+
+    Exit codes: 0 checked (no drift, or too little traffic to judge yet), 1 drift confirmed, 2 unknown family or
+    no live model, 3 platform unreachable.
+
+    \b
+    Examples:
+      mlops drift check credit-risk
+      mlops drift check credit-risk --stack MlopsPlatform --json
+    """
+    from .. import views
+
+    platform = connect(target)
+    with reaching(platform):
+        found = views.drift_check(platform, family)
+    if target.as_json:
+        echo_json({"summary": found["summary"], "report": found["report"]})
+    else:
+        print_check(tables.console(), platform, family, found)
+    if found["summary"].get("verdict") == "drift":
+        raise click.exceptions.Exit(1)
+
+
+def print_check(out: Any, platform: Any, family: str, found: dict[str, Any]) -> None:
+    """One drift check for people: the verdict line (with the predictions' own test, per task) and a row per
+    feature."""
+    report = found["report"]
     summary = found["summary"]
     out.print(f"[bold]{family}[/] drift check {summary['run']} of live v{summary['live_version']}: "
               f"{tables.verdict(summary['verdict'])} on {tables.figure(summary['rows'])} rows "
-              f"(at least {report.get('min_samples')} needed); prediction PSI "
-              f"{tables.figure(summary['prediction_psi'], 3)}; retrain: {tables.escape(_retrain(summary['retrain']))}")
+              f"(at least {report.get('min_samples')} needed); predictions: "
+              f"{tables.escape(summary['prediction_drift'])}; retrain: {tables.escape(_retrain(summary['retrain']))}")
     table = tables.table("Features", [
         "Feature", "Kind", "Status", ("PSI", {"justify": "right"}), ("KS D", {"justify": "right"}),
         ("KS p", {"justify": "right"}), ("Chi2 p", {"justify": "right"}), ("Cramér's V", {"justify": "right"}),

@@ -97,7 +97,8 @@ def infer(data: Path, target: str, task: str | None, name: str, positive_label: 
 @families.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Also read this data set (CSV or .csv.gz) with each family, as training would.")
+              help="Also read this data set (CSV, .csv.gz, or .parquet with pyarrow) with each family, as "
+                   "training would.")
 def validate(files: tuple[Path, ...], data: Path | None) -> None:
     """Check family files (YAML or JSON; one family, or several under `families:`). Problems name the file, the
     field path and the problem. Exits 2 when any file (or the data set) is invalid.
@@ -108,7 +109,8 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
       mlops families validate credit.yaml --data credit.csv
     """
     from mlops.core.errors import DataSetError
-    from mlops.data.datasets import parse_dataset
+    from mlops.data.columnar import parse_parquet
+    from mlops.data.datasets import distinct_figures, parse_dataset
 
     from ..familyfile import FamilyFileError, load_families_file
 
@@ -130,7 +132,9 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
             if data is None:
                 continue
             try:
-                dataset = parse_dataset(payload, family, data.name)
+                # Parquet trains on the sagemaker engine; here it is read as that engine reads it (pyarrow).
+                parse = parse_parquet if data.name.lower().endswith(".parquet") else parse_dataset
+                dataset = parse(payload, family, data.name)
             except DataSetError as exc:
                 click.echo(f"invalid: {data} with family {family.name}: {exc.message}", err=True)
                 failed = True
@@ -140,8 +144,8 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
                 click.echo(f"ok: {data}: {dataset.rows} rows; classes {dataset.classes[0]!r} {counts[0]} "
                            f"(negative), {dataset.classes[1]!r} {counts[1]} (positive)")
             elif family.task == "regression":
-                click.echo(f"ok: {data}: {dataset.rows} rows; target from {dataset.y.min():g} to "
-                           f"{dataset.y.max():g}")
+                low, high = distinct_figures([dataset.y.min(), dataset.y.max()])
+                click.echo(f"ok: {data}: {dataset.rows} rows; target from {low} to {high}")
             else:
                 counts = [int((dataset.y == i).sum()) for i in range(len(dataset.classes))]
                 click.echo(f"ok: {data}: {dataset.rows} rows; classes " + ", ".join(

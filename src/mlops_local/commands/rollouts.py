@@ -37,9 +37,11 @@ def promote(family: str, version: int, reason: str, target: TargetOptions) -> No
     `live` alias together, recorded with who (your local user, or your AWS identity's ARN on a stack) and why.
 
     Allowed: a retired version back to live (the current live one is retired), a canary left behind by a run
-    that no longer runs, a family's first candidate. Refused (exit 4): while a rollout runs (the family's rollout
-    lock), for rejected and rolled-back versions (final), and for a candidate while another version is live (it
-    must pass a canary: upload its data set again).
+    that no longer runs, a family's first candidate, and a canary rolled back only because too little traffic
+    reached it to judge it (recorded as such, with who and why). Refused (exit 4): while a rollout runs (the
+    family's rollout lock), for rejected versions and versions rolled back for errors, latency or diverging
+    predictions (final), and for a candidate while another version is live (it must pass a canary: upload its
+    data set again).
 
     \b
     Examples:

@@ -215,9 +215,12 @@ def run_story(platform: Platform, run: dict[str, Any]) -> dict[str, Any]:
             record = None
         if record is not None:
             lineage = record.lineage
+            from mlops.reports.model_card import training_engine
+
             version = {"version": record.version, "status": record.status, "status_reason": record.status_reason,
                        "gate": lineage.get("gate"), "canary_result": lineage.get("canary_result"),
-                       "metrics": lineage.get("metrics"), "artifact_sha256": lineage.get("artifact_sha256")}
+                       "metrics": lineage.get("metrics"), "artifact_sha256": lineage.get("artifact_sha256"),
+                       "training": training_engine(lineage.get("training"))}
     return {"run": run_summary(run), "states": states, "version": version}
 
 
@@ -252,6 +255,8 @@ def print_story(console: Any, story: dict[str, Any]) -> None:
     version = story.get("version")
     if version:
         console.print(f"[bold]Model v{version['version']}[/]: {version['status']} ({version['status_reason']})")
+        training = version.get("training")
+        console.print(f"Trained on {training['text'] if training else 'an engine not recorded'}", markup=False)
         gate = version.get("gate") or {}
         if gate.get("checks"):
             table = Table(title=f"Gate: {'passed' if gate.get('passed') else 'failed'}", title_justify="left")
@@ -428,6 +433,8 @@ def follow_run(platform: Platform, family: str, run_id: str, timeout: float, pol
         while True:
             run = registry.get_run(family, run_id)
             if run and run.get("outcome") != "started":
+                # A run that ended between two polls: the last display shows every state it went through.
+                visits = _final_visits(run, sfn, visits)
                 return run
             now = time.monotonic()
             if run and run.get("execution_arn"):
@@ -453,6 +460,19 @@ def follow_run(platform: Platform, family: str, run_id: str, timeout: float, pol
         if live is not None:
             live.update(_progress_table(run_id, visits, done=True, run=run))
             live.stop()
+
+
+def _final_visits(run: dict[str, Any], sfn: Any, visits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The states of an ended run's execution, read once more (the last poll may have seen only the first of them);
+    the visits already read when its history cannot be read (a run without an execution)."""
+    from mlops.rollout.history import read_history, state_visits
+
+    if not run.get("execution_arn"):
+        return visits
+    try:
+        return state_visits(read_history(run["execution_arn"], sfn))
+    except Exception:  # noqa: BLE001 - the outcome is known; the display keeps what it had
+        return visits
 
 
 def _progress(console: Any | None, run_id: str) -> Any:

@@ -95,6 +95,8 @@ def show(family: str, version: int, target: TargetOptions) -> None:
 
 
 def print_version(out: Any, detail: dict[str, Any]) -> None:
+    from mlops.reports.model_card import training_engine
+
     record, summary = detail["record"], detail["summary"]
     lineage = record.get("lineage") or {}
     out.print(f"[bold]{record['family']} v{record['version']}[/]: {tables.status(record['status'])} "
@@ -122,6 +124,8 @@ def print_version(out: Any, detail: dict[str, Any]) -> None:
     facts.add_row("Code", f"mlops {code.get('package_version')} at {revision}{dirty}")
     facts.add_row("Libraries", ", ".join(f"{k} {v}" for k, v in sorted((code.get("libraries") or {}).items())))
     facts.add_row("Artifact", f"{lineage.get('artifact_sha256')} ({lineage.get('input_dtype')} input)")
+    engine = training_engine(lineage.get("training"))
+    facts.add_row("Trained on", tables.escape(engine["text"]) if engine else "not recorded")
     run = lineage.get("pipeline_execution") or "-"
     facts.add_row("Run", f"{run}; trained {tables.when(lineage.get('trained_at'))}")
     out.print(facts)
@@ -143,7 +147,8 @@ def print_version(out: Any, detail: dict[str, Any]) -> None:
             out.print(f"[dim]note: {tables.escape(note)}[/]")
         for warning in gate.get("warnings") or []:
             out.print(f"[yellow]warning: {tables.escape(warning)}[/]")
-    print_fairness(out, lineage.get("fairness") or {})
+    attribute = next((c.get("name") for c in dataset.get("columns") or [] if c.get("kind") == "sensitive"), None)
+    print_fairness(out, lineage.get("fairness") or {}, attribute)
     events = tables.table("Status history", [("At (UTC)", {"no_wrap": True}), "Change", ("Actor", {"max_width": 50}),
                                              ("Reason", {"max_width": 100})])
     for event in detail["history"]:
@@ -152,11 +157,32 @@ def print_version(out: Any, detail: dict[str, Any]) -> None:
     out.print(events)
 
 
-def print_fairness(out: Any, fairness: dict[str, Any]) -> None:
+def print_fairness(out: Any, fairness: dict[str, Any], attribute: str | None = None) -> None:
+    """Fairness by group as the task computed it: classification parity (favourable rates) or, for a regression
+    (mlops.stats.tasks.regression_fairness), the spreads of the group mean prediction and of the group MAE."""
     if fairness.get("checked") is False or not fairness.get("groups"):
         out.print(f"Fairness: not checked ({tables.escape(fairness.get('reason') or 'no figures recorded')})")
         return
-    title = (f"Fairness by {fairness.get('sensitive_attribute') or 'group'}: demographic parity difference "
+    attribute = fairness.get("sensitive_attribute") or attribute
+    if "mean_prediction_spread" in fairness:
+        least = fairness.get("min_group_size") or 0
+        title = (f"Fairness by {attribute or 'group'} (regression): group mean prediction spread "
+                 f"{tables.figure(fairness.get('mean_prediction_spread'))}, group MAE spread "
+                 f"{tables.figure(fairness.get('mae_spread'))}, in target standard deviations "
+                 f"({tables.figure(fairness.get('scale'))}; groups of at least {least} rows compared)")
+        groups = tables.table(title, ["Group", ("Rows", {"justify": "right"}),
+                                      ("Mean prediction", {"justify": "right"}),
+                                      ("Mean target", {"justify": "right"}), ("MAE", {"justify": "right"}),
+                                      "Compared"])
+        for name, group in sorted(fairness["groups"].items(), key=lambda kv: -(kv[1].get("rows") or 0)):
+            groups.add_row(tables.escape(name), tables.figure(group.get("rows")),
+                           tables.figure(group.get("mean_prediction"), 12),
+                           tables.figure(group.get("mean_target"), 12),
+                           tables.figure(group.get("mae")),
+                           "yes" if (group.get("rows") or 0) >= least else "no (too small)")
+        out.print(groups)
+        return
+    title = (f"Fairness by {attribute or 'group'}: demographic parity difference "
              f"{tables.figure(fairness.get('demographic_parity_difference'))}, equal opportunity difference "
              f"{tables.figure(fairness.get('equal_opportunity_difference'))} (groups of at least "
              f"{fairness.get('min_group_size')} rows compared)")

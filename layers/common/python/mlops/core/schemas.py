@@ -33,6 +33,8 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     REGRESSION: ("rmse", "mae", "r2"),
 }
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+# A multiclass target with more labels than this is refused (free text or an identifier, not a class).
+MAX_CLASSES = 100
 FeatureKind = Literal["numeric", "categorical"]
 # How a feature's missing values are handled. `reject`: a data set or request with a missing value is refused.
 # median / mean / most_frequent / constant: imputed with the statistic fitted on training rows only, inside the ONNX
@@ -64,6 +66,9 @@ class Feature(_Frozen):
     # The value a `constant` strategy fills in: a number for numeric features, a declared category otherwise.
     fill_value: float | str | None = None
     unknown: UnknownCategory = "reject"
+    # `unknown: other` only: the largest share of a training data set's values of this feature that may be
+    # undeclared categories (mapped to "other"); None = the family's max_unknown_share.
+    max_unknown_share: float | None = Field(None, ge=0.0, le=1.0)
     # Human-readable reason text for explanations ("Too many recent late payments"); optional.
     description: str | None = Field(None, max_length=200)
 
@@ -89,6 +94,9 @@ class Feature(_Frozen):
             raise ValueError(f"feature {self.name!r}: minimum must be below maximum")
         if self.kind == "numeric" and self.unknown != "reject":
             raise ValueError(f"numeric feature {self.name!r}: 'unknown' applies to categorical features only")
+        if self.max_unknown_share is not None and self.unknown != "other":
+            raise ValueError(f"feature {self.name!r}: max_unknown_share applies to categorical features with "
+                             "unknown: other (with unknown: reject any undeclared category refuses the data set)")
         if self.missing == "constant":
             if self.fill_value is None:
                 raise ValueError(f"feature {self.name!r}: missing 'constant' needs a fill_value")
@@ -332,9 +340,15 @@ class ModelFamily(_Frozen):
     # in the target's own terms. A multiclass family with a sensitive attribute declares it (the class whose
     # predicted rate is compared across groups); a regression has none (its fairness figures are spreads).
     favorable_label: Label = 0
+    # Multiclass only: the classes the family predicts, in the target's own terms (`mlops families infer` writes
+    # them). Declared, a data set holding another class, or lacking one, is refused, and a candidate whose classes
+    # differ from the live model's passes the gate when they are these (a deliberate change of the API's classes);
+    # undeclared, the gate refuses any class change.
+    classes: tuple[Label, ...] | None = None
     # Regression only: predictions are clipped to [low, high] inside the ONNX graph (e.g. [0, 1] for a loss
-    # given default), so the served model never answers outside the target's range.
-    prediction_range: tuple[float, float] | None = None
+    # given default), so the served model never answers outside the target's range. One side may be null: [0, null]
+    # for an amount that cannot be negative. Training data outside the range is noted, not refused.
+    prediction_range: tuple[float | None, float | None] | None = None
     seed: int = 42
     holdout_fraction: float = Field(0.2, gt=0.05, lt=0.5)
     # Every class needs at least this many rows, so the stratified holdout holds each class and training keeps it.
@@ -343,6 +357,11 @@ class ModelFamily(_Frozen):
     delimiter: Literal[",", ";", "\t", "|"] | None = None
     missing_markers: tuple[str, ...] = DEFAULT_MISSING_MARKERS
     max_dataset_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    # A training data set in which more than this share of a categorical feature's values (`unknown: other`) are
+    # undeclared categories is refused, naming the feature, the share and the values: a recoded column ("SS" for
+    # "senior_secured") would otherwise reach the model as "other" on every row. A feature's own
+    # max_unknown_share overrides it. Scoring is not bound by it (drift checks watch the traffic).
+    max_unknown_share: float = Field(0.05, ge=0.0, le=1.0)
     capture_sample_rate: float = Field(0.1, ge=0.0, le=1.0)
     never_capture: tuple[str, ...] = ()
     gate: GatePolicy = GatePolicy()
@@ -388,8 +407,29 @@ class ModelFamily(_Frozen):
             if self.task != REGRESSION:
                 raise ValueError("prediction_range applies to regression families only")
             low, high = self.prediction_range
-            if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                raise ValueError(f"prediction_range [{low}, {high}] must be two finite numbers, low < high")
+            shown = "[" + ", ".join("null" if b is None else f"{b}" for b in (low, high)) + "]"
+            if low is None and high is None:
+                raise ValueError("prediction_range [null, null] bounds nothing: declare at least one side, e.g. "
+                                 "[0, null], or leave the field out")
+            if any(b is not None and not math.isfinite(b) for b in (low, high)):
+                raise ValueError(f"prediction_range {shown}: each bound must be a finite number or null")
+            if low is not None and high is not None and not low < high:
+                raise ValueError(f"prediction_range {shown} must be two finite numbers, low < high")
+        if self.classes is not None:
+            if self.task != MULTICLASS:
+                raise ValueError("classes applies to multiclass_classification families only (a binary family "
+                                 "declares positive_label; a regression has no classes)")
+            if not 3 <= len(self.classes) <= MAX_CLASSES:
+                raise ValueError(f"classes lists {len(self.classes)}; a multiclass family has 3 to {MAX_CLASSES}")
+            texts = [label_text(c) for c in self.classes]
+            repeated = sorted({t for i, t in enumerate(texts)
+                               if any(same_label(self.classes[i], other) for other in self.classes[:i])})
+            if repeated:
+                raise ValueError(f"classes names the same class more than once: {repeated}")
+            if (self.sensitive_attribute is not None and "favorable_label" in self.model_fields_set
+                    and not any(same_label(self.favorable_label, c) for c in self.classes)):
+                raise ValueError(f"favorable_label {label_text(self.favorable_label)!r} is not one of the declared "
+                                 f"classes {texts}")
         if (self.task == MULTICLASS and self.sensitive_attribute is not None
                 and "favorable_label" not in self.model_fields_set):
             raise ValueError("a multiclass family with a sensitive_attribute declares favorable_label: the class "
@@ -428,6 +468,10 @@ class ModelFamily(_Frozen):
     def is_classifier(self) -> bool:
         return self.task != REGRESSION
 
+    def declares_class(self, label: Label) -> bool:
+        """Whether `label` is one of the declared `classes` (True when the family declares none)."""
+        return self.classes is None or any(same_label(label, c) for c in self.classes)
+
     def is_positive(self, label: Label) -> bool:
         """Whether a target value (as parsed from a data set, or as declared) names the positive class."""
         return same_label(label, self.positive_label)
@@ -435,6 +479,11 @@ class ModelFamily(_Frozen):
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    def unknown_share_limit(self, feature: Feature) -> float:
+        """The largest share of undeclared categories a training data set may hold for `feature` (its own
+        max_unknown_share, else the family's)."""
+        return self.max_unknown_share if feature.max_unknown_share is None else feature.max_unknown_share
 
     def feature(self, name: str) -> Feature:
         for f in self.features:

@@ -5,8 +5,9 @@ in Lambda's 250 MiB package limit, and its plan refuses Parquet before training 
 Record batches of CHUNK_ROWS rows, only the family's columns, go through the CSV path's decoding and validation
 (`datasets._decode`): every check, message and result is the CSV one. Cells are the columns cast to text by Arrow
 (floats as their shortest round-trip text, so float(text) gives the stored double back); a null is an empty cell
-(missing when "" is one of the family's missing_markers, the default). `line` in messages is the row number + 1,
-the line the row would have in a CSV export with its header on line 1.
+(missing when "" is one of the family's missing_markers, the default). Messages name rows and columns, not lines
+and delimiters: "row 7" is the file's seventh row (1-based, across its row groups), and the DataSet's
+`line_numbers` hold these row numbers.
 """
 
 from __future__ import annotations
@@ -27,15 +28,21 @@ class _ParquetTable:
 
     delimiter = ","
     detected = False
+    location = "row"  # how messages (datasets._Problems) name a position in the file
 
     def __init__(self, file: Any, family: ModelFamily) -> None:
         self.file = file
         self.header = list(file.schema_arrow.names)
         self.warnings: list[str] = []
         self.family = family
+        # Columns stored as integers: a categorical feature there holds codes, not its declared text categories.
+        import pyarrow as pa
+
+        self.integer_columns = frozenset(field.name for field in file.schema_arrow
+                                         if pa.types.is_integer(field.type))
 
     def rows(self, problems: _Problems) -> Iterator[tuple[int, dict[int, str]]]:
-        """(line, {column position: cell text}) per row, the family's columns only."""
+        """(row number from 1, {column position: cell text}) per row, the family's columns only."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -43,7 +50,7 @@ class _ParquetTable:
         if self.family.sensitive_attribute is not None:
             wanted.append(self.family.sensitive_attribute)
         positions = [self.header.index(name) for name in wanted]
-        line = 1
+        line = 0
         try:
             for batch in self.file.iter_batches(batch_size=CHUNK_ROWS, columns=wanted):
                 cells = [pc.cast(column, pa.string()).to_pylist() for column in batch.columns]

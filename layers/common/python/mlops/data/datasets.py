@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mlops.core.errors import DataSetError
-from mlops.core.schemas import Feature, ModelFamily, label_text, same_label
+from mlops.core.schemas import MAX_CLASSES, Feature, ModelFamily, label_text, same_label
 
 MIN_ROWS = 50
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
@@ -35,6 +35,9 @@ FLOAT32_MAX = 3.4028234663852886e38  # a feature without a declared domain accep
 # could merge groups) and would bloat the fixed-width holdout arrays.
 MAX_SENSITIVE_CHARS = 100
 MISSING_GROUP = "(missing)"
+# Undeclared categorical values counted per feature for the unknown-share message (a free-text column stops there).
+MAX_UNKNOWN_VALUES = 1_000
+_INTEGER_TEXT = re.compile(r"^-?\d+$")
 # Rows are decoded in blocks: the cells of one block at a time are held as Python strings.
 CHUNK_ROWS = 8_192
 SNIFF_BYTES = 64 * 1024
@@ -58,7 +61,8 @@ class DataSet:
     the target's values, and classes is empty.
     sensitive: str [rows] (a missing cell is the group "(missing)"), or None when the family declares none.
     row_ids: int64 [rows], 0..rows-1 in file order. line_numbers: int64 [rows], the physical line where each row
-    starts (line 1 is the header). warnings: non-fatal findings (blank rows skipped, columns ignored...).
+    starts (line 1 is the header); for a Parquet file, the row number from 1 (mlops.data.columnar).
+    warnings: non-fatal findings (blank rows skipped, columns ignored...).
     """
 
     X: np.ndarray
@@ -118,7 +122,8 @@ def parse_dataset(data: bytes | BinaryIO, family: ModelFamily, key: str = "") ->
     the message gives the total count of invalid rows, counts per column and the first MAX_ERRORS_REPORTED
     problems with their physical line numbers; a target without exactly two labels or without the positive label;
     a favorable_label (declared with a sensitive attribute) that is not one of the labels; fewer than MIN_ROWS rows;
-    a class with fewer rows than the class-count rule (see `min_rows_per_class`).
+    a class with fewer rows than the class-count rule (see `min_rows_per_class`); a categorical feature with
+    `unknown: other` whose undeclared values exceed its max_unknown_share (`check_unknown_shares`).
     """
     for suffix, reader in EXTRA_READERS.items():
         if key.lower().endswith(suffix):
@@ -458,6 +463,9 @@ def _missing_columns_message(header: list[str], missing: list[str], family: Mode
         kinds[family.sensitive_attribute] = "sensitive attribute"
     named = ", ".join(f"{quote(c)} ({kinds.get(c, 'feature')})" for c in missing[:10])
     more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    if getattr(table, "location", "line") == "row":  # a Parquet file: its schema names the columns, no delimiter
+        return (f"data set lacks required columns: {named}{more}; the Parquet file's columns are "
+                f"{', '.join(quote(h) for h in header[:10])}{' ...' if len(header) > 10 else ''}")
     how = "detected" if table.detected else "declared"
     read_as = (f"; the header was read as {len(header)} column{'s' if len(header) != 1 else ''} "
                f"{', '.join(quote(h) for h in header[:3])}{' ...' if len(header) > 3 else ''} "
@@ -482,9 +490,11 @@ def _yaml_delimiter(delimiter: str) -> str:
 
 
 class _Problems:
-    """Invalid rows: the total count, counts and examples per problem, the first problems by line."""
+    """Invalid rows: the total count, counts and examples per problem, the first problems by line (`location`:
+    "line" for CSV, "row" for Parquet)."""
 
-    def __init__(self) -> None:
+    def __init__(self, location: str = "line") -> None:
+        self.location = location
         self.first: list[tuple[int, str]] = []
         self.kinds: dict[tuple[str, str], list] = {}
         self.bad_rows = 0
@@ -507,7 +517,7 @@ class _Problems:
             self.first = sorted(self.first + firsts[:MAX_ERRORS_REPORTED])[:MAX_ERRORS_REPORTED]
 
     def stop(self, line: int, text: str) -> None:
-        self.stopped = f"line {line}: {text}; reading stopped there"
+        self.stopped = f"{self.location} {line}: {text}; reading stopped there"
 
     def raise_if_any(self, rows: int) -> None:
         if self.stopped and not self.kinds:
@@ -516,7 +526,7 @@ class _Problems:
             return
         summary = "; ".join(_kind_summary(kind, column, count, values)
                             for (kind, column), (count, values) in self.kinds.items())
-        firsts = [f"line {line}: {text}" for line, text in self.first]
+        firsts = [f"{self.location} {line}: {text}" for line, text in self.first]
         message = (f"data set has {_count(self.bad_rows, 'invalid row')} of {rows}: {summary}. "
                    f"First {'problem' if len(firsts) == 1 else f'{len(firsts)} problems'}: " + "; ".join(firsts))
         if self.stopped:
@@ -594,7 +604,8 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
     markers = frozenset(m.strip() for m in family.missing_markers)
     converters = [_converter(f, markers) for f in features]
     labels = _Labels(markers)
-    problems = _Problems()
+    location = getattr(table, "location", "line")
+    problems = _Problems(location)
     n_features = len(features)
     blocks = _Rows(np.float64, n_features)
     targets = _Rows(np.int64)
@@ -638,13 +649,15 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
         raise DataSetError("data set has a header but no data rows")
     if total < MIN_ROWS:
         raise DataSetError(f"data set has {total} rows; at least {MIN_ROWS} are needed to train and hold out")
+    check_unknown_shares(converters, family, getattr(table, "integer_columns", frozenset()))
     line_numbers = line_blocks.result()
     # The group codes are freed once y is built.
     if family.task == "binary_classification":
         y, classes = _classes(labels, targets.result(), family)
         _check_class_counts(y, classes, family)
     else:  # regression and multiclass targets: see task_target
-        y, classes = task_target(labels, targets.result(), family, [line_numbers])
+        y, classes = task_target(labels, targets.result(), family, [line_numbers], location)
+    notes = [] if family.task != "regression" else prediction_range_notes(family, y, line_numbers, location)
     X = blocks.result()
     return DataSet(
         X=X,
@@ -654,7 +667,7 @@ def _decode(table: _Table, family: ModelFamily, positions: dict[str, int]) -> Da
         row_ids=np.arange(total, dtype=np.int64),
         line_numbers=line_numbers,
         columns=tuple(family.feature_names),
-        warnings=tuple(table.warnings + table.warnings_after_rows()),
+        warnings=tuple(table.warnings + table.warnings_after_rows() + notes),
         delimiter=table.delimiter,
     )
 
@@ -818,6 +831,11 @@ class _CategoricalColumn:
         self.markers = markers
         self.index = {c: float(i) for i, c in enumerate(feature.categories)}
         self.other = float(len(feature.categories))
+        # Undeclared values mapped to "other" (counts kept for the first MAX_UNKNOWN_VALUES distinct ones) and the
+        # values present, for the training data set's unknown-share bound (`check_unknown_shares`).
+        self.unknown_count = 0
+        self.unknown_values: Counter[str] = Counter()
+        self.present = 0
 
     def __call__(self, cells: tuple[str, ...], lines: np.ndarray, bad: np.ndarray, problems: _Problems) -> np.ndarray:
         get = self.index.get
@@ -834,8 +852,12 @@ class _CategoricalColumn:
                 missing.append(int(i))
             elif self.feature.unknown == "other":
                 values[i] = self.other
+                self.unknown_count += 1
+                if text in self.unknown_values or len(self.unknown_values) < MAX_UNKNOWN_VALUES:
+                    self.unknown_values[text] += 1
             else:
                 unknown.append(int(i))
+        self.present += len(cells) - len(missing)
         name = self.feature.name
         if missing and not self.feature.accepts_missing:
             bad[missing] = True
@@ -849,6 +871,38 @@ class _CategoricalColumn:
                           for i in unknown[:MAX_ERRORS_REPORTED]], len(unknown),
                          [cells[i].strip() for i in unknown[:50]])
         return values
+
+
+def check_unknown_shares(converters: list, family: ModelFamily, integer_typed: frozenset[str] = frozenset()) -> None:
+    """Refuse a training data set in which a categorical feature with `unknown: other` has more undeclared values
+    (mapped to "other") than its bound (`ModelFamily.unknown_share_limit`) among its present values. The message
+    names the feature, the share and the most frequent undeclared values with their counts, and hints at a
+    recoding (integer codes where text categories are declared; `integer_typed` names columns a Parquet file
+    stores as integers). Raises DataSetError."""
+    problems = []
+    for column in converters:
+        if not isinstance(column, _CategoricalColumn) or not column.unknown_count:
+            continue
+        feature, limit = column.feature, family.unknown_share_limit(column.feature)
+        share = column.unknown_count / max(column.present, 1)
+        if share <= limit:
+            continue
+        values = ", ".join(f"{quote(v)} ({n})" for v, n in column.unknown_values.most_common(5))
+        more = len(column.unknown_values) - 5
+        text = (f"{quote(feature.name)}: {column.unknown_count} of {column.present} values ({share:.1%}) are not "
+                f"among its {len(feature.categories)} declared categories and would all be 'other', over "
+                f"max_unknown_share {limit:g}: {values}{f' and {more} more' if more > 0 else ''}")
+        codes = all(_INTEGER_TEXT.match(v) for v in column.unknown_values)
+        declared_codes = all(_INTEGER_TEXT.match(c) for c in feature.categories)
+        if (codes or feature.name in integer_typed) and not declared_codes:
+            text += (f" (the column holds integer codes where the family declares text categories "
+                     f"{list(feature.categories[:3])}: decode the codes, or declare them as the categories)")
+        problems.append(text)
+    if problems:
+        raise DataSetError("data set refused: " + "; ".join(problems) + ". Was the column recoded or renamed? "
+                           "Declare the new values as categories (mlops families infer reads them), or raise "
+                           "max_unknown_share (the family's, or the feature's) if these values are rare in "
+                           "practice.", unknown_share=problems[:10])
 
 
 def _sensitive(cells: tuple[str, ...], markers: frozenset[str], lines: np.ndarray, bad: np.ndarray,
@@ -877,19 +931,18 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-# A multiclass target with more labels than this is refused (free text or an identifier, not a class).
-MAX_CLASSES = 100
-
-
 def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
-                line_blocks: list[np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The target of a regression or multiclass family from its grouped labels (every row labelled).
+                line_blocks: list[np.ndarray], location: str = "line") -> tuple[np.ndarray, tuple[str, ...]]:
+    """The target of a regression or multiclass family from its grouped labels (every row labelled); `location`
+    names what line_blocks number in messages ("line" of a CSV, "row" of a Parquet file).
 
     Regression: y float64, each row's number; classes (). Raises DataSetError giving the count of rows whose
-    target is not a finite number (with their first lines), or for a constant target.
+    target is not a finite number or lies beyond the 32-bit float range (|y| > FLOAT32_MAX: the graph's tree
+    sums and linear outputs are float32), with their first lines, or for a constant target.
     Multiclass: y int64, the index into classes; classes are the labels in sorted order: by value when every
     label is a number (1, 2, 10), else by text (code point order: "A" < "B" < "a"). Raises DataSetError for
-    fewer than 3 labels, more than MAX_CLASSES, a class with fewer rows than the class-count rule
+    fewer than 3 labels, more than MAX_CLASSES, labels outside the family's declared `classes` (with their row
+    counts and first lines) or a declared class without rows, a class with fewer rows than the class-count rule
     (`min_rows_per_class`, checked per class), or a favorable_label (declared with a sensitive attribute) that is
     not one of the classes."""
     texts = labels.texts
@@ -904,11 +957,20 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
         bad = np.flatnonzero(np.isnan(y))
         if bad.size:
             lines = np.concatenate(line_blocks)[bad[:MAX_ERRORS_REPORTED]]
-            examples = "; ".join(f"line {line}: {quote(texts[groups[i]])}" for line, i in
+            examples = "; ".join(f"{location} {line}: {quote(texts[groups[i]])}" for line, i in
                                  zip(lines, bad[:MAX_ERRORS_REPORTED], strict=True))
             raise DataSetError(f"target {target}: {_count(int(bad.size), 'row')} of {y.size} without a finite number "
                                f"(a regression predicts a number). First: {examples}", invalid_rows=int(bad.size),
                                rows=int(y.size))
+        huge = np.flatnonzero(np.abs(y) > FLOAT32_MAX)
+        if huge.size:
+            lines = np.concatenate(line_blocks)[huge[:MAX_ERRORS_REPORTED]]
+            examples = "; ".join(f"{location} {line}: {quote(texts[groups[i]])}" for line, i in
+                                 zip(lines, huge[:MAX_ERRORS_REPORTED], strict=True))
+            raise DataSetError(f"target {target}: {_count(int(huge.size), 'row')} of {y.size} beyond the 32-bit float "
+                               f"range the model's graph computes in (|y| <= {FLOAT32_MAX:.4g}; the squared errors "
+                               f"of such values overflow float64 too). First: {examples}",
+                               invalid_rows=int(huge.size), rows=int(y.size))
         if np.unique(y).size < 2:
             raise DataSetError(f"target {target} is constant ({y[0]:g} on every row); a regression needs values "
                                "that vary")
@@ -916,6 +978,8 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
     counts = np.bincount(groups, minlength=len(texts))
     found = ", ".join(f"{quote(texts[g])} ({_count(int(counts[g]), 'row')})"
                       for g in np.argsort(-counts, kind="stable")[:10])
+    if family.classes is not None:
+        _check_declared_classes(texts, counts, groups, family, np.concatenate(line_blocks), location)
     if len(texts) < 3:
         raise DataSetError(f"target {target} has {_count(len(texts), 'distinct label')} ({found}); a multiclass family "
                            "needs at least 3 (two labels: declare task binary_classification)")
@@ -943,6 +1007,73 @@ def task_target(labels: _Labels, groups: np.ndarray, family: ModelFamily,
         raise DataSetError(f"the favorable_label {quote(label_text(family.favorable_label))} is not among the "
                            f"classes of target {target}: {found}")
     return rank[groups], classes
+
+
+def prediction_range_notes(family: ModelFamily, y: np.ndarray, line_numbers: np.ndarray,
+                           location: str = "line") -> list[str]:
+    """A note (empty list when there is nothing to say) for regression target values outside the family's declared
+    prediction_range: how many, below and above, and the first ones with their lines. Not an error: the served
+    graph clips its predictions to the range, so those rows' errors count in full in the holdout metrics, and a
+    range that cuts off real values is probably mis-declared."""
+    if family.prediction_range is None:
+        return []
+    low, high = family.prediction_range
+    below = y < low if low is not None else np.zeros(y.shape, dtype=bool)
+    above = y > high if high is not None else np.zeros(y.shape, dtype=bool)
+    outside = np.flatnonzero(below | above)
+    if not outside.size:
+        return []
+    shown = "; ".join(f"{location} {line_numbers[i]}: {_figure(y[i])}" for i in outside[:MAX_ERRORS_REPORTED])
+    return [f"target {quote(family.target)}: {_count(int(outside.size), 'row')} of {y.size} outside the declared "
+            f"prediction_range {range_text(family.prediction_range)} ({int(below.sum())} below, {int(above.sum())} "
+            f"above; first {shown}): the served model clips its predictions to the range, so these rows' errors "
+            "count in full in the holdout metrics; widen the range if these values are real"]
+
+
+def range_text(bounds: tuple[float | None, float | None]) -> str:
+    """A declared range as the family file writes it: [0, 1], [0, null]."""
+    return "[" + ", ".join("null" if b is None else _figure(b) for b in bounds) + "]"
+
+
+def distinct_figures(values: list[float]) -> list[str]:
+    """Numbers written with one shared count of significant digits: enough to show the spread between them to 3
+    significant digits, at least 6 and at most 17. A target of 1e9 plus a few units reads 1000000000.01 ..
+    1000000010, not 1e+09 .. 1e+09."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    digits = 6
+    if len(finite) > 1:
+        spread, magnitude = max(finite) - min(finite), max(abs(v) for v in finite)
+        if spread > 0:
+            digits = min(17, max(6, math.floor(math.log10(magnitude)) - math.floor(math.log10(spread)) + 3))
+    return [f"{float(v):.{digits}g}" for v in values]
+
+
+def _figure(value: float) -> str:
+    """A number with the digits it needs to tell it from its neighbours: 0.5, 1000000008.142, 1e+300."""
+    return repr(float(value)).removesuffix(".0") if abs(value) < 1e16 else f"{value:.6g}"
+
+
+def _check_declared_classes(texts: list[str], counts: np.ndarray, groups: np.ndarray, family: ModelFamily,
+                            lines: np.ndarray, location: str) -> None:
+    """Refuse a multiclass target whose labels are not the family's declared `classes`: labels it does not
+    declare (their row counts and first lines; "e" is not "E"), or declared classes without a row."""
+    target = quote(family.target)
+    declared = ", ".join(quote(label_text(c)) for c in family.classes or ())
+    extra = [g for g, text in enumerate(texts) if not family.declares_class(text)]
+    if extra:
+        rows = np.flatnonzero(np.isin(groups, extra))
+        first = "; ".join(f"{location} {lines[i]}: {quote(texts[groups[i]])}" for i in rows[:MAX_ERRORS_REPORTED])
+        listed = ", ".join(f"{quote(texts[g])} ({_count(int(counts[g]), 'row')})" for g in extra[:10])
+        raise DataSetError(f"target {target}: {_count(int(rows.size), 'row')} of {groups.size} hold classes the "
+                           f"family does not declare: {listed}; declared classes: [{declared}]. First: {first}. "
+                           "Fix the labels, or declare the new class list in `classes` (a change of the classes "
+                           "the API answers)", undeclared_classes=[texts[g][:MAX_QUOTED_CHARS] for g in extra[:20]])
+    absent = [label_text(c) for c in family.classes or () if not any(same_label(c, text) for text in texts)]
+    if absent:
+        raise DataSetError(f"target {target}: declared classes without a row in the data set: "
+                           f"{', '.join(quote(c) for c in absent)}; declared classes: [{declared}]. A model trained "
+                           "on it could never predict them: add their rows, or remove them from `classes` (a "
+                           "change of the classes the API answers)", absent_classes=absent[:20])
 
 
 def _as_float(text: str) -> float | None:

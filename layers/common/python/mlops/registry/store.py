@@ -40,6 +40,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     ROLLED_BACK: frozenset(),
 }
 
+# Why the pipeline rolled a canary back (lineage `canary_result.cause`): it misbehaved (errors, latency, diverging
+# predictions), or it never got enough traffic to be judged. Only the second may still be promoted, by an
+# operator (`mlops promote ... --reason`): a rollback for lack of evidence is not a verdict on the model.
+ROLLBACK_MISBEHAVED = "misbehaved"
+ROLLBACK_INSUFFICIENT_TRAFFIC = "insufficient_traffic"
+_INSUFFICIENT_TRAFFIC_REASON = "not enough canary traffic to judge"
+
 META = "META"
 
 # Run outcomes (docs/registry.md): `started` while a run is in progress, then exactly one of the others.
@@ -189,6 +196,19 @@ def _cancellation_is_condition(exc: BaseException) -> bool:
     reasons = getattr(exc, "response", {}).get("CancellationReasons", []) or []
     codes = {r.get("Code") for r in reasons}
     return "ConditionalCheckFailed" in codes or (not reasons and "ConditionalCheckFailed" in str(exc))
+
+
+def rolled_back_for_insufficient_traffic(record: VersionRecord) -> bool:
+    """Whether `record` is a canary the pipeline rolled back only because too little traffic reached it to judge
+    it (its lineage's canary_result.cause; for versions rolled back before the cause was recorded, every reason
+    saying so): such a version may go live by an operator's decision (`transition` to live)."""
+    if record.status != ROLLED_BACK:
+        return False
+    result = (record.lineage or {}).get("canary_result") or {}
+    if "cause" in result:
+        return result["cause"] == ROLLBACK_INSUFFICIENT_TRAFFIC
+    reasons = [str(r) for r in result.get("reasons") or []]
+    return bool(reasons) and all(r.startswith(_INSUFFICIENT_TRAFFIC_REASON) for r in reasons)
 
 
 class ModelRegistry:
@@ -367,10 +387,16 @@ class ModelRegistry:
         current = self.get_version(family, version)
         if current.status == to_status:
             return current
-        if to_status not in TRANSITIONS[current.status]:
+        # The one way out of rolled_back: a canary rolled back for lack of traffic, promoted by an operator.
+        revived = to_status == LIVE and rolled_back_for_insufficient_traffic(current)
+        if to_status not in TRANSITIONS[current.status] and not revived:
+            final = "none, the status is final"
+            if current.status == ROLLED_BACK:
+                final += (": only a canary rolled back because too little traffic reached it to judge it may go "
+                          f"live, and v{version} was rolled back for another reason: {current.status_reason[:200]}")
             raise IllegalTransitionError(
                 f"{family} v{version}: {current.status} -> {to_status} is not allowed "
-                f"(allowed: {sorted(TRANSITIONS[current.status]) or 'none, the status is final'})",
+                f"(allowed: {sorted(TRANSITIONS[current.status]) or final})",
                 family=family, version=version, from_status=current.status, to_status=to_status,
             )
         record = self.get_family(family)

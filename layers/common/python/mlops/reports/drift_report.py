@@ -104,6 +104,8 @@ def build_drift_view(report: Any, profile: Any | None = None, histograms: Any | 
         "drifted_features": list(report.get("drifted_features") or []),
         "unchecked_features": dict(report.get("unchecked_features") or {}),
         "prediction_psi": report.get("prediction_psi"), "profile_format": report.get("profile_format"),
+        # Regression and multiclass: the predictions' own test (mlops.stats.tasks.prediction_drift).
+        "prediction_test": report.get("prediction") if isinstance(report.get("prediction"), dict) else None,
         "policy": report.get("policy") or {}, "retrain": report.get("retrain"),
         "baseline_rows": profile.get("rows"), "has_profile": bool(base_features),
         "has_histograms": bool(current_features), "features": features, "prediction": prediction,

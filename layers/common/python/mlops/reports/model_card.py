@@ -30,7 +30,16 @@ METRICS = (
     ("log_loss", "Log loss", "lower is better"),
     ("brier", "Brier score", "lower is better"),
     ("positive_rate", "Predicted positive rate", None),
+    # multiclass_classification
+    ("macro_auc", "Macro AUC", "one-vs-rest, threshold-free"),
+    ("macro_f1", "Macro F1", None),
+    # regression
+    ("rmse", "RMSE", "lower is better"),
+    ("mae", "MAE", "lower is better"),
+    ("r2", "R\u00b2", None),
 )
+BINARY = "binary_classification"
+REGRESSION = "regression"
 MAX_FAIRNESS_BARS = 12  # the largest groups are drawn; the table lists every recorded group
 STATUS_BADGES = {"live": "pass", "canary": "info", "candidate": "idle", "retired": "idle", "rejected": "fail",
                  "rolled_back": "fail"}
@@ -60,12 +69,14 @@ def build_model_card(version: Any, history: Iterable[Any] | None = None, family:
         raise ValidationError("the version record needs `family` (the family name) and `version` (an integer); got "
                               f"family={name!r}, version={number_!r}")
     lineage = require_mapping(record.get("lineage") or {}, "the version's lineage")
+    task = lineage.get("task") or family_config.get("task") or BINARY
     events = [e for e in records(history, "the status history") if _same_version(e.get("version"), number_)]
     events.sort(key=lambda e: str(e.get("at", "")))
-    classes = list(lineage.get("classes") or [0, 1])
+    binary = task == BINARY
+    classes = list(lineage.get("classes") or ([0, 1] if binary else []))
     threshold = lineage.get("threshold", (lineage.get("metrics") or {}).get("threshold", family_config.get(
-        "threshold", 0.5)))
-    positive = lineage.get("positive_label", classes[-1] if classes else 1)
+        "threshold", 0.5))) if binary else None
+    positive = lineage.get("positive_label", classes[-1] if classes else 1) if binary else None
     dataset = dict(lineage.get("dataset") or {})
     features = _features(dataset.get("columns"), family_config.get("features"))
     target = next((c.get("name") for c in dataset.get("columns") or [] if c.get("kind") == "target"),
@@ -79,7 +90,8 @@ def build_model_card(version: Any, history: Iterable[Any] | None = None, family:
             "name": name,
             "model_id": f"{name}/v{number_}",
             "version": {"name": str(number_), "date": record.get("created_at"), "diff": _diff(lineage)},
-            "overview": _overview(name, algorithm, target, positive, classes, threshold),
+            "overview": _overview(name, algorithm, target, positive, classes, threshold, task,
+                                  family_config.get("prediction_range")),
             "status": record.get("status"),
             "status_reason": record.get("status_reason"),
             "updated_at": record.get("updated_at"),
@@ -87,7 +99,7 @@ def build_model_card(version: Any, history: Iterable[Any] | None = None, family:
             "references": [{"reference": ref} for ref in _references(lineage, dataset)],
         },
         "model_parameters": {
-            "problem_type": family_config.get("task", "binary_classification"),
+            "problem_type": task,
             "model_architecture": algorithm,
             "algorithm_type": algorithm,
             "hyper_parameters": [{"name": k, "value": v} for k, v in sorted((lineage.get("hyperparameters")
@@ -95,7 +107,9 @@ def build_model_card(version: Any, history: Iterable[Any] | None = None, family:
             "seed": lineage.get("seed"),
             "input_format": features,
             "output_format": {"classes": classes, "positive_label": positive, "threshold": threshold,
-                              "target": target, "decision": f"positive when P({positive}) >= {threshold}"},
+                              "target": target, "decision": _decision(task, positive, threshold),
+                              "prediction_range": family_config.get("prediction_range") if task == REGRESSION
+                              else None},
             "data": {
                 "train": {"name": dataset.get("key"), "bucket": dataset.get("bucket"),
                           "version_id": dataset.get("version_id"), "etag": dataset.get("etag") or None,
@@ -110,13 +124,13 @@ def build_model_card(version: Any, history: Iterable[Any] | None = None, family:
             "curves": lineage.get("curves"),
             "trivial_model": lineage.get("trivial_model"),
             "parity": lineage.get("parity") or None,
-            "fairness": _fairness(lineage.get("fairness") or {}, family_config, dataset.get("columns")),
+            "fairness": _fairness(lineage.get("fairness") or {}, family_config, dataset.get("columns"), task),
             "feature_importance": _importance(lineage.get("feature_importance")),
         },
         "considerations": {
             "warnings": [str(w) for w in lineage.get("warnings") or []],
             "data_warnings": [str(w) for w in lineage.get("data_warnings") or []],
-            "limitations": _limitations(lineage, metrics),
+            "limitations": _limitations(lineage, metrics, binary),
         },
         "lineage": {
             "dataset": dataset or None,
@@ -131,6 +145,7 @@ def build_model_card(version: Any, history: Iterable[Any] | None = None, family:
             "trained_at": lineage.get("trained_at"),
             "pipeline_execution": lineage.get("pipeline_execution"),
             "previous_live_version": lineage.get("previous_live_version"),
+            "training": training_engine(lineage.get("training")),
         },
         "gate": lineage.get("gate") or None,
         "canary_result": lineage.get("canary_result"),
@@ -196,11 +211,53 @@ def _features(columns: Any, declared: Any) -> list[dict[str, Any]]:
              "description": f.get("description") or described.get(f.get("name"))} for f in source]
 
 
-def _overview(name: str, algorithm: Any, target: Any, positive: Any, classes: list[Any], threshold: Any) -> str:
+def _overview(name: str, algorithm: Any, target: Any, positive: Any, classes: list[Any], threshold: Any,
+              task: str = BINARY, prediction_range: Any = None) -> str:
+    model = algorithm or "unknown algorithm"
+    if task == REGRESSION:
+        clipped = ""
+        if isinstance(prediction_range, list | tuple) and len(prediction_range) == 2:
+            low, high = ("no bound" if b is None else number(b) for b in prediction_range)
+            clipped = f", clipped to [{low}, {high}]"
+        return f"Regression of family {name} ({model}) predicting {target} as a number{clipped}."
+    if task != BINARY:
+        listed = ", ".join(str(c) for c in classes) or "its classes"
+        return (f"Multiclass classifier of family {name} ({model}) predicting {target} among {len(classes)} classes "
+                f"({listed}); a request is labelled with the most probable class.")
     negative = next((c for c in classes if str(c) != str(positive)), None)
     what = f"whether {target} is {positive!s}" + (f" (vs {negative!s})" if negative is not None else "")
     return (f"Binary classifier of family {name} ({algorithm or 'unknown algorithm'}) predicting {what}; "
             f"a request is labelled {positive!s} when the predicted probability is at least {threshold}.")
+
+
+def _decision(task: str, positive: Any, threshold: Any) -> str:
+    if task == REGRESSION:
+        return "the predicted value"
+    if task != BINARY:
+        return "the most probable class"
+    return f"positive when P({positive}) >= {threshold}"
+
+
+def training_engine(training: Any) -> dict[str, Any] | None:
+    """What trained the version, for people (from the lineage's `training`, mlops.training.engines): {engine,
+    text}, e.g. "sagemaker: job loans-1f2e... on ml.m5.xlarge (61 s billed)" or "lambda: 3,008 MB, 12.4 s";
+    None when not recorded (versions trained before the engines were recorded)."""
+    if not isinstance(training, dict) or not training.get("engine"):
+        return None
+    engine = str(training["engine"])
+    if engine == "sagemaker":
+        parts = [f"job {training.get('job_name') or 'unnamed'}"]
+        if training.get("instance_type"):
+            count = training.get("instance_count")
+            parts.append(f"on {training['instance_type']}" + (f" x {count}" if count and count != 1 else ""))
+        if training.get("billable_seconds") is not None:
+            parts.append(f"({number(training['billable_seconds'])} s billed"
+                         + (", managed spot)" if training.get("managed_spot") else ")"))
+        return {**training, "text": f"sagemaker: {' '.join(parts)}"}
+    details = [f"{number(training['memory_mb'])} MB" for _ in [0] if training.get("memory_mb")]
+    if training.get("seconds") is not None:
+        details.append(f"{number(training['seconds'])} s")
+    return {**training, "text": engine + (f": {', '.join(details)}" if details else "")}
 
 
 def _diff(lineage: dict[str, Any]) -> str | None:
@@ -240,13 +297,27 @@ def _performance_metrics(metrics: dict[str, Any], fairness: dict[str, Any], thre
     return out
 
 
-def _fairness(fairness: dict[str, Any], family: dict[str, Any], columns: Any) -> dict[str, Any]:
+def _fairness(fairness: dict[str, Any], family: dict[str, Any], columns: Any, task: str = BINARY) -> dict[str, Any]:
     """The fairness section, from `mlops.stats.fairness.fairness_metrics` figures (older lineages: groups with rows and
-    rates only). Groups largest first; a group below `min_group_size` is shown but marked as not compared."""
+    rates only), or for a regression from `mlops.stats.tasks.regression_fairness` (the spreads of the group mean
+    prediction and of the group MAE, in target standard deviations; `kind` "regression"). Groups largest first; a
+    group below `min_group_size` is shown but marked as not compared."""
     groups = fairness.get("groups") if isinstance(fairness.get("groups"), dict) else {}
     checked = bool(groups) and fairness.get("checked") is not False
     recorded = next((c.get("name") for c in columns or [] if isinstance(c, dict) and c.get("kind") == "sensitive"),
                     None)
+    attribute = fairness.get("sensitive_attribute") or recorded or family.get("sensitive_attribute")
+    if task == REGRESSION:
+        least = fairness.get("min_group_size") or 0
+        rows = [{"group": str(g), "rows": v.get("rows"), "mean_prediction": _finite(v.get("mean_prediction")),
+                 "mean_target": _finite(v.get("mean_target")), "mae": _finite(v.get("mae")),
+                 "compared": (v.get("rows") or 0) >= least} for g, v in groups.items() if isinstance(v, dict)]
+        rows.sort(key=lambda r: (-(r["rows"] or 0), r["group"]))
+        return {"kind": "regression", "checked": checked,
+                "reason": None if checked else str(fairness.get("reason") or "no fairness figures were recorded"),
+                "sensitive_attribute": attribute, "min_group_size": fairness.get("min_group_size"),
+                "scale": fairness.get("scale"), "mean_prediction_spread": fairness.get("mean_prediction_spread"),
+                "mae_spread": fairness.get("mae_spread"), "groups": rows, "notes": []}
     notes = [f"{key.replace('_', ' ')}: {spread['reason']}" for key in ("demographic_parity", "equal_opportunity")
              if isinstance(spread := fairness.get(key), dict) and spread.get("reason")]
     if fairness.get("groups_omitted"):
@@ -259,10 +330,11 @@ def _fairness(fairness: dict[str, Any], family: dict[str, Any], columns: Any) ->
             for g, v in groups.items() if isinstance(v, dict)]
     rows.sort(key=lambda r: (-(r["rows"] or 0), r["group"]))
     return {
+        "kind": "classification",
         "checked": checked,
         "reason": None if checked else str(fairness.get("reason") or "no fairness figures were recorded"),
         "status": fairness.get("status"),
-        "sensitive_attribute": fairness.get("sensitive_attribute") or recorded or family.get("sensitive_attribute"),
+        "sensitive_attribute": attribute,
         "favorable_label": fairness.get("favorable_label", family.get("favorable_label")),
         "min_group_size": fairness.get("min_group_size"),
         "demographic_parity_difference": fairness.get("demographic_parity_difference"),
@@ -295,7 +367,7 @@ def _importance(value: Any) -> list[dict[str, Any]] | None:
     return [{"feature": k, "importance": v} for k, v in pairs] or None
 
 
-def _limitations(lineage: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+def _limitations(lineage: dict[str, Any], metrics: dict[str, Any], binary: bool = True) -> list[str]:
     notes = []
     holdout = lineage.get("holdout") or {}
     if holdout.get("rows"):
@@ -304,7 +376,7 @@ def _limitations(lineage: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
                      "they describe data like the training set, not necessarily future traffic.")
     gate = lineage.get("gate") or {}
     notes += [str(n) for n in gate.get("notes") or []]
-    if not lineage.get("curves"):
+    if binary and not lineage.get("curves"):
         notes.append("ROC and calibration curves were not recorded for this version (registered before curve "
                      "data was stored at evaluation).")
     return notes
@@ -384,6 +456,8 @@ def _fairness_chart(fairness: dict[str, Any], cid: str) -> Any:
         return None
     groups = groups[:MAX_FAIRNESS_BARS]
     labels = [f"{g['group']} (n={number(g['rows'])})" for g in groups]
+    if fairness.get("kind") == "regression":  # the table says it: group means may be far from 0 or negative
+        return None
     series = [Series("favourable rate", [g["favorable_rate"] for g in groups], color=CURRENT),
               Series("true favourable rate", [g["true_favorable_rate"] for g in groups], color=PASS)]
     return charts.bar_chart(charts.chart_id(cid, "fairness"), "Favourable outcome rates by group", labels, series,

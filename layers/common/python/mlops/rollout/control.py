@@ -23,7 +23,16 @@ from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import BINARY, CanaryPolicy
 from mlops.core.settings import Env
 from mlops.registry import runs
-from mlops.registry.store import CANARY, CANDIDATE, LIVE, REJECTED, ROLLED_BACK, ModelRegistry
+from mlops.registry.store import (
+    CANARY,
+    CANDIDATE,
+    LIVE,
+    REJECTED,
+    ROLLBACK_INSUFFICIENT_TRAFFIC,
+    ROLLBACK_MISBEHAVED,
+    ROLLED_BACK,
+    ModelRegistry,
+)
 from mlops.reports.publish import publish_model_card
 from mlops.rollout.history import error_message, history_summary
 from mlops.serving.capture import CaptureReader
@@ -366,11 +375,13 @@ def _canary_decision(policy: CanaryPolicy, canary: dict[str, Any], invocations: 
     if enough and divergence.diverged:
         reasons.append(divergence.reason.replace("the live version", f"live v{canary['live_version']}"))
     if reasons:
-        return {"decision": "rollback", "reasons": reasons, "figures": figures, "idle_windows": idle}
+        return {"decision": "rollback", "reasons": reasons, "figures": figures, "idle_windows": idle,
+                "cause": ROLLBACK_MISBEHAVED}
     new, old = figures["canary_predictions"], figures["live_predictions"]
     if not enough:
         if idle + 1 > policy.max_idle_windows:
-            return {"decision": "rollback", "figures": figures, "idle_windows": idle + 1, "reasons": [
+            return {"decision": "rollback", "figures": figures, "idle_windows": idle + 1,
+                    "cause": ROLLBACK_INSUFFICIENT_TRAFFIC, "reasons": [
                 f"not enough canary traffic to judge after {idle + 1} bake windows "
                 f"({invocations:.0f} requests, {new} captured canary and {old} live predictions; "
                 f"{policy.min_requests} needed)"]}
@@ -443,9 +454,10 @@ def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[st
                             "canary: " + "; ".join(reasons))
     reconcile_alias(ctx, family)
     ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
+    # The cause decides whether an operator may still promote it (registry.store.rolled_back_for_insufficient_traffic).
     ctx.registry.update_lineage(family, int(canary["version"]), {
         "canary_result": {"decision": "rollback", "reasons": reasons, "figures": (state.get("check") or {})
-                          .get("figures")}})
+                          .get("figures"), "cause": (state.get("check") or {}).get("cause", ROLLBACK_MISBEHAVED)}})
     record_canary(ctx, family, run_id, {**canary, "weight": 0}, ctx.registry.get_family(family).family.canary,
                   state.get("check"), ended="rolled_back")
     return {"rolled_back_version": int(canary["version"]), "reasons": reasons}

@@ -37,13 +37,20 @@ def _iso(at: Any) -> str:
     return str(at)
 
 
+# The events that end an execution. A Fail or Succeed state has no StateExited event: the execution's end closes it.
+EXECUTION_END_EVENTS = frozenset({"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"})
+
+
 def state_visits(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each state entered, in order: {state, entered_at, exited_at, seconds, error, cause}. `exited_at` is None
-    for the state in progress; `error`/`cause` come from the last failure event inside the visit (a retried
-    failure shows even when the state then succeeded)."""
+    for the state in progress; the execution's end (EXECUTION_END_EVENTS) closes the state it ended in (a Fail
+    state such as PipelineFailed is never "running" once the run is over); `error`/`cause` come from the last
+    failure event inside the visit (a retried failure shows even when the state then succeeded)."""
     visits: list[dict[str, Any]] = []
     for event in events:
         at = event.get("timestamp")
+        if event.get("type") in EXECUTION_END_EVENTS and visits and visits[-1]["exited_at"] is None:
+            visits[-1]["exited_at"] = at
         if "stateEnteredEventDetails" in event:
             visits.append({"state": event["stateEnteredEventDetails"]["name"], "entered_at": at, "exited_at": None,
                            "seconds": None, "error": None, "cause": None})

@@ -29,7 +29,7 @@ from mlops.registry.artifacts import ArtifactStore
 from mlops.serving.capture import CaptureWriter
 from mlops.serving.decisions import DecisionLog
 from mlops.serving.explanations import ExplainRequest, ServedExplainer, explain_request
-from mlops.serving.scoring import ScoringModel
+from mlops.serving.scoring import BINARY, ScoringModel
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 JSON_TYPES = ("application/json", "application/vnd.api+json", "text/json")
@@ -89,7 +89,8 @@ class ScoringService:
         )
         self.decisions = DecisionLog(
             s.artifact_bucket, s.model_family, s.model_version, function_version=s.function_version,
-            model_sha256=s.model_sha256, classes=self.model.classes, threshold=self.model.threshold,
+            model_sha256=s.model_sha256, classes=self.model.classes,
+            threshold=self.model.threshold if self.model.task == BINARY else None,  # no threshold for other tasks
             never_capture=s.never_capture_fields, flush_records=s.decision_flush_records)
         self.explainer = ServedExplainer(data, s.model_family, s.model_version)
         return self.model

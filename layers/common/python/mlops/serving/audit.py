@@ -19,11 +19,12 @@ from mlops.core.errors import (
     PlatformError,
     ValidationError,
 )
+from mlops.core.schemas import BINARY
 from mlops.registry.artifacts import ArtifactStore, S3ObjectStore
 from mlops.registry.store import ModelRegistry
 from mlops.serving.decisions import DecisionRecord, DecisionStore, check_request_id
 
-LINEAGE_FIELDS = ("family", "version", "trained_at", "algorithm", "hyperparameters", "seed", "classes",
+LINEAGE_FIELDS = ("family", "version", "task", "trained_at", "algorithm", "hyperparameters", "seed", "classes",
                   "positive_label", "threshold", "input_dtype", "artifact_sha256", "artifact_key",
                   "pipeline_execution", "previous_live_version", "metrics", "trivial_model", "parity", "warnings",
                   "feature_importance", "feature_importance_basis")
@@ -58,7 +59,7 @@ class Auditor:
             else None
         return {
             "request_id": line["request_id"],
-            "decision": _decision(found),
+            "decision": _decision(found, lineage.get("task") or BINARY),
             "model": {"family": name, "version": version, "status": record.status,
                       "status_reason": record.status_reason, "function_version": record.function_version or None,
                       "artifact_sha256": record.artifact_sha256,
@@ -147,7 +148,9 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _decision(found: DecisionRecord) -> dict[str, Any]:
+def _decision(found: DecisionRecord, task: str = BINARY) -> dict[str, Any]:
+    """The decision record as the audit shows it. `threshold` only for a binary model: a regression answers its
+    value and a multiclass model its most probable class (records written before that carried a default 0.5)."""
     line = found.line
     predictions = line.get("predictions") or []
     probabilities = line.get("probabilities") or [None] * len(predictions)
@@ -160,7 +163,8 @@ def _decision(found: DecisionRecord) -> dict[str, Any]:
         records.append(entry)
     return {"at": _iso(found.at), "family": line["family"], "version": line["version"],
             "function_version": line.get("function_version") or None, "model_sha256": line.get("model_sha256"),
-            "threshold": line.get("threshold"), "inputs_captured": bool(line.get("inputs_captured")),
+            "task": task, "threshold": line.get("threshold") if task == BINARY else None,
+            "inputs_captured": bool(line.get("inputs_captured")),
             "never_captured": line.get("never_captured", []), "explained": "explanations" in line,
             "records": records}
 

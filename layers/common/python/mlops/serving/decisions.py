@@ -154,7 +154,7 @@ class DecisionLog:
     (binary), every class's (multiclass) or null (regression)."""
 
     def __init__(self, bucket: str, family: str, version: int, *, function_version: str, model_sha256: str,
-                 classes: Sequence[Any], threshold: float, never_capture: frozenset[str] = frozenset(),
+                 classes: Sequence[Any], threshold: float | None, never_capture: frozenset[str] = frozenset(),
                  flush_records: int = MAX_BATCH, max_age_seconds: float = 60.0, put: Any = None) -> None:
         self.bucket, self.family, self.version = bucket, family, version
         self.function_version = function_version

@@ -146,8 +146,8 @@ def served_gap(explainer: Any, model: Any, task: str) -> float:
     served = np.asarray(values, dtype=np.float64)
     meta = model.session.get_modelmeta().custom_metadata_map
     if "mlops.prediction_range" in meta:
-        low, high = orjson.loads(meta["mlops.prediction_range"])
-        inside = (served > low) & (served < high)
+        low, high = orjson.loads(meta["mlops.prediction_range"])  # a null side is open
+        inside = (served > (-np.inf if low is None else low)) & (served < (np.inf if high is None else high))
         served, raw = served[inside], raw[inside]
     return float(np.max(np.abs(served - raw) / np.maximum(1.0, np.abs(served)), initial=0.0))
 

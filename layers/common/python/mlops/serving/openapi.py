@@ -8,10 +8,14 @@ import re
 from typing import Any
 
 from mlops.core.schemas import BINARY, MULTICLASS, REGRESSION, Label, ModelFamily
-from mlops.serving.scoring import MAX_RECORDS
+from mlops.serving.scoring import FLOAT32_LIMIT, MAX_RECORDS
 
 OPENAPI_VERSION = "3.0.3"
 _ERROR_STATUSES = ("400", "404", "405", "413", "415", "503")
+# Present when the request set "explain": true (binary and regression models; docs/openapi.yaml, Explanation).
+EXPLANATIONS = {"type": "array", "description": "Present when the request set \"explain\" to true; one per record, "
+                "in order: SHAP values on the model's raw output (docs/audit.md)",
+                "items": {"type": "object", "required": ["output", "base_value", "contributions", "reasons"]}}
 
 
 def family_openapi(family: ModelFamily, classes: list[Label] | None = None) -> dict[str, Any]:
@@ -20,8 +24,12 @@ def family_openapi(family: ModelFamily, classes: list[Label] | None = None) -> d
     as the labels' enum when given.
 
     The record schema has one required property per feature: numeric features a number within the declared
-    domain, categorical ones a string from the declared categories (any string with `unknown: other`); features
-    with a missing-value strategy are nullable; no other property is allowed. The 200 response per task:
+    domain, else within the 32-bit float range the scoring API accepts (|x| <= 3.4028234663852886e38), categorical
+    ones a string from the declared categories (any string with `unknown: other`); features with a missing-value
+    strategy are nullable; no other property is allowed. The request body holds `instances` and the explanation
+    options `explain` and `top` (the fields mlops.serving.explanations.REQUEST_FIELDS accepts); a 409 answers
+    "explain": true for a version that cannot explain (a multiclass model, or one trained before explanations).
+    The 200 response per task:
     binary and multiclass, `predictions` (class labels), `probabilities` (one per class, in the order of
     `classes`) and `classes`; regression, `predictions` as numbers (within the declared prediction_range) and no
     probabilities. Pure function of its arguments (JSON-ready dict)."""
@@ -30,6 +38,9 @@ def family_openapi(family: ModelFamily, classes: list[Label] | None = None) -> d
     record = f"{op}Record"
     json_body = {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}
     errors = {code: {"$ref": "#/components/responses/Error"} for code in _ERROR_STATUSES}
+    conflict = {"description": f"\"explain\": true for a version that cannot explain it ({_unexplained(family)}); "
+                "the same request without \"explain\" is scored", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"}}}}
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": f"{name} scoring API", "version": "1.0",
@@ -45,7 +56,7 @@ def family_openapi(family: ModelFamily, classes: list[Label] | None = None) -> d
                     "headers": {"X-Model-Version": {"schema": {"type": "string", "pattern": "^[0-9]+$"},
                                                     "required": True},
                                 "X-Request-Id": {"schema": {"type": "string"}, "required": True}},
-                    "content": json_body}, **errors}}},
+                    "content": json_body}, **errors, "409": conflict}}},
             f"/models/{name}": {"get": {
                 "operationId": f"describe{op}",
                 "summary": "The live and canary versions, task, feature schema, metrics and training data reference",
@@ -65,10 +76,7 @@ def family_openapi(family: ModelFamily, classes: list[Label] | None = None) -> d
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
             "schemas": {
                 record: record_schema(family),
-                "PredictRequest": {"type": "object", "additionalProperties": False, "required": ["instances"],
-                                   "properties": {"instances": {"type": "array", "minItems": 1,
-                                                                "maxItems": MAX_RECORDS,
-                                                                "items": {"$ref": f"#/components/schemas/{record}"}}}},
+                "PredictRequest": request_schema(family, record),
                 "PredictResponse": response_schema(family, classes),
                 "Error": {"type": "object", "required": ["error", "message"], "properties": {
                     "error": {"type": "string"}, "message": {"type": "string", "minLength": 1},
@@ -76,6 +84,25 @@ def family_openapi(family: ModelFamily, classes: list[Label] | None = None) -> d
             },
         },
     }
+
+
+def request_schema(family: ModelFamily, record: str) -> dict[str, Any]:
+    """The body of POST /models/{name}/predict: `instances` (1 to MAX_RECORDS records of the `record` schema) and
+    the explanation options the API accepts (`explain`, `top` only with "explain": true); nothing else."""
+    explain = ("true adds `explanations` to the response, one per record (SHAP values on the model's raw output, "
+               f"docs/audit.md); 409 for {_unexplained(family)}")
+    properties = {
+        "instances": {"type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
+                      "items": {"$ref": f"#/components/schemas/{record}"}},
+        "explain": {"type": "boolean", "default": False, "description": explain},
+        "top": {"type": "integer", "minimum": 0, "nullable": True,
+                "description": "with \"explain\": true, how many reason codes each explanation lists (default: "
+                               "every feature pushing toward the unfavourable outcome); refused without it"},
+    }
+    return {"type": "object", "additionalProperties": False, "required": ["instances"], "properties": properties,
+            # `top` only together with "explain": true
+            "anyOf": [{"required": ["explain"], "properties": {"explain": {"enum": [True]}}},
+                      {"not": {"required": ["top"]}}, {"properties": {"top": {"enum": [None]}}}]}
 
 
 def record_schema(family: ModelFamily) -> dict[str, Any]:
@@ -91,11 +118,10 @@ def record_schema(family: ModelFamily) -> dict[str, Any]:
                                          + (" ..." if len(feature.categories) > 20 else "")
                                          + "; any other value is scored as the feature's \"other\" level")
         else:
-            schema = {"type": "number"}
-            if feature.minimum is not None:
-                schema["minimum"] = feature.minimum
-            if feature.maximum is not None:
-                schema["maximum"] = feature.maximum
+            # Without a declared bound, the 32-bit float range the model reads (the API refuses beyond it).
+            schema = {"type": "number",
+                      "minimum": -FLOAT32_LIMIT if feature.minimum is None else feature.minimum,
+                      "maximum": FLOAT32_LIMIT if feature.maximum is None else feature.maximum}
         if feature.accepts_missing:
             schema["nullable"] = True
         if feature.description:
@@ -112,11 +138,14 @@ def response_schema(family: ModelFamily, classes: list[Label] | None = None) -> 
     if family.task == REGRESSION:
         value: dict[str, Any] = {"type": "number"}
         if family.prediction_range is not None:
-            value["minimum"], value["maximum"] = family.prediction_range
+            for side, bound in zip(("minimum", "maximum"), family.prediction_range, strict=True):
+                if bound is not None:
+                    value[side] = bound
         return {"type": "object", "required": ["model", "version", "predictions", "request_id"], "properties": {
             **common,
             "predictions": {"type": "array", "description": f"One predicted {family.target} per record, on the "
-                            "target's scale", "items": value}}}
+                            "target's scale", "items": value},
+            "explanations": EXPLANATIONS}}
     label: dict[str, Any] = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
     if classes:
         label = {"enum": list(classes)}
@@ -135,7 +164,8 @@ def response_schema(family: ModelFamily, classes: list[Label] | None = None) -> 
         "probabilities": {"type": "array", "description": "Per record, the probability of each class, in the "
                           "order of `classes`", "items": {"type": "array", **k,
                                                           "items": {"type": "number", "minimum": 0, "maximum": 1}}},
-        "classes": {"type": "array", "description": f"The class labels in {order}", **k, "items": label}}}
+        "classes": {"type": "array", "description": f"The class labels in {order}", **k, "items": label},
+        **({"explanations": EXPLANATIONS} if family.task == BINARY else {})}}
 
 
 def _description(family: ModelFamily) -> str:
@@ -146,6 +176,16 @@ def _description(family: ModelFamily) -> str:
     if nullable:
         text += " These features accept null (scored as training treated a missing value): " + ", ".join(nullable)
     return text
+
+
+def _unexplained(family: ModelFamily) -> str:
+    """Which versions of the family answer 409 to "explain": true (mlops.serving.explanations.ServedExplainer)."""
+    if family.task == MULTICLASS:
+        return "a multiclass model: not explained"
+    if family.task == REGRESSION and not family.is_linear:
+        return ("a tree-ensemble regression, whose graph re-centres the ensemble's output: explanations would not "
+                "add up to the served value; or a version trained before explanations")
+    return "a version trained before explanations: retrain"
 
 
 def _operation_name(name: str) -> str:

@@ -393,6 +393,25 @@ def training_job_request(family: ModelFamily, settings: JobSettings, name: str, 
     }
 
 
+def check_dataset_bytes(family: ModelFamily, size: DataSetSize, key: str = "") -> None:
+    """Refuse, before any engine is chosen, a data set over the family's `max_dataset_bytes`: its bytes as stored,
+    or for gzip the uncompressed bytes its trailer records (the reader stops at that limit on every engine, so a
+    training job would fail inside its billed time). Raises DataSetError naming the field and the value that would
+    admit the data set."""
+    limit = family.max_dataset_bytes
+    largest = max(size.stored_bytes, size.csv_bytes or 0)
+    if largest <= limit:
+        return
+    what = "decompresses to" if size.format == "gzip" and largest > size.stored_bytes else "is"
+    needed = 2 ** math.ceil(math.log2(largest / 2**20)) * 2**20  # the next power of two in MiB, as a suggestion
+    raise DataSetError(
+        f"{_describe(size, key)} {what} {largest:,} bytes, over family {family.name!r}'s max_dataset_bytes of "
+        f"{limit:,} ({limit / 2**20:,.0f} MiB; the limit applies to the data set as stored and decompressed, on "
+        f"every engine). To train it, raise max_dataset_bytes in the family (e.g. max_dataset_bytes: {needed}) and, "
+        "beyond the lambda engine's memory and 15 minutes, declare training.engine: sagemaker or auto",
+        max_dataset_bytes=limit, dataset_bytes=largest)
+
+
 def state_timeout_seconds(family: ModelFamily) -> int:
     """TimeoutSeconds of the TrainOnSageMaker state: the job's own bound (spot: its wait) plus SageMaker's
     overheads, so SageMaker's MaxRuntimeExceeded is what normally ends a job that runs too long."""
@@ -421,9 +440,7 @@ def plan_step(ctx: Any, event: dict[str, Any], limits: LambdaLimits, jobs: JobSe
     family = ctx.registry.get_family(_require(event, "family")).family
     ref = _require(event, "dataset")
     size, head = (probe or DataSetProbe()).size(ref)
-    if size.stored_bytes > family.max_dataset_bytes:
-        raise DataSetError(f"data set is {size.stored_bytes} bytes, over the family's limit of "
-                           f"{family.max_dataset_bytes} (max_dataset_bytes)")
+    check_dataset_bytes(family, size, ref["key"])
     choice = choose_engine(family, size, limits, ref["key"])
     plan: dict[str, Any] = {"engine": choice.engine, "reason": choice.reason,
                             "estimate": asdict(choice.estimate) if choice.estimate else None,

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops.core.schemas import LOWER_IS_BETTER, REGRESSION, GatePolicy
+from mlops.core.schemas import LOWER_IS_BETTER, REGRESSION, GatePolicy, Label, label_text, same_label
 from mlops.stats.fairness import fairness_checks, fairness_notes
 from mlops.stats.fairness import fairness_metrics as fairness_metrics
 from mlops.stats.metrics import classification_metrics as classification_metrics
@@ -80,6 +80,50 @@ def _check(name: str, value: Any, threshold: Any, ok: bool, detail: str) -> dict
     return {"check": name, "value": value, "threshold": threshold, "passed": bool(ok), "detail": detail}
 
 
+LIVE_SAME_ROWS = "candidate holdout"
+
+
+def live_basis_text(live: dict[str, Any]) -> str:
+    """Where the live model's figure comes from, for a gate reason: the candidate's holdout rows (scored by the
+    live model), or, when the live model cannot score them (other features, task or classes), the metric
+    recorded when it was trained, on its own holdout: not the same rows, and said so."""
+    if live.get("basis", LIVE_SAME_ROWS) == LIVE_SAME_ROWS:
+        return "on the same holdout"
+    return ("as recorded at its training, on its own holdout (it cannot score the candidate's rows: its features "
+            "or classes differ)")
+
+
+def class_set_check(candidate: list[Label], live: list[Label] | None, live_version: int,
+                    declared: tuple[Label, ...] | None) -> dict[str, Any] | None:
+    """A multiclass candidate against the live model's classes: passes when both name the same classes (in the
+    target's own terms, `same_label`), or when the classes change to exactly the family's declared `classes` (a
+    deliberate change). Otherwise it fails: promoting it would change the classes the API answers under its
+    clients (a class dropped from the data, or renamed "E" -> "e"). None without a live model."""
+    if live is None:
+        return None
+
+    def missing(names: list[Label], among: list[Label] | tuple[Label, ...]) -> list[str]:
+        return [label_text(c) for c in names if not any(same_label(c, other) for other in among)]
+
+    dropped, added = missing(live, candidate), missing(candidate, live)
+    if not dropped and not added:
+        return _check("classes_vs_live", "unchanged", f"v{live_version}'s classes", True,
+                      f"classes as live v{live_version}'s: {[label_text(c) for c in candidate]}")
+    change = "; ".join(part for part in (f"dropped {dropped}" if dropped else "",
+                                         f"added {added}" if added else "") if part)
+    on_purpose = declared is not None and not missing(candidate, declared) and not missing(list(declared),
+                                                                                             candidate)
+    if on_purpose:
+        return _check("classes_vs_live", "changed as declared", "the family's classes", True,
+                      f"classes change from live v{live_version}'s ({change}) to the family's declared classes "
+                      f"{[label_text(c) for c in candidate]}: the API's classes change on promotion")
+    return _check("classes_vs_live", "changed", f"v{live_version}'s classes", False,
+                  f"the candidate's classes {[label_text(c) for c in candidate]} differ from live v{live_version}'s "
+                  f"{[label_text(c) for c in live]} ({change}): promoting it would change the classes the API "
+                  "answers under its clients. If the change is intended, declare the new class list in the "
+                  "family's `classes`; otherwise fix the data set")
+
+
 def gate_decision(policy: GatePolicy, metrics: dict[str, float], fairness: dict[str, Any],
                   parity_result: dict[str, Any], live: dict[str, Any] | None, *,
                   trivial: dict[str, Any] | None = None, leakage: list[str] | None = None,
@@ -117,12 +161,13 @@ def gate_decision(policy: GatePolicy, metrics: dict[str, float], fairness: dict[
         live_auc = live["auc"]
         margin = auc - live_auc
         check("auc_vs_live", round(margin, 6), policy.min_auc_margin, margin >= policy.min_auc_margin,
-              f"AUC {auc:.4f} vs live v{live['version']} {live_auc:.4f} on the same holdout "
+              f"AUC {auc:.4f} vs live v{live['version']} {live_auc:.4f} {live_basis_text(live)} "
               f"(margin {margin:+.4f}, required {policy.min_auc_margin:+.4f})")
     failed = [c for c in checks if not c["passed"]]
     return {
         "passed": not failed,
         "compared_with_live_version": live["version"] if live else None,
+        "live_basis": live.get("basis", LIVE_SAME_ROWS) if live else None,
         "threshold": threshold,
         "checks": checks,
         "reasons": [c["detail"] for c in failed] or ["all checks passed"],
@@ -213,7 +258,8 @@ def _regression_fairness_checks(policy: GatePolicy, fairness: dict[str, Any]) ->
 
 def task_gate_decision(policy: GatePolicy, task: str, metrics: dict[str, Any], fairness: dict[str, Any],
                        parity_result: dict[str, Any], live: dict[str, Any] | None, *,
-                       trivial: dict[str, Any], leakage: list[str] | None = None) -> dict[str, Any]:
+                       trivial: dict[str, Any], leakage: list[str] | None = None,
+                       classes: dict[str, Any] | None = None) -> dict[str, Any]:
     """The gate of a regression or multiclass candidate; the same shape as `gate_decision`'s (checks with
     figure, threshold and verdict; passed only if all pass), plus `primary_metric`.
 
@@ -221,8 +267,10 @@ def task_gate_decision(policy: GatePolicy, task: str, metrics: dict[str, Any], f
     the lift over the trivial model on the primary metric (`task_trivial_comparison`) against
     `min_lift_over_trivial`; fairness (regression: the group spreads against max_mean_prediction_spread and
     max_mae_spread; multiclass: parity on the favourable class as for binary families); with a live model, the
-    primary metric against the live model's on the same holdout: the candidate must be better by
-    `policy.margin_for(metric)` in the metric's direction (lower for rmse, mae, log_loss)."""
+    primary metric against the live model's on the same holdout (or its recorded figure, said so, when it cannot
+    score these rows: `live["basis"]`): the candidate must be better by `policy.margin_for(metric)` in the
+    metric's direction (lower for rmse, mae, log_loss); multiclass, `classes`: the `class_set_check` against the
+    live model's classes."""
     checks: list[dict[str, Any]] = []
     metric = policy.metric_for(task)
     lower = metric in LOWER_IS_BETTER
@@ -249,6 +297,8 @@ def task_gate_decision(policy: GatePolicy, task: str, metrics: dict[str, Any], f
                          f"{metric} {trivial['candidate']:.4g} vs {trivial['trivial']:.4g} for the trivial model "
                          f"(always predicting {what}): {how} {lift:+.4f}, required "
                          f"{policy.min_lift_over_trivial:+.4f}"))
+    if classes is not None:
+        checks.append(classes)
     notes = fairness_notes(fairness)
     checks.extend(_regression_fairness_checks(policy, fairness) if task == REGRESSION else
                   fairness_checks(policy, fairness))
@@ -262,14 +312,16 @@ def task_gate_decision(policy: GatePolicy, task: str, metrics: dict[str, Any], f
         primary.update({"live": live_value, "margin": round(margin, 6)})
         direction = "lower" if lower else "higher"
         checks.append(_check(f"{metric}_vs_live", round(margin, 6), required, margin >= required,
-                             f"{metric} {value:.4g} vs live v{live['version']} {live_value:.4g} on the same holdout "
-                             f"({direction} is better; margin {margin:+.4g}, required {required:+.4g})"))
+                             f"{metric} {value:.4g} vs live v{live['version']} {live_value:.4g} "
+                             f"{live_basis_text(live)} ({direction} is better; margin {margin:+.4g}, required "
+                             f"{required:+.4g})"))
     failed = [c for c in checks if not c["passed"]]
     return {
         "passed": not failed,
         "task": task,
         "primary_metric": primary,
         "compared_with_live_version": live["version"] if live else None,
+        "live_basis": live.get("basis", LIVE_SAME_ROWS) if live else None,
         "threshold": None,
         "checks": checks,
         "reasons": [c["detail"] for c in failed] or ["all checks passed"],

@@ -27,6 +27,11 @@ Per task (`ModelFamily.task`):
   in float64), and the mean is added back in float64 after the operator, whose output is float32: so the served
   value keeps float32's precision relative to the target's spread, not to its magnitude (a target near 1e9 with a
   spread of 10 stays exact to about 1e-6). A declared `prediction_range` is a Clip at the end of the graph.
+  Random forests are also FITTED on the centred target (`CenteredRandomForestRegressor`): scikit-learn's
+  squared-error criterion computes a node's impurity as sum(y^2)/n - mean^2, which cancels catastrophically for
+  a target with a large offset (exposure 1e9 + 10 x lgd: holdout R^2 0.02 uncentred, 0.75 centred, the same as
+  without the offset). HistGradientBoosting fits gradients around its baseline and Ridge centres the target for
+  its intercept, so neither needs it (measured: equal R^2 with and without the 1e9 offset).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import joblib
 import numpy as np
 import orjson
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.ensemble import RandomForestRegressor
 
 from mlops.core.errors import ConfigurationError, DataSetError
 from mlops.core.schemas import BINARY, REGRESSION, Label, ModelFamily, same_label
@@ -135,6 +141,22 @@ class FeatureImputer(TransformerMixin, BaseEstimator):
         return np.where(np.isnan(X), self.fill_, X)
 
 
+class CenteredRandomForestRegressor(RandomForestRegressor):
+    """scikit-learn's RandomForestRegressor fitted on the target minus its (weighted) training mean,
+    `target_center_`; `predict` adds it back, so it answers on the target's scale. The trees' leaf values are
+    then deviations from the mean: the squared-error impurity (sum(y^2)/n - mean^2 in float64) keeps its
+    precision for a target far from 0, and the ONNX graph sums the leaves in float32 before adding the centre in
+    float64 (`to_onnx_bytes`). Converted by skl2onnx's RandomForestRegressor converter."""
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> CenteredRandomForestRegressor:
+        y = np.asarray(y, dtype=np.float64)
+        self.target_center_ = float(np.average(y, weights=sample_weight))
+        return super().fit(X, y - self.target_center_, sample_weight=sample_weight)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return super().predict(X) + self.target_center_
+
+
 def imputation_strategies(family: ModelFamily) -> tuple[tuple[str | None, float | None], ...]:
     """Per feature, the SimpleImputer strategy and fill value (a categorical's constant is its category index);
     (None, None) where NaN is kept (`native`) or cannot occur (`reject`)."""
@@ -162,7 +184,6 @@ def build_estimator(family: ModelFamily, seed: int) -> tuple[Any, dict[str, Any]
         HistGradientBoostingClassifier,
         HistGradientBoostingRegressor,
         RandomForestClassifier,
-        RandomForestRegressor,
     )
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline
@@ -196,7 +217,7 @@ def build_estimator(family: ModelFamily, seed: int) -> tuple[Any, dict[str, Any]
             steps.append((step, Ridge(random_state=seed, **params) if regression
                           else LogisticRegression(random_state=seed, **params)))
         elif family.algorithm == "random_forest":
-            forest = RandomForestRegressor if regression else RandomForestClassifier
+            forest = CenteredRandomForestRegressor if regression else RandomForestClassifier
             # n_jobs unset: the fit uses every core (train's parallel_config), predictions one thread (a threaded
             # predict_proba sums the trees in finishing order: the last bits of the holdout would vary).
             steps.append((step, forest(random_state=seed, n_jobs=None, **params)))
@@ -348,7 +369,8 @@ def _train_regression(family: ModelFamily, X: np.ndarray, y: np.ndarray, seed: i
 
 
 def clip_predictions(family: ModelFamily, predictions: np.ndarray) -> np.ndarray:
-    """Regression predictions (float64) clipped to the family's prediction_range, as the served graph clips them."""
+    """Regression predictions (float64) clipped to the family's prediction_range (a null side is open), as the
+    served graph clips them."""
     predictions = np.asarray(predictions, dtype=np.float64).ravel()
     if family.prediction_range is None:
         return predictions
@@ -541,7 +563,8 @@ def _double_precision_trees(model: Any, ensemble: Any, base_values: np.ndarray |
 
 
 def _centered_forest(model: Any, forest: Any, center: float) -> None:
-    """Rewrite skl2onnx's TreeEnsembleRegressor of a random forest so that it sums leaf values minus `center`:
+    """Rewrite skl2onnx's TreeEnsembleRegressor of a random forest so that it sums leaf values minus `center` (the
+    centre added after the operator less the one the forest was fitted around; 0 leaves the weights as written):
     each weight becomes (value - center) / trees, computed in float64 from scikit-learn's tree values and then
     stored as float32 (the operator's type for float32 inputs). The (tree, node) pairs skl2onnx wrote are checked
     against scikit-learn's trees first."""
@@ -581,8 +604,10 @@ def _regression_output(model: Any, regressor: Any, family: ModelFamily, double: 
         else:  # a loss with a link function (poisson, gamma): the baseline stays inside, before the link
             _double_precision_trees(model, regressor)
     elif family.algorithm == "random_forest":
-        added_center = 0.0 if center is None else center
-        _centered_forest(model, regressor, added_center)
+        # A CenteredRandomForestRegressor's leaves already hold deviations from its fitted centre.
+        fitted = float(getattr(regressor, "target_center_", 0.0))
+        added_center = fitted if center is None else center
+        _centered_forest(model, regressor, added_center - fitted)
     steps: list[tuple[str, list[str], dict[str, Any]]] = []
     if added_center is not None:
         steps.append(("Cast", [], {"to": TensorProto.DOUBLE}))
@@ -591,8 +616,9 @@ def _regression_output(model: Any, regressor: Any, family: ModelFamily, double: 
     if family.prediction_range is not None:
         dtype = np.float64 if elem == TensorProto.DOUBLE else np.float32
         low, high = family.prediction_range
-        steps.append(("Clip", [_constant(graph, "prediction_low", low, dtype),
-                               _constant(graph, "prediction_high", high, dtype)], {}))
+        # Clip's bounds are optional inputs: an empty name leaves that side open (a one-sided range).
+        steps.append(("Clip", ["" if low is None else _constant(graph, "prediction_low", low, dtype),
+                               "" if high is None else _constant(graph, "prediction_high", high, dtype)], {}))
     for i, (op, extra, attrs) in enumerate(steps):
         target = REGRESSION_OUTPUT if i == len(steps) - 1 else f"{current}_{op.lower()}"
         graph.node.append(helper.make_node(op, [current, *extra], [target], name=f"mlops_{op.lower()}", **attrs))
@@ -623,9 +649,17 @@ def _register_converters() -> None:
     if _registered:
         return
     from skl2onnx import update_registered_converter
+    from skl2onnx.operator_converters.random_forest import convert_sklearn_random_forest_regressor_converter
+    from skl2onnx.shape_calculators.ensemble_shapes import calculate_tree_regressor_output_shapes
 
     update_registered_converter(FeatureImputer, IMPUTER_ALIAS, _imputer_shape, _convert_imputer,
                                 parser=_parse_imputer)
+    # The centred forest is a RandomForestRegressor to the converter (its leaves are deviations from the centre,
+    # which _regression_output adds back).
+    update_registered_converter(CenteredRandomForestRegressor, "MlopsCenteredRandomForestRegressor",
+                                calculate_tree_regressor_output_shapes,
+                                convert_sklearn_random_forest_regressor_converter,
+                                options={"decision_path": [True, False], "decision_leaf": [True, False]})
     _registered = True
 
 

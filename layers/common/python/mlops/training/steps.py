@@ -20,6 +20,8 @@ from mlops.reports.curves import curve_data
 from mlops.stats.fairness import fairness_for_state, fairness_metrics, fairness_not_checked
 from mlops.stats.metrics import classification_metrics
 from mlops.training.evaluation import (
+    LIVE_SAME_ROWS,
+    class_set_check,
     gate_decision,
     leakage_warnings,
     parity,
@@ -206,8 +208,10 @@ def _evaluate_task(ctx: PipelineContext, family: ModelFamily, live_version: int,
                                       target_mean=train.get("training_target_mean"))
     live = _live_task_metrics(ctx, family, live_version, holdout, model)
     warnings = task_leakage_warnings(family.gate, task, metrics)
+    classes = None if task == REGRESSION or live is None else class_set_check(
+        list(model.classes), live.get("classes"), live_version, family.classes)
     gate = task_gate_decision(family.gate, task, metrics, fairness, parity_result, live, trivial=trivial,
-                              leakage=warnings)
+                              leakage=warnings, classes=classes)
     return {"metrics": metrics, "fairness": fairness, "parity": parity_result, "gate": gate,
             "trivial_model": trivial, "warnings": warnings, "threshold": None, "live": live,
             "first_model": live_version == 0}
@@ -216,20 +220,22 @@ def _evaluate_task(ctx: PipelineContext, family: ModelFamily, live_version: int,
 def _live_task_metrics(ctx: PipelineContext, family: ModelFamily, live_version: int, holdout: dict[str, np.ndarray],
                        candidate: Any) -> dict[str, Any] | None:
     """The live model's metrics on the candidate's holdout (regression and multiclass), or its recorded metrics
-    when it cannot score these rows the same way (other features, task or classes)."""
+    when it cannot score these rows the same way (other features, task or classes); `basis` says which, and
+    `classes` carries the live model's classes (multiclass)."""
     if not live_version:
         return None
     from mlops.serving.scoring import ScoringModel
 
     live = ctx.registry.get_version(family.name, live_version)
     live_model = ScoringModel(ctx.artifacts.get(live.artifact_sha256))
+    classes = {} if live_model.task == REGRESSION else {"classes": list(live_model.classes)}
     if (live_model.feature_names != tuple(family.feature_names) or live_model.task != candidate.task
             or live_model.classes != candidate.classes):
-        return {"version": live_version, **live.lineage.get("metrics", {}), "basis": "recorded metrics"}
+        return {"version": live_version, **live.lineage.get("metrics", {}), "basis": "recorded metrics", **classes}
     output = live_model.predict_values(holdout["X"]) if candidate.task == REGRESSION else \
         live_model.predict_matrix(holdout["X"])[1]
     return {"version": live_version, **task_metrics(candidate.task, holdout["y"], output),
-            "basis": "candidate holdout"}
+            "basis": LIVE_SAME_ROWS, **classes}
 
 
 def _fairness_not_checked_reason(family: ModelFamily, holdout: dict[str, np.ndarray]) -> str | None:
@@ -276,7 +282,7 @@ def _live_on_same_holdout(ctx: PipelineContext, family: ModelFamily, live_versio
     _, proba = live_model.predict_matrix(holdout["X"])
     metrics = classification_metrics(holdout["y"], proba, threshold=live_model.threshold)
     return {"version": live_version, "auc": metrics["auc"], "accuracy": metrics["accuracy"],
-            "basis": "candidate holdout"}
+            "basis": LIVE_SAME_ROWS}
 
 
 def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> dict[str, Any]:
