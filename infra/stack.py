@@ -77,7 +77,7 @@ class MlopsPlatformStack(Stack):
                 metrics_namespace=METRICS_NAMESPACE))
             families.append(scoring)
         scoring_arns = tuple(f.function.function_arn for f in families)
-        bootstrap.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [storage.table.table_arn])
+        bootstrap.allow(["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"], [storage.table.table_arn])
         bootstrap.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
         bootstrap.allow(["lambda:GetAlias", "lambda:CreateAlias", "lambda:PublishVersion"],
                         [*scoring_arns, *(f"{a}:*" for a in scoring_arns)],

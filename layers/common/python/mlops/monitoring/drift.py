@@ -16,7 +16,7 @@ from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import BINARY, DriftPolicy, Feature, ModelFamily
 from mlops.pipeline.trigger import DATASET_PREFIX, pipeline_input, start_pipeline
 from mlops.registry.artifacts import ArtifactStore
-from mlops.registry.store import REJECTED, ROLLED_BACK, FamilyRecord, ModelRegistry
+from mlops.registry.store import FAMILY_ACTIVE, UPLOADS_CONSIDERED, FamilyRecord, ModelRegistry
 from mlops.reports.publish import drift_histograms, publish_drift_report
 from mlops.serving.capture import CaptureReader
 from mlops.stats.distributions import (
@@ -241,22 +241,18 @@ class DriftMonitor:
     def run(self, families: list[str] | None = None) -> list[dict[str, Any]]:
         """Check every live family (or the named ones). A failure in one family does not stop the others."""
         results = []
-        token = None
-        while True:
-            page = self.registry.list_families(limit=100, next_token=token)
-            for record in page.items:
-                if families and record.family.name not in families:
+        for summary in self.registry.iter_families(status=FAMILY_ACTIVE):
+            if (families and summary.name not in families) or not summary.live_version:
+                continue
+            try:
+                record = self.registry.get_family(summary.name)
+                if record.retired:  # retired since the listing
                     continue
-                if not record.live_version:
-                    continue
-                try:
-                    results.append(self.check(record))
-                except PlatformError as exc:
-                    logger().error("drift check failed", extra={"family": record.family.name, "error": exc.message})
-                    results.append({"family": record.family.name, "verdict": "error", "error": exc.message})
-            token = page.next_token
-            if not token:
-                return results
+                results.append(self.check(record))
+            except PlatformError as exc:
+                logger().error("drift check failed", extra={"family": summary.name, "error": exc.message})
+                results.append({"family": summary.name, "verdict": "error", "error": exc.message})
+        return results
 
     def check(self, record: FamilyRecord) -> dict[str, Any]:
         family = record.family
@@ -307,36 +303,32 @@ class DriftMonitor:
             return {"started": False, "reason": f"rollout {holder} is in progress; retrain deferred"}
         dataset = self.newest_dataset(family.name, record)
         if dataset is None:
-            return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/"}
+            return {"started": False, "reason": f"no usable data set: the newest uploads under "
+                                                f"{DATASET_PREFIX}{family.name}/ (and the live model's data set) each "
+                                                "produced a rejected or rolled-back model"}
         name = f"{family.name[:40]}-drift-{int(time.time() * 1000)}"
         started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, "drift"))
         return {**started, "dataset": dataset}
 
     def newest_dataset(self, family: str, record: FamilyRecord) -> dict[str, Any] | None:
-        """The newest data set version that has not already produced a rejected or rolled-back model."""
-        bad = set()
-        token = None
-        while True:
-            page = self.registry.list_versions(family, limit=100, next_token=token)
-            for v in page.items:
-                if v.status in (REJECTED, ROLLED_BACK):
-                    ds = v.lineage.get("dataset", {})
-                    bad.add((ds.get("key"), ds.get("version_id")))
-            token = page.next_token
-            if not token:
-                break
-        s3 = aws.client("s3")
-        candidates = []
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=self.artifacts.bucket,
-                                                                        Prefix=f"{DATASET_PREFIX}{family}/"):
-            for v in page.get("Versions", []):
-                if v["Key"].lower().endswith(".csv") and (v["Key"], v["VersionId"]) not in bad:
-                    candidates.append(v)
-        if not candidates:
-            return None
-        newest = max(candidates, key=lambda v: v["LastModified"])
-        return {"bucket": self.artifacts.bucket, "key": newest["Key"], "version_id": newest["VersionId"],
-                "etag": newest.get("ETag", "").strip('"')}
+        """The newest data set version that has not already produced a rejected or rolled-back model: the
+        family's newest recorded uploads (one query, at most UPLOADS_CONSIDERED), each checked against the
+        unusable-data-set marker a rejection or rollback writes (one GetItem each, stopping at the first usable
+        one); when no recorded upload is usable (none in the last RUN_TTL_DAYS), the live model's own data set.
+        Never lists the bucket or the family's versions."""
+        seen: set[tuple[str, str | None]] = set()
+        candidates = [u["dataset"] for u in self.registry.recent_uploads(family, UPLOADS_CONSIDERED)]
+        if record.live_version:
+            candidates.append(self.registry.get_version(family, record.live_version).lineage.get("dataset") or {})
+        for dataset in candidates:
+            ident = (dataset.get("key"), dataset.get("version_id"))
+            if not ident[0] or ident in seen:
+                continue
+            seen.add(ident)
+            if self.registry.dataset_unusable(family, str(ident[0]), ident[1]) is None:
+                return {"bucket": dataset.get("bucket") or self.artifacts.bucket, "key": ident[0],
+                        "version_id": ident[1], "etag": str(dataset.get("etag", "")).strip('"')}
+        return None
 
 
 def _epoch(iso: str) -> float:
