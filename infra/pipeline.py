@@ -105,10 +105,11 @@ class Pipeline(Construct):
         self.control.allow(["s3:PutObject"], [storage.object_arns(RUN_REPORT_PREFIX)],
                            reason="one summary object per ended run, keyed by family and run id; prefix-scoped")
         function_arns = [*props.scoring_function_arns, *(f"{a}:*" for a in props.scoring_function_arns)]
-        self.control.allow(["lambda:GetAlias", "lambda:UpdateAlias", "lambda:CreateAlias",
-                            "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration",
-                            "lambda:PublishVersion"], function_arns,
-                           reason="versions of the scoring functions are published by the rollout at run time")
+        if function_arns:  # seed families in cdk.json
+            self.control.allow(["lambda:GetAlias", "lambda:UpdateAlias", "lambda:CreateAlias",
+                                "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration",
+                                "lambda:PublishVersion"], function_arns,
+                               reason="versions of the scoring functions are published by the rollout at run time")
         self.control.allow(["states:DescribeExecution", "states:GetExecutionHistory"], [execution_arns(stack)],
                            reason="checks whether the holder of a family's rollout lock is still running; reads a "
                                   "run's history for its step timings and the step that failed")

@@ -127,6 +127,10 @@ class AuditSettings(StorageSettings):
     """GET /audit/{request_id}: reads decision records, the registry and artifacts."""
 
 
+class FamiliesSettings(StorageSettings):
+    """GET/PUT/DELETE /families[/{name}]: reads and writes family declarations in the registry."""
+
+
 S = TypeVar("S", bound=_Settings)
 _overlay = threading.local()
 
