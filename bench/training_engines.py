@@ -86,7 +86,7 @@ def _data_set(rows: int, directory: Path) -> Path:
     if path.exists():
         return path
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'layers' / 'common' / 'python')!r})\n"
-            "from mlops import synthetic\n"
+            "from mlops.data import synthetic\n"
             f"rows, chunk, out = {rows}, {CHUNK}, open({str(path)!r}, 'wb')\n"
             "for i, start in enumerate(range(0, rows, chunk)):\n"
             "    text = synthetic.credit_risk_csv(min(chunk, rows - start), 7 + i)\n"

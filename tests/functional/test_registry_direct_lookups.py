@@ -151,3 +151,18 @@ def _archived(run_id: str) -> dict[str, Any] | None:
             return None
         raise
     return orjson.loads(body)
+
+
+def test_drift_checks_skip_retired_families_and_look_each_live_family_up_directly(platform, monkeypatch):
+    registry = platform.registry
+    for name in ("alpha", "beta", "gamma"):
+        registry.register_family(credit_risk_family(name=name), "t", "bulk")
+        version = registry.allocate_version(name, _lineage(f"datasets/{name}/a.csv", "v1"), actor="t").version
+        registry.transition(name, version, "live", "t", "first")
+    registry.register_family(credit_risk_family(name="no-model"), "t", "nothing live")
+    registry.retire_family("beta", "t", "closed")
+    monitor = _monitor(registry)
+    checked: list[tuple[str, int]] = []
+    monkeypatch.setattr(monitor, "check", lambda record: checked.append((record.family.name, record.config_version)))
+    monitor.run()
+    assert checked == [("alpha", 1), ("gamma", 1)]
