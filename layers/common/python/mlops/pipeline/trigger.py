@@ -209,12 +209,14 @@ def _current_version(bucket: str, key: str, etag: str, size: int) -> tuple[str |
 
 
 def _did_you_mean(registry: ModelRegistry, name: str) -> str:
-    """A hint naming the closest registered families (first page of the family list)."""
+    """A hint naming the closest registered families among the active ones sharing the name's first letter (one
+    page of the family index, never the whole listing)."""
     try:
-        known = [r.name for r in registry.list_families(limit=100, status="active").items]
+        known = [r.name for r in registry.list_families(limit=200, status="active", after=name[:1]).items
+                 if r.name[:1] == name[:1]]
     except Exception:  # a hint must never turn a rejection into a failure
         return ""
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     if close:
         return f"; did you mean {' or '.join(repr(c) for c in close)}?"
-    return f"; registered families: {', '.join(sorted(known)[:10]) or 'none'}"
+    return "; no registered family has a close name (`mlops families list` lists them)"

@@ -552,18 +552,21 @@ class ModelRegistry:
         return Page([FamilyChange.from_item(i) for i in response.get("Items", [])],
                     _encode_token(response.get("LastEvaluatedKey")))
 
-    def list_families(self, limit: int = 50, next_token: str | None = None, status: str | None = None) -> Page:
+    def list_families(self, limit: int = 50, next_token: str | None = None, status: str | None = None,
+                      after: str | None = None) -> Page:
         """One page of families (FamilySummary) in name order, merged from the FAMILY_INDEX_SHARDS shards of the
-        family index. `status` (active or retired) filters. Cost: one query per shard plus a refill query per
-        shard that runs dry, each reading about limit/shards items (docs/registry.md)."""
+        family index, starting after the name `after` (or where `next_token` says). `status` (active or retired)
+        filters. Cost: one query per shard plus a refill query per shard that runs dry, each reading about
+        limit/shards items (docs/registry.md)."""
         if status is not None and status not in FAMILY_STATUSES:
             raise ValidationError(f"status must be one of {list(FAMILY_STATUSES)}, got {status!r}")
         if not 1 <= limit <= 1000:
             raise ValidationError(f"limit must be 1 to 1000, got {limit}")
-        token = _decode_token(next_token)
-        after = token.get("after") if isinstance(token, dict) else None
-        if next_token and not isinstance(after, str):
-            raise ValidationError("next_token is not a token this registry issued")
+        if next_token:
+            token = _decode_token(next_token)
+            after = token.get("after") if isinstance(token, dict) else None
+            if not isinstance(after, str):
+                raise ValidationError("next_token is not a token this registry issued")
         chunk = max(4, -(-limit // FAMILY_INDEX_SHARDS) + 2)
         cursors = [_ShardCursor(self, shard, after, chunk, status) for shard in range(FAMILY_INDEX_SHARDS)]
         heap: list[tuple[str, int]] = []
