@@ -37,15 +37,15 @@ import logging  # noqa: E402
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 logging.getLogger("moto").setLevel(logging.CRITICAL)
 
-from mlops.data import synthetic  # noqa: E402
 from mlops.core.settings import Env, ScoringSettings  # noqa: E402
+from mlops.data import synthetic  # noqa: E402
 from mlops.data.datasets import parse_csv  # noqa: E402
 from mlops.serving.api import ScoringService  # noqa: E402
 from mlops.serving.decisions import MAX_BATCH, DecisionLog  # noqa: E402
 from mlops.serving.scoring import ScoringModel  # noqa: E402
 from mlops.training.fit import build_estimator, to_onnx_bytes  # noqa: E402
 
-from bench import explain_bench, false_alarms, training_engines  # noqa: E402
+from bench import explain_bench, false_alarms, families_bench, training_engines  # noqa: E402
 from mlops_local.apigw import proxy_event  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
@@ -781,6 +781,7 @@ SECTIONS = {
     "training": lambda quick: training_engines.run(row, quick),
     "loop": lambda quick: bench_full_loop(),
     "registry": lambda quick: bench_registry(versions=200 if quick else 10_000, samples=50 if quick else 300),
+    "families": lambda quick: families_bench.run(row, quick),
 }
 
 

@@ -27,7 +27,9 @@ class PlatformConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    families: tuple[ModelFamily, ...] = Field(min_length=1)
+    # Seed families: registered as config version 1 at deploy time when the registry has none (never overwriting a
+    # version registered at run time since: `mlops families apply`). Optional: families are data.
+    families: tuple[ModelFamily, ...] = ()
     architecture: Literal["x86_64", "arm64"] = "x86_64"
     log_retention_days: int = 90
     capture_retention_days: int = Field(90, ge=1, le=3650)
@@ -69,7 +71,8 @@ class ConfigError(ValueError):
 
 def load_config(context: Any) -> PlatformConfig:
     if not isinstance(context, dict):
-        raise ConfigError(f"cdk.json context key {CONTEXT_KEY!r} must be an object with 'families'")
+        raise ConfigError(f"cdk.json context key {CONTEXT_KEY!r} must be an object of platform settings (and "
+                          "optional seed 'families')")
     try:
         return PlatformConfig.model_validate(context)
     except pydantic.ValidationError as exc:

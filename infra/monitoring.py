@@ -17,7 +17,7 @@ from constructs import Construct
 from mlops.core.schemas import ModelFamily
 from mlops.core.settings import Env
 from mlops.monitoring.drift import REPORT_PREFIX
-from mlops.pipeline.trigger import DATASET_PREFIX
+from mlops.registry.store import FAMILY_INDEX
 from mlops.serving.capture import CAPTURE_PREFIX
 
 from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
@@ -57,9 +57,8 @@ class Monitoring(Construct):
         props.failed_events.guard(self.drift)
         d = self.drift
         d.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
-                [storage.table.table_arn, f"{storage.table.table_arn}/index/GSI1"])
-        d.allow(["s3:ListBucket", "s3:ListBucketVersions"], [storage.bucket.bucket_arn],
-                {"StringLike": {"s3:prefix": [f"{CAPTURE_PREFIX}*", f"{DATASET_PREFIX}*"]}})
+                [storage.table.table_arn, f"{storage.table.table_arn}/index/{FAMILY_INDEX}"])
+        d.allow(["s3:ListBucket"], [storage.bucket.bucket_arn], {"StringLike": {"s3:prefix": [f"{CAPTURE_PREFIX}*"]}})
         d.allow(["s3:GetObject"], [storage.object_arns(CAPTURE_PREFIX), storage.object_arns("artifacts/sha256/")],
                 reason="reads captured traffic (keys by time) and baseline profiles (content-addressed); prefix-scoped")
         d.allow(["s3:PutObject"], [storage.object_arns(REPORT_PREFIX)],

@@ -10,6 +10,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from mlops.core.settings import Env
+from mlops.registry.runs import RUN_REPORT_PREFIX
 from mlops.serving.capture import CAPTURE_PREFIX
 from mlops.training.engines import TRAINING_JOB_PREFIX
 
@@ -101,11 +102,14 @@ class Pipeline(Construct):
         self.control.allow(["s3:GetObject"], [storage.object_arns(CAPTURE_PREFIX)],
                            reason="canary checks read captured predictions keyed by family, version and time")
         self.control.allow(["kms:Decrypt"], [storage.key.key_arn])
+        self.control.allow(["s3:PutObject"], [storage.object_arns(RUN_REPORT_PREFIX)],
+                           reason="one summary object per ended run, keyed by family and run id; prefix-scoped")
         function_arns = [*props.scoring_function_arns, *(f"{a}:*" for a in props.scoring_function_arns)]
-        self.control.allow(["lambda:GetAlias", "lambda:UpdateAlias", "lambda:CreateAlias",
-                            "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration",
-                            "lambda:PublishVersion", "lambda:ListVersionsByFunction"], function_arns,
-                           reason="versions of the scoring functions are published by the rollout at run time")
+        if function_arns:  # seed families in cdk.json
+            self.control.allow(["lambda:GetAlias", "lambda:UpdateAlias", "lambda:CreateAlias",
+                                "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration",
+                                "lambda:PublishVersion"], function_arns,
+                               reason="versions of the scoring functions are published by the rollout at run time")
         self.control.allow(["states:DescribeExecution", "states:GetExecutionHistory"], [execution_arns(stack)],
                            reason="checks whether the holder of a family's rollout lock is still running; reads a "
                                   "run's history for its step timings and the step that failed")

@@ -13,6 +13,7 @@ from mlops.core.settings import Env
 
 from .audit import Audit, AuditProps
 from .config import PlatformConfig
+from .families import FamilyManagement, FamilyManagementProps
 from .functions import FunctionDefaults, PlatformFunction
 from .layers import ROOT, dependency_layer, runtime_library_layer
 from .monitoring import MonitoredFamily, Monitoring, MonitoringProps
@@ -77,11 +78,12 @@ class MlopsPlatformStack(Stack):
                 metrics_namespace=METRICS_NAMESPACE))
             families.append(scoring)
         scoring_arns = tuple(f.function.function_arn for f in families)
-        bootstrap.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [storage.table.table_arn])
+        bootstrap.allow(["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"], [storage.table.table_arn])
         bootstrap.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
-        bootstrap.allow(["lambda:GetAlias", "lambda:CreateAlias", "lambda:PublishVersion"],
-                        [*scoring_arns, *(f"{a}:*" for a in scoring_arns)],
-                        reason="publishes the bootstrap version and creates the alias `live` (qualified ARNs)")
+        if scoring_arns:  # seed families in cdk.json
+            bootstrap.allow(["lambda:GetAlias", "lambda:CreateAlias", "lambda:PublishVersion"],
+                            [*scoring_arns, *(f"{a}:*" for a in scoring_arns)],
+                            reason="publishes the bootstrap version and creates the alias `live` (qualified ARNs)")
 
         failed_events = FailedEvents(self, "FailedEvents", key=storage.key)
         pipeline = Pipeline(self, "Pipeline", props=PipelineProps(
@@ -101,6 +103,8 @@ class MlopsPlatformStack(Stack):
                            for family, scoring in zip(config.families, families, strict=True)),
             metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email, failed_events=failed_events))
         Audit(self, "Audit", props=AuditProps(storage=storage, api=api, defaults=defaults, layers=(scoring_layer,)))
+        FamilyManagement(self, "FamilyManagement", props=FamilyManagementProps(storage=storage, api=api,
+                                                                                 defaults=defaults))
         ReportWriters(self, "Reports", props=ReportWritersProps(
             storage=storage, layer=reports_layer, control=pipeline.control, drift=monitoring.drift))
         Outcomes(self, "Outcomes", props=OutcomesProps(

@@ -10,6 +10,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+from mlops.registry.store import FAMILY_INDEX, FAMILY_LISTING_ATTRIBUTES, TTL_ATTRIBUTE
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,21 @@ class Storage(Construct):
                 point_in_time_recovery_enabled=True),
             deletion_protection=True,
             removal_policy=RemovalPolicy.RETAIN,
+            # Run, drift-check and upload items expire; their reports stay in S3 (docs/registry.md, "Expiry").
+            time_to_live_attribute=TTL_ATTRIBUTE,
         )
         self.table.add_global_secondary_index(
             index_name="GSI1",
             partition_key=dynamodb.Attribute(name="GSI1PK", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="GSI1SK", type=dynamodb.AttributeType.STRING),
+        )
+        # The family index: META items over FAMILY_INDEX_SHARDS partition keys, only what listings read projected.
+        self.table.add_global_secondary_index(
+            index_name=FAMILY_INDEX,
+            partition_key=dynamodb.Attribute(name="GSI2PK", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="GSI2SK", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=list(FAMILY_LISTING_ATTRIBUTES),
         )
 
     def object_arns(self, prefix: str) -> str:

@@ -174,6 +174,8 @@ class TrainingJobs(Construct):
         families' jobs, pass their roles to SageMaker only, manage the managed rule that reports job status,
         and grant SageMaker the use of the keys for the job's volume."""
         stack = Stack.of(self)
+        if not self._job_arns:  # no seed family in cdk.json: no job to start
+            return
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
                      "sagemaker:AddTags", "sagemaker:ListTags"], resources=self._job_arns))

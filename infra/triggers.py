@@ -10,6 +10,8 @@ from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 from mlops.core.settings import Env
 from mlops.pipeline.trigger import DATASET_PREFIX
+from mlops.registry.runs import RUN_REPORT_PREFIX
+from mlops.registry.store import FAMILY_INDEX
 
 from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
 from .outcomes import FailedEvents
@@ -37,10 +39,12 @@ class Triggers(Construct):
             environment={Env.STATE_MACHINE_ARN: props.state_machine_arn})
         self.trigger.allow(["s3:GetObject", "s3:GetObjectVersion"], [storage.object_arns(DATASET_PREFIX)],
                            reason="HeadObject of uploaded data sets (any file name) to pin their version")
-        self.trigger.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [storage.table.table_arn])
-        self.trigger.allow(["dynamodb:Query"], [f"{storage.table.table_arn}/index/GSI1"])
+        self.trigger.allow(["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"], [storage.table.table_arn])
+        self.trigger.allow(["dynamodb:Query"], [f"{storage.table.table_arn}/index/{FAMILY_INDEX}"])
         self.trigger.allow(["states:StartExecution"], [props.state_machine_arn])
-        self.trigger.allow(["kms:Decrypt"], [storage.key.key_arn])
+        self.trigger.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
+        self.trigger.allow(["s3:PutObject"], [storage.object_arns(RUN_REPORT_PREFIX)],
+                           reason="one summary object per rejected upload, keyed by family and run id; prefix-scoped")
         self.trigger.allow(["cloudwatch:PutMetricData"], ["*"],
                            {"StringEquals": {"cloudwatch:namespace": props.metrics_namespace}}, reason=METRIC_REASON)
         # Every object under datasets/ reaches the function and leaves a run record (started or rejected with the

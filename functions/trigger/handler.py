@@ -8,7 +8,7 @@ from typing import Any
 from mlops.core.observability import MetricsPublisher
 from mlops.core.settings import TriggerSettings, load_settings
 from mlops.pipeline.trigger import handle_event
-from mlops.registry.runs import RunLog
+from mlops.registry.runs import RunArchive, RunLog
 from mlops.registry.store import ModelRegistry
 
 _settings: TriggerSettings | None = None
@@ -19,4 +19,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _settings = _settings or load_settings(TriggerSettings)
     registry = ModelRegistry(_settings.registry_table)
     return handle_event(event, registry, _settings.state_machine_arn,
-                        RunLog(registry, MetricsPublisher(_settings.metrics_namespace)))
+                        RunLog(registry, MetricsPublisher(_settings.metrics_namespace),
+                               RunArchive(_settings.artifact_bucket)))

@@ -42,3 +42,20 @@ def proxy_event(method: str, path: str, body: str | None = None, headers: dict[s
         "body": body,
         "isBase64Encoded": is_base64,
     }
+
+
+def management_event(method: str, path: str, query: dict[str, str] | None = None, body: str | None = None,
+                     headers: dict[str, str] | None = None, is_base64: bool = False, principal: str = "local",
+                     source_ip: str = "127.0.0.1", stage: str = "local") -> dict[str, Any]:
+    """The event API Gateway sends for the management routes GET /families and GET|PUT|DELETE /families/{name},
+    with `principal` as the IAM identity's userArn (API Gateway fills it from the SigV4 signature)."""
+    parts = path.strip("/").split("/")
+    named = len(parts) == 2
+    event = proxy_event(method, path, body, headers, is_base64, source_ip, stage)
+    resource = "/families/{name}" if named else "/families"
+    event.update({"resource": resource, "pathParameters": {"name": parts[1]} if named else None,
+                  "queryStringParameters": query or None,
+                  "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None})
+    event["requestContext"]["resourcePath"] = resource
+    event["requestContext"]["identity"].update({"userArn": principal, "caller": principal, "user": principal})
+    return event

@@ -7,6 +7,8 @@
   PipelineStateMachine and ScoringApiUrl, read with the user's AWS profile and region (`--profile`, `--region`).
 
 `platform_options` adds those options (and `--json`) to any command; `connect` turns them into a `Platform`.
+Reads go to the platform's resources with the user's credentials; changes to families go through the platform's
+IAM-authorized management routes (`ManagementApi`: SigV4-signed requests to `<api_url>/families...`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,84 @@ class Platform:
         from mlops.registry.store import ModelRegistry
 
         return ModelRegistry(self.registry_table, ddb=self.client("dynamodb"))
+
+    def management(self) -> ManagementApi:
+        """The platform's management routes, signed with this platform's credentials."""
+        return ManagementApi(self.api_url, self.session, description=self.description)
+
+
+class ManagementError(click.ClickException):
+    """A management route answered 4xx: `status` and the platform's `error` name; exit code 2 for a request the
+    platform found invalid or naming an unknown family (400, 404, 413), 1 for a refused change (403, 409)."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error = status, error
+        self.exit_code = 2 if status in (400, 404, 413) else 1
+
+
+class ManagementApi:
+    """Requests to the IAM-authorized management routes (GET /families, GET|PUT|DELETE /families/{name}) of the
+    API at `api_url`, signed with AWS Signature Version 4 (service `execute-api`) by botocore from the
+    credentials of `session` (a boto3 Session: the user's profile for a stack; fake ones for a local server, whose
+    front does not check them). `send` (tests): a function taking botocore's prepared request and returning an
+    object with `status_code` and `content`; default botocore's own HTTP session."""
+
+    def __init__(self, api_url: str, session: Any, description: str = "", send: Callable[[Any], Any] | None = None,
+                 timeout: float = 60.0) -> None:
+        self.base = api_url.rstrip("/")
+        self.session = session
+        self.description = description or self.base
+        self._send = send
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                query: dict[str, str] | None = None) -> dict[str, Any]:
+        """The JSON answer of `method path` (path below the API's stage URL, e.g. /families/loans). Raises
+        ManagementError for a 4xx answer, PlatformUnreachable when the API cannot be reached or answers 5xx."""
+        from urllib.parse import quote, urlencode
+
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.exceptions import BotoCoreError
+
+        url = self.base + quote(path) + (f"?{urlencode(sorted(query.items()))}" if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json", **({"Content-Type": "application/json"} if data else {})}
+        request = AWSRequest(method=method, url=url, data=data, headers=headers)
+        credentials = self.session.get_credentials()
+        if credentials is None:
+            raise PlatformUnreachable("no AWS credentials to sign the request with: configure a profile (aws "
+                                      "configure / aws sso login) or pass --profile")
+        region = self.session.region_name or LOCAL_REGION
+        SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+        try:
+            response = (self._send or self._default_send)(request.prepare())
+        except (BotoCoreError, OSError) as exc:
+            raise PlatformUnreachable(f"{self.description}: {method} {path} failed: {exc}") from None
+        try:
+            answer = json.loads(response.content or b"{}")
+        except ValueError:
+            answer = {"message": (response.content or b"")[:200].decode("utf-8", "replace")}
+        if not isinstance(answer, dict):
+            answer = {"message": str(answer)[:200]}
+        status = int(response.status_code)
+        if status >= 500:
+            raise PlatformUnreachable(f"{self.description}: {method} {path} answered {status}: "
+                                      f"{answer.get('message', '')}")
+        if status >= 400:
+            message = str(answer.get("message") or answer.get("Message") or f"HTTP {status}")
+            if status == 403:
+                message += (f" (your principal needs execute-api:Invoke on {method} {path.rsplit('/', 1)[0]}/* of "
+                            "the platform's API)")
+            raise ManagementError(status, str(answer.get("error") or status), message)
+        return answer
+
+    def _default_send(self, prepared: Any) -> Any:
+        from botocore.httpsession import URLLib3Session
+        from botocore.utils import get_environ_proxies
+
+        return URLLib3Session(timeout=self.timeout, proxies=get_environ_proxies(self.base)).send(prepared)
 
 
 def connect(target: TargetOptions, cwd: Path | None = None) -> Platform:

@@ -117,8 +117,8 @@ class Console:
         rows = []
         for record in views.families(self.platform):
             summary = views.family_summary(record)
-            runs = self.platform.registry.list_runs(family=record.family.name, limit=1)
-            drift = self.platform.registry.drift_records(record.family.name, limit=1)
+            runs = self.platform.registry.list_runs(family=record.name, limit=1)
+            drift = self.platform.registry.drift_records(record.name, limit=1)
             rows.append({**summary, "last_run": runs[0] if runs else None,
                          "last_drift": views.drift_summary(drift[0]) if drift else None})
         return render("console_families.html.j2", families=rows, platform=self.platform.description,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -31,10 +32,24 @@ DEFINITION = ROOT / "infra" / "statemachine" / "pipeline.asl.json"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PIPELINE_FUNCTIONS = ("trigger", "train", "evaluate", "control", "drift")
+# The management routes' function (GET /families, GET|PUT|DELETE /families/{name}), as deployed beside the API.
+MANAGEMENT_FUNCTION = "families"
+# Time compressed like the bake windows of the served families: a retirement reaches scoring within a second.
+FAMILY_STATUS_TTL_SECONDS = 1.0
 FAILURE_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 STATUS_CHANGE = "Step Functions Execution Status Change"
 DELIVERY_ATTEMPTS = 3  # EventBridge delivers, Lambda retries an asynchronous invocation twice
 FAILED_EVENTS_QUEUE = "mlops-local-failed-events"
+
+
+def local_actor() -> str:
+    """Who changes families on a local runtime: `local:<user name of this process>`."""
+    import getpass
+
+    try:
+        return f"local:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return f"local:uid-{os.getuid()}"
 
 
 def free_port() -> int:
@@ -67,6 +82,9 @@ class LocalPlatform:
     families: list[Any]
     server: bool = False
     capture_flush_records: int = 1
+    # A family registered through the management route gets a scoring function here (False: registry only, as
+    # when the shared scoring tier serves it; the benchmark of run-time registration uses that).
+    provision_families: bool = True
     bucket: str = "mlops-local-artifacts"
     table: str = "mlops-local-registry"
     endpoint_url: str | None = None
@@ -84,6 +102,7 @@ class LocalPlatform:
     _mock: Any = None
     _server: Any = None
     _role: str = ""
+    _provisioning: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> LocalPlatform:
         secure_local_environment()
@@ -97,8 +116,6 @@ class LocalPlatform:
         _StatusChangeHook.install(self)
         config = {"stepfunctions": {"execute_state_machine": True}, "core": {"reset_boto3_session": False}}
         if self.server:
-            import os
-
             import requests
             from moto.server import ThreadedMotoServer
 
@@ -150,12 +167,13 @@ class LocalPlatform:
 
     def _provision(self) -> None:
         from mlops.core import aws
-        from mlops.registry.store import TABLE_DEFINITION
+        from mlops.registry.store import TABLE_DEFINITION, TTL_SPECIFICATION
 
         s3 = aws.client("s3")
         s3.create_bucket(Bucket=self.bucket)
         s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
         aws.client("dynamodb").create_table(TableName=self.table, **TABLE_DEFINITION)
+        aws.client("dynamodb").update_time_to_live(TableName=self.table, TimeToLiveSpecification=TTL_SPECIFICATION)
         self.failed_events_queue_url = aws.client("sqs").create_queue(QueueName=FAILED_EVENTS_QUEUE)["QueueUrl"]
         role = aws.client("iam").create_role(
             RoleName="mlops-local-lambda", AssumeRolePolicyDocument=json.dumps({
@@ -179,6 +197,9 @@ class LocalPlatform:
             name="mlops-local-pipeline", definition=definition, roleArn=sfn_role, type="STANDARD")
         self.state_machine_arn = created["stateMachineArn"]
         self._role = role
+        fn = f"mlops-local-{MANAGEMENT_FUNCTION}"
+        self._create_function(fn, MANAGEMENT_FUNCTION, role, self._storage_env(MANAGEMENT_FUNCTION))
+        self.function_names[MANAGEMENT_FUNCTION] = fn
         for family in self.families:
             self.add_family(family)
         aws.client("s3").put_bucket_notification_configuration(
@@ -187,23 +208,58 @@ class LocalPlatform:
                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "datasets/"}]}},
             }]})
 
-    def add_family(self, family: Any) -> None:
-        """Scoring function per family, bootstrap version (no model) behind the `live` alias, registry entry."""
+    def add_family(self, family: Any, actor: str | None = None, reason: str = "registered by the local runtime") -> Any:
+        """Register (or update) the family as a run-time change by `actor` (default `local:<user>`), then give it
+        a scoring function behind a `live` alias (`provision_scoring`). Returns the registry's FamilyChangeResult."""
+        result = self.registry.register_family(family, actor or local_actor(), reason)
+        self.provision_scoring(family.name)
+        return result
+
+    def provision_scoring(self, name: str) -> str:
+        """The family's scoring function: created on first use with a bootstrap version (no model) behind the `live`
+        alias, as the deploy-time custom resource does (functions/bootstrap); afterwards its $LATEST capture settings
+        follow the registered declaration (the next published version carries them). Returns the function name."""
+        from mlops.core import aws
         from mlops.core.settings import Env
         from mlops.rollout.bootstrap import ensure_alias
 
-        role = self._role
-        fn = f"mlops-local-score-{family.name}"
-        env = {**self._storage_env("score"), Env.MODEL_FAMILY: family.name,
+        family = self.registry.get_family(name).family
+        fn = f"mlops-local-score-{name}"
+        env = {**self._storage_env("score"), Env.MODEL_FAMILY: name,
                Env.CAPTURE_SAMPLE_RATE: str(family.capture_sample_rate),
                Env.CAPTURE_FLUSH_RECORDS: str(self.capture_flush_records),
                Env.DECISION_FLUSH_RECORDS: str(self.capture_flush_records),
-               Env.NEVER_CAPTURE: ",".join(family.never_capture)}
-        self._create_function(fn, "score", role, env)
-        self.scoring_functions[family.name] = fn
-        # Exactly what the deploy-time custom resource does (functions/bootstrap).
-        self.registry.put_family(family, scoring_function=fn)
-        ensure_alias(fn)
+               Env.NEVER_CAPTURE: ",".join(family.never_capture),
+               Env.FAMILY_STATUS_TTL: str(FAMILY_STATUS_TTL_SECONDS)}
+        with self._provisioning:
+            if name not in self.scoring_functions:
+                self._create_function(fn, "score", self._role, env)
+                self.scoring_functions[name] = fn
+                self.registry.seed_family(family, fn, actor=local_actor())  # records the function name only
+                ensure_alias(fn)
+            else:
+                client = aws.client("lambda")
+                current = client.get_function_configuration(FunctionName=fn)["Environment"]["Variables"]
+                keep = {k: v for k, v in current.items() if k in (Env.MODEL_VERSION, Env.MODEL_SHA256)}
+                if {**env, **keep} != current:
+                    client.update_function_configuration(FunctionName=fn, Environment={"Variables": {**env, **keep}})
+        return fn
+
+    def invoke_management(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The management function's answer to an API Gateway proxy event (GET/PUT/DELETE /families...); a PUT
+        that registered or changed a family gives it a scoring function (what the shared tier does when deployed)."""
+        from mlops.core import aws
+
+        response = aws.client("lambda").invoke(FunctionName=self.function_names[MANAGEMENT_FUNCTION],
+                                               Payload=json.dumps(event).encode())
+        payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            return {"statusCode": 502, "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps({"error": "InternalServerError", "message": "the management function failed",
+                                        "detail": (payload or {}).get("errorType")})}
+        if self.provision_families and event.get("httpMethod") == "PUT" and payload.get("statusCode") in (200, 201):
+            self.provision_scoring(str((event.get("pathParameters") or {}).get("name")))
+        return payload
 
     def _create_function(self, name: str, source: str, role: str, env: dict[str, str]) -> str:
         from mlops.core import aws

@@ -100,10 +100,13 @@ class ScoringFront(BaseHTTPRequestHandler):
             from .console import for_local
 
             return self._send(*for_local(self.platform).handle(method, self.path))
+        if parts[0] == "families" and len(parts) <= 2:  # the management routes (IAM-authorized when deployed)
+            return self._manage(method, path, raw)
         if not (parts[0] == "models" and (len(parts) == 2 or (len(parts) == 3 and parts[2] in ("predict",
                                                                                             "openapi.json")))):
             return self._error(404, "NotFound", f"no route {method} {path}; use POST /models/<name>/predict, "
-                                                "GET /models/<name>, GET /models/<name>/openapi.json or GET /console")
+                                                "GET /models/<name>, GET /models/<name>/openapi.json, "
+                                                "GET /families, GET|PUT|DELETE /families/<name> or GET /console")
         name = parts[1]
         if name not in self.platform.scoring_functions:
             return self._error(404, "UnknownFamilyError", f"model family {name!r} is not deployed")
@@ -121,6 +124,29 @@ class ScoringFront(BaseHTTPRequestHandler):
         except Exception as exc:  # the local runtime itself failed: API Gateway answers 502 in that case
             print(f"scoring front: invoking {name} failed: {exc!r}", file=sys.stderr, flush=True)
             return self._error(502, "BadGateway", f"the local runtime failed: {type(exc).__name__}")
+        self._send(int(response.get("statusCode", 502)), response.get("body", ""), response.get("headers") or {})
+
+    def _manage(self, method: str, path: str, raw: bytes) -> None:
+        """The management routes: what API Gateway does with a signed request (the caller's identity is the local
+        user running the server; the signature is not checked locally), then the management function answers."""
+        from urllib.parse import parse_qsl
+
+        from .apigw import management_event
+        from .runtime import local_actor
+
+        try:
+            body, is_b64 = raw.decode("utf-8"), False
+        except UnicodeDecodeError:
+            body, is_b64 = base64.b64encode(raw).decode(), True
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        event = management_event(method, path, query, body if raw else None, dict(self.headers.items()), is_b64,
+                                 local_actor(), self.client_address[0])
+        try:
+            response = self.platform.invoke_management(event)
+        except Exception as exc:  # the local runtime itself failed: API Gateway answers 502 in that case
+            print(f"management front: {method} {path} failed: {exc!r}", file=sys.stderr, flush=True)
+            return self._send(502, {"error": "BadGateway",
+                                    "message": f"the local runtime failed: {type(exc).__name__}"})
         self._send(int(response.get("statusCode", 502)), response.get("body", ""), response.get("headers") or {})
 
     def _read_body(self) -> bytes | None:

@@ -36,16 +36,10 @@ REGISTRY_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 # ---- lookups -------------------------------------------------------------------------------------------------
 
 
-def families(platform: Platform) -> list[Any]:
-    """Every registered family (FamilyRecord), by name."""
-    records: list[Any] = []
-    token = None
-    while True:
-        page = platform.registry.list_families(limit=100, next_token=token)
-        records += page.items
-        token = page.next_token
-        if not token:
-            return sorted(records, key=lambda r: r.family.name)
+def families(platform: Platform, status: str | None = None) -> list[Any]:
+    """Every registered family (FamilySummary from the sharded family index), by name; `status` (active or
+    retired) filters."""
+    return platform.registry.iter_families(status=status)
 
 
 def family_record(platform: Platform, name: str) -> Any:
@@ -55,7 +49,7 @@ def family_record(platform: Platform, name: str) -> Any:
     try:
         return platform.registry.get_family(name)
     except UnknownFamilyError:
-        known = [r.family.name for r in families(platform)]
+        known = [r.name for r in families(platform)]
         raise NotFound(f"unknown model family {name!r} on {platform.description}; registered: "
                        f"{', '.join(known) or 'none'}") from None
 
@@ -121,23 +115,46 @@ def decision_text(family: Any) -> str:
     return family.task.replace("_", " ")
 
 
-def family_summary(record: Any) -> dict[str, Any]:
-    """One family as a list shows it: declaration headlines and the registry's pointers."""
-    family = record.family
-    return {"name": family.name, "task": family.task, "algorithm": family.algorithm, "target": family.target,
-            "decision": decision_text(family), "headline_metrics": list(headline_metrics(family.task)),
-            "positive_label": family.positive_label, "threshold": family.threshold,
-            "sensitive_attribute": family.sensitive_attribute, "features": len(family.features),
-            "live_version": record.live_version or None, "canary_version": record.canary_version or None,
-            "canary_weight": record.canary_weight if record.canary_version else None,
-            "latest_version": record.latest_version, "rollout_holder": record.rollout_holder,
-            "scoring_function": record.scoring_function, "updated_at": record.updated_at}
+def family_summary(summary: Any) -> dict[str, Any]:
+    """One family as a list shows it (a FamilySummary of the family index): declaration headlines, status and
+    configuration version, and the registry's pointers."""
+    return {"name": summary.name, "status": summary.status, "config_version": summary.config_version,
+            "task": summary.task, "algorithm": summary.algorithm, "target": summary.target,
+            "serving": summary.serving, "decision": decision_text(summary),
+            "headline_metrics": list(headline_metrics(summary.task)), "positive_label": summary.positive_label,
+            "threshold": summary.threshold, "sensitive_attribute": summary.sensitive_attribute,
+            "features": summary.features, "live_version": summary.live_version or None,
+            "canary_version": summary.canary_version or None,
+            "canary_weight": summary.canary_weight if summary.canary_version else None,
+            "latest_version": summary.latest_version, "rollout_holder": summary.rollout_holder,
+            "scoring_function": summary.scoring_function, "updated_at": summary.updated_at,
+            "changed_at": summary.changed_at}
 
 
-def family_detail(platform: Platform, name: str) -> dict[str, Any]:
-    """The family's summary and its whole declaration (features, gate, canary and drift policies)."""
+def family_detail(platform: Platform, name: str, history: int = 20) -> dict[str, Any]:
+    """The family's summary, its whole declaration (features, gate, canary and drift policies), who changed it
+    last and why, and its configuration history (newest first, at most `history` changes)."""
+    from mlops.registry.store import FamilySummary
+    from mlops.rollout.families import change_json
+
     record = family_record(platform, name)
-    return {**family_summary(record), "declaration": record.family.model_dump(mode="json")}
+    changes = platform.registry.family_history(name, limit=history).items if history else []
+    return {**family_summary(FamilySummary.from_record(record)), "declaration": record.family.model_dump(mode="json"),
+            "changed_by": record.changed_by, "change_reason": record.change_reason,
+            "history": [change_json(c) for c in changes]}
+
+
+def family_config(platform: Platform, name: str, config_version: int) -> dict[str, Any]:
+    """One configuration version of the family: the change (who, when, why) and the declaration as it was then."""
+    from mlops.rollout.families import change_json
+
+    family_record(platform, name)
+    change = platform.registry.family_change(name, config_version)
+    if change is None:
+        latest = platform.registry.get_family(name).config_version
+        raise NotFound(f"model family {name!r} has no config version {config_version} (versions 1 to {latest}; "
+                       f"`mlops families show {name}`)")
+    return change_json(change, declaration=True)
 
 
 # ---- versions ------------------------------------------------------------------------------------------------

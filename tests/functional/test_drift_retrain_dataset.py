@@ -1,5 +1,6 @@
-"""Which data set a drift retrain uses: the newest version the family's engine reads whose upload run did not
-rule it out (run records, not model versions), and the retrain leaves a run record saying it came from drift."""
+"""Which data set a drift retrain uses: the newest recorded upload the family's engine reads whose upload run did
+not rule it out (run records, not model versions) and that did not train the live model, and the retrain leaves a
+run record saying it came from drift."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ def monitor(platform, state_machine) -> DriftMonitor:
 
 @pytest.fixture()
 def uploads(platform):
-    """upload(filename, outcome): an object version under datasets/<family>/ and its upload run record (as the
-    trigger names it) ending in `outcome` (None: no run record), each run started a minute after the last."""
+    """upload(filename, outcome): an object version under datasets/<family>/, its upload item and its upload run
+    record (as the trigger writes them) ending in `outcome` (None: the upload item only, its run record expired),
+    each run started a minute after the last."""
     clock = {"t": datetime(2026, 1, 5, 9, tzinfo=UTC)}
     writer = ModelRegistry(TABLE, clock=lambda: clock["t"])
 
@@ -47,6 +49,8 @@ def uploads(platform):
         put = boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"income,target\n1,0\n")
         run_id = execution_name(family, BUCKET, key, put["VersionId"])
         clock["t"] += timedelta(minutes=1)
+        dataset = {"bucket": BUCKET, "key": key, "version_id": put["VersionId"], "etag": put["ETag"].strip('"')}
+        writer.record_upload(family, run_id, dataset)
         if outcome is not None:
             writer.start_run(family, run_id, dataset={"key": key, "version_id": put["VersionId"]},
                              trigger={"source": "s3"})
@@ -65,7 +69,7 @@ def test_newest_dataset_skips_versions_whose_upload_run_ruled_the_data_out(platf
     record = declare(platform)
     # Named to sort last: versions listed in the same second must be ordered by time, not by key.
     good = uploads("z-good.csv", "promoted")
-    for outcome in ("failed", "refused", "duplicate", "gated_out", "rolled_back", "rejected", None):
+    for outcome in ("failed", "refused", "duplicate", "gated_out", "rolled_back", "rejected"):
         uploads(f"newer-{outcome}.csv", outcome)
     found = monitor.newest_dataset(FAMILY, record)
     assert found["key"] == f"datasets/{FAMILY}/z-good.csv"
@@ -110,4 +114,33 @@ def test_drift_retrain_with_no_usable_data_set_says_why(platform, monitor, uploa
     uploads("broken.csv", "failed")
     retrain = monitor._maybe_retrain(record, {"verdict": "drift"})
     assert retrain["started"] is False
-    assert retrain["reason"].startswith(f"no usable data set under datasets/{FAMILY}/: the upload run of every")
+    assert retrain["reason"].startswith(f"no usable data set under datasets/{FAMILY}/: the newest uploads' runs")
+
+
+def test_newest_dataset_never_retrains_on_the_live_models_own_data_set(platform, monitor, uploads):
+    # Given a live model trained on the newest upload: a retrain on it would reproduce the live model.
+    record = declare(platform)
+    uploads("older.csv", "promoted")
+    uploads("live.csv", "promoted")
+    live_key = f"datasets/{FAMILY}/live.csv"
+    listed = boto3.client("s3").list_object_versions(Bucket=BUCKET, Prefix=live_key)["Versions"][0]
+    lineage = {"dataset": {"bucket": BUCKET, "key": live_key, "version_id": listed["VersionId"]},
+               "family_config_version": platform.registry.get_family(FAMILY).config_version}
+    live = platform.registry.allocate_version(FAMILY, lineage, actor="t").version
+    platform.registry.transition(FAMILY, live, "live", "t", "first")
+    record = platform.registry.get_family(FAMILY)
+    assert monitor.newest_dataset(FAMILY, record)["key"] == f"datasets/{FAMILY}/older.csv"
+
+
+def test_drift_retrain_with_only_the_live_models_data_set_starts_nothing_and_says_to_upload(platform, monitor,
+                                                                                             uploads):
+    declare(platform)
+    uploads("live.csv", "promoted")
+    live_key = f"datasets/{FAMILY}/live.csv"
+    listed = boto3.client("s3").list_object_versions(Bucket=BUCKET, Prefix=live_key)["Versions"][0]
+    lineage = {"dataset": {"bucket": BUCKET, "key": live_key, "version_id": listed["VersionId"]},
+               "family_config_version": platform.registry.get_family(FAMILY).config_version}
+    live = platform.registry.allocate_version(FAMILY, lineage, actor="t").version
+    platform.registry.transition(FAMILY, live, "live", "t", "first")
+    retrain = monitor._maybe_retrain(platform.registry.get_family(FAMILY), {"verdict": "drift"})
+    assert retrain["started"] is False and "upload newer data" in retrain["reason"]

@@ -138,7 +138,7 @@ def test_listings_paginate_families_and_versions(platform):
     names, token = [], None
     while True:
         page = reg.list_families(limit=2, next_token=token)
-        names += [f.family.name for f in page.items]
+        names += [f.name for f in page.items]
         token = page.next_token
         if not token:
             break

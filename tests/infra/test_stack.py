@@ -49,7 +49,7 @@ def test_registry_table_on_demand_pitr_deletion_protected_kms(synthesized):
     assert props["DeletionProtectionEnabled"] is True
     assert props["SSESpecification"]["SSEEnabled"] is True and props["SSESpecification"]["SSEType"] == "KMS"
     assert [k["AttributeName"] for k in props["KeySchema"]] == ["PK", "SK"]
-    assert props["GlobalSecondaryIndexes"][0]["IndexName"] == "GSI1"
+    assert [i["IndexName"] for i in props["GlobalSecondaryIndexes"]] == ["GSI1", "GSI2"]
     assert table["DeletionPolicy"] == "Retain"
 
 
@@ -79,13 +79,14 @@ FUNCTION_SETTINGS = {
     "evaluate": settings_module.EvaluateSettings, "control": settings_module.RolloutSettings,
     "score": settings_module.ScoringSettings, "drift": settings_module.DriftSettings,
     "bootstrap": settings_module.StorageSettings, "audit": settings_module.AuditSettings,
+    "families": settings_module.FamiliesSettings,
 }
 
 
 def test_every_function_environment_validates_against_its_settings_model(synthesized):
     functions = {k: v for k, v in synthesized.resources("AWS::Lambda::Function").items()
                  if "BucketNotificationsHandler" not in k}
-    assert len(functions) == 8
+    assert len(functions) == 9
     seen = set()
     for function in functions.values():
         variables = function["Properties"]["Environment"]["Variables"]
@@ -116,8 +117,8 @@ def test_scoring_api_routes_are_iam_authorized_validated_and_integrated_with_the
         props = method["Properties"]
         assert props["AuthorizationType"] == "AWS_IAM"
         uri = json.dumps(props["Integration"]["Uri"])
-        if "AuditFunction" in uri:  # GET /audit/{request_id}: the management route (test_audit_infra.py)
-            continue
+        if "AuditFunction" in uri or "FamiliesFunction" in uri:  # management routes (test_audit_infra.py,
+            continue                                                 # test_families_infra.py)
         assert "FamilyCreditRiskScoringFunction" in uri and ":live/invocations" in uri
         by_route[props["HttpMethod"]] = props
     assert set(by_route) == {"GET", "POST"}

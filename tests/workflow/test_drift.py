@@ -59,6 +59,13 @@ def test_confirmed_drift_starts_a_retrain_on_the_newest_good_data_set(platform, 
     generator.send(100, "drifted")
     report = _check(platform, family)
     assert report["verdict"] == "drift"
+    # The only data set is the live model's, under the same configuration: a retrain would reproduce it.
+    assert report["retrain"]["started"] is False and "upload newer data" in report["retrain"]["reason"]
+    # After a configuration change, the same data set trains a different model: the retrain starts.
+    changed = family.model_copy(update={"hyperparameters": {"C": 0.5}})
+    platform.registry.register_family(changed, actor="test", reason="stronger regularisation")
+    generator.send(100, "drifted")
+    report = _check(platform, family)
     retrain = report["retrain"]
     assert retrain["started"] is True and retrain["dataset"]["key"] == f"datasets/{family.name}/first.csv"
     generator.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,17 +25,19 @@ def register(cli: click.Group) -> None:
 
 @click.group()
 def families() -> None:
-    """Model families declared in files (YAML or JSON; schema: docs/family.schema.json, guide: docs/families.md).
+    """Model families declared in files (YAML or JSON; schema: docs/family.schema.json, guide: docs/families.md),
+    registered, updated and retired at run time; every change is a new configuration version with who, when, why.
 
     \b
-    Start from your data, review the file, check it, run it:
+    Start from your data, review the file, check it, register it:
       mlops families infer loans.csv --target Status --name loans -o loans.yaml
       mlops families validate loans.yaml --data loans.csv
-      mlops local serve --family loans.yaml
+      mlops families apply loans.yaml --reason "first declaration"
     \b
-    See what a platform serves:
+    See and change what a platform serves:
       mlops families list
       mlops families show credit-risk --stack MlopsPlatform --region eu-west-1
+      mlops families retire old-model --reason "replaced by loans"
     """
 
 
@@ -156,22 +159,95 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
         raise click.exceptions.Exit(2)
 
 
-@families.command("list")
+@families.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--reason", default=None, metavar="TEXT",
+              help="Why the change is made, recorded with it (default: `mlops families apply <file name>`).")
 @platform_options
-def list_(target: TargetOptions) -> None:
-    """List the families a platform serves: live version, canary and its weight, latest version, rollout lock.
+def apply(file: Path, reason: str | None, target: TargetOptions) -> None:
+    """Register the families declared in FILE, or update them: each change becomes the family's next
+    configuration version, recorded with your principal, the time and the reason; a declaration equal to the
+    current one changes nothing. A retired family becomes active again. The file is checked first exactly as
+    `mlops families validate` does (exit 2 when invalid). Goes through the platform's IAM-authorized management
+    route (PUT /families/NAME): `mlops local serve`, or a deployed stack with your credentials (SigV4).
+
+    \b
+    Examples:
+      mlops families apply loans.yaml --reason "first declaration"
+      mlops families apply families.yaml --stack MlopsPlatform --profile ops --json
+    """
+    from ..familyfile import load_families_file
+
+    declared = load_families_file(file)  # FamilyFileError: exit 2 naming the file, field and problem
+    platform = connect(target)
+    api = platform.management()
+    applied: list[dict] = []
+    for family in declared:
+        try:
+            answer = api.request("PUT", f"/families/{family.name}", {
+                "family": family.model_dump(mode="json"), "reason": reason or f"mlops families apply {file.name}"})
+        except click.ClickException as exc:
+            done = ", ".join(f"{a['name']} ({a['change']})" for a in applied)
+            exc.message = f"{family.name}: {exc.message}" + (f" (applied before it: {done})" if done else "")
+            raise
+        summary = answer["family"]
+        applied.append({"name": summary["name"], "change": answer["change"],
+                        "config_version": summary["config_version"], "status": summary["status"]})
+    if target.as_json:
+        echo_json({"applied": applied})
+        return
+    for item in applied:
+        what = {"created": "registered as config version {v}", "updated": "updated to config version {v}",
+                "reactivated": "active again as config version {v}",
+                "unchanged": "unchanged (config version {v} is this declaration)"}[item["change"]]
+        click.echo(f"{item['name']}: {what.format(v=item['config_version'])} on {platform.description}")
+
+
+@families.command()
+@click.argument("name")
+@click.option("--reason", required=True, metavar="TEXT", help="Why the family is retired, recorded with it.")
+@platform_options
+def retire(name: str, reason: str, target: TargetOptions) -> None:
+    """Retire a family: no new run starts for it (uploads are rejected with a run record saying so), drift checks
+    skip it, and scoring answers 404 naming the retirement. Its versions, history and artifacts stay. Refused
+    while a rollout holds the family. `mlops families apply` makes it active again.
+
+    \b
+    Example:
+      mlops families retire old-model --reason "replaced by loans-v2"
+    """
+    platform = connect(target)
+    answer = platform.management().request("DELETE", f"/families/{name}", {"reason": reason})
+    summary = answer["family"]
+    if target.as_json:
+        echo_json({"name": summary["name"], "change": answer["change"], "config_version": summary["config_version"],
+                   "status": summary["status"]})
+        return
+    if answer["change"] == "unchanged":
+        click.echo(f"{name}: already retired (config version {summary['config_version']})")
+    else:
+        click.echo(f"{name}: retired as config version {summary['config_version']} on {platform.description}")
+
+
+@families.command("list")
+@click.option("--status", type=click.Choice(["active", "retired", "all"]), default="all", show_default=True,
+              help="Only active or only retired families.")
+@platform_options
+def list_(status: str, target: TargetOptions) -> None:
+    """List the families a platform serves: status and configuration version, live version, canary and its
+    weight, latest version, rollout lock.
 
     \b
     Examples:
       mlops families list
-      mlops families list --json --stack MlopsPlatform
+      mlops families list --status active --json --stack MlopsPlatform
     """
     from .. import views
     from . import tables
 
     platform = connect(target)
     with reaching(platform):
-        listed = [views.family_summary(r) for r in views.families(platform)]
+        listed = [views.family_summary(r) for r in views.families(platform, None if status == "all" else status)]
     if target.as_json:
         echo_json({"families": listed})
         return
@@ -180,10 +256,13 @@ def list_(target: TargetOptions) -> None:
         out.print(f"No families on {platform.description}.")
         return
     table = tables.table(f"Families on {platform.description}", [
-        "Family", "Algorithm", "Target", "Live", "Canary", "Latest", ("Rollout lock", {"max_width": 48})])
+        "Family", "Status", "Config", "Algorithm", "Target", "Live", "Canary", "Latest",
+        ("Rollout lock", {"max_width": 48})])
     for f in listed:
         canary = f"v{f['canary_version']} at {f['canary_weight']}%" if f["canary_version"] else "-"
-        table.add_row(f["name"], f["algorithm"], f"{f['target']} ({f['decision']})",
+        table.add_row(f["name"], f["status"] if f["status"] == "active" else f"[yellow]{f['status']}[/]",
+                      f"v{f['config_version']}" if f["config_version"] else "-", f["algorithm"],
+                      f"{f['target']} ({f['decision']})",
                       f"v{f['live_version']}" if f["live_version"] else "[yellow]none[/]", canary,
                       f"v{f['latest_version']}" if f["latest_version"] else "-",
                       tables.escape(f["rollout_holder"] or "-"))
@@ -192,22 +271,39 @@ def list_(target: TargetOptions) -> None:
 
 @families.command("show")
 @click.argument("name")
+@click.option("--config-version", "config_version", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Show configuration version N instead: who made it, when, why, and the declaration as it was.")
+@click.option("--history", type=click.IntRange(0, 100), default=20, show_default=True,
+              help="Configuration changes listed, newest first.")
 @platform_options
-def show(name: str, target: TargetOptions) -> None:
-    """Show one family: its registry pointers and its whole declaration (features, gate, canary and drift
-    policies). Exits 2 for an unknown family.
+def show(name: str, config_version: int | None, history: int, target: TargetOptions) -> None:
+    """Show one family: status and configuration version, its registry pointers, its whole declaration (features,
+    gate, canary and drift policies) and its configuration history (who changed what, when and why). Exits 2 for
+    an unknown family or configuration version.
 
     \b
     Examples:
       mlops families show credit-risk
-      mlops families show credit-risk --json | jq .declaration.gate
+      mlops families show credit-risk --config-version 1 --json | jq .declaration.gate
     """
     from .. import views
     from . import tables
 
     platform = connect(target)
+    if config_version is not None:
+        with reaching(platform):
+            change = views.family_config(platform, name, config_version)
+        if target.as_json:
+            echo_json(change)
+            return
+        out = tables.console()
+        out.print(f"[bold]{name}[/] config version {change['config_version']}: {change['change']} "
+                  f"({change['status']}) at {tables.when(change['at'])} by {tables.escape(change['actor'])}: "
+                  f"{tables.escape(change['reason'])}")
+        _print_declaration(out, change["declaration"])
+        return
     with reaching(platform):
-        detail = views.family_detail(platform, name)
+        detail = views.family_detail(platform, name, history=history)
     if target.as_json:
         echo_json(detail)
         return
@@ -221,6 +317,23 @@ def show(name: str, target: TargetOptions) -> None:
     sensitive = declaration.get("sensitive_attribute")
     fairness = f"sensitive attribute {sensitive!r}" if sensitive else "no sensitive attribute (no fairness gate)"
     out.print(f"Fairness: {fairness}; rollout lock: {tables.escape(detail['rollout_holder'] or 'free')}")
+    status = detail["status"] if detail["status"] == "active" else f"[yellow]{detail['status']}[/]"
+    out.print(f"Status: {status}, config version {detail['config_version'] or '- (unversioned)'}, serving "
+              f"{detail['serving']}; last change {tables.when(detail['changed_at'])} by "
+              f"{tables.escape(detail['changed_by'] or '-')}: {tables.escape(detail['change_reason'] or '-')}")
+    _print_declaration(out, declaration)
+    if detail["history"]:
+        changes = tables.table("Configuration history", ["Config", "Change", "Status", "At (UTC)",
+                                                         ("By", {"max_width": 60}), ("Reason", {"max_width": 60})])
+        for change in detail["history"]:
+            changes.add_row(f"v{change['config_version']}", change["change"], change["status"],
+                            tables.when(change["at"]), tables.escape(change["actor"]), tables.escape(change["reason"]))
+        out.print(changes)
+
+
+def _print_declaration(out: Any, declaration: dict[str, Any]) -> None:
+    from . import tables
+
     features = tables.table("Features", ["Feature", "Kind", "Missing", "Unknown", "Domain / categories",
                                          ("Description", {"max_width": 50})])
     for feature in declaration["features"]:

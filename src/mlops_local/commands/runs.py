@@ -180,8 +180,8 @@ def find_run(platform: Platform, run_id: str, family: str | None) -> dict[str, A
         if prefix:
             candidates.append(prefix)
             if len(prefix) == 40:  # execution names keep the first 40 characters of the family name
-                candidates += [r.family.name for r in registry.list_families(limit=1000).items
-                               if r.family.name.startswith(prefix) and r.family.name != prefix]
+                candidates += [r.name for r in registry.iter_families()
+                               if r.name.startswith(prefix) and r.name != prefix]
     for name in candidates:
         run = registry.get_run(name, run_id)
         if run:
@@ -373,7 +373,7 @@ def upload(file: Path, family: str, follow: bool, timeout: float, poll_seconds: 
         try:
             registry.get_family(family)
         except UnknownFamilyError:
-            known = sorted(r.family.name for r in registry.list_families(limit=1000).items)
+            known = [r.name for r in registry.iter_families()]
             raise NotFound(f"unknown model family {family!r} on {platform.description}; "
                            f"registered: {', '.join(known) or 'none'}") from None
         key = f"{DATASET_PREFIX}{family}/{file.name}"

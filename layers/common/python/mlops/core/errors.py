@@ -45,6 +45,13 @@ class UnknownFamilyError(PlatformError):
     http_status = 404
 
 
+class FamilyRetiredError(PlatformError):
+    """The family was retired (`mlops families retire`): no new runs start and scoring answers 404 naming the
+    retirement; `mlops families apply` brings it back (docs/families.md, "Retiring a family")."""
+
+    http_status = 404
+
+
 class NoLiveModelError(PlatformError):
     http_status = 503
 

@@ -368,6 +368,9 @@ class ModelFamily(_Frozen):
     canary: CanaryPolicy = CanaryPolicy()
     drift: DriftPolicy = DriftPolicy()
     training: TrainingPolicy = TrainingPolicy()
+    # Where the family is scored: `shared`, the one multi-model scoring function every family uses by default, or
+    # `dedicated`, its own function, alias and model-bound versions (isolation, reserved or provisioned concurrency).
+    serving: Literal["shared", "dedicated"] = "shared"
 
     @field_validator("name")
     @classmethod

@@ -28,6 +28,8 @@ class Env:
     NEVER_CAPTURE = "MLOPS_NEVER_CAPTURE"
     GIT_REVISION = "MLOPS_GIT_REVISION"
     DECISION_FLUSH_RECORDS = "MLOPS_DECISION_FLUSH_RECORDS"
+    # How long a scoring sandbox trusts the family's status (active/retired) before reading it again.
+    FAMILY_STATUS_TTL = "MLOPS_FAMILY_STATUS_TTL_SECONDS"
     # Set by Lambda itself: the published version answering (decision records), the runtime API (extensions).
     FUNCTION_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"
     RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
@@ -116,6 +118,8 @@ class ScoringSettings(StorageSettings):
     never_capture: str = Field("", alias=Env.NEVER_CAPTURE)
     # Decision records (mlops.serving.decisions): batch size; the function version Lambda runs this sandbox as.
     decision_flush_records: int = Field(512, alias=Env.DECISION_FLUSH_RECORDS, ge=1, le=512)
+    # A retired family answers 404 at most this many seconds after its retirement (mlops.serving.family_status).
+    family_status_ttl_seconds: float = Field(30.0, alias=Env.FAMILY_STATUS_TTL, ge=0.0, le=3600.0)
     function_version: str = Field("", alias=Env.FUNCTION_VERSION, max_length=64)
 
     @property
@@ -125,6 +129,10 @@ class ScoringSettings(StorageSettings):
 
 class AuditSettings(StorageSettings):
     """GET /audit/{request_id}: reads decision records, the registry and artifacts."""
+
+
+class FamiliesSettings(StorageSettings):
+    """GET/PUT/DELETE /families[/{name}]: reads and writes family declarations in the registry."""
 
 
 S = TypeVar("S", bound=_Settings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -15,10 +14,10 @@ from mlops.core import aws
 from mlops.core.errors import PlatformError
 from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import BINARY, DriftPolicy, Feature, ModelFamily
-from mlops.pipeline.trigger import DATASET_PREFIX, execution_name, is_trainable_key, pipeline_input, start_pipeline
+from mlops.pipeline.trigger import DATASET_PREFIX, is_trainable_key, pipeline_input, start_pipeline
 from mlops.registry.artifacts import ArtifactStore
 from mlops.registry.runs import DUPLICATE, FAILED, GATED_OUT, REFUSED, REJECTED, ROLLED_BACK, RunLog
-from mlops.registry.store import FamilyRecord, ModelRegistry
+from mlops.registry.store import FAMILY_ACTIVE, UPLOADS_CONSIDERED, FamilyRecord, ModelRegistry
 from mlops.reports.publish import drift_histograms, publish_drift_report
 from mlops.serving.capture import CaptureReader
 from mlops.serving.scoring import value_text
@@ -263,22 +262,18 @@ class DriftMonitor:
     def run(self, families: list[str] | None = None) -> list[dict[str, Any]]:
         """Check every live family (or the named ones). A failure in one family does not stop the others."""
         results = []
-        token = None
-        while True:
-            page = self.registry.list_families(limit=100, next_token=token)
-            for record in page.items:
-                if families and record.family.name not in families:
+        for summary in self.registry.iter_families(status=FAMILY_ACTIVE):
+            if (families and summary.name not in families) or not summary.live_version:
+                continue
+            try:
+                record = self.registry.get_family(summary.name)
+                if record.retired:  # retired since the listing
                     continue
-                if not record.live_version:
-                    continue
-                try:
-                    results.append(self.check(record))
-                except PlatformError as exc:
-                    logger().error("drift check failed", extra={"family": record.family.name, "error": exc.message})
-                    results.append({"family": record.family.name, "verdict": "error", "error": exc.message})
-            token = page.next_token
-            if not token:
-                return results
+                results.append(self.check(record))
+            except PlatformError as exc:
+                logger().error("drift check failed", extra={"family": summary.name, "error": exc.message})
+                results.append({"family": summary.name, "verdict": "error", "error": exc.message})
+        return results
 
     def check(self, record: FamilyRecord) -> dict[str, Any]:
         family = record.family
@@ -330,8 +325,10 @@ class DriftMonitor:
         found = self.newest_dataset(family.name, record)
         if found is None:
             return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/: the "
-                                                "upload run of every version was rejected, failed, refused, a "
-                                                "duplicate, gated out or rolled back (or left no run record)"}
+                                                "newest uploads' runs were each rejected, failed, refused, a "
+                                                "duplicate, gated out or rolled back, or trained the live model "
+                                                "(a retrain on the live model's own data set under the same "
+                                                "family configuration reproduces it: upload newer data)"}
         dataset = {k: v for k, v in found.items() if k != "run_id"}
         name = f"{family.name[:40]}-drift-{int(time.time() * 1000)}"
         started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, "drift"),
@@ -339,35 +336,41 @@ class DriftMonitor:
         return {**started, "dataset": dataset, "dataset_run": found["run_id"]}
 
     def newest_dataset(self, family: str, record: FamilyRecord) -> dict[str, Any] | None:
-        """The newest data set version under datasets/<family>/ that the family's engine reads
-        (`trigger.is_trainable_key`: .csv, .csv.gz, and .parquet off Lambda) and whose upload run (the run
-        record the trigger keyed by the object version) did not end in an outcome that rules the data out:
-        rejected, failed, refused, duplicate, gated out or rolled back (`UNUSABLE_RUN_OUTCOMES`). A version
-        without a run record never went through the pipeline and is skipped as well. Candidates are read
-        newest first (S3's LastModified, whole seconds; the run's start time orders versions of the same
-        second) and the search stops at the first usable one: one run record read per candidate, not the
-        family's whole run or version history. Returns the pipeline input's `dataset` plus `run_id` (the upload
-        run that vouches for it), or None."""
-        bucket = self.artifacts.bucket
-        candidates = []
-        for page in aws.client("s3").get_paginator("list_object_versions").paginate(
-                Bucket=bucket, Prefix=f"{DATASET_PREFIX}{family}/"):
-            candidates += [v for v in page.get("Versions", []) if is_trainable_key(record.family, v["Key"])]
-        candidates.sort(key=lambda v: v["LastModified"], reverse=True)
-        for _, same_second in groupby(candidates, key=lambda v: v["LastModified"]):
-            usable = []
-            for version in same_second:
-                etag = version.get("ETag", "").strip('"')
-                # An unversioned bucket lists "null"; the trigger then named the run after the ETag.
-                version_id = version["VersionId"] if version.get("VersionId") not in (None, "null") else None
-                run_id = execution_name(family, bucket, version["Key"], version_id or etag)
-                run = self.registry.get_run(family, run_id)
-                if run is not None and run.get("outcome") not in UNUSABLE_RUN_OUTCOMES:
-                    usable.append((str(run.get("started_at", "")), {
-                        "bucket": bucket, "key": version["Key"], "version_id": version["VersionId"], "etag": etag,
-                        "run_id": run_id}))
-            if usable:
-                return max(usable, key=lambda found: found[0])[1]
+        """The newest data set version a retrain can use: the family's newest recorded uploads (one query, at most
+        UPLOADS_CONSIDERED, newest first), skipping a version
+        - its training engine does not read (`trigger.is_trainable_key`: .csv, .csv.gz, and .parquet off Lambda);
+        - whose upload run ended in an outcome that rules the data out (`UNUSABLE_RUN_OUTCOMES`: rejected, failed,
+          refused, duplicate, gated out, rolled back), or that a later rejection or rollback of a model trained on
+          it marked unusable;
+        - that trained the live model under the family's current configuration version (a retrain on it would
+          reproduce the live model); after a configuration change (`families apply`) it is a fair candidate.
+        Two GetItems per candidate, stopping at the first usable one; never lists the bucket or the family's
+        versions. Returns the pipeline input's `dataset` plus `run_id` (the upload run that vouches for it), or
+        None."""
+        live_ident: tuple[Any, Any] = (None, None)
+        if record.live_version:
+            lineage = self.registry.get_version(family, record.live_version).lineage or {}
+            live = lineage.get("dataset") or {}
+            if int(lineage.get("family_config_version") or 0) == int(getattr(record, "config_version", 0) or 0):
+                live_ident = (live.get("key"), live.get("version_id") or None)
+        seen: set[tuple[str, str | None]] = set()
+        for upload in self.registry.recent_uploads(family, UPLOADS_CONSIDERED):
+            dataset = upload.get("dataset") or {}
+            ident = (dataset.get("key"), dataset.get("version_id") or None)
+            if not ident[0] or ident in seen or ident == live_ident:
+                continue
+            seen.add(ident)
+            if not is_trainable_key(record.family, str(ident[0])):
+                continue
+            run = self.registry.get_run(family, upload["run_id"])
+            if run is not None and run.get("outcome") in UNUSABLE_RUN_OUTCOMES:
+                continue
+            # A model trained on it was rejected or rolled back later (an operator's rollback included).
+            if self.registry.dataset_unusable(family, str(ident[0]), ident[1]) is not None:
+                continue
+            return {"bucket": dataset.get("bucket") or self.artifacts.bucket, "key": ident[0],
+                    "version_id": ident[1], "etag": str(dataset.get("etag", "")).strip('"'),
+                    "run_id": upload["run_id"]}
         return None
 
 

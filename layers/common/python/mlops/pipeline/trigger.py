@@ -12,7 +12,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 from mlops.core import aws
-from mlops.core.errors import UnknownFamilyError
+from mlops.core.errors import FamilyRetiredError, UnknownFamilyError
 from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import ModelFamily
 from mlops.data.datasets import SUPPORTED_SUFFIXES, is_supported_key
@@ -112,6 +112,8 @@ def start_code_rollout(family_name: str, registry: ModelRegistry, state_machine_
     """Roll out a new scoring-function code version: retrain the live model on its exact data set version
     (deterministic: the same artifact) so the new code is published, gated and canaried like any model."""
     record = registry.get_family(family_name)
+    if record.retired:
+        raise FamilyRetiredError(retired_message(record))
     if not record.live_version:
         raise UnknownFamilyError(f"{family_name} has no live model; its first model will use the new code")
     live = registry.get_version(family_name, record.live_version)
@@ -181,6 +183,8 @@ def _handle_record(record: S3EventRecord, registry: ModelRegistry, state_machine
         family = registry.get_family(family_name)
     except UnknownFamilyError:
         return reject(f"unknown model family {family_name!r}{_did_you_mean(registry, family_name)}", known=False)
+    if family.retired:
+        return reject(retired_message(family), known=True)
     parquet = key.lower().endswith(".parquet")
     if not is_trainable_key(family.family, key):
         return reject(f"unsupported file type {parts[-1]!r}; upload a data set ending in "
@@ -188,8 +192,17 @@ def _handle_record(record: S3EventRecord, registry: ModelRegistry, state_machine
                                                                 "to train on Parquet" if parquet else ""), known=True)
     if size > family.family.max_dataset_bytes:
         return reject(f"{size} bytes is over the family's limit of {family.family.max_dataset_bytes}", known=True)
+    registry.record_upload(family_name, run_id, dataset)
     started = start_pipeline(state_machine_arn, run_id, pipeline_input(family, dataset, "s3"), run_log)
     return {**base, "family": family_name, "run_id": run_id, **started}
+
+
+def retired_message(record: FamilyRecord) -> str:
+    """Why nothing starts for a retired family (the run record's reason)."""
+    why = f" by {record.changed_by}" if record.changed_by else ""
+    return (f"model family {record.family.name!r} is retired (config version {record.config_version}, "
+            f"{record.changed_at or 'time unknown'}{why}: {record.change_reason or 'no reason recorded'}); no new "
+            "runs start for it. `mlops families apply` makes it active again")
 
 
 def _current_version(bucket: str, key: str, etag: str, size: int) -> tuple[str | None, str, int]:
@@ -203,12 +216,14 @@ def _current_version(bucket: str, key: str, etag: str, size: int) -> tuple[str |
 
 
 def _did_you_mean(registry: ModelRegistry, name: str) -> str:
-    """A hint naming the closest registered families (first page of the family list)."""
+    """A hint naming the closest registered families among the active ones sharing the name's first letter (one
+    page of the family index, never the whole listing)."""
     try:
-        known = [r.family.name for r in registry.list_families(limit=100).items]
+        known = [r.name for r in registry.list_families(limit=200, status="active", after=name[:1]).items
+                 if r.name[:1] == name[:1]]
     except Exception:  # a hint must never turn a rejection into a failure
         return ""
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     if close:
         return f"; did you mean {' or '.join(repr(c) for c in close)}?"
-    return f"; registered families: {', '.join(sorted(known)[:10]) or 'none'}"
+    return "; no registered family has a close name (`mlops families list` lists them)"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from mlops.core import codeversion
+from mlops.core import aws, codeversion
 from mlops.core.observability import MetricsPublisher
 from mlops.registry.store import RUN_STARTED, ModelRegistry
 
@@ -33,13 +33,42 @@ NO_FAMILY = "-"
 STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
+# Run summaries in S3 (the registry's run items expire after RUN_TTL_DAYS): under the reports/ prefix, so they are
+# kept for the bucket's report retention.
+RUN_REPORT_PREFIX = "reports/runs/"
+
+
+def run_report_key(family: str, run_id: str) -> str:
+    """Where a run's summary is kept: reports/runs/family=<family>/<run id>.json."""
+    return f"{RUN_REPORT_PREFIX}family={family}/{run_id}.json"
+
+
+class RunArchive:
+    """Writes a run's record, as `ModelRegistry.get_run` returns it, to S3 once the run has a final outcome: the
+    copy that outlives the registry item's TTL. `s3`: a boto3 S3 client (default: the process-wide one)."""
+
+    def __init__(self, bucket: str, s3: Any | None = None) -> None:
+        self.bucket = bucket
+        self._s3 = s3
+
+    def put(self, run: dict[str, Any]) -> str:
+        key = run_report_key(str(run["family"]), str(run["run_id"]))
+        (self._s3 or aws.client("s3")).put_object(
+            Bucket=self.bucket, Key=key, ContentType="application/json",
+            Body=orjson.dumps(run, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY))
+        return key
+
+
 class RunLog:
     """Writes run records and publishes `RolloutOutcome` (dimensions Family+Outcome, and Outcome alone for the
-    platform-wide alarm) exactly once per recorded outcome."""
+    platform-wide alarm) exactly once per recorded outcome. With `archive`, every final outcome is also written
+    to S3 (idempotent: a repeated end rewrites the same object; a failed write raises, so the caller's retry
+    writes it)."""
 
-    def __init__(self, registry: ModelRegistry, publisher: MetricsPublisher) -> None:
+    def __init__(self, registry: ModelRegistry, publisher: MetricsPublisher, archive: RunArchive | None = None) -> None:
         self.registry = registry
         self.publisher = publisher
+        self.archive = archive
 
     def started(self, family: str, run_id: str, *, dataset: dict[str, Any] | None, trigger: dict[str, Any],
                 execution_arn: str | None) -> bool:
@@ -58,6 +87,10 @@ class RunLog:
                                            only_if_open=only_if_open, **fields)
         if written:
             self.count(family if known_family else UNKNOWN_FAMILY, outcome)
+        if self.archive is not None:
+            run = self.registry.get_run(family, run_id)
+            if run and run.get("outcome") != STARTED:
+                self.archive.put(run)
         return written
 
     def count(self, family: str, outcome: str) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import heapq
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -54,6 +57,36 @@ RUN_STARTED = "started"
 RUN_OUTCOMES = (RUN_STARTED, "rejected", "duplicate", "refused", "failed", "gated_out", "rolled_back", "promoted")
 MAX_REASON_CHARS = 2000
 
+# Families are data (docs/registry.md, "Families"): a family's current declaration is its META item, versioned by
+# `config_version` (from 1), with a status; every change also writes an immutable CONFIG#<version> history item.
+FAMILY_ACTIVE, FAMILY_RETIRED = "active", "retired"
+FAMILY_STATUSES = (FAMILY_ACTIVE, FAMILY_RETIRED)
+CREATED, UPDATED, REACTIVATED, UNCHANGED = "created", "updated", "reactivated", "unchanged"
+FAMILY_CHANGES = (CREATED, UPDATED, RETIRED, REACTIVATED)
+# The family index: META items are spread over FAMILY_INDEX_SHARDS partition keys `FAMILY#<2-digit shard>` of GSI2
+# (shard = first 4 bytes of sha256(name) mod N), so no single partition takes every family's writes and reads; a
+# listing merges the shards by name. 16 shards keep each index partition far below DynamoDB's per-partition limits
+# (1,000 writes/s, 3,000 reads/s) at thousands of families while a listing page costs 16 small queries. Changing
+# N re-keys every family (a migration): it is a constant, not a setting.
+FAMILY_INDEX = "GSI2"
+FAMILY_INDEX_SHARDS = 16
+# What the family listing reads from the index (its INCLUDE projection): the pointers and a summary of the
+# declaration, never the declaration itself (up to MAX_CONFIG_BYTES per family).
+FAMILY_LISTING_ATTRIBUTES = ("family", "status", "config_version", "summary_json", "latest_version", "live_version",
+                             "canary_version", "canary_weight", "rollout_holder", "scoring_function", "updated_at",
+                             "changed_at")
+# A declaration is stored twice (META and its CONFIG# history item) under DynamoDB's 400 KB item limit.
+MAX_CONFIG_BYTES = 100_000
+MAX_ACTOR_CHARS = 512
+# Run, drift-check and upload items expire (DynamoDB TTL on `expires_at`, epoch seconds) this many days after
+# they were written: their reports stay in S3 (runs: reports/runs/, drift checks: reports/drift/), kept for the
+# bucket's report retention. DynamoDB deletes expired items within a few days, so readers must not rely on them.
+RUN_TTL_DAYS = 90
+DRIFT_TTL_DAYS = 90
+TTL_ATTRIBUTE = "expires_at"
+# How many of a family's newest uploads a drift retrain considers (`newest_usable_dataset`).
+UPLOADS_CONSIDERED = 10
+
 
 def _family_pk(name: str) -> str:
     return f"FAMILY#{name}"
@@ -61,6 +94,38 @@ def _family_pk(name: str) -> str:
 
 def _version_sk(version: int) -> str:
     return f"VERSION#{version:010d}"
+
+
+def family_shard(name: str) -> int:
+    """The family index shard of a family name: 0 .. FAMILY_INDEX_SHARDS-1, stable across processes."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % FAMILY_INDEX_SHARDS
+
+
+def _family_index_pk(shard: int) -> str:
+    return f"FAMILY#{shard:02d}"
+
+
+def _config_sk(config_version: int) -> str:
+    return f"CONFIG#{config_version:010d}"
+
+
+def _canonical(family: ModelFamily) -> bytes:
+    return orjson.dumps(family.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+
+
+def family_summary_fields(family: ModelFamily) -> dict[str, Any]:
+    """What a family listing shows of a declaration (stored as `summary_json`, projected into the family index)."""
+    return {"task": family.task, "algorithm": family.algorithm, "target": family.target,
+            "serving": family.serving, "positive_label": family.positive_label, "threshold": family.threshold,
+            "sensitive_attribute": family.sensitive_attribute, "features": len(family.features)}
+
+
+def _expires_at(at: datetime, days: int) -> dict[str, str]:
+    return _n(int((at + timedelta(days=days)).timestamp()))
+
+
+def _unusable_sk(key: str, version_id: str | None) -> str:
+    return "UNUSABLE#" + hashlib.sha256(f"{key}\n{version_id or ''}".encode()).hexdigest()[:40]
 
 
 def _run_key(family: str, run_id: str) -> dict[str, Any]:
@@ -110,6 +175,10 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class FamilyRecord:
+    """A family's META item: its current declaration and configuration version, status, the pointers the
+    rollout moves, the rollout lock. `config_version` 0 marks an item written before declarations were versioned
+    (the deploy-time seed turns it into version 1)."""
+
     family: ModelFamily
     scoring_function: str
     latest_version: int
@@ -118,6 +187,12 @@ class FamilyRecord:
     canary_weight: int
     rollout_holder: str | None
     updated_at: str
+    config_version: int = 0
+    status: str = FAMILY_ACTIVE
+    changed_at: str = ""
+    changed_by: str = ""
+    change_reason: str = ""
+    rollout_expires: int = 0
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> FamilyRecord:
@@ -131,7 +206,107 @@ class FamilyRecord:
             canary_weight=plain.get("canary_weight", 0),
             rollout_holder=plain.get("rollout_holder"),
             updated_at=plain.get("updated_at", ""),
+            config_version=plain.get("config_version", 0),
+            status=plain.get("status", FAMILY_ACTIVE),
+            changed_at=plain.get("changed_at", ""),
+            changed_by=plain.get("changed_by", ""),
+            change_reason=plain.get("change_reason", ""),
+            rollout_expires=plain.get("rollout_expires", 0),
         )
+
+    @property
+    def retired(self) -> bool:
+        return self.status == FAMILY_RETIRED
+
+
+@dataclass(frozen=True)
+class FamilySummary:
+    """One family as the family index holds it (FAMILY_LISTING_ATTRIBUTES): what a listing shows, without the
+    declaration. `features` is the number of features."""
+
+    name: str
+    status: str
+    config_version: int
+    task: str
+    algorithm: str
+    target: str
+    serving: str
+    positive_label: Any
+    threshold: float
+    sensitive_attribute: str | None
+    features: int
+    latest_version: int
+    live_version: int
+    canary_version: int
+    canary_weight: int
+    rollout_holder: str | None
+    scoring_function: str
+    updated_at: str
+    changed_at: str
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> FamilySummary:
+        plain = _plain(item)
+        summary = plain.get("summary") or {}
+        return cls(
+            name=plain["family"], status=plain.get("status", FAMILY_ACTIVE),
+            config_version=plain.get("config_version", 0), task=summary.get("task", ""),
+            algorithm=summary.get("algorithm", ""), target=summary.get("target", ""),
+            serving=summary.get("serving", "shared"), positive_label=summary.get("positive_label"),
+            threshold=summary.get("threshold", 0.5), sensitive_attribute=summary.get("sensitive_attribute"),
+            features=summary.get("features", 0), latest_version=plain.get("latest_version", 0),
+            live_version=plain.get("live_version", 0), canary_version=plain.get("canary_version", 0),
+            canary_weight=plain.get("canary_weight", 0), rollout_holder=plain.get("rollout_holder"),
+            scoring_function=plain.get("scoring_function", ""), updated_at=plain.get("updated_at", ""),
+            changed_at=plain.get("changed_at", ""),
+        )
+
+    @classmethod
+    def from_record(cls, record: FamilyRecord) -> FamilySummary:
+        fields = family_summary_fields(record.family)
+        return cls(
+            name=record.family.name, status=record.status, config_version=record.config_version,
+            latest_version=record.latest_version, live_version=record.live_version,
+            canary_version=record.canary_version, canary_weight=record.canary_weight,
+            rollout_holder=record.rollout_holder, scoring_function=record.scoring_function,
+            updated_at=record.updated_at, changed_at=record.changed_at, **fields,
+        )
+
+
+@dataclass(frozen=True)
+class FamilyChange:
+    """One immutable history item of a family's configuration (CONFIG#<config_version>): the declaration as it
+    was after the change, who made it (the caller's principal ARN, `local:<user>`, or `deploy:<stack>`), when
+    (ISO-8601 UTC, microseconds) and why. `change` is one of FAMILY_CHANGES."""
+
+    family: str
+    config_version: int
+    change: str
+    status: str
+    at: str
+    actor: str
+    reason: str
+    config: dict[str, Any]
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> FamilyChange:
+        plain = _plain(item)
+        return cls(family=plain["family"], config_version=plain["config_version"], change=plain["change"],
+                   status=plain["status"], at=plain["at"], actor=plain["actor"], reason=plain["reason"],
+                   config=plain["config"])
+
+    @property
+    def declaration(self) -> ModelFamily:
+        return ModelFamily.model_validate(self.config)
+
+
+@dataclass(frozen=True)
+class FamilyChangeResult:
+    """What `register_family`/`retire_family` did: `change` is created, updated, reactivated, retired, or
+    unchanged (nothing written: the same declaration and status were already current)."""
+
+    record: FamilyRecord
+    change: str
 
 
 @dataclass(frozen=True)
@@ -211,6 +386,57 @@ def rolled_back_for_insufficient_traffic(record: VersionRecord) -> bool:
     return bool(reasons) and all(r.startswith(_INSUFFICIENT_TRAFFIC_REASON) for r in reasons)
 
 
+def _who_and_why(actor: str, reason: str) -> tuple[str, str]:
+    actor, reason = (actor or "").strip(), (reason or "").strip()
+    if not actor:
+        raise ValidationError("a family change needs the principal making it")
+    if not reason:
+        raise ValidationError("a family change needs a reason (why it is made)")
+    return actor[:MAX_ACTOR_CHARS], reason[:MAX_REASON_CHARS]
+
+
+class _ShardCursor:
+    """Reads one shard of the family index in name order, `chunk` items per query, starting after `after`."""
+
+    def __init__(self, registry: ModelRegistry, shard: int, after: str | None, chunk: int,
+                 status: str | None) -> None:
+        self.registry, self.shard, self.after, self.chunk, self.status = registry, shard, after, chunk, status
+        self.buffer: deque[FamilySummary] = deque()
+        self.start_key: dict[str, Any] | None = None
+        self.exhausted = False
+
+    def head(self) -> str | None:
+        while not self.buffer and not self.exhausted:
+            self._read()
+        return self.buffer[0].name if self.buffer else None
+
+    def pop(self) -> FamilySummary:
+        return self.buffer.popleft()
+
+    def _read(self) -> None:
+        condition = "GSI2PK = :p" + (" AND GSI2SK > :after" if self.after else "")
+        values: dict[str, Any] = {":p": _s(_family_index_pk(self.shard))}
+        if self.after:
+            values[":after"] = _s(self.after)
+        kwargs: dict[str, Any] = {"TableName": self.registry.table, "IndexName": FAMILY_INDEX,
+                                  "KeyConditionExpression": condition, "Limit": self.chunk}
+        if self.status:
+            kwargs["FilterExpression"] = "#status = :status"
+            kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+            values[":status"] = _s(self.status)
+        kwargs["ExpressionAttributeValues"] = values
+        if self.start_key:
+            kwargs["ExclusiveStartKey"] = self.start_key
+        try:
+            response = self.registry.ddb.query(**kwargs)
+        except Exception as exc:
+            ModelRegistry._raise_transient(exc)
+            raise
+        self.buffer.extend(FamilySummary.from_item(i) for i in response.get("Items", []))
+        self.start_key = response.get("LastEvaluatedKey")
+        self.exhausted = self.start_key is None
+
+
 class ModelRegistry:
     """All registry reads and writes. Every multi-item change is one DynamoDB transaction."""
 
@@ -225,57 +451,240 @@ class ModelRegistry:
 
     # ---- families -------------------------------------------------------------------------------------
 
-    def put_family(self, family: ModelFamily, scoring_function: str = "") -> FamilyRecord:
-        """Create the family or update its declaration; versions, pointers and locks are left untouched."""
-        now = _iso(self._clock())
-        try:
-            self.ddb.update_item(
-                TableName=self.table,
-                Key={"PK": _s(_family_pk(family.name)), "SK": _s(META)},
-                UpdateExpression=(
-                    "SET config_json = :c, scoring_function = :f, updated_at = :t, GSI1PK = :g, GSI1SK = :n, "
-                    "#family = :n, created_at = if_not_exists(created_at, :t), "
-                    "latest_version = if_not_exists(latest_version, :z), "
-                    "live_version = if_not_exists(live_version, :z), "
-                    "canary_version = if_not_exists(canary_version, :z), "
-                    "canary_weight = if_not_exists(canary_weight, :z)"
-                ),
-                ExpressionAttributeNames={"#family": "family"},
-                ExpressionAttributeValues={
-                    ":c": _json(family.model_dump(mode="json")), ":f": _s(scoring_function), ":t": _s(now),
-                    ":g": _s("FAMILY"), ":n": _s(family.name), ":z": _n(0),
-                },
-            )
-        except Exception as exc:
-            self._raise_transient(exc)
-            raise
-        return self.get_family(family.name)
+    def put_family(self, family: ModelFamily, scoring_function: str = "", actor: str = "registry",
+                   reason: str = "registered") -> FamilyRecord:
+        """Register the family or update its declaration (`register_family` with a default actor and reason);
+        versions, pointers and locks are left untouched."""
+        return self.register_family(family, actor, reason, scoring_function=scoring_function).record
+
+    def register_family(self, family: ModelFamily, actor: str, reason: str, *, expected_version: int | None = None,
+                        scoring_function: str | None = None, max_attempts: int = 8) -> FamilyChangeResult:
+        """Create the family (config version 1), or make `family` its current declaration as the next config
+        version; a retired family becomes active again (`reactivated`). The same declaration on an active family
+        writes nothing (`unchanged`). Each change is one transaction: the META item (conditioned on the config
+        version it replaces) and the immutable CONFIG#<version> history item with `actor`, time and `reason`.
+
+        `expected_version`: the config version the caller based its change on (0: the family must not exist);
+        another current version raises ConcurrencyConflictError (409). Without it a concurrent change is retried.
+        `scoring_function` (optional) is a deployment attribute, not part of the declaration: setting it alone
+        creates no config version. Raises ValidationError for a declaration over MAX_CONFIG_BYTES or an empty
+        reason, ConcurrencyConflictError when the change kept losing races."""
+        config = _canonical(family)
+        if len(config) > MAX_CONFIG_BYTES:
+            raise ValidationError(f"the declaration of {family.name!r} is {len(config)} bytes of JSON; at most "
+                                  f"{MAX_CONFIG_BYTES} are stored")
+        actor, reason = _who_and_why(actor, reason)
+        for attempt in range(max_attempts):
+            item = self._family_item(family.name)
+            current = FamilyRecord.from_item(item) if item else None
+            found = current.config_version if current else 0
+            if expected_version is not None and expected_version != found:
+                raise ConcurrencyConflictError(
+                    f"family {family.name!r} is at config version {found}, not {expected_version}: it changed "
+                    "since you read it; read it again and re-apply", family=family.name, config_version=found)
+            if current is not None and current.config_version and not current.retired and \
+                    _canonical(current.family) == config:
+                if scoring_function is not None and scoring_function != current.scoring_function:
+                    self._set_scoring_function(family.name, scoring_function)
+                    current = self.get_family(family.name)
+                return FamilyChangeResult(current, UNCHANGED)
+            change = CREATED if current is None or not current.config_version else \
+                REACTIVATED if current.retired else UPDATED
+            try:
+                self._write_family_change(family, found + 1, change, FAMILY_ACTIVE, actor, reason, current,
+                                          scoring_function)
+                return FamilyChangeResult(self.get_family(family.name), change)
+            except ConcurrencyConflictError:
+                if expected_version is not None:
+                    raise
+                time.sleep(min(0.2, 0.005 * (2 ** min(attempt, 6))) * random.random())
+        raise ConcurrencyConflictError(f"could not change family {family.name!r} after {max_attempts} attempts")
+
+    def retire_family(self, name: str, actor: str, reason: str, *,
+                      expected_version: int | None = None) -> FamilyChangeResult:
+        """Retire a family as its next config version (the declaration is kept): no new run starts for it and
+        scoring answers 404 (docs/families.md). Retiring a retired family writes nothing (`unchanged`). Raises
+        UnknownFamilyError, RolloutInProgressError (409) while a rollout holds the family's lock (wait for it or
+        stop it), ConcurrencyConflictError as `register_family`."""
+        actor, reason = _who_and_why(actor, reason)
+        current = self.get_family(name)
+        if expected_version is not None and expected_version != current.config_version:
+            raise ConcurrencyConflictError(
+                f"family {name!r} is at config version {current.config_version}, not {expected_version}",
+                family=name, config_version=current.config_version)
+        if current.retired:
+            return FamilyChangeResult(current, UNCHANGED)
+        now = int(self._clock().timestamp())
+        if current.rollout_holder and current.rollout_expires >= now:
+            raise RolloutInProgressError(
+                f"rollout {current.rollout_holder} holds {name!r}; retire it once the run ended (or stop it)",
+                holder=current.rollout_holder)
+        self._write_family_change(current.family, current.config_version + 1, RETIRED, FAMILY_RETIRED, actor, reason,
+                                  current, None, lock_free_at=now)
+        return FamilyChangeResult(self.get_family(name), RETIRED)
+
+    def seed_family(self, family: ModelFamily, scoring_function: str, actor: str,
+                    reason: str = "seed family from cdk.json") -> FamilyChangeResult:
+        """The deploy-time bootstrap: register a cdk.json family as config version 1 when the registry has none
+        (or holds an unversioned declaration from before versioning); never overwrite a registered version, which
+        run-time changes may have made newer than cdk.json. Only the deployment attribute `scoring_function` is
+        kept up to date. Returns `created`, or `unchanged` (the registry's declaration stands)."""
+        item = self._family_item(family.name)
+        if item is None or not FamilyRecord.from_item(item).config_version:
+            return self.register_family(family, actor, reason, scoring_function=scoring_function)
+        current = FamilyRecord.from_item(item)
+        if scoring_function and scoring_function != current.scoring_function:
+            self._set_scoring_function(family.name, scoring_function)
+            current = self.get_family(family.name)
+        return FamilyChangeResult(current, UNCHANGED)
 
     def get_family(self, name: str) -> FamilyRecord:
         """O(1): one consistent GetItem answers the live version, canary and lock of a family."""
-        try:
-            item = self.ddb.get_item(
-                TableName=self.table, Key={"PK": _s(_family_pk(name)), "SK": _s(META)}, ConsistentRead=True
-            ).get("Item")
-        except Exception as exc:
-            self._raise_transient(exc)
-            raise
+        item = self._family_item(name)
         if not item:
             raise UnknownFamilyError(f"model family {name!r} is not registered", family=name)
         return FamilyRecord.from_item(item)
 
-    def list_families(self, limit: int = 50, next_token: str | None = None) -> Page:
+    def get_family_config(self, name: str, config_version: int) -> ModelFamily:
+        """The declaration as it was at `config_version` (one GetItem of its history item). Raises
+        UnknownFamilyError when the family has no such version."""
+        change = self._config_item(name, config_version)
+        if change is None:
+            raise UnknownFamilyError(f"model family {name!r} has no config version {config_version}", family=name,
+                                     config_version=config_version)
+        return change.declaration
+
+    def family_change(self, name: str, config_version: int) -> FamilyChange | None:
+        """One history item of the family's configuration, or None."""
+        return self._config_item(name, config_version)
+
+    def family_history(self, name: str, limit: int = 20, next_token: str | None = None) -> Page:
+        """The family's configuration changes (FamilyChange), newest first, paginated."""
         kwargs: dict[str, Any] = {
-            "TableName": self.table, "IndexName": "GSI1",
-            "KeyConditionExpression": "GSI1PK = :g", "ExpressionAttributeValues": {":g": _s("FAMILY")},
-            "Limit": limit,
+            "TableName": self.table, "KeyConditionExpression": "PK = :pk AND begins_with(SK, :p)",
+            "ExpressionAttributeValues": {":pk": _s(_family_pk(name)), ":p": _s("CONFIG#")},
+            "ScanIndexForward": False, "Limit": limit,
         }
         start = _decode_token(next_token)
         if start:
             kwargs["ExclusiveStartKey"] = start
         response = self.ddb.query(**kwargs)
-        return Page([FamilyRecord.from_item(i) for i in response.get("Items", [])],
+        return Page([FamilyChange.from_item(i) for i in response.get("Items", [])],
                     _encode_token(response.get("LastEvaluatedKey")))
+
+    def list_families(self, limit: int = 50, next_token: str | None = None, status: str | None = None,
+                      after: str | None = None) -> Page:
+        """One page of families (FamilySummary) in name order, merged from the FAMILY_INDEX_SHARDS shards of the
+        family index, starting after the name `after` (or where `next_token` says). `status` (active or retired)
+        filters. Cost: one query per shard plus a refill query per shard that runs dry, each reading about
+        limit/shards items (docs/registry.md)."""
+        if status is not None and status not in FAMILY_STATUSES:
+            raise ValidationError(f"status must be one of {list(FAMILY_STATUSES)}, got {status!r}")
+        if not 1 <= limit <= 1000:
+            raise ValidationError(f"limit must be 1 to 1000, got {limit}")
+        if next_token:
+            token = _decode_token(next_token)
+            after = token.get("after") if isinstance(token, dict) else None
+            if not isinstance(after, str):
+                raise ValidationError("next_token is not a token this registry issued")
+        chunk = max(4, -(-limit // FAMILY_INDEX_SHARDS) + 2)
+        cursors = [_ShardCursor(self, shard, after, chunk, status) for shard in range(FAMILY_INDEX_SHARDS)]
+        heap: list[tuple[str, int]] = []
+        for index, cursor in enumerate(cursors):
+            if (name := cursor.head()) is not None:
+                heap.append((name, index))
+        heapq.heapify(heap)
+        items: list[FamilySummary] = []
+        while heap and len(items) < limit:
+            _, index = heapq.heappop(heap)
+            items.append(cursors[index].pop())
+            if (name := cursors[index].head()) is not None:
+                heapq.heappush(heap, (name, index))
+        more = bool(heap) or any(not c.exhausted for c in cursors)
+        return Page(items, _encode_token({"after": items[-1].name}) if more and items else None)
+
+    def iter_families(self, status: str | None = None) -> list[FamilySummary]:
+        """Every family (FamilySummary) in name order: each shard of the family index read to its end."""
+        if status is not None and status not in FAMILY_STATUSES:
+            raise ValidationError(f"status must be one of {list(FAMILY_STATUSES)}, got {status!r}")
+        out: list[FamilySummary] = []
+        for shard in range(FAMILY_INDEX_SHARDS):
+            cursor = _ShardCursor(self, shard, None, 1000, status)
+            while cursor.head() is not None:
+                out.append(cursor.pop())
+        return sorted(out, key=lambda f: f.name)
+
+    def _family_item(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.ddb.get_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(name)), "SK": _s(META)}, ConsistentRead=True
+            ).get("Item")
+        except Exception as exc:
+            self._raise_transient(exc)
+            raise
+
+    def _config_item(self, name: str, config_version: int) -> FamilyChange | None:
+        item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(name)),
+                                                             "SK": _s(_config_sk(config_version))},
+                                 ConsistentRead=True).get("Item")
+        return FamilyChange.from_item(item) if item else None
+
+    def _set_scoring_function(self, name: str, scoring_function: str) -> None:
+        self.ddb.update_item(
+            TableName=self.table, Key={"PK": _s(_family_pk(name)), "SK": _s(META)},
+            UpdateExpression="SET scoring_function = :f", ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues={":f": _s(scoring_function)})
+
+    def _write_family_change(self, family: ModelFamily, version: int, change: str, status: str, actor: str,
+                             reason: str, current: FamilyRecord | None, scoring_function: str | None,
+                             lock_free_at: int | None = None) -> None:
+        """One transaction: the META item becomes config version `version` (conditioned on the version it
+        replaces) and CONFIG#<version> records the change. Raises ConcurrencyConflictError on a lost race."""
+        now = _iso(self._clock())
+        config = _json(family.model_dump(mode="json"))
+        key = {"PK": _s(_family_pk(family.name)), "SK": _s(META)}
+        fields = {"config_json": config, "summary_json": _json(family_summary_fields(family)),
+                  "config_version": _n(version), "status": _s(status), "changed_at": _s(now),
+                  "changed_by": _s(actor), "change_reason": _s(reason), "updated_at": _s(now),
+                  "GSI2PK": _s(_family_index_pk(family_shard(family.name))), "GSI2SK": _s(family.name),
+                  "family": _s(family.name)}
+        if scoring_function is not None:
+            fields["scoring_function"] = _s(scoring_function)
+        if current is None:
+            # A new family: the whole item, with its pointers at zero.
+            zero = _n(0)
+            meta: dict[str, Any] = {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(PK)",
+                                            "Item": {**key, "scoring_function": _s(""), **fields, "created_at": _s(now),
+                                                     "latest_version": zero, "live_version": zero,
+                                                     "canary_version": zero, "canary_weight": zero}}}
+        else:
+            # Only the declaration's fields: the pointers and the lock belong to the rollout.
+            names = {f"#f{i}": name for i, name in enumerate(fields)}
+            values = {f":f{i}": value for i, value in enumerate(fields.values())}
+            if not current.config_version:  # written before declarations were versioned
+                condition = "attribute_exists(PK) AND attribute_not_exists(config_version)"
+            else:
+                condition = "config_version = :prev"
+                values[":prev"] = _n(current.config_version)
+            if lock_free_at is not None:
+                condition += " AND (attribute_not_exists(rollout_holder) OR rollout_expires < :now)"
+                values[":now"] = _n(lock_free_at)
+            meta = {"Update": {
+                "TableName": self.table, "Key": key,
+                # The family leaves the unsharded GSI1 partition `FAMILY` (before versioning) for GSI2.
+                "UpdateExpression": "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+                                    + " REMOVE GSI1PK, GSI1SK",
+                "ConditionExpression": condition, "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values}}
+        history = {
+            "PK": _s(_family_pk(family.name)), "SK": _s(_config_sk(version)), "family": _s(family.name),
+            "config_version": _n(version), "change": _s(change), "status": _s(status), "at": _s(now),
+            "actor": _s(actor), "reason": _s(reason), "config_json": config,
+        }
+        self._transact([
+            meta,
+            {"Put": {"TableName": self.table, "Item": history, "ConditionExpression": "attribute_not_exists(SK)"}},
+        ], f"{family.name} config v{version} ({change})")
 
     # ---- versions -------------------------------------------------------------------------------------
 
@@ -439,6 +848,8 @@ class ModelRegistry:
             live_after = 0
             meta_update = {"set": "live_version = :z", "cond": "live_version = :v", "values": {":z": _n(0)}}
 
+        if to_status in (REJECTED, ROLLED_BACK) and (marker := self._unusable_put(family, current, to_status, now)):
+            items.append(marker)
         items.insert(0, self._status_update(family, version, current.status, to_status, now, reason))
         items.append({"Put": self._event_put(family, version, current.status, to_status, now, actor, reason,
                                              live_after)})
@@ -463,7 +874,9 @@ class ModelRegistry:
             raise IllegalTransitionError(f"{family} has no retired version to restore")
         now = _iso(self._clock())
         live = record.live_version
+        marker = self._unusable_put(family, self.get_version(family, live), ROLLED_BACK, now)
         self._transact([
+            *([marker] if marker else []),
             self._status_update(family, live, LIVE, ROLLED_BACK, now, reason),
             self._status_update(family, restored.version, RETIRED, LIVE, now, reason),
             {"Put": self._event_put(family, live, LIVE, ROLLED_BACK, now, actor, reason, restored.version)},
@@ -619,6 +1032,7 @@ class ModelRegistry:
         fields: dict[str, dict[str, Any]] = {"outcome": _s(outcome), "detail_json": _json(detail or {})}
         if outcome != RUN_STARTED:
             fields["ended_at"] = _s(now)
+            fields[TTL_ATTRIBUTE] = _expires_at(self._clock(), RUN_TTL_DAYS)
         if step is not None:
             fields["step"] = _s(step[:200])
         if reason is not None:
@@ -697,10 +1111,13 @@ class ModelRegistry:
                     keep: dict[str, dict[str, Any]] | None = None, started_at: str | None = None,
                     condition: str | None = None) -> dict[str, Any]:
         """UpdateItem arguments for a run item: `fields` are set, `keep` only where absent; the identity, the
-        start time and the listing keys (GSI1 `RUNS#<YYYY-MM>`) are set once, by the first write."""
+        start time and the listing keys (GSI1 `RUNS#<YYYY-MM>`) are set once, by the first write. The item expires
+        RUN_TTL_DAYS after its first write, or after its final outcome when one is recorded."""
         start = started_at or now
         once = {"run_id": _s(run_id), "family": _s(family), "started_at": _s(start),
                 "GSI1PK": _s(f"RUNS#{start[:7]}"), "GSI1SK": _s(f"{start}#{family}#{run_id}"), **(keep or {})}
+        if TTL_ATTRIBUTE not in fields:
+            once[TTL_ATTRIBUTE] = _expires_at(self._clock(), RUN_TTL_DAYS)
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         parts: list[str] = []
@@ -727,10 +1144,14 @@ class ModelRegistry:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def record_drift(self, family: str, report: dict[str, Any]) -> None:
-        now = _iso(self._clock())
+        """A drift check's summary (the full report is in S3 at `report["report_key"]`); expires after
+        DRIFT_TTL_DAYS."""
+        at = self._clock()
+        now = _iso(at)
         self.ddb.put_item(TableName=self.table, Item={
             "PK": _s(_family_pk(family)), "SK": _s(f"DRIFT#{now}"), "at": _s(now),
             "verdict": _s(str(report.get("verdict", ""))), "report_json": _json(report),
+            TTL_ATTRIBUTE: _expires_at(at, DRIFT_TTL_DAYS),
         })
 
     def drift_records(self, family: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -740,6 +1161,48 @@ class ModelRegistry:
             ScanIndexForward=False, Limit=limit,
         )
         return [_plain(i) for i in response.get("Items", [])]
+
+    # ---- uploads and unusable data sets (drift retrains) -----------------------------------------------
+
+    def record_upload(self, family: str, run_id: str, dataset: dict[str, Any]) -> None:
+        """Remember a data set upload that started a run (`UPLOAD#<time>#<run id>`, expires with runs), so a drift
+        retrain finds the newest uploads with one query instead of listing the bucket."""
+        at = self._clock()
+        self.ddb.put_item(TableName=self.table, Item={
+            "PK": _s(_family_pk(family)), "SK": _s(f"UPLOAD#{_iso(at)}#{run_id}"), "run_id": _s(run_id),
+            "at": _s(_iso(at)), "dataset_json": _json(dataset), TTL_ATTRIBUTE: _expires_at(at, RUN_TTL_DAYS),
+        })
+
+    def recent_uploads(self, family: str, limit: int = UPLOADS_CONSIDERED) -> list[dict[str, Any]]:
+        """The family's newest recorded uploads, newest first: [{run_id, at, dataset}] (one query)."""
+        response = self.ddb.query(
+            TableName=self.table, KeyConditionExpression="PK = :pk AND begins_with(SK, :p)",
+            ExpressionAttributeValues={":pk": _s(_family_pk(family)), ":p": _s("UPLOAD#")},
+            ScanIndexForward=False, Limit=limit)
+        return [{k: v for k, v in _plain(i).items() if k not in ("PK", "SK", TTL_ATTRIBUTE)}
+                for i in response.get("Items", [])]
+
+    def dataset_unusable(self, family: str, key: str, version_id: str | None) -> dict[str, Any] | None:
+        """The model version that made this data set version unusable for retrains (a version trained on it was
+        rejected or rolled back): {key, version_id, version, status, at}, or None (one GetItem)."""
+        item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
+                                                             "SK": _s(_unusable_sk(key, version_id))},
+                                 ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        plain = _plain(item)
+        return {k: plain.get(k) for k in ("key", "version_id", "version", "status", "at")}
+
+    def _unusable_put(self, family: str, current: VersionRecord, to_status: str, now: str) -> dict[str, Any] | None:
+        """Written with a rejection or rollback: the data set version behind the model is marked unusable."""
+        dataset = current.lineage.get("dataset") or {}
+        if not dataset.get("key"):
+            return None
+        return {"Put": {"TableName": self.table, "Item": {
+            "PK": _s(_family_pk(family)), "SK": _s(_unusable_sk(dataset["key"], dataset.get("version_id"))),
+            "key": _s(str(dataset["key"])), "version_id": _s(str(dataset.get("version_id") or "")),
+            "version": _n(current.version), "status": _s(to_status), "at": _s(now),
+        }}}
 
     # ---- internals ------------------------------------------------------------------------------------
 
@@ -802,13 +1265,21 @@ TABLE_DEFINITION: dict[str, Any] = {
     "AttributeDefinitions": [
         {"AttributeName": "PK", "AttributeType": "S"}, {"AttributeName": "SK", "AttributeType": "S"},
         {"AttributeName": "GSI1PK", "AttributeType": "S"}, {"AttributeName": "GSI1SK", "AttributeType": "S"},
+        {"AttributeName": "GSI2PK", "AttributeType": "S"}, {"AttributeName": "GSI2SK", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
     "GlobalSecondaryIndexes": [{
         "IndexName": "GSI1",
         "KeySchema": [{"AttributeName": "GSI1PK", "KeyType": "HASH"}, {"AttributeName": "GSI1SK", "KeyType": "RANGE"}],
         "Projection": {"ProjectionType": "ALL"},
+    }, {
+        "IndexName": FAMILY_INDEX,
+        "KeySchema": [{"AttributeName": "GSI2PK", "KeyType": "HASH"}, {"AttributeName": "GSI2SK", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(FAMILY_LISTING_ATTRIBUTES)},
     }],
     "BillingMode": "PAY_PER_REQUEST",
 }
 """The key schema, used by the local runtime and tests; the CDK storage construct declares the same."""
+
+TTL_SPECIFICATION: dict[str, Any] = {"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+"""UpdateTimeToLive's specification (the CDK storage construct sets the same attribute)."""

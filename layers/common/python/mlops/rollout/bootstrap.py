@@ -1,4 +1,4 @@
-"""Deploy-time setup of a model family (CloudFormation custom resource): registry entry and the `live` alias.
+"""Deploy-time setup of a model family (CloudFormation custom resource): the seed registry entry and the `live` alias.
 
 The alias is created once, pointing at a published bootstrap version that serves no model (503), and is
 never touched again by a deployment: from then on only the rollout moves it (docs/architecture.md).
@@ -34,16 +34,20 @@ def ensure_alias(function_name: str) -> str:
 
 
 def handle(event: dict[str, Any], registry: ModelRegistry) -> dict[str, Any]:
-    """Create/Update: register or update the family declaration and make sure the alias exists.
-    Delete: nothing (registry history and the function's versions are audit evidence)."""
+    """Create/Update: seed the cdk.json family (config version 1 when the registry has none; a registered
+    declaration, possibly changed at run time since, is never overwritten: `ModelRegistry.seed_family`) and make
+    sure the alias exists. Delete: nothing (registry history and the function's versions are audit evidence)."""
     props = event.get("ResourceProperties") or {}
     family = ModelFamily.model_validate(json.loads(props["Family"]))
     function_name = props["ScoringFunction"]
     if event["RequestType"] == "Delete":
         return {"PhysicalResourceId": event.get("PhysicalResourceId") or f"family-{family.name}", "Data": {}}
-    registry.put_family(family, scoring_function=function_name)
+    seeded = registry.seed_family(family, function_name, actor=f"cloudformation:{event.get('StackId', 'unknown')}",
+                                  reason="seed family from cdk.json (deploy-time bootstrap)")
     version = ensure_alias(function_name)
-    return {"PhysicalResourceId": f"family-{family.name}", "Data": {"AliasVersion": version}}
+    return {"PhysicalResourceId": f"family-{family.name}",
+            "Data": {"AliasVersion": version, "ConfigVersion": str(seeded.record.config_version),
+                     "Seeded": seeded.change}}
 
 
 def respond(event: dict[str, Any], context: Any, registry: ModelRegistry, send: Sender | None = None) -> None:

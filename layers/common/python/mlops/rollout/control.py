@@ -89,17 +89,18 @@ class LambdaAliasRouter:
         the same model (a retried step publishes nothing new)."""
         client = self._lambda
         config = client.get_function_configuration(FunctionName=function)
-        existing = self._find_bound(function, model_version, sha256, config.get("CodeSha256", ""))
-        if existing:
-            return existing
         variables = dict((config.get("Environment") or {}).get("Variables") or {})
-        variables.update({Env.MODEL_VERSION: str(model_version), Env.MODEL_SHA256: sha256})
-        # RevisionId makes both calls fail if anyone else changed the function in between.
-        updated = client.update_function_configuration(
-            FunctionName=function, Environment={"Variables": variables}, **_revision(config))
+        if not self._bound_to(variables, model_version, sha256):
+            variables.update({Env.MODEL_VERSION: str(model_version), Env.MODEL_SHA256: sha256})
+            # RevisionId makes both calls fail if anyone else changed the function in between.
+            config = self._wait_updated(function, client.update_function_configuration(
+                FunctionName=function, Environment={"Variables": variables}, **_revision(config)))
+        # A retried step finds $LATEST already bound to this model: PublishVersion then returns the version already
+        # published from it (Lambda publishes nothing when code and configuration are unchanged since the last
+        # version), or publishes it when the earlier attempt stopped before publishing. No listing of versions.
         published = client.publish_version(
             FunctionName=function, Description=f"{family} model v{model_version} sha256:{sha256[:16]}",
-            **_revision(self._wait_updated(function, updated)))
+            **_revision(config))
         bound = (published.get("Environment") or {}).get("Variables") or {}
         if bound.get(Env.MODEL_VERSION) != str(model_version):
             raise IllegalTransitionError(
@@ -119,18 +120,9 @@ class LambdaAliasRouter:
                 return
             raise _transient_or(exc) from exc
 
-    def _find_bound(self, function: str, model_version: int, sha256: str, code_sha256: str) -> str | None:
-        """A version already published with this model on the current code (a retried step)."""
-        paginator = self._lambda.get_paginator("list_versions_by_function")
-        for page in paginator.paginate(FunctionName=function):
-            for v in page.get("Versions", []):
-                if v["Version"] == "$LATEST":
-                    continue
-                variables = (v.get("Environment") or {}).get("Variables") or {}
-                if variables.get(Env.MODEL_VERSION) == str(model_version) and \
-                        variables.get(Env.MODEL_SHA256) == sha256 and v.get("CodeSha256") == code_sha256:
-                    return str(v["Version"])
-        return None
+    @staticmethod
+    def _bound_to(variables: dict[str, str], model_version: int, sha256: str) -> bool:
+        return variables.get(Env.MODEL_VERSION) == str(model_version) and variables.get(Env.MODEL_SHA256) == sha256
 
     def _wait_updated(self, function: str, config: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -204,7 +196,7 @@ class RolloutContext:
 
     @property
     def runs(self) -> runs.RunLog:
-        return runs.RunLog(self.registry, self.publisher)
+        return runs.RunLog(self.registry, self.publisher, runs.RunArchive(self.pipeline.artifacts.bucket))
 
 
 def acquire_lock(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:

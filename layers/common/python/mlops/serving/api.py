@@ -55,9 +55,11 @@ def error_response(exc: PlatformError, request_id: str) -> dict[str, Any]:
 class ScoringService:
     """One per Lambda sandbox: the bound model is loaded on the first request and kept for the warm ones."""
 
-    def __init__(self, settings: ScoringSettings, metrics: Any | None = None) -> None:
+    def __init__(self, settings: ScoringSettings, metrics: Any | None = None, status: Any | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
+        # mlops.serving.family_status.FamilyStatus: a retired family answers 404 (None: not checked).
+        self.status = status
         self.model: ScoringModel | None = None
         self.capture: CaptureWriter | None = None
         self.decisions: DecisionLog | None = None
@@ -116,6 +118,8 @@ class ScoringService:
             resource = event.get("resource", "")
             if name != self.settings.model_family:
                 raise UnknownFamilyError(f"model family {name!r} is not served here")
+            if self.status is not None:
+                self.status.check()
             if resource.endswith("/predict"):
                 if method != "POST":
                     return _response(405, {"error": "MethodNotAllowed", "message": "use POST for predictions",

@@ -28,7 +28,14 @@ from typing import Any
 import orjson
 
 from mlops.core import aws
-from mlops.core.errors import ArtifactNotFoundError, ConfigurationError, DataSetError, IntegrityError, ValidationError
+from mlops.core.errors import (
+    ArtifactNotFoundError,
+    ConfigurationError,
+    DataSetError,
+    FamilyRetiredError,
+    IntegrityError,
+    ValidationError,
+)
 from mlops.core.schemas import ModelFamily
 from mlops.registry.artifacts import ARTIFACT_PREFIX, StoredObject
 
@@ -437,14 +444,20 @@ def plan_step(ctx: Any, event: dict[str, Any], limits: LambdaLimits, jobs: JobSe
         judges_duplicates,
     )
 
-    family = ctx.registry.get_family(_require(event, "family")).family
+    record = ctx.registry.get_family(_require(event, "family"))
+    if getattr(record, "retired", False):
+        raise FamilyRetiredError(f"model family {record.family.name!r} was retired at {record.changed_at}; this run "
+                                 "does not train")
+    family = record.family
     ref = _require(event, "dataset")
     size, head = (probe or DataSetProbe()).size(ref)
     check_dataset_bytes(family, size, ref["key"])
     choice = choose_engine(family, size, limits, ref["key"])
+    # The run trains and is gated under this configuration version (training.steps.family_for_run).
     plan: dict[str, Any] = {"engine": choice.engine, "reason": choice.reason,
                             "estimate": asdict(choice.estimate) if choice.estimate else None,
-                            "data_set": asdict(size)}
+                            "data_set": asdict(size),
+                            "family_config_version": int(getattr(record, "config_version", 0))}
     if judges_duplicates(event) and (choice.engine == ENGINE_LAMBDA or size.stored_bytes <= limits.ephemeral_mb
                                      * 1024 * 1024):
         # Before the rollout lock: an identical re-upload must not wait behind a running canary to be told so.
@@ -494,8 +507,9 @@ def collect_step(ctx: Any, event: dict[str, Any]) -> dict[str, Any]:
     Raises IntegrityError when an artifact's bytes do not hash to its name or the output names an artifact the
     archive lacks, ValidationError for a malformed job description."""
     from mlops.registry.runs import check_duplicate
+    from mlops.training.steps import family_for_run
 
-    family = ctx.registry.get_family(_require(event, "family")).family
+    family, config_version = family_for_run(ctx.registry, event)
     job = _require(event, "job")
     try:
         uri = job["ModelArtifacts"]["S3ModelArtifacts"]
@@ -536,7 +550,7 @@ def collect_step(ctx: Any, event: dict[str, Any]) -> dict[str, Any]:
                         size=int((event.get("plan") or {}).get("data_set", {}).get("stored_bytes", 0)))
     if duplicate := check_duplicate(ctx, family, seen, event):
         return {**duplicate, "training": training}
-    return {**result, "training": training}
+    return {**result, "training": training, "family_config_version": config_version}
 
 
 def _artifact_hashes(result: dict[str, Any]) -> list[str]:

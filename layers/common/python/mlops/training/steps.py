@@ -61,11 +61,25 @@ def _require(event: dict[str, Any], *path: str) -> Any:
     return node
 
 
+def family_for_run(registry: Any, event: dict[str, Any]) -> tuple[ModelFamily, int]:
+    """(declaration, config version) a run trains and is gated under: the family configuration version pinned
+    when the run was planned (`plan.family_config_version`, or the Train output's `family_config_version`), read
+    from its immutable history item, so a change applied while the run is under way does not change what it
+    trains or how it is judged; else the current declaration. Version 0: registered before versioning."""
+    name = _require(event, "family")
+    pinned = int((event.get("train") or {}).get("family_config_version")
+                 or (event.get("plan") or {}).get("family_config_version") or 0)
+    if pinned:
+        return registry.get_family_config(name, pinned), pinned
+    record = registry.get_family(name)
+    return record.family, int(getattr(record, "config_version", 0))
+
+
 def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
     """Read the exact data set version, validate it, fit, convert to ONNX and store model, holdout, profile."""
     from mlops.training import fit
 
-    family = ctx.registry.get_family(_require(event, "family")).family
+    family, config_version = family_for_run(ctx.registry, event)
     ref = _require(event, "dataset")
     # Spooled to a temporary file, never held in memory (peak memory: mlops.training.engines, docs/training-engines.md).
     stored = ctx.objects.get(ref["bucket"], ref["key"], ref.get("version_id") or None,
@@ -105,6 +119,7 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
                               artifact_sha256=holdout_ref.sha256, seed=seed).model_dump(),
         "baseline_profile": profile_ref.to_dict(),
         "family_config": family_ref.to_dict(),
+        "family_config_version": config_version,
         "dataset": DataSetRef(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
                               etag=stored.etag.strip('"'), sha256=stored.sha256, rows=dataset.rows,
                               columns=columns).model_dump(),
@@ -148,7 +163,7 @@ def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]
     from mlops.serving.scoring import ScoringModel
 
     record = ctx.registry.get_family(_require(event, "family"))
-    family = record.family
+    family, _ = family_for_run(ctx.registry, event)
     train = _require(event, "train")
     holdout = load_holdout(ctx.artifacts, train["holdout"]["artifact_sha256"])
     model = ScoringModel(ctx.artifacts.get(train["artifact"]["sha256"]))
@@ -309,6 +324,8 @@ def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> d
         feature_importance=train.get("feature_importance", []),
         feature_importance_basis=train.get("feature_importance_basis", {}),
         curves=evaluation.get("curves"), family_config=train.get("family_config"),
+        # The family configuration version it was trained and gated under (0: registered before versioning).
+        family_config_version=int(train.get("family_config_version") or 0),
         training=train.get("training"),  # the engine that trained it (mlops.training.engines): job name, instance type
     ).model_dump(mode="json")
     version = ctx.registry.allocate_version(family_name, lineage, actor=f"pipeline:{run_id}",
