@@ -477,7 +477,7 @@ from mlops.core.settings import ScoringSettings, load_settings
 settings = load_settings(ScoringSettings)
 marks["handler+settings"] = time.perf_counter()
 from mlops.registry.artifacts import ArtifactStore
-data = ArtifactStore(settings.artifact_bucket).get(settings.model_sha256)
+data = ArtifactStore(settings.artifact_bucket).get_model(settings.model_sha256, legacy=False)
 marks["fetch+hash"] = time.perf_counter()
 from mlops.serving.scoring import ScoringModel
 model = ScoringModel(data)
@@ -522,7 +522,7 @@ def bench_cold_start(repeats: int) -> None:
         from mlops.registry.artifacts import sha256_hex
 
         sha = sha256_hex(onnx_bytes)
-        s3.put_object(Bucket="bench-bucket", Key=f"artifacts/sha256/{sha}", Body=onnx_bytes)
+        s3.put_object(Bucket="bench-bucket", Key=f"models/sha256/{sha}", Body=onnx_bytes)
         buffer = io.BytesIO()
         joblib.dump(estimator, buffer)
         s3.put_object(Bucket="bench-bucket", Key="bench/model.joblib", Body=buffer.getvalue())

@@ -28,6 +28,13 @@ from .sagemaker_jobs import LocalTrainingJobs, SageMakerIntegration
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 DEFINITION = ROOT / "infra" / "statemachine" / "pipeline.asl.json"
+CODE_ROLLOUT_DEFINITION = ROOT / "infra" / "statemachine" / "code_rollout.asl.json"
+SHARED_SCORING = "mlops-local-score-shared"
+# Local time scale for the shared function's code rollouts (the CDK stack takes them from its configuration).
+LOCAL_CODE_CANARY = {"steps": [50, 100], "bake_seconds": 1, "min_requests": 5, "min_family_requests": 3,
+                     "max_idle_windows": 10, "max_p99_latency_ms": 10_000}
+# The shared tier reads routing from the registry this often locally (a rollback reaches traffic within it).
+LOCAL_ROUTING_TTL_SECONDS = 0.5
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PIPELINE_FUNCTIONS = ("trigger", "train", "evaluate", "control", "drift")
@@ -50,9 +57,9 @@ def _zip() -> bytes:
     return buffer.getvalue()
 
 
-def load_definition(substitutions: dict[str, str]) -> str:
+def load_definition(substitutions: dict[str, str], path: Path = DEFINITION) -> str:
     """The deployed definition file with CDK's ${Name} substitutions applied."""
-    text = DEFINITION.read_text()
+    text = path.read_text()
     for key, value in substitutions.items():
         text = text.replace("${" + key + "}", value)
     if "${" in text:
@@ -73,6 +80,10 @@ class LocalPlatform:
     state_machine_arn: str = ""
     function_names: dict[str, str] = field(default_factory=dict)
     scoring_functions: dict[str, str] = field(default_factory=dict)
+    # The shared scoring tier: its function (every shared-tier family), the code-rollout state machine and policy.
+    shared_scoring_function: str = SHARED_SCORING
+    code_rollout_state_machine_arn: str = ""
+    code_canary: dict[str, Any] = field(default_factory=lambda: dict(LOCAL_CODE_CANARY))
     runtime: LocalLambdaRuntime = field(default_factory=LocalLambdaRuntime)
     # The sagemaker training engine's jobs, run on this machine (mlops_local.sagemaker_jobs).
     training_jobs: LocalTrainingJobs = field(default_factory=LocalTrainingJobs)
@@ -168,6 +179,8 @@ class LocalPlatform:
                                                         "Principal": {"Service": "states.amazonaws.com"}}]}),
         )["Role"]["Arn"]
         self.state_machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:mlops-local-pipeline"
+        self.code_rollout_state_machine_arn = \
+            f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:mlops-local-code-rollout"
         arns = {}
         for name in PIPELINE_FUNCTIONS:
             fn = f"mlops-local-{name}"
@@ -178,7 +191,12 @@ class LocalPlatform:
         created = aws.client("stepfunctions").create_state_machine(
             name="mlops-local-pipeline", definition=definition, roleArn=sfn_role, type="STANDARD")
         self.state_machine_arn = created["stateMachineArn"]
+        self.code_rollout_state_machine_arn = aws.client("stepfunctions").create_state_machine(
+            name="mlops-local-code-rollout", roleArn=sfn_role, type="STANDARD",
+            definition=load_definition({"ControlFunctionArn": arns["control"]}, CODE_ROLLOUT_DEFINITION),
+        )["stateMachineArn"]
         self._role = role
+        self._create_shared_scoring()
         for family in self.families:
             self.add_family(family)
         aws.client("s3").put_bucket_notification_configuration(
@@ -187,11 +205,29 @@ class LocalPlatform:
                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "datasets/"}]}},
             }]})
 
-    def add_family(self, family: Any) -> None:
-        """Scoring function per family, bootstrap version (no model) behind the `live` alias, registry entry."""
+    def _create_shared_scoring(self) -> None:
+        """The shared scoring function with its `live` alias on a first published version (what the stack's
+        custom resource does at the first deploy)."""
         from mlops.core.settings import Env
         from mlops.rollout.bootstrap import ensure_alias
 
+        env = {**self._storage_env("score-shared"), Env.CAPTURE_FLUSH_RECORDS: str(self.capture_flush_records),
+               Env.DECISION_FLUSH_RECORDS: str(self.capture_flush_records),
+               Env.ROUTING_TTL_SECONDS: str(LOCAL_ROUTING_TTL_SECONDS), Env.METRICS_SINK: "cloudwatch"}
+        self._create_function(self.shared_scoring_function, "score_shared", self._role, env)
+        ensure_alias(self.shared_scoring_function)
+
+    def add_family(self, family: Any) -> None:
+        """Register the family. Shared tier (the default): the registry entry is all it takes, the shared
+        function serves it. Dedicated: its own scoring function, a bootstrap version (no model) behind the `live`
+        alias, and the registry entry (what the stack's custom resource does)."""
+        from mlops.core.settings import Env
+        from mlops.rollout.bootstrap import ensure_alias
+
+        if getattr(family, "serving", "shared") != "dedicated":
+            self.registry.put_family(family, scoring_function=self.shared_scoring_function)
+            self.scoring_functions[family.name] = self.shared_scoring_function
+            return
         role = self._role
         fn = f"mlops-local-score-{family.name}"
         env = {**self._storage_env("score"), Env.MODEL_FAMILY: family.name,
@@ -229,6 +265,11 @@ class LocalPlatform:
         env = self._storage_env(name)
         if name in ("trigger", "control", "drift"):
             env[Env.STATE_MACHINE_ARN] = self.state_machine_arn
+        if name in ("trigger", "control"):
+            env.update({Env.SHARED_SCORING_FUNCTION: self.shared_scoring_function,
+                        Env.CODE_ROLLOUT_STATE_MACHINE_ARN: self.code_rollout_state_machine_arn})
+        if name == "trigger":
+            env[Env.CODE_CANARY_POLICY] = json.dumps(self.code_canary)
         if name == "train":  # the sagemaker engine: local jobs run the working tree, not these archives
             env.update({Env.REGION: REGION, Env.TRAINING_CODE_URI: f"s3://{self.bucket}/local/sourcedir.tar.gz",
                         Env.TRAINING_VENDOR_URI: f"s3://{self.bucket}/local/vendor.tar.gz",
@@ -366,7 +407,8 @@ class LocalPlatform:
                 aws.client("stepfunctions").stop_execution(executionArn=execution["executionArn"])
 
     def invoke_scoring(self, family: str, event: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        """Invoke the family's scoring function through its `live` alias (weights honoured)."""
+        """Invoke the family's scoring function (the shared one, or its own) through its `live` alias (weights
+        honoured). Returns the proxy response and the function version that executed."""
         from mlops.core import aws
 
         fn = self.scoring_functions[family]

@@ -34,6 +34,9 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 }
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 FeatureKind = Literal["numeric", "categorical"]
+ServingTier = Literal["shared", "dedicated"]
+SHARED: ServingTier = "shared"
+DEDICATED: ServingTier = "dedicated"
 # How a feature's missing values are handled. `reject`: a data set or request with a missing value is refused.
 # median / mean / most_frequent / constant: imputed with the statistic fitted on training rows only, inside the ONNX
 # graph (scoring treats `null` exactly as training did). `native`: HistGradientBoosting's own missing-value
@@ -349,6 +352,11 @@ class ModelFamily(_Frozen):
     canary: CanaryPolicy = CanaryPolicy()
     drift: DriftPolicy = DriftPolicy()
     training: TrainingPolicy = TrainingPolicy()
+    # Where the family is served (docs/architecture.md, "Serving tiers"). `shared`: the one multi-model scoring
+    # function, routed by the registry's live/canary versions and canary weight (no per-family resources).
+    # `dedicated`: its own scoring function and `live` alias with model-bound versions (isolation, reserved or
+    # provisioned concurrency), declared in the platform configuration.
+    serving: ServingTier = "shared"
 
     @field_validator("name")
     @classmethod

@@ -244,6 +244,22 @@ class ModelRegistry:
             raise UnknownFamilyError(f"model family {name!r} is not registered", family=name)
         return FamilyRecord.from_item(item)
 
+    def get_routing(self, name: str) -> dict[str, Any] | None:
+        """What the shared scoring tier routes by, or None for an unknown family: `live_version`, `canary_version`,
+        `canary_weight` (percent), `status` (absent before families had one) and `config` (the declaration, for its
+        tier and capture settings). One eventually consistent GetItem of the family item's routing attributes
+        (half the read cost of a consistent one; the tier's cache is refreshed every few seconds anyway)."""
+        try:
+            item = self.ddb.get_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(name)), "SK": _s(META)},
+                ProjectionExpression="live_version, canary_version, canary_weight, config_json, #status",
+                ExpressionAttributeNames={"#status": "status"},
+            ).get("Item")
+        except Exception as exc:
+            self._raise_transient(exc)
+            raise
+        return _plain(item) if item else None
+
     def list_families(self, limit: int = 50, next_token: str | None = None) -> Page:
         kwargs: dict[str, Any] = {
             "TableName": self.table, "IndexName": "GSI1",
