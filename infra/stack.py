@@ -12,6 +12,7 @@ from mlops.core.codeversion import DIRTY_SUFFIX, working_tree_dirty
 from mlops.core.settings import Env
 
 from .audit import Audit, AuditProps
+from .code_rollout import CodeRollout, CodeRolloutProps, code_rollout_arn
 from .config import PlatformConfig
 from .functions import FunctionDefaults, PlatformFunction
 from .layers import ROOT, dependency_layer, runtime_library_layer
@@ -20,7 +21,7 @@ from .nag import acknowledge_platform_findings
 from .outcomes import FailedEvents, Outcomes, OutcomesProps
 from .pipeline import Pipeline, PipelineProps, execution_arns, state_machine_arn
 from .reports import ReportWriters, ReportWritersProps
-from .scoring import FamilyScoring, FamilyScoringProps, ScoringApi
+from .scoring import FamilyScoring, FamilyScoringProps, ScoringApi, SharedScoring, SharedScoringProps
 from .storage import Storage, StorageProps
 from .training_jobs import TrainingJobs, TrainingJobsProps
 from .triggers import Triggers, TriggersProps
@@ -66,22 +67,25 @@ class MlopsPlatformStack(Stack):
         )
 
         bootstrap = PlatformFunction(self, "FamilySetup", source="bootstrap",
-                                     description="Registers model families and creates each `live` alias once",
-                                     defaults=defaults, layers=(scoring_layer,), timeout=Duration.minutes(2))
+                                     description="Registers seed families and creates each `live` alias once",
+                                     defaults=defaults, layers=(scoring_layer,), timeout=Duration.minutes(5))
         api = ScoringApi(self, "ScoringApi", config=config.api, defaults=defaults)
+        shared = SharedScoring(self, "SharedScoring", props=SharedScoringProps(
+            config=config.shared_scoring, seed_families=config.shared_families, storage=storage, api=api,
+            defaults=defaults, layers=(scoring_layer,), bootstrap=bootstrap, metrics_namespace=METRICS_NAMESPACE))
         families = []
-        for family in config.families:
+        for family in config.dedicated_families:
             scoring = FamilyScoring(self, f"Family{_pascal(family.name)}", props=FamilyScoringProps(
                 family=family, storage=storage, api=api, defaults=defaults, layers=(scoring_layer,),
                 bootstrap=bootstrap.function, memory_size=config.scoring_memory_mb,
                 metrics_namespace=METRICS_NAMESPACE))
             families.append(scoring)
-        scoring_arns = tuple(f.function.function_arn for f in families)
+        scoring_arns = (shared.function.function_arn, *(f.function.function_arn for f in families))
         bootstrap.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [storage.table.table_arn])
         bootstrap.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
         bootstrap.allow(["lambda:GetAlias", "lambda:CreateAlias", "lambda:PublishVersion"],
                         [*scoring_arns, *(f"{a}:*" for a in scoring_arns)],
-                        reason="publishes the bootstrap version and creates the alias `live` (qualified ARNs)")
+                        reason="publishes the first version and creates the alias `live` (qualified ARNs)")
 
         failed_events = FailedEvents(self, "FailedEvents", key=storage.key)
         pipeline = Pipeline(self, "Pipeline", props=PipelineProps(
@@ -90,16 +94,22 @@ class MlopsPlatformStack(Stack):
             metrics_namespace=METRICS_NAMESPACE, git_revision=git_revision(),
             training_jobs=TrainingJobs(self, "TrainingJobs", props=TrainingJobsProps(
                 storage=storage, families=config.families)),
-            training_ephemeral_mb=config.training_ephemeral_mb))
+            training_ephemeral_mb=config.training_ephemeral_mb,
+            shared_scoring_function=shared.function.function_name,
+            code_rollout_state_machine_arn=code_rollout_arn(self)))
+        CodeRollout(self, "SharedCodeRollout", props=CodeRolloutProps(control=pipeline.control, defaults=defaults))
         Triggers(self, "Triggers", props=TriggersProps(
             storage=storage, defaults=defaults, layers=(scoring_layer,), state_machine_arn=state_machine_arn(self),
-            execution_arns=execution_arns(self), metrics_namespace=METRICS_NAMESPACE, failed_events=failed_events))
+            execution_arns=execution_arns(self), metrics_namespace=METRICS_NAMESPACE, failed_events=failed_events,
+            shared_scoring_function=shared.function, code_rollout_state_machine_arn=code_rollout_arn(self),
+            code_canary=config.shared_scoring.code_canary))
         monitoring = Monitoring(self, "Monitoring", props=MonitoringProps(
             storage=storage, defaults=defaults, layers=(scoring_layer,), state_machine=pipeline.state_machine,
             state_machine_arn=state_machine_arn(self), execution_arns=execution_arns(self),
             families=tuple(MonitoredFamily(family, scoring.function.function_name, scoring.alias_name)
-                           for family, scoring in zip(config.families, families, strict=True)),
-            metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email, failed_events=failed_events))
+                           for family, scoring in zip(config.dedicated_families, families, strict=True)),
+            metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email, failed_events=failed_events,
+            shared=config.shared_scoring, shared_function=shared.function, api=api.api))
         Audit(self, "Audit", props=AuditProps(storage=storage, api=api, defaults=defaults, layers=(scoring_layer,)))
         ReportWriters(self, "Reports", props=ReportWritersProps(
             storage=storage, layer=reports_layer, control=pipeline.control, drift=monitoring.drift))
@@ -116,7 +126,10 @@ class MlopsPlatformStack(Stack):
         CfnOutput(self, "FailedEventsQueue", value=failed_events.queue.queue_url,
                   description="Events the platform could not process (original event + error), kept 14 days")
         CfnOutput(self, "Dashboard", value=monitoring.dashboard.dashboard_name)
-        for family, scoring in zip(config.families, families, strict=True):
+        CfnOutput(self, "SharedScoringFunction", value=shared.function.function_name,
+                  description="Serves every shared-tier family; roll out its code with {\"rollout_shared_code\": true} "
+                              "to the trigger function")
+        for family, scoring in zip(config.dedicated_families, families, strict=True):
             CfnOutput(self, f"ScoringFunction{_pascal(family.name)}", value=scoring.function.function_name)
         acknowledge_platform_findings(self)
 

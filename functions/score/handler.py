@@ -8,6 +8,7 @@ from mlops.core.observability import MetricsPublisher
 from mlops.core.settings import Env, ScoringSettings, environ, load_settings
 from mlops.serving.api import ScoringService
 from mlops.serving.decisions import flush_on_shutdown
+from mlops.serving.metrics import LOCAL_FLUSH_SECONDS, SINKS, ServingMetrics
 
 _service: ScoringService | None = None
 # Init phase: SIGTERM before the sandbox is reclaimed writes the decision records still buffered.
@@ -18,5 +19,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _service
     if _service is None:
         settings = load_settings(ScoringSettings)
-        _service = ScoringService(settings, MetricsPublisher(settings.metrics_namespace))
+        figures = ServingMetrics(settings.metrics_namespace, settings.function_version, "dedicated",
+                                 SINKS[settings.metrics_sink], LOCAL_FLUSH_SECONDS.get(settings.metrics_sink, 10.0))
+        _service = ScoringService(settings, MetricsPublisher(settings.metrics_namespace), figures)
     return _service.handle(event, context.aws_request_id)

@@ -215,7 +215,7 @@ class LocalPlatform:
                Env.DECISION_FLUSH_RECORDS: str(self.capture_flush_records),
                Env.ROUTING_TTL_SECONDS: str(LOCAL_ROUTING_TTL_SECONDS), Env.METRICS_SINK: "cloudwatch"}
         self._create_function(self.shared_scoring_function, "score_shared", self._role, env)
-        ensure_alias(self.shared_scoring_function)
+        ensure_alias(self.shared_scoring_function, "first code version of the shared scoring function")
 
     def add_family(self, family: Any) -> None:
         """Register the family. Shared tier (the default): the registry entry is all it takes, the shared
@@ -234,7 +234,7 @@ class LocalPlatform:
                Env.CAPTURE_SAMPLE_RATE: str(family.capture_sample_rate),
                Env.CAPTURE_FLUSH_RECORDS: str(self.capture_flush_records),
                Env.DECISION_FLUSH_RECORDS: str(self.capture_flush_records),
-               Env.NEVER_CAPTURE: ",".join(family.never_capture)}
+               Env.NEVER_CAPTURE: ",".join(family.never_capture), Env.METRICS_SINK: "cloudwatch"}
         self._create_function(fn, "score", role, env)
         self.scoring_functions[family.name] = fn
         # Exactly what the deploy-time custom resource does (functions/bootstrap).

@@ -138,6 +138,7 @@ class ScoringSettings(StorageSettings):
     # Decision records (mlops.serving.decisions): batch size; the function version Lambda runs this sandbox as.
     decision_flush_records: int = Field(512, alias=Env.DECISION_FLUSH_RECORDS, ge=1, le=512)
     function_version: str = Field("", alias=Env.FUNCTION_VERSION, max_length=64)
+    metrics_sink: Literal["stdout", "cloudwatch"] = Field("stdout", alias=Env.METRICS_SINK)
 
     @property
     def never_capture_fields(self) -> frozenset[str]:

@@ -238,14 +238,17 @@ class DriftMonitor:
         self.state_machine_arn = state_machine_arn
         self.is_execution_running = is_execution_running
 
-    def run(self, families: list[str] | None = None) -> list[dict[str, Any]]:
-        """Check every live family (or the named ones). A failure in one family does not stop the others."""
+    def run(self, families: list[str] | None = None, tier: str | None = None) -> list[dict[str, Any]]:
+        """Check every live family (or the named ones, or those of one serving `tier`). A failure in one family
+        does not stop the others."""
         results = []
         token = None
         while True:
             page = self.registry.list_families(limit=100, next_token=token)
             for record in page.items:
                 if families and record.family.name not in families:
+                    continue
+                if tier is not None and record.family.serving != tier:
                     continue
                 if not record.live_version:
                     continue

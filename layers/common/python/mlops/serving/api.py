@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from typing import Any
 
 import orjson
@@ -194,9 +195,12 @@ class ScoringService:
     """The dedicated tier: one per Lambda sandbox of a family's own function, serving the model version bound to
     the published function version; the model is loaded on the first request and kept for the warm ones."""
 
-    def __init__(self, settings: ScoringSettings, metrics: Any | None = None) -> None:
+    def __init__(self, settings: ScoringSettings, metrics: Any | None = None, figures: Any | None = None) -> None:
+        """`metrics`: MetricsPublisher (integrity failures); `figures`: the EMF aggregator of request latency and
+        errors by family and version (mlops.serving.metrics; None: none written)."""
         self.settings = settings
         self.metrics = metrics
+        self.figures = figures
         self.model: ScoringModel | None = None
         self.capture: CaptureWriter | None = None
         self.decisions: DecisionLog | None = None
@@ -257,10 +261,24 @@ class ScoringService:
             return error_response(exc, request_id)
 
     def predict(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
-        instances, explain = parse_request(event)
-        model = self.load()
-        return predict_response(model, self.settings.model_family, self.settings.model_version, instances, explain,
-                                request_id, self.capture, self.decisions, self.explainer)
+        if self.figures is None:
+            instances, explain = parse_request(event)
+            return predict_response(self.load(), self.settings.model_family, self.settings.model_version, instances,
+                                    explain, request_id, self.capture, self.decisions, self.explainer)
+        started = time.perf_counter()
+        family, version = self.settings.model_family, self.settings.model_version
+        try:
+            instances, explain = parse_request(event)
+            response = predict_response(self.load(), family, version, instances, explain, request_id, self.capture,
+                                        self.decisions, self.explainer)
+        except PlatformError as exc:
+            self.figures.observe(family, version, (time.perf_counter() - started) * 1000, exc.http_status >= 500)
+            raise
+        except Exception:
+            self.figures.observe(family, version, (time.perf_counter() - started) * 1000, True)
+            raise
+        self.figures.observe(family, version, (time.perf_counter() - started) * 1000)
+        return response
 
 
 def fetch_model(bucket: str, family: str, version: int, sha256: str, metrics: Any | None = None) -> bytes:

@@ -9,9 +9,10 @@ more than this module; the format is small and tested here (tests/unit/test_shar
 
 One document per (family, model version) per flush: `Latency` as an array of up to 100 values (so CloudWatch
 computes percentiles; its SampleCount is the request count) and `Errors` (answers the service could not give:
-unexpected exceptions and 5xx), dimensions Family, ModelVersion and FunctionVersion (the code version that
-answered), the tier as a property. The canary check of a shared-tier model reads the first two dimensions across
-function versions; a code rollout of the shared function reads the function version across families.
+unexpected exceptions and 5xx), dimensions Tier (shared or dedicated: both tiers' functions write them), Family,
+ModelVersion and FunctionVersion (the code version that answered). The canary check of a shared-tier model reads
+Family and ModelVersion across function versions; a code rollout of the shared function reads its function
+version across families; the tier alarms group by Family (a Metrics Insights query per tier).
 
 Cost: a metric exists (and is billed) only for the hours it receives data; an idle family publishes nothing.
 """
@@ -27,7 +28,7 @@ from typing import Any
 
 import orjson
 
-DIMENSIONS = ("Family", "ModelVersion", "FunctionVersion")
+DIMENSIONS = ("Tier", "Family", "ModelVersion", "FunctionVersion")
 LATENCY, ERRORS = "Latency", "Errors"
 MAX_VALUES = 100  # EMF: at most 100 values per metric in one document
 Sink = Callable[[list[dict[str, Any]]], None]
@@ -89,8 +90,8 @@ class ServingMetrics:
             "_aws": {"Timestamp": int(at * 1000), "CloudWatchMetrics": [{
                 "Namespace": self.namespace, "Dimensions": [list(DIMENSIONS)],
                 "Metrics": [{"Name": LATENCY, "Unit": "Milliseconds"}, {"Name": ERRORS, "Unit": "Count"}]}]},
-            "Family": family, "ModelVersion": str(version), "FunctionVersion": self.function_version,
-            "Tier": self.tier, LATENCY: [round(v, 3) for v in latencies], ERRORS: errors,
+            "Tier": self.tier, "Family": family, "ModelVersion": str(version),
+            "FunctionVersion": self.function_version, LATENCY: [round(v, 3) for v in latencies], ERRORS: errors,
         }
 
 
@@ -124,6 +125,8 @@ def cloudwatch_sink(documents: list[dict[str, Any]]) -> None:
 
 
 SINKS: dict[str, Sink] = {"stdout": stdout_sink, "cloudwatch": cloudwatch_sink}
+# PutMetricData (the local runtime) is written at once: its canary checks read figures seconds after traffic.
+LOCAL_FLUSH_SECONDS = {"cloudwatch": 0.0}
 
 
 def flush_all() -> None:

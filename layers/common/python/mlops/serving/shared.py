@@ -29,7 +29,7 @@ from mlops.serving.api import (
     predict_response,
 )
 from mlops.serving.cache import ModelCache
-from mlops.serving.metrics import SINKS, ServingMetrics
+from mlops.serving.metrics import LOCAL_FLUSH_SECONDS, SINKS, ServingMetrics
 from mlops.serving.routing import FAMILY_NAME, SHARED, FamilyRoute, RoutingTable
 
 _MIB = 1 << 20
@@ -47,7 +47,7 @@ class SharedScoringService:
         self.publisher = publisher
         self.metrics = metrics or ServingMetrics(
             settings.metrics_namespace, settings.function_version, SHARED, SINKS[settings.metrics_sink],
-            flush_seconds=0.0 if settings.metrics_sink == "cloudwatch" else 10.0)
+            flush_seconds=LOCAL_FLUSH_SECONDS.get(settings.metrics_sink, 10.0))
         self.routes = routes or RoutingTable(registry.get_routing, settings.routing_ttl_seconds,
                                              settings.routing_max_stale_seconds, on_stale=_log_stale)
         self.cache = cache or ModelCache(settings.model_cache_mib * _MIB, self.load)
