@@ -31,7 +31,7 @@ DEFINITION = ROOT / "infra" / "statemachine" / "pipeline.asl.json"
 CODE_ROLLOUT_DEFINITION = ROOT / "infra" / "statemachine" / "code_rollout.asl.json"
 SHARED_SCORING = "mlops-local-score-shared"
 # Local time scale for the shared function's code rollouts (the CDK stack takes them from its configuration).
-LOCAL_CODE_CANARY = {"steps": [50, 100], "bake_seconds": 1, "min_requests": 5, "min_family_requests": 3,
+LOCAL_CODE_CANARY = {"steps": [20, 50, 100], "bake_seconds": 1, "min_requests": 5, "min_family_requests": 3,
                      "max_idle_windows": 10, "max_p99_latency_ms": 10_000}
 # The shared tier reads routing from the registry this often locally (a rollback reaches traffic within it).
 LOCAL_ROUTING_TTL_SECONDS = 0.5
@@ -411,7 +411,7 @@ class LocalPlatform:
         honoured). Returns the proxy response and the function version that executed."""
         from mlops.core import aws
 
-        fn = self.scoring_functions[family]
+        fn = self.scoring_functions.get(family) or self.shared_scoring_function
         response = aws.client("lambda").invoke(FunctionName=fn, Qualifier="live", Payload=json.dumps(event).encode())
         payload = json.loads(response["Payload"].read())
         executed = response.get("ExecutedVersion") or response["ResponseMetadata"]["HTTPHeaders"].get(
