@@ -37,15 +37,15 @@ import logging  # noqa: E402
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 logging.getLogger("moto").setLevel(logging.CRITICAL)
 
-from mlops import synthetic  # noqa: E402
 from mlops.core.settings import Env, ScoringSettings  # noqa: E402
+from mlops.data import synthetic  # noqa: E402
 from mlops.data.datasets import parse_csv  # noqa: E402
 from mlops.serving.api import ScoringService  # noqa: E402
 from mlops.serving.decisions import MAX_BATCH, DecisionLog  # noqa: E402
 from mlops.serving.scoring import ScoringModel  # noqa: E402
 from mlops.training.fit import build_estimator, to_onnx_bytes  # noqa: E402
 
-from bench import explain_bench, false_alarms, training_engines  # noqa: E402
+from bench import explain_bench, false_alarms, shared_tier, training_engines  # noqa: E402
 from mlops_local.apigw import proxy_event  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
@@ -778,6 +778,7 @@ SECTIONS = {
     "drift": lambda quick: bench_drift(rows=20_000 if quick else 1_000_000),
     "false_alarms": lambda quick: false_alarms.run(row, quick),
     "explain": lambda quick: explain_bench.run(row, quick, fitted),
+    "shared": lambda quick: shared_tier.run(row, quick, fitted, scoring_handler, time_onnxruntime_calls),
     "training": lambda quick: training_engines.run(row, quick),
     "loop": lambda quick: bench_full_loop(),
     "registry": lambda quick: bench_registry(versions=200 if quick else 10_000, samples=50 if quick else 300),

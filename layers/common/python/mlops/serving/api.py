@@ -81,9 +81,9 @@ class ServedModel:
 
     def __init__(self, data: bytes, *, bucket: str, family: str, version: int, sha256: str, sample_rate: float,
                  never_capture: frozenset[str], function_version: str, capture_flush_records: int = 200,
-                 decision_flush_records: int = 512) -> None:
+                 decision_flush_records: int = 512, memory_arena: bool = True) -> None:
         self.family, self.version, self.sha256 = family, version, sha256
-        self.model = ScoringModel(data)
+        self.model = ScoringModel(data, memory_arena)
         self.capture = CaptureWriter(bucket, family, version, sample_rate, never_capture,
                                      flush_records=capture_flush_records)
         self.decisions = DecisionLog(bucket, family, version, function_version=function_version, model_sha256=sha256,
