@@ -270,6 +270,11 @@ class DriftMonitor:
             since = max(since, float(previous[0]["report"].get("window_end", since)))
         until = time.time()
         records = list(self.captures.records(family.name, live.version, since, until, limit=MAX_CAPTURED_ROWS))
+        if not records:
+            # No traffic since the last check: nothing to judge and nothing written (no report, record or metric),
+            # so an idle family costs nothing (docs/architecture.md, "Serving tiers"); the window stays open.
+            return {"family": family.name, "live_version": live.version, "verdict": "no_traffic", "rows": 0,
+                    "drifted_features": [], "retrain": None, "report_key": None, "window_start": since}
         profile = self.artifacts.get_json(live.lineage["baseline_profile"]["sha256"])
         columns, predictions = captured_columns(family, records)
         report = compare_with_baseline(family, profile, columns, predictions, family.drift)
