@@ -34,7 +34,7 @@ SHARED_SCORING = "mlops-local-score-shared"
 LOCAL_CODE_CANARY = {"steps": [20, 50, 100], "bake_seconds": 1, "min_requests": 5, "min_family_requests": 3,
                      "max_idle_windows": 10, "max_p99_latency_ms": 10_000}
 # The shared tier reads routing from the registry this often locally (a rollback reaches traffic within it).
-LOCAL_ROUTING_TTL_SECONDS = 0.5
+LOCAL_ROUTING_TTL_SECONDS = 0.2
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PIPELINE_FUNCTIONS = ("trigger", "train", "evaluate", "control", "drift")

@@ -94,6 +94,15 @@ def test_route_is_read_once_per_ttl_and_a_rollback_is_served_after_it():
     assert route.capture_sample_rate == 0.2 and route.never_capture == frozenset({"income"})
 
 
+def test_a_family_without_a_live_model_is_read_again_so_its_first_model_serves_at_once():
+    clock, source = Clock(), Source({"fam": item(live=0)})
+    table = RoutingTable(source, ttl_seconds=5, clock=clock)
+    assert table.route("fam").live_version == 0
+    source.items["fam"] = item(live=1)
+    assert table.route("fam").live_version == 1 and source.reads == 2
+    assert table.route("fam").live_version == 1 and source.reads == 2, "a live route is held for the TTL"
+
+
 def test_registry_outage_serves_the_held_route_then_answers_503():
     clock, source = Clock(), Source({"fam": item(live=3)})
     stale: list[str] = []

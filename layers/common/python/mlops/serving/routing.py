@@ -1,10 +1,11 @@
 """Routing of the shared scoring tier: which model version answers a request of a family, from the registry.
 
 The registry's family item holds the routing state the rollout control writes (mlops.rollout.routers): the live
-version, the canary version and the canary weight in percent. The tier keeps each family's state for
-`ttl_seconds` (a rollback or a step reaches traffic within that, plus DynamoDB's replication lag), then reads it
-again with one GetItem. When the registry cannot be read, the state already held keeps serving for up to
-`max_stale_seconds` (logged), so a DynamoDB hiccup does not take scoring down; past that the family answers 503.
+version, the canary version and the canary weight in percent. The tier keeps each family's state for `ttl_seconds`
+(a rollback or a step reaches traffic within that, plus DynamoDB's replication lag), then reads it again with one
+GetItem; a family with no live model yet is read on each request, so its first model serves at once. When the
+registry cannot be read, the state already held keeps serving for up to `max_stale_seconds` (logged), so a DynamoDB
+hiccup does not take scoring down; past that the family answers 503.
 
 The canary split is deterministic per request id: the request goes to the canary when the first 8 bytes of
 BLAKE2b(request id), read as a fraction of 2^64, fall below the weight. The same request id always gets the same
@@ -97,7 +98,9 @@ class RoutingTable:
         nothing recent is held."""
         now = self._clock()
         held = self._routes.get(family)
-        if held is None or now - held[0] >= self.ttl:
+        # A family without a live model is read again on every request: its first model serves as soon as it is
+        # live, not a TTL later (its requests are 503s meanwhile; a flood of them costs one read each).
+        if held is None or now - held[0] >= self.ttl or (held[1] is not None and not held[1].live_version):
             held = self._refresh(family, now, held)
         route = held[1]
         if route is None or route.status == RETIRED:
