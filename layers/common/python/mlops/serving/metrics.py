@@ -5,7 +5,7 @@ Why EMF and not PutMetricData: a document is a log line (no API call on the hot 
 CloudWatch extracts the metrics from the function's log group
 (docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
 Why not powertools' Metrics: it keeps one dimension set per instance and its import alone costs the cold start
-more than this module; the format is small and tested here (tests/unit/test_shared_scoring_*).
+more than this module; the format is small and tested here (tests/unit/test_shared_scoring_units.py).
 
 One document per (family, model version) per flush: `Latency` as an array of up to 100 values (so CloudWatch
 computes percentiles; its SampleCount is the request count) and `Errors` (answers the service could not give:

@@ -9,7 +9,7 @@ hiccup does not take scoring down; past that the family answers 503.
 
 The canary split is deterministic per request id: the request goes to the canary when the first 8 bytes of
 BLAKE2b(request id), read as a fraction of 2^64, fall below the weight. The same request id always gets the same
-version, and over many ids the canary's share is the weight (tests/unit/test_shared_scoring_routing.py).
+version, and over many ids the canary's share is the weight (tests/unit/test_shared_scoring_units.py).
 """
 
 from __future__ import annotations
