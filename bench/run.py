@@ -45,7 +45,7 @@ from mlops.serving.decisions import MAX_BATCH, DecisionLog  # noqa: E402
 from mlops.serving.scoring import ScoringModel  # noqa: E402
 from mlops.training.fit import build_estimator, to_onnx_bytes  # noqa: E402
 
-from bench import explain_bench, false_alarms, families_bench, training_engines  # noqa: E402
+from bench import explain_bench, false_alarms, families_bench, shared_tier, training_engines  # noqa: E402
 from mlops_local.apigw import proxy_event  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
@@ -477,7 +477,7 @@ from mlops.core.settings import ScoringSettings, load_settings
 settings = load_settings(ScoringSettings)
 marks["handler+settings"] = time.perf_counter()
 from mlops.registry.artifacts import ArtifactStore
-data = ArtifactStore(settings.artifact_bucket).get(settings.model_sha256)
+data = ArtifactStore(settings.artifact_bucket).get_model(settings.model_sha256, legacy=False)
 marks["fetch+hash"] = time.perf_counter()
 from mlops.serving.scoring import ScoringModel
 model = ScoringModel(data)
@@ -522,7 +522,7 @@ def bench_cold_start(repeats: int) -> None:
         from mlops.registry.artifacts import sha256_hex
 
         sha = sha256_hex(onnx_bytes)
-        s3.put_object(Bucket="bench-bucket", Key=f"artifacts/sha256/{sha}", Body=onnx_bytes)
+        s3.put_object(Bucket="bench-bucket", Key=f"models/sha256/{sha}", Body=onnx_bytes)
         buffer = io.BytesIO()
         joblib.dump(estimator, buffer)
         s3.put_object(Bucket="bench-bucket", Key="bench/model.joblib", Body=buffer.getvalue())
@@ -778,6 +778,7 @@ SECTIONS = {
     "drift": lambda quick: bench_drift(rows=20_000 if quick else 1_000_000),
     "false_alarms": lambda quick: false_alarms.run(row, quick),
     "explain": lambda quick: explain_bench.run(row, quick, fitted),
+    "shared": lambda quick: shared_tier.run(row, quick, fitted, scoring_handler, time_onnxruntime_calls),
     "training": lambda quick: training_engines.run(row, quick),
     "loop": lambda quick: bench_full_loop(),
     "registry": lambda quick: bench_registry(versions=200 if quick else 10_000, samples=50 if quick else 300),

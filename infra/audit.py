@@ -8,6 +8,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+from mlops.registry.artifacts import ARTIFACT_PREFIX, MODEL_PREFIX
 from mlops.serving.decisions import DECISION_PREFIX
 
 from .functions import CONTENT_ADDRESSED, FunctionDefaults, PlatformFunction
@@ -38,7 +39,10 @@ class Audit(Construct):
                          {"StringLike": {"s3:prefix": [f"{DECISION_PREFIX}*"]}})
         self.audit.allow(["s3:GetObject"], [storage.object_arns(DECISION_PREFIX)],
                          reason="decision records are keyed by family, date and hour, written at run time")
-        self.audit.allow(["s3:GetObject"], [storage.object_arns("artifacts/sha256/")], reason=CONTENT_ADDRESSED)
+        # The served model (explanations are recomputed from it); models stored before the prefixes were split
+        # are under artifacts/.
+        self.audit.allow(["s3:GetObject"], [storage.object_arns(MODEL_PREFIX), storage.object_arns(ARTIFACT_PREFIX)],
+                         reason=CONTENT_ADDRESSED)
         self.audit.allow(["dynamodb:GetItem", "dynamodb:Query"], [storage.table.table_arn])
         self.audit.allow(["kms:Decrypt"], [storage.key.key_arn])
         resource = props.api.api.root.add_resource("audit").add_resource("{request_id}")

@@ -6,7 +6,8 @@ import re
 from typing import Any, Literal
 
 import pydantic
-from mlops.core.schemas import ModelFamily
+from mlops.core.schemas import DEDICATED, ModelFamily
+from mlops.rollout.code import CodeCanaryPolicy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CONTEXT_KEY = "mlops"
@@ -20,6 +21,29 @@ class ApiConfig(BaseModel):
     throttle_rate_limit: float = Field(100.0, gt=0, le=10_000)
     throttle_burst_limit: int = Field(200, gt=0, le=5_000)
     stage_name: str = Field("prod", pattern=r"^[A-Za-z0-9_]{1,64}$")
+
+
+class SharedScoringConfig(BaseModel):
+    """The shared scoring tier (one function for every shared-tier family; docs/architecture.md, "Serving tiers")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    memory_mb: int = Field(2048, ge=512, le=10_240)
+    # The model cache's budget: what the function's memory leaves after the runtime, libraries and one request's
+    # buffers (about 300 MiB measured); None: memory_mb - 512.
+    model_cache_mib: int | None = Field(None, ge=16, le=10_000)
+    routing_ttl_seconds: float = Field(5.0, ge=0.0, le=300.0)
+    # None: unreserved (the account's pool); a number keeps that much concurrency for scoring alone.
+    reserved_concurrency: int | None = Field(None, ge=1, le=10_000)
+    code_canary: CodeCanaryPolicy = CodeCanaryPolicy()
+    # Tier alarms (the family is a dimension of the figures: each breaching family is named).
+    alarm_errors: int = Field(5, ge=1)
+    alarm_mean_latency_ms: float = Field(250.0, gt=0.0)
+    alarm_p99_latency_ms: float = Field(500.0, gt=0.0)
+
+    @property
+    def cache_mib(self) -> int:
+        return self.model_cache_mib or max(16, self.memory_mb - 512)
 
 
 class PlatformConfig(BaseModel):
@@ -40,6 +64,7 @@ class PlatformConfig(BaseModel):
     # The train function's /tmp: the Lambda engine spools each data set there (as stored, gzip stays gzip).
     training_ephemeral_mb: int = Field(2048, ge=512, le=10_240)
     api: ApiConfig = ApiConfig()
+    shared_scoring: SharedScoringConfig = SharedScoringConfig()
 
     @field_validator("families")
     @classmethod
@@ -49,6 +74,14 @@ class PlatformConfig(BaseModel):
         if duplicated:
             raise ValueError(f"family names must be unique; repeated: {duplicated}")
         return value
+
+    @property
+    def shared_families(self) -> tuple[ModelFamily, ...]:
+        return tuple(f for f in self.families if f.serving != DEDICATED)
+
+    @property
+    def dedicated_families(self) -> tuple[ModelFamily, ...]:
+        return tuple(f for f in self.families if f.serving == DEDICATED)
 
     @field_validator("log_retention_days")
     @classmethod

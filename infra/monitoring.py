@@ -1,15 +1,19 @@
-"""Monitoring: the drift function and its schedules, alarms to an SNS topic, and the dashboard."""
+"""Monitoring: the drift function and its schedules, alarms to an SNS topic, and the dashboard: per tier, with the
+family as a dimension (Metrics Insights queries over the scoring figures), so nothing grows with shared-tier
+families."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
@@ -17,9 +21,12 @@ from constructs import Construct
 from mlops.core.schemas import ModelFamily
 from mlops.core.settings import Env
 from mlops.monitoring.drift import REPORT_PREFIX
+from mlops.registry.artifacts import ARTIFACT_PREFIX
 from mlops.registry.store import FAMILY_INDEX
 from mlops.serving.capture import CAPTURE_PREFIX
+from mlops.serving.metrics import DIMENSIONS, ERRORS, LATENCY
 
+from .config import SharedScoringConfig
 from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
 from .outcomes import FailedEvents
 from .storage import Storage
@@ -32,6 +39,20 @@ class MonitoredFamily:
     alias_name: str
 
 
+def insights(select: str, namespace: str, tier: str | None, statistic: str | None = None,
+             limit: int = 500) -> cw.MathExpression:
+    """A Metrics Insights query over the scoring figures (mlops.serving.metrics), grouped by Family (one series
+    per family; 500 is Metrics Insights' limit of series per query). `statistic` replaces the aggregate."""
+    if statistic:
+        select = f"{statistic}({select.split('(', 1)[1]}"
+    schema = f'SCHEMA("{namespace}", {", ".join(sorted(DIMENSIONS))})'
+    where = f" WHERE Tier = '{tier}'" if tier else ""
+    aggregate = select.split("(", 1)[0]
+    return cw.MathExpression(expression=f"SELECT {select} FROM {schema}{where} GROUP BY Family "
+                                        f"ORDER BY {aggregate}() DESC LIMIT {limit}",
+                             period=Duration.minutes(5), label="")
+
+
 @dataclass(frozen=True)
 class MonitoringProps:
     storage: Storage
@@ -40,10 +61,13 @@ class MonitoringProps:
     state_machine: sfn.IStateMachine
     state_machine_arn: str
     execution_arns: str
-    families: tuple[MonitoredFamily, ...]
+    families: tuple[MonitoredFamily, ...]  # the dedicated tier's
     metrics_namespace: str
     alarm_email: str | None
     failed_events: FailedEvents
+    shared: SharedScoringConfig
+    shared_function: lambda_.IFunction
+    api: apigw.RestApi
 
 
 class Monitoring(Construct):
@@ -59,7 +83,7 @@ class Monitoring(Construct):
         d.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
                 [storage.table.table_arn, f"{storage.table.table_arn}/index/{FAMILY_INDEX}"])
         d.allow(["s3:ListBucket"], [storage.bucket.bucket_arn], {"StringLike": {"s3:prefix": [f"{CAPTURE_PREFIX}*"]}})
-        d.allow(["s3:GetObject"], [storage.object_arns(CAPTURE_PREFIX), storage.object_arns("artifacts/sha256/")],
+        d.allow(["s3:GetObject"], [storage.object_arns(CAPTURE_PREFIX), storage.object_arns(ARTIFACT_PREFIX)],
                 reason="reads captured traffic (keys by time) and baseline profiles (content-addressed); prefix-scoped")
         d.allow(["s3:PutObject"], [storage.object_arns(REPORT_PREFIX)],
                 reason="one report object per check, keyed by family and time; prefix-scoped")
@@ -89,47 +113,61 @@ class Monitoring(Construct):
 
         alarm("PipelineFailures", props.state_machine.metric_failed(period=Duration.minutes(5)), 1,
               "A model pipeline execution failed; the reason is in the registry run record")
-        widgets: list[cw.IWidget] = [cw.TextWidget(markdown="# MLOps platform", width=24, height=1)]
-        for monitored in props.families:
+        shared = props.shared
+        # Per tier, with the family as a dimension: one alarm watches every family (a Metrics Insights query
+        # grouped by Family; each breaching family is a contributor the notification names). Nothing per family.
+        for tier in ("shared", "dedicated"):
+            title = tier.capitalize()
+            alarm(f"ScoringErrors{title}", insights(f"SUM({ERRORS})", ns, tier), shared.alarm_errors,
+                  f"{tier} tier: a family's scoring errors (unexpected failures and 5xx) reached "
+                  f"{shared.alarm_errors} in 5 min; the alarm's contributors name the families")
+            alarm(f"ScoringLatency{title}", insights(f"AVG({LATENCY})", ns, tier), shared.alarm_mean_latency_ms,
+                  f"{tier} tier: a family's mean scoring latency over {shared.alarm_mean_latency_ms:g} ms for 15 min",
+                  periods=3)
+        alarm("SharedScoringP99", props.shared_function.metric_duration(
+            statistic="p99", period=Duration.minutes(5)), shared.alarm_p99_latency_ms,
+            f"shared tier: p99 duration over {shared.alarm_p99_latency_ms:g} ms for 15 min", periods=3)
+        alarm("ApiServerErrors", props.api.metric_server_error(period=Duration.minutes(5), statistic="Sum"), 5,
+              "the scoring API answered 5 or more 5xx in 5 min (a function that fails before answering included)")
+        alarm("Integrity", cw.MathExpression(
+            expression=f'SELECT SUM(ArtifactIntegrityFailures) FROM SCHEMA("{ns}", Family) GROUP BY Family',
+            period=Duration.minutes(5), label="integrity failures"), 1,
+            "a model artifact failed its hash check; the contributor names the family")
+        alarm("DriftDetected", cw.MathExpression(
+            expression=f'SELECT MAX(DriftedFeatures) FROM SCHEMA("{ns}", Family) GROUP BY Family',
+            period=Duration.hours(1), label="drifted features"), 1,
+            f"a family's scheduled check found drifted features (report under {REPORT_PREFIX}); the contributor "
+            "names the family")
+
+        def schedule(construct_id: str, expression: str, detail: dict, description: str) -> None:
+            rule = events.Rule(self, construct_id, schedule=events.Schedule.expression(expression),
+                               description=description)
+            rule.add_target(targets.LambdaFunction(d.function, event=events.RuleTargetInput.from_object(
+                {"detail-type": "Scheduled Event", "source": "mlops.drift", "detail": detail}),
+                retry_attempts=2, dead_letter_queue=props.failed_events.queue))
+
+        schedule("DriftScheduleSharedTier", "rate(1 hour)", {"tier": "shared"},
+                 "Drift check of every live shared-tier family")
+        widgets: list[cw.IWidget] = [
+            cw.TextWidget(markdown="# MLOps platform", width=24, height=1),
+            cw.GraphWidget(title="Requests by family (top 10)", width=8, left=[
+                insights(f"SUM({LATENCY})", ns, None, statistic="COUNT", limit=10)]),
+            cw.GraphWidget(title="Errors by family (top 10)", width=8, left=[
+                insights(f"SUM({ERRORS})", ns, None, limit=10)]),
+            cw.GraphWidget(title="Mean latency by family, ms (top 10)", width=8, left=[
+                insights(f"AVG({LATENCY})", ns, None, limit=10)]),
+            cw.GraphWidget(title="Shared function: p99 duration (ms) and concurrency", width=12,
+                           left=[props.shared_function.metric_duration(statistic="p99")],
+                           right=[props.shared_function.metric("ConcurrentExecutions", statistic="Maximum")]),
+            cw.GraphWidget(title="Canary weight by family, %", width=12, left=[cw.MathExpression(
+                expression=f'SELECT MAX(CanaryWeight) FROM SCHEMA("{ns}", Family) GROUP BY Family '
+                           "ORDER BY MAX() DESC LIMIT 10", period=Duration.minutes(1), label="")]),
+        ]
+        for monitored in props.families:  # the dedicated tier: each family's own drift schedule
             family = monitored.family
             name = family.name
-            schedule_name = "".join(p.capitalize() for p in name.split("-"))
-            rule = events.Rule(self, f"DriftSchedule{schedule_name}",
-                               schedule=events.Schedule.expression(family.drift.schedule),
-                               description=f"Drift check of {name}")
-            rule.add_target(targets.LambdaFunction(d.function, event=events.RuleTargetInput.from_object(
-                {"detail-type": "Scheduled Event", "source": "mlops.drift", "detail": {"families": [name]}}),
-                retry_attempts=2, dead_letter_queue=props.failed_events.queue))
-            dims = {"FunctionName": monitored.function_name, "Resource":
-                    f"{monitored.function_name}:{monitored.alias_name}"}
-            invocations = cw.Metric(namespace="AWS/Lambda", metric_name="Invocations", dimensions_map=dims,
-                                    statistic="Sum", period=Duration.minutes(1), label=f"{name} requests")
-            errors = cw.Metric(namespace="AWS/Lambda", metric_name="Errors", dimensions_map=dims, statistic="Sum",
-                               period=Duration.minutes(5), label=f"{name} errors")
-            p99 = cw.Metric(namespace="AWS/Lambda", metric_name="Duration", dimensions_map=dims, statistic="p99",
-                            period=Duration.minutes(5), label=f"{name} p99 ms")
-            family_dims = {"Family": name}
-            canary_weight = cw.Metric(namespace=ns, metric_name="CanaryWeight", dimensions_map=family_dims,
-                                      statistic="Maximum", period=Duration.minutes(1), label="canary weight %")
-            drifted = cw.Metric(namespace=ns, metric_name="DriftedFeatures", dimensions_map=family_dims,
-                                statistic="Maximum", period=Duration.hours(1), label="drifted features")
-            max_psi = cw.Metric(namespace=ns, metric_name="MaxFeaturePSI", dimensions_map=family_dims,
-                                statistic="Maximum", period=Duration.hours(1), label="max feature PSI")
-            integrity = cw.Metric(namespace=ns, metric_name="ArtifactIntegrityFailures", dimensions_map=family_dims,
-                                  statistic="Sum", period=Duration.minutes(5))
-            alarm(f"ScoringErrors{schedule_name}", errors, 5, f"{name}: scoring function errors (5 in 5 min)")
-            alarm(f"ScoringLatency{schedule_name}", p99, family.canary.max_p99_latency_ms,
-                  f"{name}: p99 latency over {family.canary.max_p99_latency_ms} ms for 15 min", periods=3)
-            alarm(f"Integrity{schedule_name}", integrity, 1, f"{name}: a model artifact failed its hash check")
-            alarm(f"Drift{schedule_name}", drifted, family.drift.min_drifted_features,
-                  f"{name}: drift confirmed by the scheduled check (report under {REPORT_PREFIX})")
-            widgets += [
-                cw.GraphWidget(title=f"{name}: traffic", left=[invocations], width=6),
-                cw.GraphWidget(title=f"{name}: p99 latency (ms)", left=[p99], width=6),
-                cw.GraphWidget(title=f"{name}: errors", left=[errors], width=4),
-                cw.GraphWidget(title=f"{name}: canary weight", left=[canary_weight], width=4),
-                cw.GraphWidget(title=f"{name}: drift", left=[drifted], right=[max_psi], width=4),
-            ]
+            schedule(f"DriftSchedule{''.join(p.capitalize() for p in name.split('-'))}", family.drift.schedule,
+                     {"families": [name]}, f"Drift check of {name}")
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(6))
         self.dashboard.add_widgets(*widgets)
 

@@ -10,6 +10,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from mlops.core.settings import Env
+from mlops.registry.artifacts import ARTIFACT_PREFIX, MODEL_PREFIX
 from mlops.registry.runs import RUN_REPORT_PREFIX
 from mlops.serving.capture import CAPTURE_PREFIX
 from mlops.training.engines import TRAINING_JOB_PREFIX
@@ -35,6 +36,9 @@ class PipelineProps:
     git_revision: str
     training_jobs: TrainingJobs
     training_ephemeral_mb: int = 2048
+    # The shared scoring function (its code rollouts are run by the control function) and their state machine.
+    shared_scoring_function: str = ""
+    code_rollout_state_machine_arn: str = ""
 
 
 def state_machine_name(stack: Stack) -> str:
@@ -58,7 +62,8 @@ class Pipeline(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         storage = props.storage
-        artifacts = storage.object_arns("artifacts/sha256/")
+        artifacts = storage.object_arns(ARTIFACT_PREFIX)
+        models = storage.object_arns(MODEL_PREFIX)
         datasets = storage.object_arns("datasets/")
         kms = ["kms:Decrypt", "kms:GenerateDataKey"]
 
@@ -75,7 +80,7 @@ class Pipeline(Construct):
             "EphemeralStorage", {"Size": props.training_ephemeral_mb})
         self.train.allow(["s3:GetObject", "s3:GetObjectVersion"], [datasets],
                          reason="users upload data sets under datasets/<family>/ with any file name; prefix-scoped")
-        self.train.allow(["s3:PutObject"], [artifacts], reason=CONTENT_ADDRESSED)
+        self.train.allow(["s3:PutObject"], [artifacts, models], reason=CONTENT_ADDRESSED)
         jobs = storage.object_arns(TRAINING_JOB_PREFIX)
         self.train.allow(["s3:PutObject", "s3:GetObject"], [jobs],
                          reason="PlanTraining stages a job's data set version and configuration, CollectTrainingJob "
@@ -88,13 +93,16 @@ class Pipeline(Construct):
             defaults=props.defaults, layers=props.scoring_layers, memory_size=2048, timeout=Duration.minutes(5))
         # PutObject: the per-group fairness detail, stored like the holdout (too large for the state).
         self.evaluate.allow(["s3:GetObject", "s3:PutObject"], [artifacts], reason=CONTENT_ADDRESSED)
+        self.evaluate.allow(["s3:GetObject"], [models], reason=CONTENT_ADDRESSED)
         self.evaluate.allow(["dynamodb:GetItem"], [storage.table.table_arn])
         self.evaluate.allow(kms, [storage.key.key_arn])
 
         self.control = PlatformFunction(
             self, "Control", source="control", description="Pipeline control: lock, register, canary, promote",
             defaults=props.defaults, layers=props.scoring_layers, memory_size=1024, timeout=Duration.minutes(5),
-            environment={Env.STATE_MACHINE_ARN: state_machine_arn(stack)})
+            environment={Env.STATE_MACHINE_ARN: state_machine_arn(stack),
+                         Env.SHARED_SCORING_FUNCTION: props.shared_scoring_function,
+                         Env.CODE_ROLLOUT_STATE_MACHINE_ARN: props.code_rollout_state_machine_arn})
         self.control.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
                             "dynamodb:ConditionCheckItem"], [storage.table.table_arn])
         self.control.allow(["s3:ListBucket"], [storage.bucket.bucket_arn],
@@ -114,9 +122,10 @@ class Pipeline(Construct):
                            reason="checks whether the holder of a family's rollout lock is still running; reads a "
                                   "run's history for its step timings and the step that failed")
         # CloudWatch has no resource-level permissions for these two actions; PutMetricData is namespace-bound.
-        self.control.allow(["cloudwatch:GetMetricStatistics"], ["*"],
-                           reason="GetMetricStatistics has no resource-level permissions (canary check reads the "
-                                  "scoring functions' AWS/Lambda metrics)")
+        self.control.allow(["cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics"], ["*"],
+                           reason="GetMetricStatistics and ListMetrics have no resource-level permissions (canary "
+                                  "checks read the scoring functions' AWS/Lambda metrics and the shared tier's "
+                                  "figures by family and version)")
         self.control.allow(["cloudwatch:PutMetricData"], ["*"],
                            {"StringEquals": {"cloudwatch:namespace": props.metrics_namespace}}, reason=METRIC_REASON)
 

@@ -1,22 +1,29 @@
-"""Scoring: the REST API and, per model family, the scoring function, its `live` alias and its routes."""
+"""Scoring: the REST API; the shared scoring tier (one function, its `live` alias and the /models/{name} routes for
+every shared-tier family); per dedicated family, its own scoring function, `live` alias and routes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 from mlops.core.schemas import ModelFamily
 from mlops.core.settings import Env
+from mlops.registry.artifacts import MODEL_PREFIX
+from mlops.rollout.bootstrap import SHARED_RESOURCE_TYPE
 from mlops.serving.capture import CAPTURE_PREFIX
-from mlops.serving.decisions import family_prefix
+from mlops.serving.decisions import DECISION_PREFIX, family_prefix
 from mlops.serving.scoring import MAX_RECORDS
 
-from .config import ApiConfig
+from .config import ApiConfig, SharedScoringConfig
 from .functions import CONTENT_ADDRESSED, METRIC_REASON, FunctionDefaults, PlatformFunction
 from .storage import Storage
 
@@ -111,7 +118,8 @@ class FamilyScoring(Construct):
         )
         fn = self.scoring.function
         self.function = fn
-        self.scoring.allow(["s3:GetObject"], [storage.object_arns("artifacts/sha256/")], reason=CONTENT_ADDRESSED)
+        # Models only: holdouts and baselines (training rows, the sensitive attribute) live under artifacts/.
+        self.scoring.allow(["s3:GetObject"], [storage.object_arns(MODEL_PREFIX)], reason=CONTENT_ADDRESSED)
         self.scoring.allow(["s3:PutObject"], [storage.object_arns(f"{CAPTURE_PREFIX}family={family.name}/")],
                            reason="capture batches keyed by version and time, only under this family's prefix")
         self.scoring.allow(["s3:PutObject"], [storage.object_arns(family_prefix(family.name))],
@@ -146,3 +154,76 @@ class FamilyScoring(Construct):
             method.node.add_dependency(self.setup)
         self.routes = [f"POST /models/{family.name}/predict", f"GET /models/{family.name}",
                        f"GET /models/{family.name}/openapi.json"]
+
+
+@dataclass(frozen=True)
+class SharedScoringProps:
+    config: SharedScoringConfig
+    seed_families: tuple[ModelFamily, ...]
+    storage: Storage
+    api: ScoringApi
+    defaults: FunctionDefaults
+    layers: tuple[lambda_.ILayerVersion, ...]
+    bootstrap: PlatformFunction
+    metrics_namespace: str
+
+
+class SharedScoring(Construct):
+    """The shared scoring tier: one function serving every shared-tier family, routed by the registry (live and
+    canary versions, canary weight), its `live` alias (created once by a custom resource; moved only by code
+    rollouts), and the routes /models/{name}, /models/{name}/predict and /models/{name}/openapi.json integrated
+    with the alias (a dedicated family's own routes are static resources, which API Gateway matches first).
+
+    Nothing here depends on the number of families: the seed families travel in one JSON asset that the custom
+    resource registers; families added at run time need no deployment."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: SharedScoringProps) -> None:
+        super().__init__(scope, construct_id)
+        storage, config = props.storage, props.config
+        self.scoring = PlatformFunction(
+            self, "Scoring", source="score_shared", description="Shared scoring tier: every shared-tier family",
+            defaults=props.defaults, layers=props.layers, memory_size=config.memory_mb,
+            timeout=Duration.seconds(30), service="mlops-score-shared",
+            environment={Env.ROUTING_TTL_SECONDS: f"{config.routing_ttl_seconds:g}",
+                         Env.MODEL_CACHE_MIB: str(config.cache_mib)})
+        fn = self.function = self.scoring.function
+        if config.reserved_concurrency is not None:
+            fn.node.default_child.add_property_override("ReservedConcurrentExecutions", config.reserved_concurrency)
+        # Models only (content-addressed): never holdouts, baselines or data sets.
+        self.scoring.allow(["s3:GetObject"], [storage.object_arns(MODEL_PREFIX)], reason=CONTENT_ADDRESSED)
+        records = [storage.object_arns(CAPTURE_PREFIX), storage.object_arns(DECISION_PREFIX)]
+        self.scoring.allow(["s3:PutObject"], records,
+                           reason="capture and decision record batches keyed by family, version and time; families "
+                                  "are registered at run time, so the prefixes cannot name them")
+        self.scoring.allow(["dynamodb:GetItem"], [storage.table.table_arn])
+        self.scoring.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
+        self.scoring.allow(["cloudwatch:PutMetricData"], ["*"],
+                           {"StringEquals": {"cloudwatch:namespace": props.metrics_namespace}}, reason=METRIC_REASON)
+
+        properties: dict[str, object] = {"ScoringFunction": fn.function_name}
+        if props.seed_families:
+            document = json.dumps([f.model_dump(mode="json") for f in props.seed_families], sort_keys=True).encode()
+            folder = Path(tempfile.mkdtemp(prefix="mlops-seed-families-"))
+            (folder / "families.json").write_bytes(document)
+            asset = s3_assets.Asset(self, "SeedFamilies", path=str(folder / "families.json"))
+            props.bootstrap.allow(["s3:GetObject"], [asset.bucket.arn_for_objects(asset.s3_object_key)])
+            properties["SeedFamilies"] = {"Bucket": asset.s3_bucket_name, "Key": asset.s3_object_key,
+                                          "Sha256": hashlib.sha256(document).hexdigest()}
+        self.setup = CustomResource(self, "Setup", service_token=props.bootstrap.function.function_arn,
+                                    resource_type=SHARED_RESOURCE_TYPE, properties=properties)
+        self.alias_name = "live"
+        self.alias_arn = f"{fn.function_arn}:{self.alias_name}"
+        alias = lambda_.Function.from_function_attributes(self, "LiveAlias", function_arn=self.alias_arn,
+                                                          same_environment=True)
+        resource = props.api.models.add_resource("{name}")
+        integration = apigw.LambdaIntegration(alias, proxy=True, allow_test_invoke=False)
+        methods = [
+            resource.add_resource("predict").add_method(
+                "POST", integration, request_validator=props.api.validator,
+                request_models={"application/json": props.api.predict_model}),
+            resource.add_method("GET", integration),
+            resource.add_resource("openapi.json").add_method("GET", integration),
+        ]
+        for method in methods:
+            method.node.add_dependency(self.setup)
+        self.routes = ["POST /models/{name}/predict", "GET /models/{name}", "GET /models/{name}/openapi.json"]

@@ -12,6 +12,7 @@ from mlops.core.codeversion import DIRTY_SUFFIX, working_tree_dirty
 from mlops.core.settings import Env
 
 from .audit import Audit, AuditProps
+from .code_rollout import CodeRollout, CodeRolloutProps, code_rollout_arn
 from .config import PlatformConfig
 from .families import FamilyManagement, FamilyManagementProps
 from .functions import FunctionDefaults, PlatformFunction
@@ -21,7 +22,7 @@ from .nag import acknowledge_platform_findings
 from .outcomes import FailedEvents, Outcomes, OutcomesProps
 from .pipeline import Pipeline, PipelineProps, execution_arns, state_machine_arn
 from .reports import ReportWriters, ReportWritersProps
-from .scoring import FamilyScoring, FamilyScoringProps, ScoringApi
+from .scoring import FamilyScoring, FamilyScoringProps, ScoringApi, SharedScoring, SharedScoringProps
 from .storage import Storage, StorageProps
 from .training_jobs import TrainingJobs, TrainingJobsProps
 from .triggers import Triggers, TriggersProps
@@ -67,23 +68,25 @@ class MlopsPlatformStack(Stack):
         )
 
         bootstrap = PlatformFunction(self, "FamilySetup", source="bootstrap",
-                                     description="Registers model families and creates each `live` alias once",
-                                     defaults=defaults, layers=(scoring_layer,), timeout=Duration.minutes(2))
+                                     description="Registers seed families and creates each `live` alias once",
+                                     defaults=defaults, layers=(scoring_layer,), timeout=Duration.minutes(5))
         api = ScoringApi(self, "ScoringApi", config=config.api, defaults=defaults)
+        shared = SharedScoring(self, "SharedScoring", props=SharedScoringProps(
+            config=config.shared_scoring, seed_families=config.shared_families, storage=storage, api=api,
+            defaults=defaults, layers=(scoring_layer,), bootstrap=bootstrap, metrics_namespace=METRICS_NAMESPACE))
         families = []
-        for family in config.families:
+        for family in config.dedicated_families:
             scoring = FamilyScoring(self, f"Family{_pascal(family.name)}", props=FamilyScoringProps(
                 family=family, storage=storage, api=api, defaults=defaults, layers=(scoring_layer,),
                 bootstrap=bootstrap.function, memory_size=config.scoring_memory_mb,
                 metrics_namespace=METRICS_NAMESPACE))
             families.append(scoring)
-        scoring_arns = tuple(f.function.function_arn for f in families)
+        scoring_arns = (shared.function.function_arn, *(f.function.function_arn for f in families))
         bootstrap.allow(["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"], [storage.table.table_arn])
         bootstrap.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
-        if scoring_arns:  # seed families in cdk.json
-            bootstrap.allow(["lambda:GetAlias", "lambda:CreateAlias", "lambda:PublishVersion"],
-                            [*scoring_arns, *(f"{a}:*" for a in scoring_arns)],
-                            reason="publishes the bootstrap version and creates the alias `live` (qualified ARNs)")
+        bootstrap.allow(["lambda:GetAlias", "lambda:CreateAlias", "lambda:PublishVersion"],
+                        [*scoring_arns, *(f"{a}:*" for a in scoring_arns)],
+                        reason="publishes the first version and creates the alias `live` (qualified ARNs)")
 
         failed_events = FailedEvents(self, "FailedEvents", key=storage.key)
         pipeline = Pipeline(self, "Pipeline", props=PipelineProps(
@@ -92,16 +95,22 @@ class MlopsPlatformStack(Stack):
             metrics_namespace=METRICS_NAMESPACE, git_revision=git_revision(),
             training_jobs=TrainingJobs(self, "TrainingJobs", props=TrainingJobsProps(
                 storage=storage, families=config.families)),
-            training_ephemeral_mb=config.training_ephemeral_mb))
+            training_ephemeral_mb=config.training_ephemeral_mb,
+            shared_scoring_function=shared.function.function_name,
+            code_rollout_state_machine_arn=code_rollout_arn(self)))
+        CodeRollout(self, "SharedCodeRollout", props=CodeRolloutProps(control=pipeline.control, defaults=defaults))
         Triggers(self, "Triggers", props=TriggersProps(
             storage=storage, defaults=defaults, layers=(scoring_layer,), state_machine_arn=state_machine_arn(self),
-            execution_arns=execution_arns(self), metrics_namespace=METRICS_NAMESPACE, failed_events=failed_events))
+            execution_arns=execution_arns(self), metrics_namespace=METRICS_NAMESPACE, failed_events=failed_events,
+            shared_scoring_function=shared.function, code_rollout_state_machine_arn=code_rollout_arn(self),
+            code_canary=config.shared_scoring.code_canary))
         monitoring = Monitoring(self, "Monitoring", props=MonitoringProps(
             storage=storage, defaults=defaults, layers=(scoring_layer,), state_machine=pipeline.state_machine,
             state_machine_arn=state_machine_arn(self), execution_arns=execution_arns(self),
             families=tuple(MonitoredFamily(family, scoring.function.function_name, scoring.alias_name)
-                           for family, scoring in zip(config.families, families, strict=True)),
-            metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email, failed_events=failed_events))
+                           for family, scoring in zip(config.dedicated_families, families, strict=True)),
+            metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email, failed_events=failed_events,
+            shared=config.shared_scoring, shared_function=shared.function, api=api.api))
         Audit(self, "Audit", props=AuditProps(storage=storage, api=api, defaults=defaults, layers=(scoring_layer,)))
         FamilyManagement(self, "FamilyManagement", props=FamilyManagementProps(storage=storage, api=api,
                                                                                  defaults=defaults))
@@ -122,7 +131,10 @@ class MlopsPlatformStack(Stack):
         CfnOutput(self, "Dashboard", value=monitoring.dashboard.dashboard_name)
         CfnOutput(self, "DriftFunction", value=monitoring.drift.function.function_name,
                   description="Runs the drift checks; `mlops drift check FAMILY --stack NAME` invokes it")
-        for family, scoring in zip(config.families, families, strict=True):
+        CfnOutput(self, "SharedScoringFunction", value=shared.function.function_name,
+                  description="Serves every shared-tier family; roll out its code with {\"rollout_shared_code\": true} "
+                              "to the trigger function")
+        for family, scoring in zip(config.dedicated_families, families, strict=True):
             CfnOutput(self, f"ScoringFunction{_pascal(family.name)}", value=scoring.function.function_name)
         acknowledge_platform_findings(self)
 

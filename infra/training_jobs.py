@@ -1,6 +1,7 @@
 """The sagemaker training engine at deploy time: the runtime library and its dependencies as S3 assets (no Docker
-build: AWS's prebuilt scikit-learn image runs them), one job role per family scoped to that family's prefixes, and
-what the state machine needs for `sagemaker:createTrainingJob.sync` (mlops.training.engines, docs/training-engines.md).
+build: AWS's prebuilt scikit-learn image runs them), one job role per dedicated family scoped to its prefixes (one
+for the shared tier), and what the state machine needs for `sagemaker:createTrainingJob.sync`
+(mlops.training.engines, docs/training-engines.md).
 
 - Source archive (sourcedir.tar.gz, a few hundred KB): layers/common/python/mlops and the launcher `train.py` at
   its root; the training toolkit extracts it (hyperparameter sagemaker_submit_directory) from the `code` channel,
@@ -28,13 +29,12 @@ from aws_cdk import ArnFormat, Aws, CfnMapping, Fn, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
-from mlops.core.schemas import ModelFamily
+from mlops.core.schemas import DEDICATED, ModelFamily
 from mlops.training.engines import (
     SKLEARN_IMAGE_ACCOUNTS,
     SKLEARN_IMAGE_REPOSITORY,
     SKLEARN_IMAGE_TAG,
     TRAINING_JOB_PREFIX,
-    job_name_prefix,
 )
 from mlops.training.job import LAUNCHER_SOURCE
 
@@ -135,21 +135,26 @@ class TrainingJobs(Construct):
         self.keys = sorted({storage.key.key_arn, *(f.training.kms_key_arn for f in props.families
                                                    if f.training.kms_key_arn)}, key=str)
         self.roles: dict[str, iam.Role] = {}
-        for family in props.families:
-            role = iam.Role(self, f"Role{_pascal(family.name)}",
-                            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                            description=f"SageMaker training jobs of family {family.name} (its prefixes only)")
-            prefix = f"{TRAINING_JOB_PREFIX}{family.name}/"
+        # One role per dedicated family, scoped to its prefixes; one role for the shared tier (key "*", the
+        # families registered at run time included: their names are not known at deploy time).
+        dedicated = [f for f in props.families if f.serving == DEDICATED]
+        shared_keys = sorted({f.training.kms_key_arn for f in props.families
+                              if f.serving != DEDICATED and f.training.kms_key_arn})
+        scopes = [(f.name, f"Role{_pascal(f.name)}", f"family {f.name}", f"{TRAINING_JOB_PREFIX}{f.name}/",
+                   [f.training.kms_key_arn] if f.training.kms_key_arn else []) for f in dedicated]
+        scopes.append(("*", "RoleSharedTier", "shared-tier families", TRAINING_JOB_PREFIX, shared_keys))
+        for key, construct_id, who, prefix, family_keys in scopes:
+            role = iam.Role(self, construct_id, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                            description=f"SageMaker training jobs of {who} (its prefixes only)")
             objects = storage.object_arns(prefix)
-            reason = (f"the family's job inputs and outputs live under {prefix}<job name>/, one folder per run; "
+            reason = (f"the jobs' inputs and outputs live under {prefix}<family>/<job name>/, one folder per run; "
                       "prefix-scoped")
             _allow(role, ["s3:GetObject", "s3:PutObject"], [objects])
             acknowledge_wildcard(role, objects, f"s3:GetObject, s3:PutObject: {reason}")
             _allow(role, ["s3:ListBucket"], [storage.bucket.bucket_arn], {"StringLike": {"s3:prefix": [f"{prefix}*"]}})
             _allow(role, ["s3:GetObject"], [self.source.bucket.arn_for_objects(self.source.s3_object_key),
                                             self.dependencies.bucket.arn_for_objects(self.dependencies.s3_object_key)])
-            _allow(role, ["kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"],
-                   [storage.key.key_arn, *([family.training.kms_key_arn] if family.training.kms_key_arn else [])])
+            _allow(role, ["kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"], [storage.key.key_arn, *family_keys])
             _allow(role, ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
                           "logs:DescribeLogStreams"], [log_groups])
             acknowledge_wildcard(role, log_groups, "CloudWatch Logs: SageMaker writes each job's streams in its "
@@ -161,9 +166,10 @@ class TrainingJobs(Construct):
             acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
                         "cloudwatch:PutMetricData has no resource-level permissions; bound by condition to "
                         f"SageMaker's training namespace {SAGEMAKER_LOGS}")
-            self.roles[family.name] = role
-        self._job_arns = [stack.format_arn(service="sagemaker", resource="training-job",
-                                           resource_name=f"{job_name_prefix(f.name)}-*") for f in props.families]
+            self.roles[key] = role
+        # Shared-tier families are registered at run time: their jobs are named <family>-<run digest> too, but the
+        # names cannot be listed here.
+        self._job_arns = [stack.format_arn(service="sagemaker", resource="training-job", resource_name="*")]
 
     def roles_json(self) -> str:
         return Stack.of(self).to_json_string({name: role.role_arn for name, role in self.roles.items()})
@@ -180,8 +186,8 @@ class TrainingJobs(Construct):
             actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
                      "sagemaker:AddTags", "sagemaker:ListTags"], resources=self._job_arns))
         for arn in self._job_arns:
-            acknowledge_wildcard(role, arn, "training job names are <family>-<run digest>, created per run; "
-                                            "scoped to each family's name")
+            acknowledge_wildcard(role, arn, "training job names are <family>-<run digest>, created per run for "
+                                            "families registered at run time; the job roles scope the data")
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[r.role_arn for r in self.roles.values()],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))

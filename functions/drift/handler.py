@@ -13,8 +13,8 @@ _monitor: DriftMonitor | None = None
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _monitor
     _monitor = _monitor or create_drift_monitor(load_settings(DriftSettings))
-    families = (event.get("detail") or {}).get("families") if isinstance(event, dict) else None
-    reports = _monitor.run(families)
+    detail = (event.get("detail") or {}) if isinstance(event, dict) else {}
+    reports = _monitor.run(detail.get("families"), detail.get("tier"))
     return {"checked": len(reports), "reports": [
         {k: r.get(k) for k in ("family", "verdict", "drifted_features", "rows", "retrain", "report_key")}
         for r in reports]}

@@ -188,7 +188,7 @@ class Demo:
              "upload datasets/credit-risk/v1.csv -> train -> ONNX -> gate (absolute) -> live",
              lambda step: self._story_first_model(platform, step)),
             ("2. Better model canaried step by step and promoted",
-             "v2 beats v1 on the same holdout; alias live 10% -> 50% -> 100% under traffic",
+             "v2 beats v1 on the same holdout; canary weight 10% -> 50% -> 100% under traffic",
              lambda step: self._story_better_model(platform, traffic, step)),
             ("3. Degraded data set rejected at the gate",
              "labels mostly noise -> AUC below the floor -> rejected, never receives traffic",
@@ -308,7 +308,7 @@ class Demo:
             step.observed = f"no version registered; run {run.outcome}"
             return
         gate = "passed the gate" if record.lineage.get("gate", {}).get("passed") else "failed the gate"
-        step.observed = (f"v{record.version} {gate}, then {record.status}: {record.status_reason}; alias on "
+        step.observed = (f"v{record.version} {gate}, then {record.status}: {record.status_reason}; traffic on "
                          f"v{live_version(platform, FAMILY)}"
                          f"{' only' if not alias['weights'] else ' with weights ' + str(alias['weights'])}")
 
@@ -527,8 +527,15 @@ def family_report(result: dict[str, Any], family: str) -> dict[str, Any]:
 
 
 def platform_alias(platform: LocalPlatform) -> dict[str, Any]:
+    """Where the demo family's traffic goes: its registry routing on the shared tier (the default), or the
+    `live` alias of its own function on the dedicated tier."""
     from mlops.core import aws
 
+    record = platform.registry.get_family(FAMILY)
+    if record.family.serving != "dedicated":
+        weights = {str(record.canary_version): record.canary_weight / 100} if record.canary_version and \
+            record.canary_weight else {}
+        return {"version": str(record.live_version), "weights": weights}
     alias = aws.client("lambda").get_alias(FunctionName=platform.scoring_functions[FAMILY], Name="live")
     return {"version": alias["FunctionVersion"],
             "weights": (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}}

@@ -1,11 +1,12 @@
-"""Manual promotion and rollback: the registry and the `live` alias moved together, recorded with who and why.
+"""Manual promotion and rollback: the registry and traffic moved together (a dedicated family's `live` alias; a
+shared-tier family's routing is the registry itself), recorded with who and why.
 
 Both take the family's rollout lock first (the registry's, the one every pipeline run takes), so they are refused
 while a rollout is running and a run that starts meanwhile waits for them. The registry changes first, in one
-conditional transaction (`ModelRegistry.transition` / `restore_previous`), then the alias follows it
-(`rollout.reconcile_alias`): the same order as the pipeline, so a routing failure leaves the registry's decision
-in place and running the same command again finishes it. The model card in S3 is written again with the new
-status.
+conditional transaction (`ModelRegistry.transition` / `restore_previous`), then traffic follows it
+(`rollout.reconcile_alias`, through the family's tier router): the same order as the pipeline, so a routing
+failure leaves the registry's decision in place and running the same command again finishes it. The model
+card in S3 is written again with the new status.
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ class Refused(click.ClickException):
 
 @dataclass
 class _Control:
-    """What `rollout.reconcile_alias` reads: the registry and an alias router bound to the operator's clients."""
+    """What `rollout.reconcile_alias` reads: the registry and the family's router (its tier's), bound to the
+    operator's clients."""
 
     registry: Any
     router: Any
+
+    def router_for(self, record: Any) -> Any:
+        from mlops.rollout.routers import router_for
+
+        return router_for(record, self.registry, self.router, None, None)
 
 
 def identity(platform: Platform) -> str:
@@ -116,8 +123,9 @@ def _alias(platform: Platform, control: _Control, family: str) -> dict[str, Any]
             f"the registry now has v{record.live_version} live, but moving the `live` alias of "
             f"{record.scoring_function} failed ({type(exc).__name__}: {exc}); run the same command again to "
             "finish routing") from None
-    state = control.router.current(record.scoring_function)
-    return {"actions": actions, "function": record.scoring_function,
+    router = control.router_for(record)
+    state = router.state()
+    return {"actions": actions, "function": record.scoring_function, "tier": router.tier,
             "primary": state.primary if state else None, "canary": state.canary if state else None,
             "weight": state.weight if state else None}
 
@@ -158,10 +166,9 @@ def promote(platform: Platform, family: str, version: int, reason: str, actor: s
         if revived:
             reason = f"promoted by an operator after its canary was rolled back for too little traffic: {reason}"
         try:
-            if not target.function_version:
-                sha = target.artifact_sha256
-                bound = control.router.publish_bound(before.scoring_function, family, target.version, sha)
-                platform.registry.bind_function_version(family, target.version, bound)
+            router = control.router_for(before)
+            if not router.target(target):  # a dedicated family's version not yet bound to a function version
+                router.bind(target.version, target.artifact_sha256)
             changed = platform.registry.transition(family, target.version, LIVE, f"cli:{actor}", reason)
         except IllegalTransitionError as exc:
             raise _illegal(exc) from None

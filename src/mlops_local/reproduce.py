@@ -140,10 +140,9 @@ def reproduce(platform: Platform, family: str, version: int,
     predictions = None
     if not identical:
         step("comparing the two models")
-        from mlops.registry.artifacts import ArtifactStore
+        from mlops.registry.artifacts import ArtifactStore, S3ObjectStore
 
-        stored = platform.client("s3").get_object(Bucket=platform.bucket,
-                                                  Key=ArtifactStore.key_for(recorded))["Body"].read()
+        stored = ArtifactStore(platform.bucket, S3ObjectStore(platform.client("s3"))).get_model(recorded)
         differences = onnx_differences(stored, model.onnx_bytes)
         predictions = compare_predictions(stored, model.onnx_bytes, parsed.X[model.holdout_index])
     return {"family": family, "version": record.version, "identical": identical,

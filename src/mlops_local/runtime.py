@@ -29,6 +29,13 @@ from .sagemaker_jobs import LocalTrainingJobs, SageMakerIntegration
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 DEFINITION = ROOT / "infra" / "statemachine" / "pipeline.asl.json"
+CODE_ROLLOUT_DEFINITION = ROOT / "infra" / "statemachine" / "code_rollout.asl.json"
+SHARED_SCORING = "mlops-local-score-shared"
+# Local time scale for the shared function's code rollouts (the CDK stack takes them from its configuration).
+LOCAL_CODE_CANARY = {"steps": [20, 50, 100], "bake_seconds": 1, "min_requests": 5, "min_family_requests": 3,
+                     "max_idle_windows": 10, "max_p99_latency_ms": 10_000}
+# The shared tier reads routing from the registry this often locally (a rollback reaches traffic within it).
+LOCAL_ROUTING_TTL_SECONDS = 0.2
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PIPELINE_FUNCTIONS = ("trigger", "train", "evaluate", "control", "drift")
@@ -65,9 +72,9 @@ def _zip() -> bytes:
     return buffer.getvalue()
 
 
-def load_definition(substitutions: dict[str, str]) -> str:
+def load_definition(substitutions: dict[str, str], path: Path = DEFINITION) -> str:
     """The deployed definition file with CDK's ${Name} substitutions applied."""
-    text = DEFINITION.read_text()
+    text = path.read_text()
     for key, value in substitutions.items():
         text = text.replace("${" + key + "}", value)
     if "${" in text:
@@ -91,6 +98,10 @@ class LocalPlatform:
     state_machine_arn: str = ""
     function_names: dict[str, str] = field(default_factory=dict)
     scoring_functions: dict[str, str] = field(default_factory=dict)
+    # The shared scoring tier: its function (every shared-tier family), the code-rollout state machine and policy.
+    shared_scoring_function: str = SHARED_SCORING
+    code_rollout_state_machine_arn: str = ""
+    code_canary: dict[str, Any] = field(default_factory=lambda: dict(LOCAL_CODE_CANARY))
     runtime: LocalLambdaRuntime = field(default_factory=LocalLambdaRuntime)
     # The sagemaker training engine's jobs, run on this machine (mlops_local.sagemaker_jobs).
     training_jobs: LocalTrainingJobs = field(default_factory=LocalTrainingJobs)
@@ -186,6 +197,8 @@ class LocalPlatform:
                                                         "Principal": {"Service": "states.amazonaws.com"}}]}),
         )["Role"]["Arn"]
         self.state_machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:mlops-local-pipeline"
+        self.code_rollout_state_machine_arn = \
+            f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:mlops-local-code-rollout"
         arns = {}
         for name in PIPELINE_FUNCTIONS:
             fn = f"mlops-local-{name}"
@@ -196,10 +209,15 @@ class LocalPlatform:
         created = aws.client("stepfunctions").create_state_machine(
             name="mlops-local-pipeline", definition=definition, roleArn=sfn_role, type="STANDARD")
         self.state_machine_arn = created["stateMachineArn"]
+        self.code_rollout_state_machine_arn = aws.client("stepfunctions").create_state_machine(
+            name="mlops-local-code-rollout", roleArn=sfn_role, type="STANDARD",
+            definition=load_definition({"ControlFunctionArn": arns["control"]}, CODE_ROLLOUT_DEFINITION),
+        )["stateMachineArn"]
         self._role = role
         fn = f"mlops-local-{MANAGEMENT_FUNCTION}"
         self._create_function(fn, MANAGEMENT_FUNCTION, role, self._storage_env(MANAGEMENT_FUNCTION))
         self.function_names[MANAGEMENT_FUNCTION] = fn
+        self._create_shared_scoring()
         for family in self.families:
             self.add_family(family)
         aws.client("s3").put_bucket_notification_configuration(
@@ -207,6 +225,18 @@ class LocalPlatform:
                 "Id": "datasets", "LambdaFunctionArn": arns["trigger"], "Events": ["s3:ObjectCreated:*"],
                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "datasets/"}]}},
             }]})
+
+    def _create_shared_scoring(self) -> None:
+        """The shared scoring function with its `live` alias on a first published version (what the stack's
+        custom resource does at the first deploy)."""
+        from mlops.core.settings import Env
+        from mlops.rollout.bootstrap import ensure_alias
+
+        env = {**self._storage_env("score-shared"), Env.CAPTURE_FLUSH_RECORDS: str(self.capture_flush_records),
+               Env.DECISION_FLUSH_RECORDS: str(self.capture_flush_records),
+               Env.ROUTING_TTL_SECONDS: str(LOCAL_ROUTING_TTL_SECONDS), Env.METRICS_SINK: "cloudwatch"}
+        self._create_function(self.shared_scoring_function, "score_shared", self._role, env)
+        ensure_alias(self.shared_scoring_function, "first code version of the shared scoring function")
 
     def add_family(self, family: Any, actor: str | None = None, reason: str = "registered by the local runtime") -> Any:
         """Register (or update) the family as a run-time change by `actor` (default `local:<user>`), then give it
@@ -216,23 +246,30 @@ class LocalPlatform:
         return result
 
     def provision_scoring(self, name: str) -> str:
-        """The family's scoring function: created on first use with a bootstrap version (no model) behind the `live`
-        alias, as the deploy-time custom resource does (functions/bootstrap); afterwards its $LATEST capture settings
-        follow the registered declaration (the next published version carries them). Returns the function name."""
+        """The function that serves the family. Shared tier (the default): the shared scoring function, which
+        serves every registered family from the registry; nothing is created. Dedicated: its own function, created on
+        first use with a bootstrap version (no model) behind the `live` alias, as the deploy-time custom resource
+        does (functions/bootstrap); afterwards its $LATEST capture settings follow the registered declaration (the
+        next published version carries them). Returns the function name."""
         from mlops.core import aws
         from mlops.core.settings import Env
         from mlops.rollout.bootstrap import ensure_alias
 
         family = self.registry.get_family(name).family
+        if family.serving != "dedicated":
+            with self._provisioning:
+                self.scoring_functions[name] = self.shared_scoring_function
+                self.registry.seed_family(family, self.shared_scoring_function, actor=local_actor())
+            return self.shared_scoring_function
         fn = f"mlops-local-score-{name}"
         env = {**self._storage_env("score"), Env.MODEL_FAMILY: name,
                Env.CAPTURE_SAMPLE_RATE: str(family.capture_sample_rate),
                Env.CAPTURE_FLUSH_RECORDS: str(self.capture_flush_records),
                Env.DECISION_FLUSH_RECORDS: str(self.capture_flush_records),
                Env.NEVER_CAPTURE: ",".join(family.never_capture),
-               Env.FAMILY_STATUS_TTL: str(FAMILY_STATUS_TTL_SECONDS)}
+               Env.FAMILY_STATUS_TTL: str(FAMILY_STATUS_TTL_SECONDS), Env.METRICS_SINK: "cloudwatch"}
         with self._provisioning:
-            if name not in self.scoring_functions:
+            if self.scoring_functions.get(name, self.shared_scoring_function) == self.shared_scoring_function:
                 self._create_function(fn, "score", self._role, env)
                 self.scoring_functions[name] = fn
                 self.registry.seed_family(family, fn, actor=local_actor())  # records the function name only
@@ -285,6 +322,11 @@ class LocalPlatform:
         env = self._storage_env(name)
         if name in ("trigger", "control", "drift"):
             env[Env.STATE_MACHINE_ARN] = self.state_machine_arn
+        if name in ("trigger", "control"):
+            env.update({Env.SHARED_SCORING_FUNCTION: self.shared_scoring_function,
+                        Env.CODE_ROLLOUT_STATE_MACHINE_ARN: self.code_rollout_state_machine_arn})
+        if name == "trigger":
+            env[Env.CODE_CANARY_POLICY] = json.dumps(self.code_canary)
         if name == "train":  # the sagemaker engine: local jobs run the working tree, not these archives
             env.update({Env.REGION: REGION, Env.TRAINING_CODE_URI: f"s3://{self.bucket}/local/sourcedir.tar.gz",
                         Env.TRAINING_VENDOR_URI: f"s3://{self.bucket}/local/vendor.tar.gz",
@@ -422,10 +464,11 @@ class LocalPlatform:
                 aws.client("stepfunctions").stop_execution(executionArn=execution["executionArn"])
 
     def invoke_scoring(self, family: str, event: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        """Invoke the family's scoring function through its `live` alias (weights honoured)."""
+        """Invoke the family's scoring function (the shared one, or its own) through its `live` alias (weights
+        honoured). Returns the proxy response and the function version that executed."""
         from mlops.core import aws
 
-        fn = self.scoring_functions[family]
+        fn = self.scoring_functions.get(family) or self.shared_scoring_function
         response = aws.client("lambda").invoke(FunctionName=fn, Qualifier="live", Payload=json.dumps(event).encode())
         payload = json.loads(response["Payload"].read())
         executed = response.get("ExecutedVersion") or response["ResponseMetadata"]["HTTPHeaders"].get(

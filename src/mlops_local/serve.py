@@ -108,7 +108,9 @@ class ScoringFront(BaseHTTPRequestHandler):
                                                 "GET /models/<name>, GET /models/<name>/openapi.json, "
                                                 "GET /families, GET|PUT|DELETE /families/<name> or GET /console")
         name = parts[1]
-        if name not in self.platform.scoring_functions:
+        # A name without a function of its own goes to the shared tier, which knows every family registered since
+        # the start (and answers 404 for the others), as API Gateway's /models/{name} routes do.
+        if name not in self.platform.scoring_functions and not getattr(self.platform, "shared_scoring_function", ""):
             return self._error(404, "UnknownFamilyError", f"model family {name!r} is not deployed")
         expected = "POST" if len(parts) == 3 and parts[2] == "predict" else "GET"
         if method != expected:

@@ -23,15 +23,18 @@ def _upload(key: str, body: bytes) -> dict:
 
 def test_artifact_round_trip_verifies_hash(platform):
     ref = platform.artifacts.put(b"model-bytes", "model/onnx")
-    assert ref.key == f"artifacts/sha256/{ref.sha256}"
-    assert platform.artifacts.get(ref.sha256) == b"model-bytes"
+    assert ref.key == f"models/sha256/{ref.sha256}"
+    assert platform.artifacts.get_model(ref.sha256) == b"model-bytes"
+    data = platform.artifacts.put(b"holdout-bytes", "holdout/npz")
+    assert data.key == f"artifacts/sha256/{data.sha256}"
+    assert platform.artifacts.get(data.sha256) == b"holdout-bytes"
 
 
 def test_tampered_artifact_is_refused_with_integrity_error(platform):
     ref = platform.artifacts.put(b"original", "model/onnx")
     boto3.client("s3").put_object(Bucket=BUCKET, Key=ref.key, Body=b"tampered")
     with pytest.raises(IntegrityError, match=ref.sha256):
-        platform.artifacts.get(ref.sha256)
+        platform.artifacts.get_model(ref.sha256)
 
 
 def test_missing_artifact_is_a_named_error(platform):
@@ -47,7 +50,7 @@ def test_onnx_probabilities_match_sklearn_on_holdout(platform, algorithm):
     event = {"family": FAMILY, "dataset": _upload("datasets/credit-risk/a.csv", synthetic.credit_risk_csv(3000, 7))}
     event["train"] = steps.train_step(platform, event)
     holdout = steps.load_holdout(platform.artifacts, event["train"]["holdout"]["artifact_sha256"])
-    model = ScoringModel(platform.artifacts.get(event["train"]["artifact"]["sha256"]))
+    model = ScoringModel(platform.artifacts.get_model(event["train"]["artifact"]["sha256"]))
     labels, proba = model.predict_matrix(holdout["X"])
     assert np.max(np.abs(proba - holdout["sklearn_proba"])) <= 1e-5
     assert (labels == holdout["sklearn_labels"]).all()

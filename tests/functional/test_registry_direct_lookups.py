@@ -81,13 +81,15 @@ def test_newest_dataset_reads_recent_uploads_and_skips_unusable_ones_without_lis
 
 def test_newest_dataset_skips_the_live_models_data_set_and_is_none_when_all_are_unusable(platform):
     registry = platform.registry
-    registry.record_upload(FAMILY, "run-l", {"bucket": BUCKET, "key": "datasets/credit-risk/live.csv", "version_id": "vl"})
+    registry.record_upload(FAMILY, "run-l",
+                           {"bucket": BUCKET, "key": "datasets/credit-risk/live.csv", "version_id": "vl"})
     live = registry.allocate_version(FAMILY, _lineage("datasets/credit-risk/live.csv", "vl"), actor="t").version
     registry.transition(FAMILY, live, "live", "t", "first")
     monitor = _monitor(registry)
     # The only upload trained the live model: a retrain on it would reproduce that model.
     assert monitor.newest_dataset(FAMILY, registry.get_family(FAMILY)) is None
-    registry.record_upload(FAMILY, "run-n", {"bucket": BUCKET, "key": "datasets/credit-risk/new.csv", "version_id": "vn"})
+    registry.record_upload(FAMILY, "run-n",
+                           {"bucket": BUCKET, "key": "datasets/credit-risk/new.csv", "version_id": "vn"})
     assert monitor.newest_dataset(FAMILY, registry.get_family(FAMILY))["key"] == "datasets/credit-risk/new.csv"
     # A retrain on it was rolled back: that data set is now unusable too.
     again = registry.allocate_version(FAMILY, _lineage("datasets/credit-risk/new.csv", "vn"), actor="t").version

@@ -54,11 +54,14 @@ class _Captures:
 
 def _check(platform, invocations: float, errors: float, idle: int) -> dict:
     family = synthetic.credit_risk_family(canary={"min_requests": 20, "max_idle_windows": 1})
-    registry = SimpleNamespace(get_family=lambda name: SimpleNamespace(family=family, scoring_function="fn"),
+    registry = SimpleNamespace(get_family=lambda name: SimpleNamespace(family=family, scoring_function="fn",
+                                                                       live_version=1, canary_version=2,
+                                                                       canary_weight=10),
                                annotate_run=lambda *a, **k: None)
     metrics = SimpleNamespace(traffic=lambda *a: TrafficFigures(invocations=invocations, errors=errors, p99_ms=5.0))
     ctx = RolloutContext(pipeline=SimpleNamespace(registry=registry), router=None, metrics=metrics,
-                         captures=_Captures(), publisher=None, is_execution_running=None)
+                         captures=_Captures(), publisher=None, is_execution_running=None,
+                         family_metrics=metrics)  # a shared-tier family: its figures by family
     state = {"family": family.name, "check": {"idle_windows": idle},
              "canary": {"window_start": time.time() - 60, "function_version": "7", "version": 2, "live_version": 1,
                         "weight": 10, "step": 0}}

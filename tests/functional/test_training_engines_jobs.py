@@ -135,7 +135,7 @@ def test_the_jobs_entry_point_trains_what_the_lambda_engine_trains_and_collect_s
     assert on_lambda["training"]["engine"] == "lambda"
     assert collected["training"] == {**collected["training"], "engine": "sagemaker", "job_name": "job-1",
                                      "instance_type": "ml.m5.large", "billable_seconds": 61}
-    model = platform.artifacts.get(collected["artifact"]["sha256"])
+    model = platform.artifacts.get_model(collected["artifact"]["sha256"])
     assert model and platform.artifacts.get(collected["holdout"]["artifact_sha256"])
 
 

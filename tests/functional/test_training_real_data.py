@@ -88,7 +88,7 @@ def test_string_labels_missing_cells_and_no_sensitive_attribute_go_through_train
     assert holdout["X"].dtype == np.float64 and np.isnan(holdout["X"]).any() and "sensitive" not in holdout
     assert (holdout["line_numbers"] >= 2).all()
     # The stored artifact serves original labels and scores null for the imputed features.
-    served = ScoringModel(platform.artifacts.get(train["artifact"]["sha256"]))
+    served = ScoringModel(platform.artifacts.get_model(train["artifact"]["sha256"]))
     labels, _ = served.predict_instances([{"annual income": None, "utilization": None, "region": "islands"}])
     assert served.classes[labels[0]] in ("good", "bad")
 

@@ -15,8 +15,17 @@ ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
+SHARED_SEED = "loan-default"
+
+
 def cdk_context(**overrides: Any) -> dict[str, Any]:
+    """The cdk.json context, with both tiers in it: its seed family declared dedicated (its own function, alias and
+    routes) and a second seed family, `loan-default`, on the shared tier."""
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    mlops = context["mlops"]
+    dedicated = {**mlops["families"][0], "serving": "dedicated"}
+    mlops["families"] = [dedicated, {**mlops["families"][0], "name": SHARED_SEED, "serving": "shared"},
+                         *mlops["families"][1:]]
     context.update(overrides)
     return context
 

@@ -16,7 +16,7 @@ from .conftest import ROOT, cdk_context
 # Actions that AWS offers without resource-level permissions, so Resource "*" is the only option.
 STAR_ONLY_ACTIONS = {
     "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
-    "cloudwatch:PutMetricData", "cloudwatch:GetMetricStatistics",
+    "cloudwatch:PutMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics",
     "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
     "s3:PutBucketNotification",  # CDK's notifications handler, scoped by the bucket it is given

@@ -58,7 +58,8 @@ def test_kms_key_rotates(synthesized):
 
 
 def test_state_machine_is_the_shared_definition_with_logging_all_and_tracing(synthesized):
-    machine = _one(synthesized, "AWS::StepFunctions::StateMachine")["Properties"]
+    (machine,) = (m["Properties"] for k, m in synthesized.resources("AWS::StepFunctions::StateMachine").items()
+                  if k.startswith("Pipeline"))
     assert machine["StateMachineType"] == "STANDARD"
     assert machine["LoggingConfiguration"]["Level"] == "ALL"
     assert machine["LoggingConfiguration"]["IncludeExecutionData"] is True
@@ -79,19 +80,19 @@ FUNCTION_SETTINGS = {
     "evaluate": settings_module.EvaluateSettings, "control": settings_module.RolloutSettings,
     "score": settings_module.ScoringSettings, "drift": settings_module.DriftSettings,
     "bootstrap": settings_module.StorageSettings, "audit": settings_module.AuditSettings,
-    "families": settings_module.FamiliesSettings,
+    "families": settings_module.FamiliesSettings, "score_shared": settings_module.SharedScoringSettings,
 }
 
 
 def test_every_function_environment_validates_against_its_settings_model(synthesized):
     functions = {k: v for k, v in synthesized.resources("AWS::Lambda::Function").items()
                  if "BucketNotificationsHandler" not in k}
-    assert len(functions) == 9
+    assert len(functions) == 10
     seen = set()
     for function in functions.values():
         variables = function["Properties"]["Environment"]["Variables"]
         service = variables[Env.SERVICE_NAME]
-        source = re.sub(r"^mlops-", "", service).split("-")[0]
+        source = "score_shared" if service == "mlops-score-shared" else re.sub(r"^mlops-", "", service).split("-")[0]
         model = FUNCTION_SETTINGS[source]
         concrete = {k: (v if isinstance(v, str) else _placeholder(k)) for k, v in variables.items()}
         load_settings(model, concrete)  # raises ConfigurationError naming the variable on any gap
@@ -107,7 +108,8 @@ def _placeholder(name):
     return {Env.ARTIFACT_BUCKET: "bucket-name", Env.REGISTRY_TABLE: "table-name",
             Env.STATE_MACHINE_ARN: "arn:aws:states:us-east-1:123456789012:stateMachine:x",
             Env.TRAINING_CODE_URI: "s3://assets/code.gz", Env.TRAINING_VENDOR_URI: "s3://assets/vendor.gz",
-            Env.TRAINING_ROLES: '{"credit-risk": "arn:aws:iam::123456789012:role/x"}'}.get(name, "x")
+            Env.TRAINING_ROLES: '{"credit-risk": "arn:aws:iam::123456789012:role/x"}',
+            Env.CODE_ROLLOUT_STATE_MACHINE_ARN: "arn:aws:states:us-east-1:123456789012:stateMachine:y"}.get(name, "x")
 
 
 def test_scoring_api_routes_are_iam_authorized_validated_and_integrated_with_the_live_alias(synthesized):
@@ -119,9 +121,11 @@ def test_scoring_api_routes_are_iam_authorized_validated_and_integrated_with_the
         uri = json.dumps(props["Integration"]["Uri"])
         if "AuditFunction" in uri or "FamiliesFunction" in uri:  # management routes (test_audit_infra.py,
             continue                                                 # test_families_infra.py)
-        assert "FamilyCreditRiskScoringFunction" in uri and ":live/invocations" in uri
-        by_route[props["HttpMethod"]] = props
-    assert set(by_route) == {"GET", "POST"}
+        assert ("FamilyCreditRiskScoringFunction" in uri or "SharedScoringFunction" in uri) and \
+            ":live/invocations" in uri
+        by_route[(props["HttpMethod"], "SharedScoringFunction" in uri)] = props
+    assert set(by_route) == {("GET", True), ("POST", True), ("GET", False), ("POST", False)}
+    by_route = {method: props for (method, _), props in by_route.items()}
     assert "RequestValidatorId" in by_route["POST"] and "RequestModels" in by_route["POST"]
     stage = _one(synthesized, "AWS::ApiGateway::Stage")["Properties"]
     assert stage["TracingEnabled"] is True and "AccessLogSetting" in stage
@@ -154,18 +158,30 @@ def test_s3_notification_sends_datasets_prefix_to_the_trigger(synthesized):
 def test_drift_schedule_alarms_topic_and_dashboard(synthesized):
     rules = {k: r for k, r in synthesized.resources("AWS::Events::Rule").items()
              if "ScheduleExpression" in r["Properties"]}
-    assert [r["Properties"]["ScheduleExpression"] for r in rules.values()] == ["rate(1 hour)"]
-    target = next(iter(rules.values()))["Properties"]["Targets"][0]
-    assert json.loads(target["Input"])["detail"] == {"families": ["credit-risk"]}
+    details = sorted((r["Properties"]["ScheduleExpression"],
+                      json.dumps(json.loads(r["Properties"]["Targets"][0]["Input"])["detail"])) for r in rules.values())
+    # The dedicated family's own schedule, and one for every shared-tier family.
+    assert details == [("rate(1 hour)", '{"families": ["credit-risk"]}'), ("rate(1 hour)", '{"tier": "shared"}')]
     topic = _one(synthesized, "AWS::SNS::Topic")["Properties"]
     assert "KmsMasterKeyId" in topic
     alarms = synthesized.resources("AWS::CloudWatch::Alarm").values()
-    names = {a["Properties"].get("MetricName") or a["Properties"]["Metrics"][0]["MetricStat"]["Metric"]["MetricName"]
-             for a in alarms}
-    assert {"Errors", "Duration", "ArtifactIntegrityFailures", "DriftedFeatures", "ExecutionsFailed"} <= names
+    names = set()
+    for a in alarms:
+        props = a["Properties"]
+        if props.get("MetricName"):
+            names.add(props["MetricName"])
+        else:
+            query = props["Metrics"][0]
+            names.add(query["MetricStat"]["Metric"]["MetricName"] if "MetricStat" in query else query["Expression"])
+    assert {"Duration", "5XXError", "ExecutionsFailed"} <= names
+    insights = [n for n in names if n.startswith("SELECT")]
+    for metric in ("SUM(Errors)", "AVG(Latency)", "SUM(ArtifactIntegrityFailures)", "MAX(DriftedFeatures)"):
+        assert any(q.startswith(f"SELECT {metric}") and "GROUP BY Family" in q for q in insights), metric
+    assert sum("WHERE Tier = 'shared'" in q for q in insights) == 2
+    assert sum("WHERE Tier = 'dedicated'" in q for q in insights) == 2
     assert all(a["Properties"]["AlarmActions"] for a in alarms)
     dashboard = json.dumps(_one(synthesized, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
-    for metric in ("Invocations", "Duration", "Errors", "CanaryWeight", "DriftedFeatures"):
+    for metric in ("Latency", "Duration", "Errors", "CanaryWeight"):
         assert metric in dashboard
 
 
@@ -179,7 +195,7 @@ def test_log_groups_are_encrypted_with_retention(synthesized):
 def test_outputs_name_what_operators_need(synthesized):
     outputs = synthesized.template["Outputs"]
     for name in ("ArtifactBucket", "RegistryTable", "ScoringApiUrl", "PipelineStateMachine", "AlertsTopic",
-                 "Dashboard", "ScoringFunctionCreditRisk", "DriftFunction"):
+                 "Dashboard", "ScoringFunctionCreditRisk", "DriftFunction", "SharedScoringFunction"):
         assert name in outputs
 
 

@@ -34,9 +34,10 @@ def check(live: list[int], canary: list[int], invocations: float | None = None, 
           **policy) -> dict:
     family = credit_risk_family(canary={"steps": [10, 50, 100], **policy})
     registry = SimpleNamespace(get_family=lambda name: SimpleNamespace(family=family, scoring_function="fn"))
-    ctx = RolloutContext(pipeline=SimpleNamespace(registry=registry), router=None,
-                         metrics=Metrics(len(canary) if invocations is None else invocations),
-                         captures=Captures({1: live, 2: canary}), publisher=None, is_execution_running=None)
+    metrics = Metrics(len(canary) if invocations is None else invocations)
+    ctx = RolloutContext(pipeline=SimpleNamespace(registry=registry), router=None, metrics=metrics,
+                         captures=Captures({1: live, 2: canary}), publisher=None, is_execution_running=None,
+                         family_metrics=metrics)
     state = {"family": family.name, "canary": {"window_start": time.time() - 60, "function_version": "7",
                                                "version": 2, "live_version": 1, "weight": 10, "step": step}}
     return control.canary_check(ctx, state, "run-1")

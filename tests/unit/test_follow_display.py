@@ -39,7 +39,8 @@ class Registry:
         self.annotations: list[dict] = []
 
     def get_family(self, name):
-        return SimpleNamespace(family=self.family, scoring_function="fn")
+        return SimpleNamespace(family=self.family, scoring_function="fn", live_version=1, canary_version=2,
+                               canary_weight=10)
 
     def annotate_run(self, family, run_id, **fields):
         self.annotations.append({"family": family, "run_id": run_id, **fields})
@@ -59,7 +60,8 @@ def checked(invocations: float, live: list[int], canary: list[int]) -> tuple[dic
     registry = Registry(family)
     metrics = SimpleNamespace(traffic=lambda *a: TrafficFigures(invocations=invocations, errors=0.0, p99_ms=12.0))
     ctx = RolloutContext(pipeline=SimpleNamespace(registry=registry), router=None, metrics=metrics,
-                         captures=Captures({1: live, 2: canary}), publisher=None, is_execution_running=None)
+                         captures=Captures({1: live, 2: canary}), publisher=None, is_execution_running=None,
+                         family_metrics=metrics)  # the family is on the shared tier: its figures by family
     state = {"family": family.name, "canary": {"window_start": time.time() - 60, "function_version": "7",
                                                "version": 2, "live_version": 1, "weight": 10, "step": 0}}
     decision = control.canary_check(ctx, state, "run-1")

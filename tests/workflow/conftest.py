@@ -77,11 +77,35 @@ def traffic(platform: LocalPlatform) -> Iterator[Callable[[Any], TrafficGenerato
 
 
 def alias_state(platform: LocalPlatform, family: Any) -> tuple[str, dict[str, float]]:
-    """(primary version, additional weights) of the family's `live` alias."""
+    """(primary version, additional weights) of a dedicated family's `live` alias."""
     from mlops.core import aws
 
     alias = aws.client("lambda").get_alias(FunctionName=platform.scoring_functions[family.name], Name="live")
     return alias["FunctionVersion"], (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+
+
+def serving_state(platform: LocalPlatform, family: Any) -> tuple[int, dict[int, float]]:
+    """Where the family's traffic goes, whatever its tier: (model version that gets the rest of the traffic,
+    {canary model version: its share 0..1}). Dedicated: read from the `live` alias, each function version mapped
+    to the model it is bound to; shared: the registry's routing, which the shared function serves."""
+    from mlops.core import aws
+
+    if family.serving == "dedicated":
+        primary, weights = alias_state(platform, family)
+        fn = platform.scoring_functions[family.name]
+
+        def model(version: str) -> int:
+            env = aws.client("lambda").get_function_configuration(FunctionName=fn, Qualifier=version)
+            return int(((env.get("Environment") or {}).get("Variables") or {}).get("MLOPS_MODEL_VERSION", 0))
+
+        return model(primary), {model(v): float(w) for v, w in weights.items()}
+    record = platform.registry.get_family(family.name)
+    canary = {record.canary_version: record.canary_weight / 100} if record.canary_version and \
+        record.canary_weight else {}
+    return record.live_version, canary
+
+
+TIERS = ("shared", "dedicated")
 
 
 def entered_states(execution_arn: str) -> list[str]:

@@ -46,9 +46,9 @@ def build_story(platform: LocalPlatform, name: str) -> dict[str, Any]:
     return {"family": family, "outcomes": outcomes, "drift": drift}
 
 
-def promoted_twice(platform: LocalPlatform, name: str) -> Any:
-    """`name` with v1 retired and v2 live (promoted through its canary under traffic)."""
-    family = fast_family(name, canary={"steps": [50, 100]})
+def promoted_twice(platform: LocalPlatform, name: str, serving: str = "shared") -> Any:
+    """`name` with v1 retired and v2 live (promoted through its canary under traffic), on the `serving` tier."""
+    family = fast_family(name, canary={"steps": [50, 100]}, serving=serving)
     platform.add_family(family)
     outcomes = [_upload(platform, name, "v1.csv", synthetic.credit_risk_csv(800, 11, label_noise=0.35))]
     traffic = TrafficGenerator(platform, family).start()

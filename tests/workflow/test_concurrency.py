@@ -11,15 +11,16 @@ from mlops.core.settings import Env, RolloutSettings
 from mlops.data import synthetic
 from mlops.rollout.control import create_rollout_context, promote, rollback
 
-from .conftest import alias_state, live_model
+from .conftest import TIERS, alias_state, live_model, serving_state
 
 
-@pytest.mark.parametrize("attempt", range(2))
-def test_concurrent_promote_and_rollback_leave_registry_and_alias_consistent(platform, new_family, attempt):
+@pytest.mark.parametrize("tier", TIERS)
+def test_concurrent_promote_and_rollback_leave_registry_and_alias_consistent(platform, new_family, tier):
     from mlops.rollout.control import canary_start
     from mlops.training.steps import evaluate_step, register_step, train_step
 
-    family = new_family(gate={"min_auc_margin": -0.5})
+    attempt = TIERS.index(tier)
+    family = new_family(gate={"min_auc_margin": -0.5}, serving=tier)
     live_model(platform, family)
     settings = RolloutSettings.model_validate({Env.ARTIFACT_BUCKET: platform.bucket, Env.REGISTRY_TABLE: platform.table,
                                                Env.STATE_MACHINE_ARN: platform.state_machine_arn})
@@ -59,5 +60,7 @@ def test_concurrent_promote_and_rollback_leave_registry_and_alias_consistent(pla
     candidate = platform.registry.get_version(family.name, state["registration"]["version"])
     live = platform.registry.get_version(family.name, record.live_version)
     assert record.canary_version == 0
-    assert alias_state(platform, family) == (live.function_version, {}), "the alias serves exactly the registry's live"
+    assert serving_state(platform, family) == (live.version, {}), "traffic goes to exactly the registry's live"
+    if family.serving == "dedicated":
+        assert alias_state(platform, family) == (live.function_version, {}), "the alias serves the registry's live"
     assert candidate.status == ("live" if outcomes["promote"] == "won" else "rolled_back")

@@ -11,7 +11,7 @@ from mlops.data import synthetic
 from mlops.rollout import control
 from mlops.training import fit, steps
 
-from .conftest import alias_state, live_model, run_upload
+from .conftest import TIERS, alias_state, live_model, run_upload, serving_state
 
 CONTROL_STATES = {"AcquireRolloutLock": "acquire_lock", "Register": "register", "CanaryStart": "canary_start",
                   "CanaryCheck": "canary_check", "CanaryStepUp": "canary_step", "Promote": "promote",
@@ -56,17 +56,20 @@ def assert_healthy_and_consistent(platform, family, described):
     statuses = {v.version: v.status for v in platform.registry.list_versions(family.name, limit=100).items}
     assert not {"candidate", "canary"} & set(statuses.values()), statuses
     if record.live_version:
-        live = platform.registry.get_version(family.name, record.live_version)
-        assert alias_state(platform, family) == (live.function_version, {}), "alias must serve the registry's live"
+        assert serving_state(platform, family) == (record.live_version, {}), "traffic must go to the registry's live"
+        if family.serving == "dedicated":
+            live = platform.registry.get_version(family.name, record.live_version)
+            assert alias_state(platform, family) == (live.function_version, {}), "alias must serve the registry's live"
     run = platform.registry.get_run(family.name, described["name"])
     assert run["outcome"] == "failed" and run["detail"]["message"]
 
 
+@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("state", ["AcquireRolloutLock", "Train", "Evaluate", "Register", "CanaryStart",
                                    "CanaryCheck", "CanaryStepUp", "Promote", "FinishPromoted"])
-def test_permanent_failure_at_each_state_leaves_traffic_healthy(platform, new_family, traffic, inject, state):
+def test_permanent_failure_at_each_state_leaves_traffic_healthy(platform, new_family, traffic, inject, state, tier):
     steps = [10, 50, 100] if state == "CanaryStepUp" else [50, 100]
-    family = new_family(gate={"min_auc_margin": -0.5}, canary={"steps": steps})
+    family = new_family(gate={"min_auc_margin": -0.5}, canary={"steps": steps}, serving=tier)
     live_model(platform, family, rows=1500)
     inject(state, RuntimeError(f"injected permanent failure in {state}"))
     generator = traffic(family).start()
@@ -78,21 +81,24 @@ def test_permanent_failure_at_each_state_leaves_traffic_healthy(platform, new_fa
         family.name, described["name"])["detail"]["message"]
 
 
-def test_permanent_failure_in_rollback_still_restores_the_live_version(platform, new_family, traffic, inject):
-    family = new_family(canary={"steps": [50, 100]})
+@pytest.mark.parametrize("tier", TIERS)
+def test_permanent_failure_in_rollback_still_restores_the_live_version(platform, new_family, traffic, inject, tier):
+    family = new_family(canary={"steps": [50, 100]}, serving=tier)
     live_model(platform, family, rows=1500)
-    before = alias_state(platform, family)
+    before = serving_state(platform, family)
     inject("Rollback", RuntimeError("injected permanent failure in Rollback"))
     generator = traffic(family).start()
     _, described = run_upload(platform, family.name, "flip.csv", synthetic.credit_risk_csv(4000, 9, flip_labels=True))
     generator.stop()
     assert described["status"] == "FAILED"
-    assert alias_state(platform, family) == before
+    assert serving_state(platform, family) == before == (1, {})
     assert_healthy_and_consistent(platform, family, described)
 
 
-def test_permanent_failure_of_the_first_model_leaves_no_live_model_and_no_candidate(platform, new_family, inject):
-    family = new_family()
+@pytest.mark.parametrize("tier", TIERS)
+def test_permanent_failure_of_the_first_model_leaves_no_live_model_and_no_candidate(platform, new_family, inject,
+                                                                                    tier):
+    family = new_family(serving=tier)
     inject("GoLiveFirstModel", RuntimeError("injected permanent failure in GoLiveFirstModel"))
     _, described = run_upload(platform, family.name, "v1.csv", synthetic.credit_risk_csv(2000, 3))
     assert described["status"] == "FAILED"
@@ -101,10 +107,14 @@ def test_permanent_failure_of_the_first_model_leaves_no_live_model_and_no_candid
     assert_healthy_and_consistent(platform, family, described)
 
 
-@pytest.mark.parametrize("state", ["AcquireRolloutLock", "Train", "Evaluate", "Register", "CanaryStart", "Promote"])
+@pytest.mark.parametrize(("state", "tier"), [
+    *((state, "shared") for state in ("AcquireRolloutLock", "Train", "Evaluate", "Register", "CanaryStart",
+                                      "Promote")),
+    # The states whose work differs by tier (binding and routing), on the dedicated tier too.
+    ("CanaryStart", "dedicated"), ("Promote", "dedicated")])
 def test_transient_error_at_a_state_is_retried_and_the_rollout_completes(platform, new_family, traffic, inject,
-                                                                         state):
-    family = new_family(gate={"min_auc_margin": -0.5}, canary={"steps": [50, 100]})
+                                                                         state, tier):
+    family = new_family(gate={"min_auc_margin": -0.5}, canary={"steps": [50, 100]}, serving=tier)
     live_model(platform, family, rows=1500)
     calls = inject(state, TransientError(f"throttled in {state}"), times=1)
     generator = traffic(family).start()

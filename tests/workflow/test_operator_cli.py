@@ -18,7 +18,7 @@ from mlops.reports.publish import model_card_keys
 from mlops_local import client
 from mlops_local.cli import cli
 
-from .conftest import alias_state, live_model, run_upload
+from .conftest import TIERS, alias_state, live_model, run_upload, serving_state
 from .operator_story import promoted_twice, shared_story
 
 # One worker builds the shared story once for this module and the console's.
@@ -225,8 +225,9 @@ def test_report_writes_the_model_card_drift_report_and_rollout_timeline_locally(
     assert missing.exit_code == 2 and not Path(tmp_path / "v9").exists()
 
 
-def test_promote_and_rollback_move_registry_and_traffic_together_with_who_and_why(platform, stack):
-    family = promoted_twice(platform, f"ops-promote-{int(time.time() * 1000) % 10**8}")
+@pytest.mark.parametrize("tier", TIERS)
+def test_promote_and_rollback_move_registry_and_traffic_together_with_who_and_why(platform, stack, tier):
+    family = promoted_twice(platform, f"ops-promote-{int(time.time() * 1000) % 10**8}", serving=tier)
     name = family.name
     v1, v2 = (platform.registry.get_version(name, v) for v in (1, 2))
 
@@ -234,7 +235,9 @@ def test_promote_and_rollback_move_registry_and_traffic_together_with_who_and_wh
     assert (promoted["version"], promoted["previous_live_version"], promoted["already_live"]) == (1, 2, False)
     record = platform.registry.get_family(name)
     assert (record.live_version, platform.registry.get_version(name, 2).status) == (1, "retired")
-    assert alias_state(platform, family) == (v1.function_version, {})
+    assert serving_state(platform, family) == (1, {})
+    assert promoted["alias"]["tier"] == tier and promoted["alias"]["primary"] == (
+        v1.function_version if tier == "dedicated" else "1")
     event = max(platform.registry.history(name).items, key=lambda e: (e.at, e.to_status == "live"))
     assert (event.version, event.to_status, event.reason) == (1, "live", "v2 mislabels the west region")
     assert event.actor.startswith("cli:arn:aws:") and promoted["actor"] == event.actor
@@ -245,7 +248,9 @@ def test_promote_and_rollback_move_registry_and_traffic_together_with_who_and_wh
     rolled = as_json(mlops("rollback", name, "--reason", "v1 was not the fix", "--json", *stack))
     assert (rolled["rolled_back_version"], rolled["live_version"], rolled["was_canary"]) == (1, 2, False)
     assert platform.registry.get_version(name, 1).status == "rolled_back"
-    assert alias_state(platform, family) == (v2.function_version, {})
+    assert serving_state(platform, family) == (2, {})
+    if tier == "dedicated":
+        assert alias_state(platform, family) == (v2.function_version, {})
     card = json.loads(boto3.client("s3").get_object(Bucket=platform.bucket, Key=model_card_keys(name, 1)["json"])
                       ["Body"].read())
     assert card["model_details"]["status"] == "rolled_back", "the card in S3 follows the manual change"
@@ -268,11 +273,11 @@ def test_promote_and_rollback_are_refused_while_a_rollout_runs(platform, new_fam
     platform.upload_dataset(family.name, "v2.csv", synthetic.credit_risk_csv(6000, 12))
     deadline = time.monotonic() + 120
     # The canary starts in the registry, then the alias follows: wait for both.
-    while platform.registry.get_family(family.name).canary_version != 2 or not alias_state(platform, family)[1]:
+    while platform.registry.get_family(family.name).canary_version != 2 or not serving_state(platform, family)[1]:
         assert time.monotonic() < deadline, platform.registry.list_runs(family=family.name)
         time.sleep(0.1)
     holder = platform.registry.get_family(family.name).rollout_holder
-    before = alias_state(platform, family)
+    before = serving_state(platform, family)
 
     for args in (("promote", family.name, "1", "--reason", "now"), ("rollback", family.name, "--reason", "now")):
         refused = mlops(*args, *stack)
@@ -281,7 +286,7 @@ def test_promote_and_rollback_are_refused_while_a_rollout_runs(platform, new_fam
         assert "v2 is in canary at 10%" in refused.output
     record = platform.registry.get_family(family.name)
     assert (record.live_version, record.canary_version, record.rollout_holder) == (1, 2, holder)
-    assert alias_state(platform, family) == before and before[1], "the canary keeps its traffic"
+    assert serving_state(platform, family) == before and before[1], "the canary keeps its traffic"
 
     execution = next(e for e in platform.executions() if e["name"] == holder)
     boto3.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], cause="test")

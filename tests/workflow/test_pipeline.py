@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from mlops.core import aws
 from mlops.data import synthetic
 from mlops.pipeline.trigger import execution_name
 
-from .conftest import alias_state, entered_states, live_model, run_upload
+from .conftest import TIERS, alias_state, entered_states, live_model, run_upload, serving_state
 
 
-def test_first_model_goes_live_on_absolute_gate_and_lineage_answers_the_audit_question(platform, new_family):
-    family = new_family()
+@pytest.mark.parametrize("tier", TIERS)
+def test_first_model_goes_live_on_absolute_gate_and_lineage_answers_the_audit_question(platform, new_family, tier):
+    family = new_family(serving=tier)
     output, described = run_upload(platform, family.name, "v1.csv", synthetic.credit_risk_csv(3000, 1))
     assert output == {"outcome": "promoted", "family": family.name, "version": 1}
     record = platform.registry.get_family(family.name)
@@ -25,12 +27,17 @@ def test_first_model_goes_live_on_absolute_gate_and_lineage_answers_the_audit_qu
     assert lineage["gate"]["passed"] and lineage["gate"]["compared_with_live_version"] is None
     assert {"demographic_parity_difference", "equal_opportunity_difference"} <= set(lineage["fairness"])
     assert lineage["parity"]["max_abs_diff"] <= 1e-5
-    assert alias_state(platform, family) == (v1.function_version, {})
+    assert serving_state(platform, family) == (1, {})
+    if tier == "dedicated":
+        assert alias_state(platform, family) == (v1.function_version, {})
+    else:
+        assert not v1.function_version, "the shared tier publishes no function version per model"
     assert "CanaryStart" not in entered_states(described["executionArn"])
 
 
-def test_better_model_is_canaried_step_by_step_then_promoted(platform, new_family, traffic):
-    family = new_family()
+@pytest.mark.parametrize("tier", TIERS)
+def test_better_model_is_canaried_step_by_step_then_promoted(platform, new_family, traffic, tier):
+    family = new_family(serving=tier)
     output, _ = run_upload(platform, family.name, "v1.csv", synthetic.credit_risk_csv(800, 11, label_noise=0.35))
     generator = traffic(family).start()
     output, described = run_upload(platform, family.name, "v2.csv", synthetic.credit_risk_csv(12000, 12))
@@ -41,8 +48,8 @@ def test_better_model_is_canaried_step_by_step_then_promoted(platform, new_famil
     record = platform.registry.get_family(family.name)
     assert (record.live_version, record.canary_version, record.canary_weight) == (2, 0, 0)
     assert platform.registry.get_version(family.name, 1).status == "retired"
-    v2 = platform.registry.get_version(family.name, 2)
-    assert alias_state(platform, family) == (v2.function_version, {})
+    assert serving_state(platform, family) == (2, {})
+    assert generator.by_version["2"] > 0, "the canary answered part of the traffic"
     history = [(e.version, e.to_status) for e in platform.registry.history(family.name).items]
     assert (2, "canary") in history and (1, "retired") in history and (2, "live") in history
 
@@ -50,20 +57,21 @@ def test_better_model_is_canaried_step_by_step_then_promoted(platform, new_famil
 def test_degraded_candidate_is_rejected_at_the_gate_and_never_gets_traffic(platform, new_family):
     family = new_family()
     live_model(platform, family)
-    before = alias_state(platform, family)
+    before = serving_state(platform, family)
     output, described = run_upload(platform, family.name, "noise.csv",
                                    synthetic.credit_risk_csv(4000, 13, label_noise=0.9))
     assert output["outcome"] == "gated_out"
     v2 = platform.registry.get_version(family.name, 2)
     assert v2.status == "rejected" and "AUC" in v2.status_reason and not v2.function_version
-    assert alias_state(platform, family) == before
+    assert serving_state(platform, family) == before
     assert "CanaryStart" not in entered_states(described["executionArn"])
 
 
-def test_canary_that_misbehaves_on_live_traffic_is_rolled_back_automatically(platform, new_family, traffic):
-    family = new_family()
+@pytest.mark.parametrize("tier", TIERS)
+def test_canary_that_misbehaves_on_live_traffic_is_rolled_back_automatically(platform, new_family, traffic, tier):
+    family = new_family(serving=tier)
     live_model(platform, family)
-    before = alias_state(platform, family)
+    before = serving_state(platform, family)
     generator = traffic(family).start()
     output, described = run_upload(platform, family.name, "flipped.csv",
                                    synthetic.credit_risk_csv(6000, 14, flip_labels=True))
@@ -72,7 +80,7 @@ def test_canary_that_misbehaves_on_live_traffic_is_rolled_back_automatically(pla
     v2 = platform.registry.get_version(family.name, 2)
     assert v2.lineage["gate"]["passed"] and v2.status == "rolled_back"
     assert "diverge" in v2.status_reason
-    assert alias_state(platform, family) == before
+    assert serving_state(platform, family) == before == (1, {})
     assert platform.registry.get_family(family.name).live_version == 1
     states = entered_states(described["executionArn"])
     assert states.count("CanaryCheck") == 1, "rollback must happen within the first bake interval"
@@ -186,7 +194,7 @@ def test_rollout_is_refused_and_recorded_when_the_family_stays_busy(platform, ne
 
 
 def test_scoring_code_change_is_rolled_out_as_a_canary_of_the_same_model(platform, new_family, traffic):
-    family = new_family()
+    family = new_family(serving="dedicated")
     live_model(platform, family)
     v1 = platform.registry.get_version(family.name, 1)
     fn = platform.scoring_functions[family.name]

@@ -12,7 +12,7 @@ from mlops.data import synthetic
 from mlops.pipeline.trigger import execution_name
 from mlops.rollout import control
 
-from .conftest import alias_state, entered_states, live_model, run_upload
+from .conftest import entered_states, live_model, run_upload, serving_state
 
 
 def _run_of_upload(platform, family: str, filename: str, data: bytes) -> tuple[dict, dict]:
@@ -202,7 +202,7 @@ def test_aborted_rollout_is_rolled_back_and_its_lock_released(platform, new_fami
     # elapses, so the window is short).
     family = new_family(gate={"min_auc_margin": -0.5}, canary={"bake_seconds": 3, "steps": [50, 100]})
     live_model(platform, family, rows=1500)
-    before = alias_state(platform, family)
+    before = serving_state(platform, family)
     generator = traffic(family).start()
     ref, started = _run_of_upload(platform, family.name, "v2.csv", synthetic.credit_risk_csv(1500, 8))
     arn = started["executions"][0]["executionArn"]
@@ -218,7 +218,7 @@ def test_aborted_rollout_is_rolled_back_and_its_lock_released(platform, new_fami
     record = platform.registry.get_family(family.name)
     assert record.rollout_holder is None and record.canary_version == 0 and record.live_version == 1
     assert platform.registry.get_version(family.name, 2).status == "rolled_back"
-    assert alias_state(platform, family) == before
+    assert serving_state(platform, family) == before
     run = platform.registry.get_run(family.name, started["run_id"])
     assert run["outcome"] == "failed" and run["detail"]["status"] == "ABORTED" and run["step"] == "Bake"
 

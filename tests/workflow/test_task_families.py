@@ -13,7 +13,7 @@ from mlops.data import synthetic
 
 from mlops_local.apigw import proxy_event
 
-from .conftest import alias_state, entered_states, run_upload
+from .conftest import entered_states, run_upload, serving_state
 
 REGRESSION = "regression"
 MULTICLASS = "multiclass_classification"
@@ -76,11 +76,11 @@ def test_task_family_goes_live_promotes_a_better_model_gates_out_noise_and_rolls
     assert versus["passed"] and v2.lineage["gate"]["compared_with_live_version"] == 1
 
     # Mostly noise: no better than the trivial model (or under the AUC floor): rejected, no traffic.
-    before = alias_state(platform, family)
+    before = serving_state(platform, family)
     output, _ = upload(platform, family, "noise.csv", 2000, 13, label_noise=0.9)
     assert output["outcome"] == "gated_out"
     assert platform.registry.get_version(family.name, 3).status == "rejected"
-    assert alias_state(platform, family) == before
+    assert serving_state(platform, family) == before
 
     # Targets silently inverted: the offline gate passes (the live model fits the inverted holdout badly), the
     # canary's predictions diverge from the live version's on the same traffic: rolled back at the first step.
@@ -94,7 +94,7 @@ def test_task_family_goes_live_promotes_a_better_model_gates_out_noise_and_rolls
     # it wait (how many depends on the machine's load), and the canary never steps up.
     states = entered_states(described["executionArn"])
     assert "CanaryCheck" in states and "CanaryStepUp" not in states
-    assert alias_state(platform, family) == before and platform.registry.get_family(family.name).live_version == 2
+    assert serving_state(platform, family) == before and platform.registry.get_family(family.name).live_version == 2
 
 
 def drift_report(platform: Any, family: Any) -> dict[str, Any]:

@@ -101,5 +101,8 @@ def rollback(family: str, reason: str, target: TargetOptions) -> None:
 
 
 def _alias(alias: dict[str, Any]) -> str:
+    if alias.get("tier") == "shared":
+        split = f", {alias['weight']:.0%} to v{alias['canary']}" if alias.get("canary") else ""
+        return f"the shared scoring tier serves v{alias['primary']}{split}"
     split = f", {alias['weight']:.0%} to version {alias['canary']}" if alias.get("canary") else ""
     return f"alias `live` of {alias['function']} -> function version {alias['primary']}{split}"

@@ -36,6 +36,9 @@ LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 # A multiclass target with more labels than this is refused (free text or an identifier, not a class).
 MAX_CLASSES = 100
 FeatureKind = Literal["numeric", "categorical"]
+ServingTier = Literal["shared", "dedicated"]
+SHARED: ServingTier = "shared"
+DEDICATED: ServingTier = "dedicated"
 # How a feature's missing values are handled. `reject`: a data set or request with a missing value is refused.
 # median / mean / most_frequent / constant: imputed with the statistic fitted on training rows only, inside the ONNX
 # graph (scoring treats `null` exactly as training did). `native`: HistGradientBoosting's own missing-value
@@ -368,9 +371,11 @@ class ModelFamily(_Frozen):
     canary: CanaryPolicy = CanaryPolicy()
     drift: DriftPolicy = DriftPolicy()
     training: TrainingPolicy = TrainingPolicy()
-    # Where the family is scored: `shared`, the one multi-model scoring function every family uses by default, or
-    # `dedicated`, its own function, alias and model-bound versions (isolation, reserved or provisioned concurrency).
-    serving: Literal["shared", "dedicated"] = "shared"
+    # Where the family is served (docs/architecture.md, "Serving tiers"). `shared`: the one multi-model scoring
+    # function, routed by the registry's live/canary versions and canary weight (no per-family resources).
+    # `dedicated`: its own scoring function and `live` alias with model-bound versions (isolation, reserved or
+    # provisioned concurrency), declared in the platform configuration.
+    serving: ServingTier = "shared"
 
     @field_validator("name")
     @classmethod

@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,6 +30,17 @@ class Env:
     DECISION_FLUSH_RECORDS = "MLOPS_DECISION_FLUSH_RECORDS"
     # How long a scoring sandbox trusts the family's status (active/retired) before reading it again.
     FAMILY_STATUS_TTL = "MLOPS_FAMILY_STATUS_TTL_SECONDS"
+    # The shared scoring tier (mlops.serving.shared): how long a family's routing (live, canary, weight) is trusted
+    # before the registry is read again, how long a stale one may serve while the registry is unavailable, the
+    # model cache's memory budget, where its EMF metrics go (stdout in Lambda; the local runtime puts them).
+    ROUTING_TTL_SECONDS = "MLOPS_ROUTING_TTL_SECONDS"
+    ROUTING_MAX_STALE_SECONDS = "MLOPS_ROUTING_MAX_STALE_SECONDS"
+    MODEL_CACHE_MIB = "MLOPS_MODEL_CACHE_MIB"
+    METRICS_SINK = "MLOPS_METRICS_SINK"
+    # The control function: the shared scoring function (its `live` alias is moved by code rollouts only).
+    SHARED_SCORING_FUNCTION = "MLOPS_SHARED_SCORING_FUNCTION"
+    CODE_ROLLOUT_STATE_MACHINE_ARN = "MLOPS_CODE_ROLLOUT_STATE_MACHINE_ARN"
+    CODE_CANARY_POLICY = "MLOPS_CODE_CANARY_POLICY"
     # Set by Lambda itself: the published version answering (decision records), the runtime API (extensions).
     FUNCTION_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"
     RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
@@ -63,6 +74,12 @@ class StorageSettings(_Settings):
 
 class TriggerSettings(StorageSettings):
     state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+    # `{"rollout_shared_code": true}` starts a code rollout of the shared scoring function with this policy (JSON,
+    # mlops.rollout.code.CodeCanaryPolicy); empty: the stack has no shared tier.
+    shared_scoring_function: str = Field("", alias=Env.SHARED_SCORING_FUNCTION, max_length=140)
+    code_rollout_state_machine_arn: str = Field("", alias=Env.CODE_ROLLOUT_STATE_MACHINE_ARN,
+                                                pattern=r"^(arn:aws[a-z-]*:states:.*)?$")
+    code_canary_policy: str = Field("{}", alias=Env.CODE_CANARY_POLICY)
 
 
 class TrainSettings(StorageSettings):
@@ -97,9 +114,13 @@ class EvaluateSettings(StorageSettings):
 
 
 class RolloutSettings(StorageSettings):
-    """Register, canary start/check, promote, rollback and the rollout lock."""
+    """Register, canary start/check, promote, rollback and the rollout lock; the shared scoring function's code
+    rollouts (empty when the stack has no shared tier)."""
 
     state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+    shared_scoring_function: str = Field("", alias=Env.SHARED_SCORING_FUNCTION, max_length=140)
+    code_rollout_state_machine_arn: str = Field("", alias=Env.CODE_ROLLOUT_STATE_MACHINE_ARN,
+                                                pattern=r"^(arn:aws[a-z-]*:states:.*)?$")
 
 
 class DriftSettings(StorageSettings):
@@ -121,10 +142,25 @@ class ScoringSettings(StorageSettings):
     # A retired family answers 404 at most this many seconds after its retirement (mlops.serving.family_status).
     family_status_ttl_seconds: float = Field(30.0, alias=Env.FAMILY_STATUS_TTL, ge=0.0, le=3600.0)
     function_version: str = Field("", alias=Env.FUNCTION_VERSION, max_length=64)
+    metrics_sink: Literal["stdout", "cloudwatch"] = Field("stdout", alias=Env.METRICS_SINK)
 
     @property
     def never_capture_fields(self) -> frozenset[str]:
         return frozenset(x.strip() for x in self.never_capture.split(",") if x.strip())
+
+
+class SharedScoringSettings(StorageSettings):
+    """The shared scoring function: every shared-tier family, routed by the registry (mlops.serving.shared)."""
+
+    capture_flush_records: int = Field(200, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
+    decision_flush_records: int = Field(512, alias=Env.DECISION_FLUSH_RECORDS, ge=1, le=512)
+    function_version: str = Field("", alias=Env.FUNCTION_VERSION, max_length=64)
+    # A rollback or a canary step reaches traffic within this many seconds (plus DynamoDB's replication lag).
+    routing_ttl_seconds: float = Field(5.0, alias=Env.ROUTING_TTL_SECONDS, ge=0.0, le=300.0)
+    routing_max_stale_seconds: float = Field(300.0, alias=Env.ROUTING_MAX_STALE_SECONDS, ge=0.0, le=86_400.0)
+    # Models beyond this budget are evicted least recently used first (footprints measured at load).
+    model_cache_mib: int = Field(512, alias=Env.MODEL_CACHE_MIB, ge=16, le=10_240)
+    metrics_sink: Literal["stdout", "cloudwatch"] = Field("stdout", alias=Env.METRICS_SINK)
 
 
 class AuditSettings(StorageSettings):

@@ -259,8 +259,9 @@ class DriftMonitor:
         self.state_machine_arn = state_machine_arn
         self.is_execution_running = is_execution_running
 
-    def run(self, families: list[str] | None = None) -> list[dict[str, Any]]:
-        """Check every live family (or the named ones). A failure in one family does not stop the others."""
+    def run(self, families: list[str] | None = None, tier: str | None = None) -> list[dict[str, Any]]:
+        """Check every live family (or the named ones, or those of one serving `tier`). A failure in one family
+        does not stop the others."""
         results = []
         for summary in self.registry.iter_families(status=FAMILY_ACTIVE):
             if (families and summary.name not in families) or not summary.live_version:
@@ -268,6 +269,8 @@ class DriftMonitor:
             try:
                 record = self.registry.get_family(summary.name)
                 if record.retired:  # retired since the listing
+                    continue
+                if tier is not None and record.family.serving != tier:
                     continue
                 results.append(self.check(record))
             except PlatformError as exc:
@@ -284,6 +287,11 @@ class DriftMonitor:
             since = max(since, float(previous[0]["report"].get("window_end", since)))
         until = time.time()
         records = list(self.captures.records(family.name, live.version, since, until, limit=MAX_CAPTURED_ROWS))
+        if not records:
+            # No traffic since the last check: nothing to judge and nothing written (no report, record or metric),
+            # so an idle family costs nothing (docs/architecture.md, "Serving tiers"); the window stays open.
+            return {"family": family.name, "live_version": live.version, "verdict": "no_traffic", "rows": 0,
+                    "drifted_features": [], "retrain": None, "report_key": None, "window_start": since}
         profile = self.artifacts.get_json(live.lineage["baseline_profile"]["sha256"])
         columns, predictions = captured_columns(family, records)
         report = compare_with_baseline(family, profile, columns, predictions, family.drift)

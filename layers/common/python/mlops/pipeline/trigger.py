@@ -12,9 +12,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 from mlops.core import aws
-from mlops.core.errors import FamilyRetiredError, UnknownFamilyError
+from mlops.core.errors import FamilyRetiredError, UnknownFamilyError, ValidationError
 from mlops.core.observability import MetricsPublisher, logger
-from mlops.core.schemas import ModelFamily
+from mlops.core.schemas import DEDICATED, ModelFamily
 from mlops.data.datasets import SUPPORTED_SUFFIXES, is_supported_key
 from mlops.registry.runs import NO_FAMILY, REJECTED, RunLog
 from mlops.registry.store import FamilyRecord, ModelRegistry
@@ -114,6 +114,9 @@ def start_code_rollout(family_name: str, registry: ModelRegistry, state_machine_
     record = registry.get_family(family_name)
     if record.retired:
         raise FamilyRetiredError(retired_message(record))
+    if record.family.serving != DEDICATED:
+        raise ValidationError(f"{family_name} is served by the shared scoring tier, whose code rolls out for every "
+                              "family at once: send {\"rollout_shared_code\": true}")
     if not record.live_version:
         raise UnknownFamilyError(f"{family_name} has no live model; its first model will use the new code")
     live = registry.get_version(family_name, record.live_version)
@@ -128,9 +131,16 @@ def start_code_rollout(family_name: str, registry: ModelRegistry, state_machine_
 
 
 def handle_event(event: dict[str, Any], registry: ModelRegistry, state_machine_arn: str,
-                 run_log: RunLog | None = None) -> dict[str, Any]:
-    """S3 notifications, or an operator's `{"rollout_code": "<family>"}` after a scoring-code deploy."""
+                 run_log: RunLog | None = None, shared_code: Any = None) -> dict[str, Any]:
+    """S3 notifications, or an operator's request after a scoring-code deploy: `{"rollout_code": "<family>"}` for
+    a dedicated family's function, `{"rollout_shared_code": true}` (optional `"attempt"`) for the shared scoring
+    function (`shared_code(attempt)` starts it: mlops.rollout.code.start_shared_code_rollout, bound by the
+    handler to the stack's function, state machine and policy)."""
     run_log = run_log or RunLog(registry, MetricsPublisher("MLOpsPlatform"))
+    if isinstance(event, dict) and event.get("rollout_shared_code") is True:
+        if shared_code is None:
+            raise ValidationError("this stack has no shared scoring tier to roll out")
+        return {"outcomes": [shared_code(str(event.get("attempt") or ""))]}
     if isinstance(event, dict) and "rollout_code" in event:
         return {"outcomes": [start_code_rollout(str(event["rollout_code"]), registry, state_machine_arn, run_log)]}
     return {"outcomes": handle_s3_event(event, registry, state_machine_arn, run_log)}

@@ -1,4 +1,10 @@
-"""Content-addressed artifact store on S3: keys are sha256 of the bytes, and every load re-checks the hash."""
+"""Content-addressed artifact store on S3: keys are sha256 of the bytes, and every load re-checks the hash.
+
+Two prefixes, so that access can follow the data's sensitivity: models (`models/sha256/<hex>`, kind `model/...`)
+are all the scoring functions may read; training-derived data (holdouts with their sensitive attribute, baseline
+profiles, fairness details, family configurations) stays under `artifacts/sha256/<hex>`, read by the pipeline,
+drift checks and audits only. Models stored before the split live under the data prefix: `get_model` falls back
+to it for the roles that may read it (the pipeline's); see docs/architecture.md for moving them."""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from mlops.core import aws
 from mlops.core.errors import ArtifactNotFoundError, DataSetError, IntegrityError, TransientError
 
 ARTIFACT_PREFIX = "artifacts/sha256/"
+MODEL_PREFIX = "models/sha256/"
+MODEL_KIND_PREFIX = "model/"
 SPOOL_BLOCK_BYTES = 1 << 20
 
 
@@ -91,6 +99,9 @@ class S3ObjectStore:
             code = aws.error_code(exc)
             if code in {"NoSuchKey", "404", "NoSuchVersion", "NotFound"}:
                 raise ArtifactNotFoundError(f"s3://{bucket}/{key} does not exist", key=key) from None
+            if code in {"AccessDenied", "403"}:  # without s3:ListBucket, S3 answers a missing key with 403
+                raise ArtifactNotFoundError(f"s3://{bucket}/{key} does not exist or this role may not read it",
+                                            key=key) from None
             if aws.is_transient(exc):
                 raise TransientError(f"S3 get s3://{bucket}/{key} throttled: {exc}") from exc
             raise
@@ -116,7 +127,8 @@ class S3ObjectStore:
 
 
 class ArtifactStore:
-    """Models, holdouts and profiles stored under `artifacts/sha256/<hex>`; loads refuse altered bytes."""
+    """Models under `models/sha256/<hex>`, holdouts and profiles under `artifacts/sha256/<hex>`; loads refuse
+    altered bytes."""
 
     def __init__(self, bucket: str, objects: ObjectStore | None = None) -> None:
         self.bucket = bucket
@@ -124,13 +136,20 @@ class ArtifactStore:
 
     @staticmethod
     def key_for(sha256: str) -> str:
+        """The key of training-derived data (and of models stored before the prefixes were split)."""
         return f"{ARTIFACT_PREFIX}{sha256}"
+
+    @staticmethod
+    def model_key_for(sha256: str) -> str:
+        return f"{MODEL_PREFIX}{sha256}"
 
     def put(self, data: bytes, kind: str, metadata: dict[str, str] | None = None,
             content_type: str = "application/octet-stream") -> ArtifactRef:
+        """Store `data` under its sha256: a `model/...` kind under the models prefix, anything else under the data
+        prefix."""
         digest = sha256_hex(data)
         meta = {"kind": kind, "sha256": digest, **(metadata or {})}
-        key = self.key_for(digest)
+        key = self.model_key_for(digest) if kind.startswith(MODEL_KIND_PREFIX) else self.key_for(digest)
         self.objects.put(self.bucket, key, data, meta, content_type)
         return ArtifactRef(bucket=self.bucket, key=key, sha256=digest, size=len(data))
 
@@ -138,9 +157,23 @@ class ArtifactStore:
         return self.put(orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY),
                         kind, metadata, "application/json")
 
+    def get_model(self, sha256: str, legacy: bool = True) -> bytes:
+        """The model stored under `sha256` (IntegrityError if its bytes hash to anything else;
+        ArtifactNotFoundError if absent). `legacy`: look under the data prefix too, where models were stored
+        before the prefixes were split (only roles that may read training data get there)."""
+        try:
+            return self._verified(self.model_key_for(sha256), sha256)
+        except ArtifactNotFoundError:
+            if not legacy:
+                raise
+        return self._verified(self.key_for(sha256), sha256)
+
     def get(self, sha256: str) -> bytes:
-        """The bytes stored under `sha256`, or IntegrityError if they hash to anything else."""
-        stored = self.objects.get(self.bucket, self.key_for(sha256))
+        """The training-derived bytes stored under `sha256`, or IntegrityError if they hash to anything else."""
+        return self._verified(self.key_for(sha256), sha256)
+
+    def _verified(self, key: str, sha256: str) -> bytes:
+        stored = self.objects.get(self.bucket, key)
         if stored.sha256 != sha256:
             raise IntegrityError(
                 f"artifact {sha256} in s3://{self.bucket} was altered: its bytes hash to {stored.sha256}",

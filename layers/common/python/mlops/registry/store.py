@@ -545,6 +545,23 @@ class ModelRegistry:
             raise UnknownFamilyError(f"model family {name!r} is not registered", family=name)
         return FamilyRecord.from_item(item)
 
+    def get_routing(self, name: str) -> dict[str, Any] | None:
+        """What the shared scoring tier routes by, or None for an unknown family: `live_version`, `canary_version`,
+        `canary_weight` (percent), `status` (absent before families had one), `changed_at` and `config` (the
+        declaration, for its tier and capture settings). One eventually consistent GetItem of the family item's
+        routing attributes (half the read cost of a consistent one; the tier's cache is refreshed every few seconds
+        anyway)."""
+        try:
+            item = self.ddb.get_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(name)), "SK": _s(META)},
+                ProjectionExpression="live_version, canary_version, canary_weight, config_json, #status, changed_at",
+                ExpressionAttributeNames={"#status": "status"},
+            ).get("Item")
+        except Exception as exc:
+            self._raise_transient(exc)
+            raise
+        return _plain(item) if item else None
+
     def get_family_config(self, name: str, config_version: int) -> ModelFamily:
         """The declaration as it was at `config_version` (one GetItem of its history item). Raises
         UnknownFamilyError when the family has no such version."""

@@ -1,10 +1,12 @@
-"""Rollout control: the family lock, binding model versions to published Lambda versions, the weighted
-`live` alias, canary checks, promotion, rollback and failure handling.
+"""Rollout control: the family lock, canary start, checks, step up, promotion, rollback and failure handling, for
+both serving tiers through one router protocol (mlops.rollout.routers): registry weights for the shared tier,
+the weighted `live` alias of the family's own function for the dedicated tier.
 
-Ownership (docs/architecture.md): CDK owns the scoring function's code and base configuration ($LATEST) and
-creates the `live` alias once; from then on only this module moves the alias. Each published function
+Ownership (docs/architecture.md): CDK owns a dedicated scoring function's code and base configuration ($LATEST)
+and creates its `live` alias once; from then on only this module moves the alias. Each published function
 version carries MLOPS_MODEL_VERSION/MLOPS_MODEL_SHA256 in its (immutable) configuration, so a published
-version is bound to exactly one model version for its whole life.
+version is bound to exactly one model version for its whole life. The shared tier's routing is the registry's
+family item, written only here (and by the operator CLI, through the same router).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from mlops.core import aws
 from mlops.core.errors import IllegalTransitionError, PlatformError, TransientError, ValidationError
 from mlops.core.observability import MetricsPublisher, logger
-from mlops.core.schemas import BINARY, CanaryPolicy
+from mlops.core.schemas import BINARY, DEDICATED, CanaryPolicy
 from mlops.core.settings import Env
 from mlops.registry import runs
 from mlops.registry.store import (
@@ -34,7 +36,18 @@ from mlops.registry.store import (
     ModelRegistry,
 )
 from mlops.reports.publish import publish_model_card
+from mlops.rollout.code import ACTIONS as code_actions
 from mlops.rollout.history import error_message, history_summary
+from mlops.rollout.routers import (
+    ALIAS,
+    AliasRouter,
+    AliasState,
+    CanaryMetrics,
+    EmfCanaryMetrics,
+    TrafficFigures,
+    TrafficRouter,
+    router_for,
+)
 from mlops.serving.capture import CaptureReader
 from mlops.stats.canary import prediction_divergence
 from mlops.stats.distributions import bin_counts, psi
@@ -42,24 +55,10 @@ from mlops.stats.profile import PREDICTION_EDGES
 from mlops.stats.tasks import Divergence, canary_divergence, captured_task_predictions
 from mlops.training.steps import PipelineContext, register_step
 
-ALIAS = "live"
 LOCK_TTL_SECONDS = 24 * 3600
 
 
 # ---- adapters -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AliasState:
-    primary: str
-    canary: str | None
-    weight: float
-
-
-class AliasRouter(Protocol):
-    def current(self, function: str) -> AliasState | None: ...
-    def publish_bound(self, function: str, family: str, model_version: int, sha256: str) -> str: ...
-    def route(self, function: str, primary: str, canary: str | None = None, weight: float = 0.0) -> None: ...
 
 
 class LambdaAliasRouter:
@@ -124,6 +123,22 @@ class LambdaAliasRouter:
     def _bound_to(variables: dict[str, str], model_version: int, sha256: str) -> bool:
         return variables.get(Env.MODEL_VERSION) == str(model_version) and variables.get(Env.MODEL_SHA256) == sha256
 
+    def publish_code(self, function: str, description: str) -> str:
+        """Publish `$LATEST` as it is (the shared function's code rollout; no model binding). Lambda answers the
+        latest version when nothing changed since it was published."""
+        try:
+            published = self._lambda.publish_version(FunctionName=function, Description=description)
+        except Exception as exc:
+            raise _transient_or(exc) from exc
+        return str(published["Version"])
+
+    def same_code(self, function: str, one: str, other: str) -> bool:
+        """Whether two published versions have the same code and environment (nothing to roll out)."""
+        client = self._lambda
+        a, b = (client.get_function_configuration(FunctionName=function, Qualifier=v) for v in (one, other))
+        return a.get("CodeSha256") == b.get("CodeSha256") and \
+            (a.get("Environment") or {}).get("Variables") == (b.get("Environment") or {}).get("Variables")
+
     def _wait_updated(self, function: str, config: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while config.get("LastUpdateStatus") == "InProgress":
@@ -137,22 +152,14 @@ class LambdaAliasRouter:
         return config
 
 
-@dataclass(frozen=True)
-class TrafficFigures:
-    invocations: float
-    errors: float
-    p99_ms: float | None
-
-
-class CanaryMetrics(Protocol):
-    def traffic(self, function: str, version: str, start: datetime, end: datetime) -> TrafficFigures: ...
-
-
 class CloudWatchCanaryMetrics:
     """AWS/Lambda per-version metrics of invocations through the alias (dimension ExecutedVersion)."""
 
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
     def traffic(self, function: str, version: str, start: datetime, end: datetime) -> TrafficFigures:
-        cw = aws.client("cloudwatch")
+        cw = self._client or aws.client("cloudwatch")
         dims = [{"Name": "FunctionName", "Value": function}, {"Name": "Resource", "Value": f"{function}:{ALIAS}"},
                 {"Name": "ExecutedVersion", "Value": version}]
         period = max(60, int((end - start).total_seconds() // 60 + 1) * 60)
@@ -182,17 +189,24 @@ def _transient_or(exc: Exception) -> Exception:
 
 @dataclass
 class RolloutContext:
+    """What the control steps use. `router`/`metrics`: the dedicated tier's Lambda alias and AWS/Lambda metrics;
+    `family_metrics`: the shared tier's EMF figures; `router_for(record)` picks the family's tier."""
+
     pipeline: PipelineContext
-    router: AliasRouter
-    metrics: CanaryMetrics
+    router: AliasRouter | None
+    metrics: CanaryMetrics | None
     captures: CaptureReader
     publisher: MetricsPublisher
     is_execution_running: Any  # Callable[[str], bool]
     state_machine_arn: str = ""
+    family_metrics: CanaryMetrics | None = None
 
     @property
     def registry(self) -> ModelRegistry:
         return self.pipeline.registry
+
+    def router_for(self, record: Any) -> TrafficRouter:
+        return router_for(record, self.registry, self.router, self.metrics, self.family_metrics)
 
     @property
     def runs(self) -> runs.RunLog:
@@ -226,42 +240,59 @@ def register(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[st
 
 
 def go_live_first(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """The family's first model: nothing to canary against, so the alias moves to it at once."""
+    """The family's first model: nothing to canary against, so traffic moves to it at once."""
     family, version = state["family"], int(state["registration"]["version"])
     record = ctx.registry.get_family(family)
     if record.live_version not in (0, version):
         raise IllegalTransitionError(f"{family} got live v{record.live_version} meanwhile; not going live directly")
+    router = ctx.router_for(record)
     sha = ctx.registry.get_version(family, version).artifact_sha256
-    fv = ctx.router.publish_bound(record.scoring_function, family, version, sha)
-    ctx.registry.bind_function_version(family, version, fv)
-    # Registry first: if routing then fails, failure handling reconciles the alias to the live version.
+    target = router.bind(version, sha)
+    # Registry first: if routing then fails, failure handling reconciles traffic to the live version.
     ctx.registry.transition(family, version, LIVE, f"pipeline:{run_id}", "first model of the family passed the gate")
-    ctx.router.route(record.scoring_function, fv)
-    return {"version": version, "function_version": fv, "primary_function_version": fv, "weight": 100}
+    router.route(target)
+    return {"version": version, "target": target, "primary_target": target, "tier": router.tier, "weight": 100,
+            **_function_versions(router, target, target)}
 
 
 def canary_start(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
     family, version = state["family"], int(state["registration"]["version"])
     record = ctx.registry.get_family(family)
     policy = record.family.canary
-    alias = ctx.router.current(record.scoring_function)
+    router = ctx.router_for(record)
+    current = router.state()
     live = ctx.registry.get_version(family, record.live_version)
-    if alias is None or alias.primary != live.function_version:
+    live_target = router.target(live)
+    if current is None or current.primary != live_target:
         raise IllegalTransitionError(
-            f"alias {ALIAS} of {record.scoring_function} points at {alias.primary if alias else 'nothing'}, "
-            f"but live v{live.version} is function version {live.function_version}; refusing to canary")
+            f"{router.describe()} serves {current.primary if current else 'nothing'}, but live v{live.version} is "
+            f"{live_target or 'not bound'}; refusing to canary")
     sha = ctx.registry.get_version(family, version).artifact_sha256
-    fv = ctx.router.publish_bound(record.scoring_function, family, version, sha)
-    ctx.registry.bind_function_version(family, version, fv)
+    target = router.bind(version, sha)
     weight = policy.steps[0]
     ctx.registry.transition(family, version, CANARY, f"pipeline:{run_id}", f"canary at {weight}%")
-    ctx.router.route(record.scoring_function, alias.primary, fv, weight / 100)
+    router.route(current.primary, target, weight / 100)
     ctx.registry.set_canary_weight(family, version, weight)
     ctx.publisher.put("CanaryWeight", weight, {"Family": family}, unit="Percent")
-    started = {"version": version, "function_version": fv, "primary_function_version": alias.primary,
-               "live_version": live.version, "step": 0, "weight": weight, "window_start": time.time()}
+    started = {"version": version, "target": target, "primary_target": current.primary, "tier": router.tier,
+               "live_version": live.version, "step": 0, "weight": weight, "window_start": time.time(),
+               **_function_versions(router, target, current.primary)}
     record_canary(ctx, family, run_id, started, policy, None)
     return started
+
+
+def _function_versions(router: TrafficRouter, target: str, primary: str) -> dict[str, str]:
+    """The dedicated tier's targets under their historical names (function versions), for readers of the state."""
+    if router.tier == DEDICATED:
+        return {"function_version": target, "primary_function_version": primary}
+    return {}
+
+
+def _targets(canary: dict[str, Any]) -> tuple[str, str]:
+    """(canary target, primary target) of a canary state; executions started before both tiers existed carry
+    function versions only."""
+    return (str(canary.get("target") or canary["function_version"]),
+            str(canary.get("primary_target") or canary.get("primary_function_version") or ""))
 
 
 def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -281,8 +312,7 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
     idle = int((state.get("check") or {}).get("idle_windows", 0))
     start = datetime.fromtimestamp(float(canary["window_start"]), UTC)
     end = datetime.now(UTC)
-    fn = record.scoring_function
-    traffic = ctx.metrics.traffic(fn, canary["function_version"], start, end)
+    traffic = ctx.router_for(record).traffic(_targets(canary)[0], start, end)
     figures: dict[str, Any] = {"invocations": traffic.invocations, "errors": traffic.errors,
                                "p99_ms": traffic.p99_ms, "weight": canary["weight"]}
     reasons: list[str] = []
@@ -412,8 +442,8 @@ def canary_step(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict
     record = ctx.registry.get_family(family)
     step = int(canary["step"]) + 1
     weight = record.family.canary.steps[step]
-    ctx.router.route(record.scoring_function, canary["primary_function_version"], canary["function_version"],
-                     weight / 100)
+    target, primary = _targets(canary)
+    ctx.router_for(record).route(primary, target, weight / 100)
     ctx.registry.set_canary_weight(family, int(canary["version"]), weight)
     ctx.publisher.put("CanaryWeight", weight, {"Family": family}, unit="Percent")
     canary.update({"step": step, "weight": weight, "window_start": time.time()})
@@ -433,7 +463,9 @@ def promote(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str
     ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
     record_canary(ctx, family, run_id, {**canary, "weight": 100}, record.family.canary, state.get("check"),
                   ended="promoted")
-    return {"live_version": int(canary["version"]), "function_version": canary["function_version"]}
+    target, _ = _targets(canary)
+    return {"live_version": int(canary["version"]), "target": target,
+            **({"function_version": canary["function_version"]} if "function_version" in canary else {})}
 
 
 def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -546,17 +578,21 @@ def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str,
     return detail
 
 
-def reconcile_alias(ctx: RolloutContext, family: str) -> list[str]:
-    """Make the alias serve exactly the registry's live version (no-op when it already does)."""
+def reconcile_alias(ctx: Any, family: str) -> list[str]:
+    """Make traffic go to exactly the registry's live version (no-op when it already does): the `live` alias of a
+    dedicated family's function, the canary weight of a shared-tier family. `ctx`: anything with `registry` and
+    `router_for(record)` (RolloutContext, the operator CLI's)."""
     record = ctx.registry.get_family(family)
     if not record.live_version:
         return []
     live = ctx.registry.get_version(family, record.live_version)
-    alias = ctx.router.current(record.scoring_function)
-    if not live.function_version or (alias and alias.primary == live.function_version and not alias.canary):
+    router = ctx.router_for(record)
+    target = router.target(live)
+    current = router.state()
+    if not target or (current and current.primary == target and not current.canary):
         return []
-    ctx.router.route(record.scoring_function, live.function_version)
-    return [f"alias {ALIAS} set to live v{live.version} (function version {live.function_version})"]
+    router.route(target)
+    return [f"{router.describe()} set to live v{live.version} ({target})"]
 
 
 ACTIONS = {
@@ -567,6 +603,8 @@ ACTIONS = {
        for outcome in (runs.PROMOTED, runs.GATED_OUT, runs.ROLLED_BACK, runs.DUPLICATE)},
     # Executions started on the previous definition call `finish:rejected` for a gated-out candidate.
     "finish:rejected": partial(finish, outcome=runs.GATED_OUT),
+    # The shared scoring function's code rollouts (infra/statemachine/code_rollout.asl.json).
+    **code_actions,
 }
 
 
@@ -600,5 +638,5 @@ def create_rollout_context(settings: Any) -> RolloutContext:
         router=LambdaAliasRouter(), metrics=CloudWatchCanaryMetrics(), captures=CaptureReader(settings.artifact_bucket),
         publisher=MetricsPublisher(settings.metrics_namespace),
         is_execution_running=execution_is_running(settings.state_machine_arn),
-        state_machine_arn=settings.state_machine_arn,
+        state_machine_arn=settings.state_machine_arn, family_metrics=EmfCanaryMetrics(settings.metrics_namespace),
     )

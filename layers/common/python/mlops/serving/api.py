@@ -19,11 +19,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from typing import Any
 
 import orjson
 
-from mlops.core.errors import IntegrityError, NoLiveModelError, PlatformError, UnknownFamilyError, ValidationError
+from mlops.core.errors import (
+    ArtifactNotFoundError,
+    IntegrityError,
+    NoLiveModelError,
+    PlatformError,
+    UnknownFamilyError,
+    ValidationError,
+)
+from mlops.core.observability import logger
 from mlops.core.settings import ScoringSettings
 from mlops.registry.artifacts import ArtifactStore
 from mlops.serving.capture import CaptureWriter
@@ -45,20 +54,156 @@ def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> 
 
 
 def error_response(exc: PlatformError, request_id: str) -> dict[str, Any]:
-    body = exc.to_dict()
+    """The HTTP answer to a domain error. Anything the service cannot do right now is "unavailable" (503), never a
+    bare 500; its message reaches the client only when written for clients (NoLiveModelError), otherwise the
+    details (bucket, key, table, dependency errors) go to the log and the client reads a generic message."""
+    if exc.http_status < 500:
+        body = exc.to_dict()
+        status = exc.http_status
+    else:
+        status = 503
+        if isinstance(exc, NoLiveModelError):
+            body = {"error": exc.code, "message": exc.message}
+        else:
+            logger().error("scoring unavailable", extra={"error": exc.code, "detail": exc.message,
+                                                         "request_id": request_id})
+            body = {"error": "ServiceUnavailable", "message": "the scoring service cannot answer right now; retry "
+                                                              "shortly"}
     body["request_id"] = request_id
-    # Anything the service cannot do right now is "unavailable" to the client, never a bare 500.
-    status = exc.http_status if exc.http_status < 500 else 503
     return _response(status, body, {"X-Request-Id": request_id})
 
 
-class ScoringService:
-    """One per Lambda sandbox: the bound model is loaded on the first request and kept for the warm ones."""
+class ServedModel:
+    """One model version ready to answer: its ONNX model, capture writer, decision log and explainer (the dedicated
+    tier holds one per sandbox; the shared tier one per cached (family, version), mlops.serving.shared).
 
-    def __init__(self, settings: ScoringSettings, metrics: Any | None = None, status: Any | None = None) -> None:
+    `data`: the artifact's bytes (already checked against `sha256`); `artifact_bytes` is their size."""
+
+    def __init__(self, data: bytes, *, bucket: str, family: str, version: int, sha256: str, sample_rate: float,
+                 never_capture: frozenset[str], function_version: str, capture_flush_records: int = 200,
+                 decision_flush_records: int = 512, memory_arena: bool = True) -> None:
+        self.family, self.version, self.sha256 = family, version, sha256
+        self.model = ScoringModel(data, memory_arena)
+        self.capture = CaptureWriter(bucket, family, version, sample_rate, never_capture,
+                                     flush_records=capture_flush_records)
+        self.decisions = DecisionLog(bucket, family, version, function_version=function_version, model_sha256=sha256,
+                                     classes=self.model.classes,
+                                     threshold=self.model.threshold if self.model.task == BINARY else None,
+                                     never_capture=never_capture, flush_records=decision_flush_records)
+        self.explainer = ServedExplainer(data, family, version)
+        self.artifact_bytes = len(data)
+
+    def close(self) -> None:
+        """Stop serving: buffered captures and decisions go to their writers."""
+        self.capture.close()
+        self.decisions.close()
+
+
+def predict_response(model: ScoringModel, family: str, version: int, instances: Any, explain: ExplainRequest | None,
+                     request_id: str, capture: CaptureWriter | None, decisions: DecisionLog | None,
+                     explainer: ServedExplainer | None) -> dict[str, Any]:
+    """Score `instances` with `model` (family `version`) and build the proxy response; captures keep class indices
+    (canary and drift statistics count them; a regression's, its predicted value as answered), and every answer
+    leaves a decision record, with the inputs when the capture sampled it."""
+    index_list, proba_list = model.predict_instances(instances)
+    if proba_list is None:  # a regression: the predicted values
+        body: dict[str, Any] = {"model": family, "version": version, "predictions": index_list,
+                                "request_id": request_id}
+    else:
+        classes = model.classes
+        body = {"model": family, "version": version, "predictions": [classes[i] for i in index_list],
+                "probabilities": proba_list, "classes": classes, "request_id": request_id}
+    explanations = None
+    if explain is not None and explainer is not None:
+        explanations = body["explanations"] = explainer.explain(model, instances, explain)
+    captured = capture is not None and capture.record(
+        request_id, instances, index_list, [()] * len(index_list) if proba_list is None else proba_list)
+    if decisions is not None:
+        decisions.record(request_id, index_list, proba_list, instances if captured else None, explanations)
+    return {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/json", "X-Model-Version": str(version), "X-Request-Id": request_id},
+        "body": orjson.dumps(body).decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def method_not_allowed(resource: str, method: str, name: str, request_id: str) -> dict[str, Any] | None:
+    """The 405 answer for a method the route does not take (None when it does)."""
+    if resource.endswith("/predict"):
+        if method != "POST":
+            return _response(405, {"error": "MethodNotAllowed", "message": "use POST for predictions",
+                                    "request_id": request_id}, {"Allow": "POST"})
+        return None
+    if method != "GET":
+        return _response(405, {"error": "MethodNotAllowed", "message": f"use GET on /models/{name}",
+                                "request_id": request_id}, {"Allow": "GET"})
+    return None
+
+
+def openapi_response(registry: Any, family: str, request_id: str) -> dict[str, Any]:
+    """The family's OpenAPI document, built from its registered schema (and the live model's classes)."""
+    from mlops.core.errors import TransientError
+    from mlops.serving.openapi import family_openapi
+
+    try:
+        record = registry.get_family(family)
+        classes = None
+        if record.live_version:
+            classes = registry.get_version(record.family.name, record.live_version).lineage.get("classes")
+    except TransientError:
+        raise NoLiveModelError("the model registry is unavailable; retry shortly") from None
+    return _response(200, family_openapi(record.family, classes), {"X-Request-Id": request_id})
+
+
+def describe_response(registry: Any, family: str, served_version: int, request_id: str) -> dict[str, Any]:
+    """GET /models/{name}: the family's schema, live and canary versions, and the live model's figures."""
+    from mlops.core.errors import TransientError
+
+    try:
+        record = registry.get_family(family)
+    except TransientError:
+        raise NoLiveModelError("the model registry is unavailable; retry shortly") from None
+    body: dict[str, Any] = {
+        "model": record.family.name,
+        "live_version": record.live_version or None,
+        "canary_version": record.canary_version or None,
+        "canary_weight": record.canary_weight if record.canary_version else 0,
+        "task": record.family.task,
+        "features": [f.model_dump(mode="json") for f in record.family.features],
+        "served_version": served_version or None,
+        "request_id": request_id,
+    }
+    if record.live_version:
+        live = registry.get_version(record.family.name, record.live_version)
+        lineage = live.lineage
+        body.update({
+            "metrics": lineage.get("metrics", {}),
+            "fairness": {k: v for k, v in lineage.get("fairness", {}).items() if k != "groups"},
+            "trained_at": lineage.get("trained_at"),
+            "dataset": {k: lineage.get("dataset", {}).get(k) for k in ("bucket", "key", "version_id", "sha256",
+                                                                         "rows")},
+            "artifact_sha256": lineage.get("artifact_sha256"),
+            "algorithm": lineage.get("algorithm"),
+            "classes": lineage.get("classes"),
+            "threshold": lineage.get("threshold"),
+            "live_since": live.updated_at,
+        })
+    return _response(200, body, {"X-Request-Id": request_id, "X-Model-Version": str(served_version)})
+
+
+class ScoringService:
+    """The dedicated tier: one per Lambda sandbox of a family's own function, serving the model version bound to
+    the published function version; the model is loaded on the first request and kept for the warm ones."""
+
+    def __init__(self, settings: ScoringSettings, metrics: Any | None = None, figures: Any | None = None,
+                 status: Any | None = None) -> None:
+        """`metrics`: MetricsPublisher (integrity failures); `figures`: the EMF aggregator of request latency and
+        errors by family and version (mlops.serving.metrics; None: none written); `status`:
+        mlops.serving.family_status.FamilyStatus, so that a retired family answers 404 (None: not checked)."""
         self.settings = settings
         self.metrics = metrics
-        # mlops.serving.family_status.FamilyStatus: a retired family answers 404 (None: not checked).
+        self.figures = figures
         self.status = status
         self.model: ScoringModel | None = None
         self.capture: CaptureWriter | None = None
@@ -76,25 +221,14 @@ class ScoringService:
         s = self.settings
         if s.model_version == 0 or not s.model_sha256:
             raise NoLiveModelError(f"model family {s.model_family!r} has no live model yet")
-        try:
-            data = ArtifactStore(s.artifact_bucket).get(s.model_sha256)
-        except IntegrityError:
-            if self.metrics is not None:
-                self.metrics.integrity_failure(s.model_family, s.model_version)
-            raise NoLiveModelError(
-                f"model {s.model_family} v{s.model_version} failed its integrity check and is not served"
-            ) from None
-        self.model = ScoringModel(data)
-        self.capture = CaptureWriter(
-            s.artifact_bucket, s.model_family, s.model_version, s.capture_sample_rate, s.never_capture_fields,
-            flush_records=s.capture_flush_records,
-        )
-        self.decisions = DecisionLog(
-            s.artifact_bucket, s.model_family, s.model_version, function_version=s.function_version,
-            model_sha256=s.model_sha256, classes=self.model.classes,
-            threshold=self.model.threshold if self.model.task == BINARY else None,  # no threshold for other tasks
-            never_capture=s.never_capture_fields, flush_records=s.decision_flush_records)
-        self.explainer = ServedExplainer(data, s.model_family, s.model_version)
+        data = fetch_model(s.artifact_bucket, s.model_family, s.model_version, s.model_sha256, self.metrics)
+        served = ServedModel(data, bucket=s.artifact_bucket, family=s.model_family, version=s.model_version,
+                             sha256=s.model_sha256, sample_rate=s.capture_sample_rate,
+                             never_capture=s.never_capture_fields, function_version=s.function_version,
+                             capture_flush_records=s.capture_flush_records,
+                             decision_flush_records=s.decision_flush_records)
+        self.capture, self.decisions, self.explainer = served.capture, served.decisions, served.explainer
+        self.model = served.model
         return self.model
 
     @property
@@ -120,118 +254,82 @@ class ScoringService:
                 raise UnknownFamilyError(f"model family {name!r} is not served here")
             if self.status is not None:
                 self.status.check()
+            refused = method_not_allowed(resource, method, name, request_id)
+            if refused is not None:
+                return refused
             if resource.endswith("/predict"):
-                if method != "POST":
-                    return _response(405, {"error": "MethodNotAllowed", "message": "use POST for predictions",
-                                           "request_id": request_id}, {"Allow": "POST"})
                 return self.predict(event, request_id)
-            if method != "GET":
-                return _response(405, {"error": "MethodNotAllowed", "message": f"use GET on /models/{name}",
-                                       "request_id": request_id}, {"Allow": "GET"})
             if resource.endswith("/openapi.json"):
-                return self.openapi(request_id)
-            return self.describe(request_id)
+                return openapi_response(self.registry, self.settings.model_family, request_id)
+            return describe_response(self.registry, self.settings.model_family, self.settings.model_version,
+                                     request_id)
         except PlatformError as exc:
             return error_response(exc, request_id)
 
     def predict(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
-        instances, explain = parse_request(event)
-        model = self.load()
-        index_list, proba_list = model.predict_instances(instances)
-        if proba_list is None:  # a regression: the predicted values
-            body: dict[str, Any] = {"model": self.settings.model_family, "version": self.settings.model_version,
-                                    "predictions": index_list, "request_id": request_id}
-        else:
-            classes = model.classes
-            body = {"model": self.settings.model_family, "version": self.settings.model_version,
-                    "predictions": [classes[i] for i in index_list], "probabilities": proba_list,
-                    "classes": classes, "request_id": request_id}
-        explanations = None
-        if explain is not None and self.explainer is not None:
-            explanations = body["explanations"] = self.explainer.explain(model, instances, explain)
-        # Captures keep class indices (canary and drift statistics count them; a regression's, its predicted value
-        # as answered); every answer leaves a decision record, with the inputs when the capture sampled it.
-        captured = self.capture is not None and self.capture.record(
-            request_id, instances, index_list, [()] * len(index_list) if proba_list is None else proba_list)
-        if self.decisions is not None:
-            self.decisions.record(request_id, index_list, proba_list, instances if captured else None, explanations)
-        return {
-            "statusCode": 200,
-            "headers": {"Content-Type": "application/json", "X-Model-Version": self.version,
-                        "X-Request-Id": request_id},
-            "body": orjson.dumps(body).decode(),
-            "isBase64Encoded": False,
-        }
-
-    def openapi(self, request_id: str) -> dict[str, Any]:
-        """The family's OpenAPI document, built from its registered schema (and the live model's classes)."""
-        from mlops.core.errors import TransientError
-        from mlops.serving.openapi import family_openapi
-
+        if self.figures is None:
+            instances, explain = parse_request(event)
+            return predict_response(self.load(), self.settings.model_family, self.settings.model_version, instances,
+                                    explain, request_id, self.capture, self.decisions, self.explainer)
+        started = time.perf_counter()
+        family, version = self.settings.model_family, self.settings.model_version
         try:
-            record = self.registry.get_family(self.settings.model_family)
-            classes = None
-            if record.live_version:
-                classes = self.registry.get_version(record.family.name, record.live_version).lineage.get("classes")
-        except TransientError:
-            raise NoLiveModelError("the model registry is unavailable; retry shortly") from None
-        return _response(200, family_openapi(record.family, classes), {"X-Request-Id": request_id})
+            instances, explain = parse_request(event)
+            response = predict_response(self.load(), family, version, instances, explain, request_id, self.capture,
+                                        self.decisions, self.explainer)
+        except PlatformError as exc:
+            self.figures.observe(family, version, (time.perf_counter() - started) * 1000, exc.http_status >= 500)
+            raise
+        except Exception:
+            self.figures.observe(family, version, (time.perf_counter() - started) * 1000, True)
+            raise
+        self.figures.observe(family, version, (time.perf_counter() - started) * 1000)
+        return response
 
-    def describe(self, request_id: str) -> dict[str, Any]:
-        from mlops.core.errors import TransientError
 
-        try:
-            record = self.registry.get_family(self.settings.model_family)
-        except TransientError:
-            raise NoLiveModelError("the model registry is unavailable; retry shortly") from None
-        body: dict[str, Any] = {
-            "model": record.family.name,
-            "live_version": record.live_version or None,
-            "canary_version": record.canary_version or None,
-            "canary_weight": record.canary_weight if record.canary_version else 0,
-            "task": record.family.task,
-            "features": [f.model_dump(mode="json") for f in record.family.features],
-            "served_version": self.settings.model_version or None,
-            "request_id": request_id,
-        }
-        if record.live_version:
-            live = self.registry.get_version(record.family.name, record.live_version)
-            lineage = live.lineage
-            body.update({
-                "metrics": lineage.get("metrics", {}),
-                "fairness": {k: v for k, v in lineage.get("fairness", {}).items() if k != "groups"},
-                "trained_at": lineage.get("trained_at"),
-                "dataset": {k: lineage.get("dataset", {}).get(k) for k in ("bucket", "key", "version_id", "sha256",
-                                                                             "rows")},
-                "artifact_sha256": lineage.get("artifact_sha256"),
-                "algorithm": lineage.get("algorithm"),
-                "classes": lineage.get("classes"),
-                "threshold": lineage.get("threshold"),
-                "live_since": live.updated_at,
-            })
-        return _response(200, body, {"X-Request-Id": request_id, "X-Model-Version": self.version})
+def fetch_model(bucket: str, family: str, version: int, sha256: str, metrics: Any | None = None) -> bytes:
+    """The model's bytes from the models prefix, checked against `sha256`. A missing artifact or altered bytes
+    become NoLiveModelError (503) whose message names the family and version only: the bucket and key, and the
+    hashes, go to the log (and an integrity failure to its metric)."""
+    try:
+        return ArtifactStore(bucket).get_model(sha256, legacy=False)
+    except ArtifactNotFoundError as exc:
+        logger().error("model artifact unavailable", extra={"family": family, "version": version,
+                                                            "detail": exc.message})
+        raise NoLiveModelError(f"model {family} v{version} is unavailable; retry shortly or ask the operators"
+                               ) from None
+    except IntegrityError:
+        if metrics is not None:
+            metrics.integrity_failure(family, version)
+        raise NoLiveModelError(f"model {family} v{version} failed its integrity check and is not served") from None
 
 
 def parse_request(event: dict[str, Any]) -> tuple[Any, ExplainRequest | None]:
     """Decode the request body into the `instances` list and the explanation options (None unless "explain":
-    true), naming the problem when it cannot."""
+    true), naming the problem when it cannot.
+
+    Refused before anything is decoded: a body over MAX_BODY_BYTES bytes (UTF-8 bytes as sent, not characters:
+    413), a compressed body (Content-Encoding other than identity: 415), a Content-Type other than JSON, one
+    declaring a charset other than UTF-8, or an empty one (415). A request without Content-Type is read as JSON,
+    as API Gateway applies the application/json model to it."""
     headers = event.get("headers") or {}
     content_type = headers.get("Content-Type") or headers.get("content-type")
     if content_type is None and headers:  # header names are case-insensitive; the usual spellings come first
-        content_type = next((v for k, v in headers.items() if str(k).lower() == "content-type"), None)
+        content_type = _header(headers, "content-type")
     if content_type != "application/json":  # the usual spelling needs no normalising
-        content_type = str(content_type or "application/json").split(";", 1)[0].strip().lower()
-        if content_type not in JSON_TYPES:
-            raise UnsupportedMediaTypeError(f"Content-Type must be application/json, got {content_type!r}")
+        _check_content_type(content_type)
+    encoding = headers.get("Content-Encoding") or headers.get("content-encoding")
+    if encoding is not None:
+        _check_content_encoding(encoding)
     body = event.get("body")
     if body is None or body == "":
         raise ValidationError("request body is empty; send {\"instances\": [...]}")
     if not isinstance(body, str):
         raise ValidationError("request body must be a JSON text")
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLargeError(f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    encoded = event.get("isBase64Encoded")
+    _check_body_size(body, bool(encoded))
     raw: str | bytes = body
-    if event.get("isBase64Encoded"):
+    if encoded:
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
@@ -239,6 +337,8 @@ def parse_request(event: dict[str, Any]) -> tuple[Any, ExplainRequest | None]:
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        # A compressed body under an unusual spelling of Content-Encoding: say so rather than "invalid JSON".
+        _check_content_encoding(_header(headers, "content-encoding"))
         raise ValidationError(f"request body is not valid JSON: {exc}") from None
     if type(payload) is not dict:
         raise ValidationError("request body must be a JSON object with an 'instances' list")
@@ -247,6 +347,51 @@ def parse_request(event: dict[str, Any]) -> tuple[Any, ExplainRequest | None]:
     if len(payload) != 1:
         return payload["instances"], explain_request(payload)
     return payload["instances"], None
+
+
+def _header(headers: dict[str, Any], name: str) -> str | None:
+    return next((str(v) for k, v in headers.items() if str(k).lower() == name), None)
+
+
+def _check_content_type(content_type: str | None) -> None:
+    """415 unless the media type is JSON with no charset or charset=utf-8 (RFC 8259: JSON exchanged between
+    systems is UTF-8). None (no header) is JSON; an empty header is not."""
+    if content_type is None:
+        return
+    media, _, parameters = str(content_type).partition(";")
+    media = media.strip().lower()
+    if not media:
+        raise UnsupportedMediaTypeError("Content-Type is empty; send Content-Type: application/json")
+    if media not in JSON_TYPES:
+        raise UnsupportedMediaTypeError(f"Content-Type must be application/json, got {media[:60]!r}")
+    for parameter in parameters.split(";"):
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaTypeError(
+                f"charset {value.strip()[:40]!r} is not supported; send the JSON body as UTF-8 (charset=utf-8)")
+
+
+def _check_content_encoding(encoding: str | None) -> None:
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        raise UnsupportedMediaTypeError(f"Content-Encoding {encoding.strip()[:40]!r} is not supported; send the "
+                                        "JSON body uncompressed")
+
+
+def _check_body_size(body: str, base64_encoded: bool) -> None:
+    """413 when the body's bytes exceed MAX_BODY_BYTES, decided without decoding it: a base64 text of n characters
+    holds at most 3n/4 bytes; a text holds between len and 4 x len UTF-8 bytes, so only texts in between are
+    encoded to count (surrogatepass: a lone surrogate counts its 3 bytes instead of failing here)."""
+    if base64_encoded:
+        size, exact = len(body) * 3 // 4 - body[-2:].count("="), True
+    elif len(body) * 4 <= MAX_BODY_BYTES:
+        return
+    elif len(body) > MAX_BODY_BYTES:
+        size, exact = len(body), False
+    else:
+        size, exact = len(body.encode("utf-8", "surrogatepass")), True
+    if size > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"request body is {'' if exact else 'at least '}{size} bytes; the limit is "
+                                   f"{MAX_BODY_BYTES} bytes", limit=MAX_BODY_BYTES)
 
 
 class UnsupportedMediaTypeError(ValidationError):

@@ -111,7 +111,7 @@ class Auditor:
         from mlops.serving.scoring import ScoringModel
 
         sha256 = line.get("model_sha256") or lineage.get("artifact_sha256")
-        artifact = self.artifacts.get(sha256)  # IntegrityError when the bytes do not hash to the record's sha256
+        artifact = self.artifacts.get_model(sha256)  # IntegrityError when the bytes do not hash to the record's sha256
         model = ScoringModel(artifact)
         inputs = line["inputs"]
         try:

@@ -27,6 +27,7 @@ import orjson
 from mlops.core import aws
 
 CAPTURE_PREFIX = "captures/"
+WRITER_IDLE_SECONDS = 30.0
 _writers: weakref.WeakSet[CaptureWriter] = weakref.WeakSet()
 
 
@@ -79,10 +80,16 @@ class CaptureWriter:
         batch, self._buffer = self._buffer, []
         with self._idle:
             self._pending += 1
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
-            self._thread.start()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+                self._thread.start()
         self._queue.put(batch)
+
+    def close(self) -> None:
+        """The model is no longer served here (the shared tier's cache evicted it): hand what is buffered to the
+        writer thread, which writes it and ends."""
+        if self._buffer:
+            self._hand_off()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Write what is buffered and wait until every batch is in S3 (tests, shutdown, local runs)."""
@@ -98,8 +105,17 @@ class CaptureWriter:
         return True
 
     def _run(self) -> None:
+        """The writer: ends after WRITER_IDLE_SECONDS without work (the shared tier serves many models per
+        sandbox; only those with recent traffic keep a thread); `_hand_off` starts a new one."""
         while True:
-            batch = self._queue.get()
+            try:
+                batch = self._queue.get(timeout=WRITER_IDLE_SECONDS)
+            except queue.Empty:
+                with self._idle:
+                    if not self._pending:
+                        self._thread = None
+                        return
+                continue
             try:
                 self._write(batch)
             except Exception:

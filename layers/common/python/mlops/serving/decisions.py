@@ -45,6 +45,7 @@ BLOOM_HASHES = 7  # round(m/n x ln 2)
 BLOOM_MARK = "b1"  # filter format in the key: version 1 (blake2b-128 double hashing, 7 hashes, 9.6 bits per id)
 MAX_REQUEST_ID = 128
 READERS = 8  # objects read at once when a day holds several whose filter matches
+WRITER_IDLE_SECONDS = 30.0  # a writer thread with nothing to write for this long ends (see DecisionLog._run)
 SHUTDOWN_BUDGET_SECONDS = 0.45  # Lambda gives the runtime 500 ms after SIGTERM when an internal extension exists
 # Strong references: a log dropped with records still buffered must be flushed, not collected (every decision counts).
 _writers: set[DecisionLog] = set()
@@ -176,6 +177,7 @@ class DecisionLog:
         self.written = 0
         self.failures = 0
         self.dropped = 0
+        self._closed = False
         _writers.add(self)
 
     def record(self, request_id: str, labels: list, probabilities: list | None, inputs: list | None = None,
@@ -205,6 +207,18 @@ class DecisionLog:
                 self._thread.start()
         self._queue.put(payload)
 
+    def close(self) -> None:
+        """The model is no longer served here (the shared tier's cache evicted it): hand what is buffered to the
+        writer; the log leaves the shutdown flush once everything it holds is written."""
+        self._closed = True
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+        if batch or self._held:
+            self._hand_off(batch)
+        with self._idle:
+            if not self._pending and not self._held:
+                _writers.discard(self)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Write what is buffered (and what earlier writes could not) and wait until it is in S3."""
         with self._lock:
@@ -221,8 +235,19 @@ class DecisionLog:
         return not self._held
 
     def _run(self) -> None:
+        """The writer: ends after WRITER_IDLE_SECONDS without work (a sandbox serving hundreds of models of the
+        shared tier keeps threads only for those with recent traffic); `_hand_off` starts a new one."""
         while True:
-            payload = self._queue.get()
+            try:
+                payload = self._queue.get(timeout=WRITER_IDLE_SECONDS)
+            except queue.Empty:
+                with self._idle:
+                    if not self._pending:
+                        self._thread = None
+                        if self._closed and not self._held:
+                            _writers.discard(self)
+                        return
+                continue
             try:
                 self._put_with_held(payload)
             finally:
@@ -344,10 +369,12 @@ def flush_on_shutdown(runtime_api: str | None) -> bool:
 
 
 def on_shutdown(signum: int = 15, frame: Any = None) -> None:
-    """SIGTERM: write every buffered decision and capture within Lambda's budget, then exit."""
+    """SIGTERM: write every buffered decision, capture and scoring figure within Lambda's budget, then exit."""
     from mlops.serving.capture import flush_all as flush_captures
+    from mlops.serving.metrics import flush_all as flush_metrics
 
     deadline = time.monotonic() + SHUTDOWN_BUDGET_SECONDS
+    flush_metrics()  # a log line each: no network call
     flush_all(SHUTDOWN_BUDGET_SECONDS)
     flush_captures(max(0.0, deadline - time.monotonic()))
     sys.exit(0)

@@ -107,10 +107,13 @@ class ScoringModel:
     threshold and [p0, p1] per row; multiclass, the index of the most probable class and one probability per
     class; regression, the predicted value per row and no probabilities (None)."""
 
-    def __init__(self, onnx_bytes: bytes) -> None:
+    def __init__(self, onnx_bytes: bytes, memory_arena: bool = True) -> None:
+        """`memory_arena`: onnxruntime's CPU memory arena (its first chunk reserves about 1 MiB per session, mostly
+        never touched); the shared tier, holding hundreds of sessions, turns it off (docs/benchmarks.md)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = memory_arena
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

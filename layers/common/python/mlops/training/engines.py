@@ -37,7 +37,7 @@ from mlops.core.errors import (
     ValidationError,
 )
 from mlops.core.schemas import ModelFamily
-from mlops.registry.artifacts import ARTIFACT_PREFIX, StoredObject
+from mlops.registry.artifacts import ARTIFACT_PREFIX, MODEL_PREFIX, StoredObject
 
 ENGINE_LAMBDA, ENGINE_SAGEMAKER = "lambda", "sagemaker"
 TRAINING_JOB_PREFIX = "training-jobs/"
@@ -554,12 +554,14 @@ def collect_step(ctx: Any, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _artifact_hashes(result: dict[str, Any]) -> list[str]:
-    """sha256 of every artifact a Train output names ({"sha256": ..., "key": "artifacts/sha256/..."} refs, and
+    """sha256 of every artifact a Train output names ({"sha256": ..., "key": "artifacts/sha256/..."} or
+    "models/sha256/..." refs, and
     the holdout's artifact_sha256)."""
     found = []
     for value in result.values():
         if isinstance(value, dict):
-            if isinstance(value.get("sha256"), str) and str(value.get("key", "")).startswith(ARTIFACT_PREFIX):
+            if isinstance(value.get("sha256"), str) and str(value.get("key", "")).startswith((ARTIFACT_PREFIX,
+                                                                                               MODEL_PREFIX)):
                 found.append(value["sha256"])
             if isinstance(value.get("artifact_sha256"), str):
                 found.append(value["artifact_sha256"])

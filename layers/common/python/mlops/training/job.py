@@ -32,7 +32,7 @@ import orjson
 
 from mlops.core.errors import ArtifactNotFoundError, DataSetError, PlatformError
 from mlops.core.schemas import ModelFamily
-from mlops.registry.artifacts import ARTIFACT_PREFIX, ArtifactStore, StoredObject
+from mlops.registry.artifacts import ARTIFACT_PREFIX, MODEL_PREFIX, ArtifactStore, StoredObject
 from mlops.training.engines import ARTIFACTS_DIR, CHANNEL_CONFIG, CHANNEL_DATA, JOB_CONFIG_FILE, RESULT_FILE
 
 BASE = Path("/opt/ml")
@@ -107,9 +107,10 @@ class ChannelObjects:
                             etag=str(self.dataset.get("etag", "")), sha256=digest.hexdigest(), data=data, size=size)
 
     def put(self, bucket: str, key: str, data: bytes, metadata: dict[str, str], content_type: str) -> None:
-        if not key.startswith(ARTIFACT_PREFIX):
+        prefix = next((p for p in (ARTIFACT_PREFIX, MODEL_PREFIX) if key.startswith(p)), None)
+        if prefix is None:
             raise ArtifactNotFoundError(f"a training job writes artifacts only, not s3://{bucket}/{key}", key=key)
-        digest = key.removeprefix(ARTIFACT_PREFIX)
+        digest = key.removeprefix(prefix)
         self.artifacts.mkdir(parents=True, exist_ok=True)
         (self.artifacts / digest).write_bytes(data)
         meta = {"kind": metadata.get("kind"), "content_type": content_type,

@@ -166,7 +166,7 @@ def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]
     family, _ = family_for_run(ctx.registry, event)
     train = _require(event, "train")
     holdout = load_holdout(ctx.artifacts, train["holdout"]["artifact_sha256"])
-    model = ScoringModel(ctx.artifacts.get(train["artifact"]["sha256"]))
+    model = ScoringModel(ctx.artifacts.get_model(train["artifact"]["sha256"]))
     if model.task != BINARY:
         return _evaluate_task(ctx, family, record.live_version, train, holdout, model)
     graph_labels, proba = model.predict_matrix(holdout["X"])
@@ -242,7 +242,7 @@ def _live_task_metrics(ctx: PipelineContext, family: ModelFamily, live_version: 
     from mlops.serving.scoring import ScoringModel
 
     live = ctx.registry.get_version(family.name, live_version)
-    live_model = ScoringModel(ctx.artifacts.get(live.artifact_sha256))
+    live_model = ScoringModel(ctx.artifacts.get_model(live.artifact_sha256))
     classes = {} if live_model.task == REGRESSION else {"classes": list(live_model.classes)}
     if (live_model.feature_names != tuple(family.feature_names) or live_model.task != candidate.task
             or live_model.classes != candidate.classes):
@@ -290,7 +290,7 @@ def _live_on_same_holdout(ctx: PipelineContext, family: ModelFamily, live_versio
     from mlops.serving.scoring import ScoringModel
 
     live = ctx.registry.get_version(family.name, live_version)
-    live_model = ScoringModel(ctx.artifacts.get(live.artifact_sha256))
+    live_model = ScoringModel(ctx.artifacts.get_model(live.artifact_sha256))
     if live_model.feature_names != tuple(family.feature_names):
         recorded = live.lineage.get("metrics", {})
         return {"version": live_version, "auc": recorded.get("auc", 0.0), "basis": "recorded metrics"}
