@@ -487,6 +487,11 @@ def drift_check(platform: Platform, family: str) -> dict[str, Any]:
         raise click.ClickException(f"the drift check of {family} did not complete ("
                                    f"{'it failed' if result else 'the drift function reported no check of it'}; "
                                    "see the drift function's logs)")
+    if result.get("verdict") == "no_traffic":  # nothing judged and nothing recorded: no captures since the last
+        since = datetime.fromtimestamp(float(result.get("window_start") or 0), UTC).isoformat()
+        return {"summary": {"verdict": "no_traffic", "run": None, "live_version": record.live_version, "rows": 0,
+                            "window_start": since, "retrain": None},
+                "report": None}
     return drift_run(platform, family)
 
 

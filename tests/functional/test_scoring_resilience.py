@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import boto3
-import orjson
 import pytest
 from botocore.exceptions import ClientError
 from mlops.core import aws
@@ -18,6 +17,7 @@ from mlops.data import synthetic
 from mlops.data.datasets import parse_csv
 from mlops.serving import capture
 from mlops.serving.api import ScoringService
+from mlops.serving.capture_columns import decode
 from mlops.training.fit import train
 
 from mlops_local.apigw import proxy_event
@@ -85,12 +85,13 @@ def test_captures_drop_never_capture_fields_and_key_by_family_version_time(platf
     assert capture.flush_all(timeout=5)
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="captures/")["Contents"]]
     assert len(keys) == 1
-    assert re.match(r"captures/family=credit-risk/version=3/date=\d{4}-\d\d-\d\d/hour=\d\d/\d{13}-\w+\.jsonl$",
+    assert re.match(r"captures/family=credit-risk/version=3/date=\d{4}-\d\d-\d\d/hour=\d\d/\d{13}-\w+\.npz$",
                     keys[0])
-    lines = boto3.client("s3").get_object(Bucket=BUCKET, Key=keys[0])["Body"].read().splitlines()
-    rows = [orjson.loads(line) for line in lines]
-    assert len(rows) == 2 and rows[0]["request_id"] == body["request_id"]
-    assert "income" not in rows[0]["inputs"] and "age" not in rows[0]["inputs"] and "region" in rows[0]["inputs"]
+    stored = decode(boto3.client("s3").get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
+    rows = list(stored.records())
+    assert len(rows) == 2 and rows[0].request_id == body["request_id"] and list(stored.index) == [0, 1]
+    assert "income" not in rows[0].inputs and "age" not in rows[0].inputs and rows[0].inputs["region"] == \
+        RECORD["region"]
 
 
 def test_scoring_logs_no_request_data(platform, stored_model, capsys):

@@ -49,7 +49,11 @@ def test_drift_check_runs_the_check_now_and_shows_the_predicted_class_test(platf
     assert run["prediction"]["kind"] == "categorical" and run["prediction"]["status"] == "checked"
 
     again = json.loads(mlops("drift", "check", family.name, "--json", *stack).stdout)
-    assert again["summary"]["verdict"] == "insufficient_data"  # only the traffic since the last check
+    # Only the traffic since the last check, and there is none: nothing judged, nothing recorded.
+    assert again["summary"]["verdict"] == "no_traffic" and again["report"] is None
+    assert len(platform.registry.drift_records(family.name)) == before + 1
+    idle = mlops("drift", "check", family.name, *stack)
+    assert idle.exit_code == 0 and "no captured traffic since" in idle.output
 
 
 def test_drift_check_refuses_an_unknown_family_or_one_without_a_live_model(platform, stack):

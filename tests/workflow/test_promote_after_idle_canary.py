@@ -12,7 +12,7 @@ from mlops.registry.store import ROLLBACK_INSUFFICIENT_TRAFFIC
 
 from mlops_local.cli import cli
 
-from .conftest import alias_state, live_model, run_upload
+from .conftest import live_model, run_upload, serving_state
 
 
 def mlops(*args: str):
@@ -41,7 +41,7 @@ def test_a_canary_rolled_back_for_lack_of_traffic_is_promoted_by_an_operator_wit
     assert promoted["after_insufficient_traffic"] is True and promoted["previous_live_version"] == 1
     record = platform.registry.get_family(family.name)
     assert (record.live_version, platform.registry.get_version(family.name, 1).status) == (2, "retired")
-    assert alias_state(platform, family) == (v2.function_version, {})
+    assert serving_state(platform, family) == (2, {})
     event = max(platform.registry.history(family.name).items, key=lambda e: (e.at, e.to_status == "live"))
     assert (event.version, event.from_status, event.to_status) == (2, "rolled_back", "live")
     assert event.reason == ("promoted by an operator after its canary was rolled back for too little traffic: "

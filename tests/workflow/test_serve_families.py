@@ -97,6 +97,7 @@ class Stub:
     endpoint_url, bucket, table, state_machine_arn = "http://127.0.0.1:2", "b", "t", "arn"
     server_address = ("127.0.0.1", 3)
     registry = None
+    function_names = {"drift": "mlops-local-drift"}
     def shutdown(self): print("front stopped", file=sys.stderr, flush=True)
     def executions(self): return []
     def stop(self): print("platform stopped", file=sys.stderr, flush=True)

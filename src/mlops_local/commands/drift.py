@@ -107,7 +107,8 @@ def check(family: str, target: TargetOptions) -> None:
     (--stack) it invokes the stack's drift function (output DriftFunction) with the same scheduled event, naming
     the family. Then prints the check as `mlops drift show` does.
 
-    Exit codes: 0 checked (no drift, or too little traffic to judge yet), 1 drift confirmed, 2 unknown family or
+    Exit codes: 0 checked (no drift, too little traffic to judge yet, or no traffic since the last check), 1 drift
+    confirmed, 2 unknown family or
     no live model, 3 platform unreachable.
 
     \b
@@ -133,6 +134,11 @@ def print_check(out: Any, platform: Any, family: str, found: dict[str, Any]) -> 
     feature."""
     report = found["report"]
     summary = found["summary"]
+    if summary["verdict"] == "no_traffic":
+        out.print(f"[bold]{family}[/] drift check of live v{summary['live_version']}: no captured traffic since "
+                  f"{summary['window_start']} (the last check, or the model going live): nothing to judge and "
+                  "nothing recorded; the window stays open")
+        return
     out.print(f"[bold]{family}[/] drift check {summary['run']} of live v{summary['live_version']}: "
               f"{tables.verdict(summary['verdict'])} on {tables.figure(summary['rows'])} rows "
               f"(at least {report.get('min_samples')} needed); predictions: "

@@ -20,7 +20,8 @@ from mlops.registry.runs import DUPLICATE, FAILED, GATED_OUT, REFUSED, REJECTED,
 from mlops.registry.store import FAMILY_ACTIVE, UPLOADS_CONSIDERED, FamilyRecord, ModelRegistry
 from mlops.reports.publish import drift_histograms, publish_drift_report
 from mlops.serving.capture import CaptureReader
-from mlops.serving.scoring import value_text
+from mlops.serving.capture_columns import NUMERIC, TEXT, CapturedColumns, Column
+from mlops.serving.scoring import marker_numbers, value_text
 from mlops.stats.distributions import (
     chi_square_against_frequencies,
     equal_weight_cramers_v,
@@ -204,28 +205,57 @@ def _baseline_category_counts(feature: Feature, base: dict[str, Any]) -> np.ndar
     return np.asarray([*counts, profile_other + sum(int(c) for c in known.values())], dtype=np.int64)
 
 
-def captured_columns(family: ModelFamily, records: list[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def captured_columns(family: ModelFamily, captured: CapturedColumns | list[Any]
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Captured inputs as float64 columns in the DataSet encoding (NaN = missing, including JSON null, a key
     absent from one record and a value equal to one of the family's missing markers, as scoring reads it:
     `scoring.value_text`; categorical: category index, k = "other" for an undeclared category) and the
-    predictions per task, (n,) each. A feature listed in never_capture, or absent from every captured
-    record, gets no column (the drift check reports it as not checked)."""
+    predictions per task, (n,) each. `captured`: the columnar window (`CaptureReader.columns`) or a list of
+    `CapturedRecord`s. Vectorised: a categorical column's distinct texts are encoded once, then indexed by code.
+    A feature listed in never_capture, or absent from every captured record, gets no column (the drift check
+    reports it as not checked)."""
+    if not isinstance(captured, CapturedColumns):
+        captured = CapturedColumns.from_records(captured)
     columns: dict[str, np.ndarray] = {}
-    count = len(records)
     markers = frozenset(m.strip() for m in family.missing_markers)
     for feature in family.features:
         name = feature.name
-        if name in family.never_capture or (count and not any(name in r.inputs for r in records)):
+        column = captured.fields.get(name)
+        if name in family.never_capture or column is None:
             continue
         if feature.kind == "categorical":
             index = {c: float(i) for i, c in enumerate(feature.categories)}
             other = float(len(feature.categories))
-            columns[name] = np.fromiter((_category(r.inputs.get(name), index, other, markers) for r in records),
-                                        dtype=np.float64, count=count)
+            columns[name] = _encoded(column, lambda v, i=index, o=other: _category(v, i, o, markers))
         else:
-            columns[name] = np.fromiter((_number(r.inputs.get(name), markers) for r in records), dtype=np.float64,
-                                        count=count)
-    return columns, captured_predictions(family.task, records)
+            columns[name] = _numbers(column, markers)
+    return columns, captured_predictions(family.task, captured)
+
+
+def _encoded(column: Column, encode: Any) -> np.ndarray:
+    """`encode(value)` of every row, computed once per distinct text for a dictionary column."""
+    n = column.values.size if column.kind != TEXT else column.codes.size  # type: ignore[union-attr]
+    if column.kind == TEXT:
+        table = np.fromiter((encode(str(t)) for t in column.values), dtype=np.float64, count=column.values.size)
+        codes = column.codes
+        out = np.full(codes.size, encode(None), dtype=np.float64)  # type: ignore[union-attr]
+        present = codes >= 0  # type: ignore[operator]
+        out[present] = table[codes[present]]  # type: ignore[index]
+        return out
+    return np.fromiter((encode(column.python(i)) for i in range(n)), dtype=np.float64, count=n)
+
+
+def _numbers(column: Column, markers: frozenset[str]) -> np.ndarray:
+    """A numeric feature's captured values (`_number` of each, vectorised for a numeric column: only values equal
+    to a marker's number are looked at one by one)."""
+    if column.kind != NUMERIC:
+        return _encoded(column, lambda v: _number(v, markers))
+    values = np.array(column.values, dtype=np.float64)
+    numbers = marker_numbers(markers)
+    if numbers:
+        for i in np.flatnonzero(np.isin(values, np.fromiter(numbers, dtype=np.float64))):
+            values[i] = _number(column.python(int(i)), markers)
+    return values
 
 
 def _category(value: Any, index: dict[str, float], other: float, markers: frozenset[str]) -> float:
@@ -286,14 +316,15 @@ class DriftMonitor:
         if previous and previous[0].get("report", {}).get("live_version") == live.version:
             since = max(since, float(previous[0]["report"].get("window_end", since)))
         until = time.time()
-        records = list(self.captures.records(family.name, live.version, since, until, limit=MAX_CAPTURED_ROWS))
-        if not records:
+        # The newest MAX_CAPTURED_ROWS of the window, as columns (read newest first, in parallel).
+        captured = self.captures.columns(family.name, live.version, since, until, max_rows=MAX_CAPTURED_ROWS)
+        if not len(captured):
             # No traffic since the last check: nothing to judge and nothing written (no report, record or metric),
             # so an idle family costs nothing (docs/architecture.md, "Serving tiers"); the window stays open.
             return {"family": family.name, "live_version": live.version, "verdict": "no_traffic", "rows": 0,
                     "drifted_features": [], "retrain": None, "report_key": None, "window_start": since}
         profile = self.artifacts.get_json(live.lineage["baseline_profile"]["sha256"])
-        columns, predictions = captured_columns(family, records)
+        columns, predictions = captured_columns(family, captured)
         report = compare_with_baseline(family, profile, columns, predictions, family.drift)
         # Too few rows: keep the window open so samples accumulate instead of being judged in slices.
         window_end = since if report["verdict"] == "insufficient_data" else until

@@ -2,8 +2,9 @@
 
 The hot path only appends a reference to an in-memory buffer (well under a microsecond when a request is not
 sampled, a few when it is); serialising and the S3 put happen on a background thread. Objects are keyed
-`captures/family=<f>/version=<v>/date=<YYYY-MM-DD>/hour=<HH>/<epoch_ms>-<id>.jsonl`, so a time window is a
-key range and the layout works as Hive partitions for Athena.
+`captures/family=<f>/version=<v>/date=<YYYY-MM-DD>/hour=<HH>/<epoch_ms>-<id>.npz`, so a time window is a
+key range and the layout works as Hive partitions; each object is one batch in the columnar format of
+`mlops.serving.capture_columns` (objects of the older `.jsonl` format are still read).
 
 Trade-off: records buffered in a sandbox that Lambda reclaims before the next flush are lost. Captures are a
 sample, so this is accepted; `flush_records` and `max_age_seconds` bound the exposure.
@@ -22,9 +23,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from mlops.core import aws
+from mlops.serving.capture_columns import (
+    COLUMNAR_SUFFIX,
+    JSONL_SUFFIX,
+    CapturedColumns,
+    decode,
+    decode_jsonl,
+    encode,
+    read_window,
+)
 
 CAPTURE_PREFIX = "captures/"
 WRITER_IDLE_SECONDS = 30.0
@@ -35,14 +43,16 @@ def version_prefix(family: str, version: int) -> str:
     return f"{CAPTURE_PREFIX}family={family}/version={version}/"
 
 
-def key_for(family: str, version: int, epoch_ms: int, suffix: str) -> str:
-    at = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return f"{version_prefix(family, version)}date={at:%Y-%m-%d}/hour={at:%H}/{epoch_ms:013d}-{suffix}.jsonl"
+def key_for(family: str, version: int, epoch_ms: int, suffix: str, extension: str = COLUMNAR_SUFFIX) -> str:
+    """The key of a batch whose first record was captured at `epoch_ms`."""
+    return f"{start_after_key(family, version, epoch_ms)}-{suffix}{extension}"
 
 
 def start_after_key(family: str, version: int, epoch_ms: int) -> str:
-    """A key that sorts just before every capture object written at or after `epoch_ms`."""
-    return key_for(family, version, epoch_ms, "")[: -len("-.jsonl")]
+    """A key that sorts just before every capture object written at or after `epoch_ms` (and after every one
+    written before it)."""
+    at = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return f"{version_prefix(family, version)}date={at:%Y-%m-%d}/hour={at:%H}/{epoch_ms:013d}"
 
 
 class CaptureWriter:
@@ -126,19 +136,13 @@ class CaptureWriter:
                     self._idle.notify_all()
 
     def _write(self, batch: list[tuple[float, str, list, list, list]]) -> None:
-        lines = []
-        for at, request_id, instances, labels, probabilities in batch:
-            for i, record in enumerate(instances):
-                inputs = {k: v for k, v in record.items() if k not in self.never_capture} \
-                    if self.never_capture else record
-                lines.append(orjson.dumps({
-                    "at": round(at, 3), "request_id": request_id, "index": i, "family": self.family,
-                    "version": self.version, "inputs": inputs, "label": labels[i], "probabilities": probabilities[i],
-                }))
+        rows = [(at, request_id, i, record, labels[i], probabilities[i])
+                for at, request_id, instances, labels, probabilities in batch
+                for i, record in enumerate(instances)]
+        body = encode(CapturedColumns.from_rows(rows, self.never_capture))
         first_ms = int(batch[0][0] * 1000)
         key = key_for(self.family, self.version, first_ms, uuid.uuid4().hex[:12])
-        aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=b"\n".join(lines) + b"\n",
-                                    ContentType="application/x-ndjson")
+        aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/octet-stream")
 
 
 def flush_all(timeout: float = 10.0) -> bool:
@@ -163,29 +167,54 @@ class CapturedRecord:
 class CaptureReader:
     """Reads captures of one model version in a time window, by key range (no full listing)."""
 
-    def __init__(self, bucket: str) -> None:
+    # A batch that started before `since` may hold records after it: listing starts one flush window earlier.
+    LOOKBACK_SECONDS = 120
+
+    def __init__(self, bucket: str, workers: int = 16) -> None:
         self.bucket = bucket
+        self.workers = workers
+        self.objects_read = 0
+
+    def keys(self, family: str, version: int, since: float, until: float | None = None) -> list[str]:
+        """The capture objects that may hold records in [since, until], oldest first (one listing of the key
+        range; objects begun after `until` are not listed)."""
+        s3 = aws.client("s3")
+        start = start_after_key(family, version, max(0, int((since - self.LOOKBACK_SECONDS) * 1000)))
+        stop = start_after_key(family, version, int(until * 1000) + 1) if until is not None else None
+        keys: list[str] = []
+        for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=version_prefix(family, version), StartAfter=start):
+            for obj in page.get("Contents", []):
+                if stop is not None and obj["Key"] >= stop:
+                    return keys
+                if obj["Key"].endswith((COLUMNAR_SUFFIX, JSONL_SUFFIX)):
+                    keys.append(obj["Key"])
+        return keys
+
+    def _fetch(self, key: str) -> bytes:
+        return aws.client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def columns(self, family: str, version: int, since: float, until: float | None = None,
+                max_rows: int | None = None) -> CapturedColumns:
+        """Every captured record in [since, until] as columns, oldest first; above `max_rows`, the NEWEST
+        `max_rows` (objects are read newest first, in parallel, and reading stops there)."""
+        window, read = read_window(self.keys(family, version, since, until), self._fetch, since, until, max_rows,
+                                   self.workers)
+        self.objects_read += read
+        return window
 
     def records(self, family: str, version: int, since: float, until: float | None = None,
                 limit: int | None = None) -> Iterator[CapturedRecord]:
-        s3 = aws.client("s3")
-        prefix = version_prefix(family, version)
-        # A batch that started before `since` may hold records after it: start one flush window earlier.
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix,
-                                  "StartAfter": start_after_key(family, version, max(0, int((since - 120) * 1000)))}
+        """The captured records in [since, until], oldest first, at most `limit` (the oldest ones)."""
         count = 0
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(**kwargs):
-            for obj in page.get("Contents", []):
-                body = s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
-                for line in body.splitlines():
-                    if not line:
-                        continue
-                    row = orjson.loads(line)
-                    if row["at"] < since or (until is not None and row["at"] > until):
-                        continue
-                    yield CapturedRecord(row["at"], row["request_id"], row["inputs"], row["label"],
-                                         row["probabilities"])
-                    count += 1
-                    if limit is not None and count >= limit:
-                        return
+        for key in self.keys(family, version, since, until):
+            body = self._fetch(key)
+            part = decode(body) if key.endswith(COLUMNAR_SUFFIX) else decode_jsonl(body)
+            keep = part.at >= since
+            if until is not None:
+                keep &= part.at <= until
+            for record in part.take(keep).records():
+                yield record
+                count += 1
+                if limit is not None and count >= limit:
+                    return

@@ -78,9 +78,16 @@ def prediction_profile(task: str, predictions: np.ndarray, *, classes: tuple[Any
     raise ValueError(f"prediction_profile covers regression and multiclass families, not {task!r}")
 
 
-def captured_predictions(task: str, records: list[Any]) -> np.ndarray:
+def captured_predictions(task: str, records: Any) -> np.ndarray:
     """The predictions of captured records, (n,) float64: the positive-class probability (binary), the predicted
-    class index (multiclass), the predicted value (regression)."""
+    class index (multiclass), the predicted value (regression). `records`: a list of CapturedRecord, or a columnar
+    window (mlops.serving.capture_columns.CapturedColumns: its `label` and (n, k) `probabilities` arrays)."""
+    if hasattr(records, "fields") and hasattr(records, "probabilities"):  # columns: no loop over rows
+        if task != BINARY:
+            return np.asarray(records.label, dtype=np.float64)
+        probabilities = np.asarray(records.probabilities, dtype=np.float64)
+        return probabilities[:, -1] if probabilities.ndim == 2 and probabilities.shape[1] else \
+            np.full(len(records), np.nan)
     count = len(records)
     if task == BINARY:
         return np.fromiter((r.probabilities[-1] for r in records), dtype=np.float64, count=count)
