@@ -65,6 +65,11 @@ class PlatformConfig(BaseModel):
     training_ephemeral_mb: int = Field(2048, ge=512, le=10_240)
     api: ApiConfig = ApiConfig()
     shared_scoring: SharedScoringConfig = SharedScoringConfig()
+    # Concurrency kept apart from scoring (docs/architecture.md, "Monitoring at scale"): the drift function's
+    # reserved concurrency, which is also the fan-out's MaxConcurrency (families checked at once), and the train
+    # and evaluate functions' (None: unreserved). A burst beyond it waits in the state machines' throttling retries.
+    monitoring_concurrency: int = Field(10, ge=1, le=1_000)
+    training_concurrency: int | None = Field(10, ge=1, le=1_000)
 
     @field_validator("families")
     @classmethod

@@ -1,12 +1,12 @@
-"""Monitoring: the drift function and its schedules, alarms to an SNS topic, and the dashboard: per tier, with the
-family as a dimension (Metrics Insights queries over the scoring figures), so nothing grows with shared-tier
-families."""
+"""Monitoring: the drift function, its fan-out state machine and schedules, alarms to an SNS topic, and the
+dashboard: per tier, with the family as a dimension (Metrics Insights queries over the scoring figures), so nothing
+grows with shared-tier families."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -14,13 +14,14 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from mlops.core.schemas import ModelFamily
 from mlops.core.settings import Env
-from mlops.monitoring.drift import REPORT_PREFIX
+from mlops.monitoring.drift import FANOUT_PREFIX, REPORT_PREFIX
 from mlops.registry.artifacts import ARTIFACT_PREFIX
 from mlops.registry.store import FAMILY_INDEX
 from mlops.serving.capture import CAPTURE_PREFIX
@@ -28,8 +29,12 @@ from mlops.serving.metrics import DIMENSIONS, ERRORS, LATENCY
 
 from .config import SharedScoringConfig
 from .functions import METRIC_REASON, FunctionDefaults, PlatformFunction
+from .layers import ROOT
+from .nag import acknowledge_wildcard
 from .outcomes import FailedEvents
 from .storage import Storage
+
+FANOUT_DEFINITION = ROOT / "infra" / "statemachine" / "drift_fanout.asl.json"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class MonitoringProps:
     shared: SharedScoringConfig
     shared_function: lambda_.IFunction
     api: apigw.RestApi
+    monitoring_concurrency: int = 10
 
 
 class Monitoring(Construct):
@@ -80,13 +86,17 @@ class Monitoring(Construct):
             environment={Env.STATE_MACHINE_ARN: props.state_machine_arn})
         props.failed_events.guard(self.drift)
         d = self.drift
+        # Monitoring never takes more than its share of the account's concurrency (scoring keeps the rest).
+        d.function.node.default_child.add_property_override("ReservedConcurrentExecutions",
+                                                            props.monitoring_concurrency)
         d.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
                 [storage.table.table_arn, f"{storage.table.table_arn}/index/{FAMILY_INDEX}"])
         d.allow(["s3:ListBucket"], [storage.bucket.bucket_arn], {"StringLike": {"s3:prefix": [f"{CAPTURE_PREFIX}*"]}})
         d.allow(["s3:GetObject"], [storage.object_arns(CAPTURE_PREFIX), storage.object_arns(ARTIFACT_PREFIX)],
                 reason="reads captured traffic (keys by time) and baseline profiles (content-addressed); prefix-scoped")
-        d.allow(["s3:PutObject"], [storage.object_arns(REPORT_PREFIX)],
-                reason="one report object per check, keyed by family and time; prefix-scoped")
+        d.allow(["s3:PutObject"], [storage.object_arns(REPORT_PREFIX), storage.object_arns(FANOUT_PREFIX)],
+                reason="one report object per check, keyed by family and time, and one family listing per fan-out "
+                       "run; prefix-scoped")
         d.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
         d.allow(["states:StartExecution"], [props.state_machine_arn])
         d.allow(["states:DescribeExecution"], [props.execution_arns],
@@ -139,15 +149,21 @@ class Monitoring(Construct):
             f"a family's scheduled check found drifted features (report under {REPORT_PREFIX}); the contributor "
             "names the family")
 
+        alarm("DriftCheckErrors", cw.MathExpression(
+            expression=f'SELECT SUM(DriftCheckErrors) FROM SCHEMA("{ns}", Family) GROUP BY Family',
+            period=Duration.hours(1), label="failed drift checks"), 1,
+            "a family's drift check failed (in the fan-out, after its retries); the contributor names the family")
+        self.fanout = self._fanout(props)
+
         def schedule(construct_id: str, expression: str, detail: dict, description: str) -> None:
             rule = events.Rule(self, construct_id, schedule=events.Schedule.expression(expression),
                                description=description)
-            rule.add_target(targets.LambdaFunction(d.function, event=events.RuleTargetInput.from_object(
-                {"detail-type": "Scheduled Event", "source": "mlops.drift", "detail": detail}),
+            rule.add_target(targets.SfnStateMachine(
+                self.fanout, input=events.RuleTargetInput.from_object({"tier": "", "families": [], **detail}),
                 retry_attempts=2, dead_letter_queue=props.failed_events.queue))
 
         schedule("DriftScheduleSharedTier", "rate(1 hour)", {"tier": "shared"},
-                 "Drift check of every live shared-tier family")
+                 "Drift check of every live shared-tier family, fanned out")
         widgets: list[cw.IWidget] = [
             cw.TextWidget(markdown="# MLOps platform", width=24, height=1),
             cw.GraphWidget(title="Requests by family (top 10)", width=8, left=[
@@ -170,6 +186,43 @@ class Monitoring(Construct):
                      {"families": [name]}, f"Drift check of {name}")
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(6))
         self.dashboard.add_widgets(*widgets)
+
+    def _fanout(self, props: MonitoringProps) -> sfn.StateMachine:
+        """The drift fan-out (infra/statemachine/drift_fanout.asl.json): ListFamilies writes the live families to
+        S3, a Distributed Map checks each (MaxConcurrency = the drift function's reserved concurrency) in child
+        executions, a failed check is recorded by family. Its role may start and watch its own child executions
+        (a physical name breaks the cycle of a policy naming its own state machine)."""
+        stack = Stack.of(self)
+        name = f"{stack.stack_name}-DriftFanout"[:80]
+        arn = stack.format_arn(service="states", resource="stateMachine", resource_name=name,
+                               arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        executions = stack.format_arn(service="states", resource="execution", resource_name=f"{name}:*",
+                                      arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        log_group = logs.LogGroup(self, "FanoutLogs", retention=props.defaults.log_retention,
+                                  encryption_key=props.defaults.log_key, removal_policy=RemovalPolicy.RETAIN)
+        machine = sfn.StateMachine(
+            self, "DriftFanout", state_machine_name=name, state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_file(str(FANOUT_DEFINITION)),
+            definition_substitutions={"DriftFunctionArn": self.drift.function.function_arn,
+                                      "MaxConcurrency": str(props.monitoring_concurrency)},
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            tracing_enabled=True)
+        self.drift.function.grant_invoke(machine)
+        role = machine.role
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["states:StartExecution"], resources=[arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["states:DescribeExecution", "states:StopExecution"], resources=[executions]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[props.storage.object_arns(FANOUT_PREFIX)]))
+        props.storage.key.grant_decrypt(role)
+        acknowledge_wildcard(role, executions, "DescribeExecution/StopExecution of the fan-out's own child "
+                                               "executions, whose names Step Functions creates per item")
+        acknowledge_wildcard(role, f"{self.drift.function.function_arn}:*",
+                             "lambda:InvokeFunction by qualified ARN (version/alias), as grant_invoke allows; the "
+                             "drift function")
+        acknowledge_wildcard(role, props.storage.object_arns(FANOUT_PREFIX),
+                             "reads the family listing its own ListFamilies step wrote; prefix-scoped")
+        return machine
 
     def add_alarm(self, construct_id: str, metric: cw.IMetric, threshold: float, description: str,
                   periods: int = 1) -> cw.Alarm:

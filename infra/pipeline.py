@@ -39,6 +39,9 @@ class PipelineProps:
     # The shared scoring function (its code rollouts are run by the control function) and their state machine.
     shared_scoring_function: str = ""
     code_rollout_state_machine_arn: str = ""
+    # Reserved concurrency of Train and Evaluate (None: unreserved): retrains never starve scoring; a burst
+    # beyond it waits in the definition's throttling retrier instead of failing.
+    training_concurrency: int | None = None
 
 
 def state_machine_name(stack: Stack) -> str:
@@ -96,6 +99,11 @@ class Pipeline(Construct):
         self.evaluate.allow(["s3:GetObject"], [models], reason=CONTENT_ADDRESSED)
         self.evaluate.allow(["dynamodb:GetItem"], [storage.table.table_arn])
         self.evaluate.allow(kms, [storage.key.key_arn])
+
+        if props.training_concurrency is not None:
+            for step in (self.train, self.evaluate):
+                step.function.node.default_child.add_property_override("ReservedConcurrentExecutions",
+                                                                       props.training_concurrency)
 
         self.control = PlatformFunction(
             self, "Control", source="control", description="Pipeline control: lock, register, canary, promote",

@@ -92,6 +92,7 @@ class MlopsPlatformStack(Stack):
         pipeline = Pipeline(self, "Pipeline", props=PipelineProps(
             storage=storage, defaults=defaults, scoring_layers=(scoring_layer,), training_layers=(training_layer,),
             scoring_function_arns=scoring_arns, training_memory_mb=config.training_memory_mb,
+            training_concurrency=config.training_concurrency,
             metrics_namespace=METRICS_NAMESPACE, git_revision=git_revision(),
             training_jobs=TrainingJobs(self, "TrainingJobs", props=TrainingJobsProps(
                 storage=storage, families=config.families)),
@@ -110,7 +111,8 @@ class MlopsPlatformStack(Stack):
             families=tuple(MonitoredFamily(family, scoring.function.function_name, scoring.alias_name)
                            for family, scoring in zip(config.dedicated_families, families, strict=True)),
             metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email, failed_events=failed_events,
-            shared=config.shared_scoring, shared_function=shared.function, api=api.api))
+            shared=config.shared_scoring, shared_function=shared.function, api=api.api,
+            monitoring_concurrency=config.monitoring_concurrency))
         Audit(self, "Audit", props=AuditProps(storage=storage, api=api, defaults=defaults, layers=(scoring_layer,)))
         FamilyManagement(self, "FamilyManagement", props=FamilyManagementProps(storage=storage, api=api,
                                                                                  defaults=defaults))

@@ -1,4 +1,5 @@
-"""Scheduled drift check of every live model family (EventBridge schedule)."""
+"""Drift checks of live model families: one step of the fan-out state machine (`action`: list, check, failed), or
+a scheduled event naming families or a tier (`mlops drift check`, and older schedules)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,17 @@ _monitor: DriftMonitor | None = None
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _monitor
     _monitor = _monitor or create_drift_monitor(load_settings(DriftSettings))
+    action = event.get("action") if isinstance(event, dict) else None
+    if action == "list":
+        return _monitor.fanout_listing(event.get("tier"), event.get("families"), str(event.get("run") or "run"))
+    if action == "check":
+        return _monitor.check_family(str(event["family"]))
+    if action == "failed":
+        _monitor.record_failure(str(event.get("family")), event.get("error"))
+        return {"family": event.get("family"), "verdict": "error", "error": event.get("error")}
     detail = (event.get("detail") or {}) if isinstance(event, dict) else {}
     reports = _monitor.run(detail.get("families"), detail.get("tier"))
     return {"checked": len(reports), "reports": [
-        {k: r.get(k) for k in ("family", "verdict", "drifted_features", "rows", "retrain", "report_key")}
+        {k: r.get(k) for k in ("family", "verdict", "drifted_features", "rows", "retrain", "report_key",
+                               "window_start")}
         for r in reports]}

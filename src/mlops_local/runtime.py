@@ -30,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 DEFINITION = ROOT / "infra" / "statemachine" / "pipeline.asl.json"
 CODE_ROLLOUT_DEFINITION = ROOT / "infra" / "statemachine" / "code_rollout.asl.json"
+DRIFT_FANOUT_DEFINITION = ROOT / "infra" / "statemachine" / "drift_fanout.asl.json"
+# The fan-out's MaxConcurrency locally (the stack's is the drift function's reserved concurrency, cdk.json
+# monitoring_concurrency).
+LOCAL_MONITORING_CONCURRENCY = 4
 SHARED_SCORING = "mlops-local-score-shared"
 # Local time scale for the shared function's code rollouts (the CDK stack takes them from its configuration).
 LOCAL_CODE_CANARY = {"steps": [20, 50, 100], "bake_seconds": 1, "min_requests": 5, "min_family_requests": 3,
@@ -101,6 +105,7 @@ class LocalPlatform:
     # The shared scoring tier: its function (every shared-tier family), the code-rollout state machine and policy.
     shared_scoring_function: str = SHARED_SCORING
     code_rollout_state_machine_arn: str = ""
+    drift_fanout_state_machine_arn: str = ""
     code_canary: dict[str, Any] = field(default_factory=lambda: dict(LOCAL_CODE_CANARY))
     runtime: LocalLambdaRuntime = field(default_factory=LocalLambdaRuntime)
     # The sagemaker training engine's jobs, run on this machine (mlops_local.sagemaker_jobs).
@@ -212,6 +217,12 @@ class LocalPlatform:
         self.code_rollout_state_machine_arn = aws.client("stepfunctions").create_state_machine(
             name="mlops-local-code-rollout", roleArn=sfn_role, type="STANDARD",
             definition=load_definition({"ControlFunctionArn": arns["control"]}, CODE_ROLLOUT_DEFINITION),
+        )["stateMachineArn"]
+        self.drift_fanout_state_machine_arn = aws.client("stepfunctions").create_state_machine(
+            name="mlops-local-drift-fanout", roleArn=sfn_role, type="STANDARD",
+            definition=load_definition({"DriftFunctionArn": arns["drift"],
+                                        "MaxConcurrency": str(LOCAL_MONITORING_CONCURRENCY)},
+                                       DRIFT_FANOUT_DEFINITION),
         )["stateMachineArn"]
         self._role = role
         fn = f"mlops-local-{MANAGEMENT_FUNCTION}"
@@ -362,6 +373,26 @@ class LocalPlatform:
         pages = aws.client("stepfunctions").get_paginator("list_executions").paginate(
             stateMachineArn=self.state_machine_arn)
         return [e for page in pages for e in page["executions"]]
+
+    def run_drift_fanout(self, tier: str | None = None, families: list[str] | None = None,
+                         timeout: float = 600.0) -> dict[str, Any]:
+        """What a drift schedule does when it fires: one execution of the fan-out state machine over the live
+        families (of `tier`, or the named ones), waited for. Returns its description."""
+        from mlops.core import aws
+
+        self.flush_captures()
+        sfn = aws.client("stepfunctions")
+        arn = sfn.start_execution(stateMachineArn=self.drift_fanout_state_machine_arn,
+                                  name=f"drift-{int(time.time() * 1000)}-{os.urandom(4).hex()}",
+                                  input=json.dumps({"tier": tier or "", "families": families or []}))["executionArn"]
+        deadline = time.monotonic() + timeout
+        while True:
+            described = sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING":
+                return described
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"drift fan-out {arn} still running after {timeout:.0f}s")
+            time.sleep(0.1)
 
     def wait_for(self, execution_arn: str, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until the execution ended and, if it failed, until its status-change event was handled."""

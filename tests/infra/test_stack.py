@@ -159,9 +159,15 @@ def test_drift_schedule_alarms_topic_and_dashboard(synthesized):
     rules = {k: r for k, r in synthesized.resources("AWS::Events::Rule").items()
              if "ScheduleExpression" in r["Properties"]}
     details = sorted((r["Properties"]["ScheduleExpression"],
-                      json.dumps(json.loads(r["Properties"]["Targets"][0]["Input"])["detail"])) for r in rules.values())
-    # The dedicated family's own schedule, and one for every shared-tier family.
-    assert details == [("rate(1 hour)", '{"families": ["credit-risk"]}'), ("rate(1 hour)", '{"tier": "shared"}')]
+                      json.dumps(json.loads(r["Properties"]["Targets"][0]["Input"]), sort_keys=True))
+                     for r in rules.values())
+    # The dedicated family's own schedule, and one for every shared-tier family: both start the drift fan-out.
+    assert details == [("rate(1 hour)", '{"families": ["credit-risk"], "tier": ""}'),
+                       ("rate(1 hour)", '{"families": [], "tier": "shared"}')]
+    fanout = next(k for k, v in synthesized.resources("AWS::StepFunctions::StateMachine").items()
+                  if "DriftFanout" in k)
+    for rule in rules.values():
+        assert rule["Properties"]["Targets"][0]["Arn"] == {"Ref": fanout}
     topic = _one(synthesized, "AWS::SNS::Topic")["Properties"]
     assert "KmsMasterKeyId" in topic
     alarms = synthesized.resources("AWS::CloudWatch::Alarm").values()
@@ -208,3 +214,26 @@ def test_no_physical_names_on_storage_functions_roles_topics(synthesized):
                     ("Custom::", "AWS::Lambda::Permission", "AWS::Lambda::EventInvokeConfig")):
                 named.append((logical, key))
     assert named == []
+
+
+def test_the_drift_fanout_is_a_bounded_distributed_map_and_concurrency_is_reserved_apart_from_scoring(synthesized):
+    machine = next(v for k, v in synthesized.resources("AWS::StepFunctions::StateMachine").items()
+                   if "DriftFanout" in k)["Properties"]
+    # The deployed definition is the file the local runtime runs, with the function and the bound substituted.
+    deployed = (synthesized.outdir / f"asset.{machine['DefinitionS3Location']['Key']}").read_text()
+    assert deployed == (ROOT / "infra" / "statemachine" / "drift_fanout.asl.json").read_text()
+    assert machine["DefinitionSubstitutions"]["MaxConcurrency"] == "10"
+    mapped = json.loads(deployed.replace("${MaxConcurrency}", "10"))["States"]["CheckFamilies"]
+    assert mapped["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED" and mapped["MaxConcurrency"] == 10
+    functions = synthesized.resources("AWS::Lambda::Function")
+    reserved = {k: f["Properties"].get("ReservedConcurrentExecutions") for k, f in functions.items()}
+    drift = next(v for k, v in reserved.items() if "MonitoringDriftFunction" in k)
+    train = next(v for k, v in reserved.items() if "PipelineTrainFunction" in k)
+    evaluate = next(v for k, v in reserved.items() if "PipelineEvaluateFunction" in k)
+    assert (drift, train, evaluate) == (10, 10, 10)
+    role = next(v for k, v in synthesized.resources("AWS::IAM::Policy").items() if "DriftFanoutRole" in k)
+    actions = {a for st in role["Properties"]["PolicyDocument"]["Statement"]
+               for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert {"states:StartExecution", "states:DescribeExecution", "s3:GetObject", "lambda:InvokeFunction"} <= actions
+    alarms = json.dumps(synthesized.resources("AWS::CloudWatch::Alarm"))
+    assert "SUM(DriftCheckErrors)" in alarms and "GROUP BY Family" in alarms

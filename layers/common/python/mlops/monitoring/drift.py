@@ -34,6 +34,7 @@ from mlops.stats.tasks import captured_predictions, prediction_drift
 
 REPORT_PREFIX = "reports/drift/"
 MAX_CAPTURED_ROWS = 2_000_000
+FANOUT_PREFIX = "reports/drift-fanout/"  # the fan-out's listing of families per run (read by its Distributed Map)
 OTHER = "(other)"
 # Upload-run outcomes that rule a data set out of a drift retrain: it never trained (rejected, refused, a duplicate
 # of content an earlier version holds), failed, or gave a model the gate or the canary turned down.
@@ -304,9 +305,48 @@ class DriftMonitor:
                     continue
                 results.append(self.check(record))
             except PlatformError as exc:
-                logger().error("drift check failed", extra={"family": summary.name, "error": exc.message})
+                self.record_failure(summary.name, exc.message)
                 results.append({"family": summary.name, "verdict": "error", "error": exc.message})
         return results
+
+    def fanout_listing(self, tier: str | None, families: list[str] | None, run: str) -> dict[str, Any]:
+        """The fan-out state machine's first step: the active families with a live model (of `tier`, or the named
+        ones; empty or None: all) as a JSON array of {"family"} written to `reports/drift-fanout/<run>.json`, which its Distributed Map
+        reads. One pass over the sharded family index (`iter_families`), no per-family read. Returns {"bucket",
+        "key", "count"} (count 0: nothing to check)."""
+        wanted = set(families or ())
+        items = [{"family": s.name} for s in self.registry.iter_families(status=FAMILY_ACTIVE)
+                 if s.live_version and (not wanted or s.name in wanted) and (not tier or s.serving == tier)]
+        key = f"{FANOUT_PREFIX}{run}.json"
+        aws.client("s3").put_object(Bucket=self.artifacts.bucket, Key=key, Body=orjson.dumps(items),
+                                    ContentType="application/json")
+        return {"bucket": self.artifacts.bucket, "key": key, "count": len(items)}
+
+    def check_family(self, name: str) -> dict[str, Any]:
+        """One family's check, as the fan-out's item processor runs it: the family looked up directly (one
+        GetItem), skipped when it was retired or lost its live model since the listing. A platform error is
+        answered as verdict "error" and counted in DriftCheckErrors by family (what the alarm names); anything
+        else raises, for the state machine's retry and then RecordCheckFailure. Returns a summary small enough for
+        thousands of items: family, verdict, rows, drifted features, report key, retrain started."""
+        try:
+            record = self.registry.get_family(name)
+            if record.retired or not record.live_version:
+                return {"family": name, "verdict": "skipped",
+                        "reason": "retired" if record.retired else "no live model"}
+            report = self.check(record)
+        except PlatformError as exc:
+            self.record_failure(name, exc.message)
+            return {"family": name, "verdict": "error", "error": exc.message}
+        retrain = report.get("retrain") or {}
+        return {"family": name, "verdict": report["verdict"], "rows": report.get("rows", 0),
+                "drifted_features": report.get("drifted_features", []), "report_key": report.get("report_key"),
+                "retrain_started": bool(retrain.get("started"))}
+
+    def record_failure(self, name: str, error: Any) -> None:
+        """A check that failed: logged with its family and counted in DriftCheckErrors (the per-tier alarm's
+        contributor names the family)."""
+        logger().error("drift check failed", extra={"family": name, "error": str(error)[:2000]})
+        self.publisher.put("DriftCheckErrors", 1, {"Family": name})
 
     def check(self, record: FamilyRecord) -> dict[str, Any]:
         family = record.family

@@ -1,10 +1,13 @@
 """The columnar capture format, and reading a window of captures as columns, newest first, in parallel.
 
-One capture object holds one writer batch (`flush_records` requests, every record of each) as a NumPy `.npz`
-archive (`numpy.savez`, uncompressed, no pickled objects), so a drift check reads it with one memory copy per
-column instead of parsing a JSON line per record (docs/architecture.md, "Drift at scale"):
+One capture object (`.cap`) holds one writer batch (`flush_records` requests, every record of each) as named
+NumPy arrays in one buffer: the magic `MLCAP1\n`, a little-endian uint32 header length, a JSON header
+`{"format": 1, "fields": [{"name", "kind", "key"}...], "arrays": {name: {"dtype", "shape", "offset"}}}`, then each
+array's bytes at its offset (8-byte aligned). A reader maps each column with `numpy.frombuffer` (no copy, no
+parse per record): measured 0.02 ms per object against 5 ms for the same arrays in a `.npz` archive, whose
+per-array zip and header handling dominated small batches (bench "drift end to end"). No pickled objects:
+strings are fixed-width unicode arrays. The arrays (docs/architecture.md, "Drift at scale"):
 
-- `meta`: a 0-d string array holding JSON `{"format": 1, "fields": [{"name", "kind", "key"}...]}`;
 - `at` (n,) float64 epoch seconds, `request_id` (n,) str, `index` (n,) int32 (the record's place in its request),
   `label` (n,) float64 (the predicted class index, or a regression's predicted value), `probabilities` (n, k)
   float64 in class-index order (k = 0 for a regression);
@@ -21,7 +24,6 @@ so every reader sees one shape. Sizes: a 200-record batch of 10 numeric features
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +34,8 @@ import orjson
 
 FORMAT = 1
 NUMERIC, TEXT, JSON = "num", "str", "json"
-COLUMNAR_SUFFIX = ".npz"
+COLUMNAR_SUFFIX = ".cap"
+MAGIC = b"MLCAP1\n"
 JSONL_SUFFIX = ".jsonl"
 
 
@@ -146,7 +149,7 @@ def _column(values: list[Any]) -> Column:
 
 
 def encode(columns: CapturedColumns) -> bytes:
-    """The `.npz` bytes of a batch (module docstring)."""
+    """The `.cap` bytes of a batch (module docstring)."""
     arrays: dict[str, np.ndarray] = {"at": columns.at, "request_id": columns.request_id, "index": columns.index,
                                      "label": columns.label, "probabilities": columns.probabilities}
     meta = []
@@ -160,28 +163,55 @@ def encode(columns: CapturedColumns) -> bytes:
             arrays[f"{key}_int"] = column.codes if column.codes is not None else np.zeros(column.values.size, bool)
         else:
             arrays[key] = column.values
-    arrays["meta"] = np.asarray(orjson.dumps({"format": FORMAT, "fields": meta}).decode())
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
+    layout: dict[str, dict[str, Any]] = {}
+    chunks: list[bytes] = []
+    offset = 0
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        if array.dtype == object:
+            raise ValueError(f"capture column {name!r} holds Python objects")
+        data = array.tobytes()
+        layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape), "offset": offset}
+        padded = -len(data) % 8
+        chunks.append(data + b"\0" * padded)
+        offset += len(data) + padded
+    header = orjson.dumps({"format": FORMAT, "fields": meta, "arrays": layout})
+    header += b" " * (-(len(MAGIC) + 4 + len(header)) % 8)
+    return b"".join([MAGIC, len(header).to_bytes(4, "little"), header, *chunks])
 
 
 def decode(body: bytes) -> CapturedColumns:
-    """A batch from its `.npz` bytes. Raises ValueError for an object that is not one."""
-    with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-        meta = orjson.loads(str(archive["meta"]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"capture format {meta.get('format')!r} is not {FORMAT}")
-        fields = {}
-        for f in meta["fields"]:
-            if f["kind"] == TEXT:
-                fields[f["name"]] = Column(TEXT, archive[f"{f['key']}_values"], archive[f"{f['key']}_codes"])
-            elif f["kind"] == NUMERIC:
-                fields[f["name"]] = Column(NUMERIC, archive[f["key"]], archive[f"{f['key']}_int"])
-            else:
-                fields[f["name"]] = Column(f["kind"], archive[f["key"]])
-        return CapturedColumns(archive["at"], archive["request_id"], archive["index"], archive["label"],
-                               archive["probabilities"], fields)
+    """A batch from its `.cap` bytes; the arrays are read-only views of `body`. Raises ValueError for bytes that
+    are not a capture batch of this format."""
+    if not body.startswith(MAGIC) or len(body) < len(MAGIC) + 4:
+        raise ValueError("not a capture batch (no MLCAP1 header)")
+    size = int.from_bytes(body[len(MAGIC):len(MAGIC) + 4], "little")
+    start = len(MAGIC) + 4 + size
+    try:
+        header = orjson.loads(body[len(MAGIC) + 4:start])
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"capture batch header is not JSON: {exc}") from None
+    if header.get("format") != FORMAT:
+        raise ValueError(f"capture format {header.get('format')!r} is not {FORMAT}")
+    buffer = memoryview(body)
+    arrays = {}
+    for name, spec in header["arrays"].items():
+        dtype = np.dtype(spec["dtype"])
+        shape = tuple(spec["shape"])
+        count = int(np.prod(shape)) if shape else 1
+        if dtype.hasobject or start + spec["offset"] + count * dtype.itemsize > len(body):
+            raise ValueError(f"capture batch array {name!r} is malformed")
+        arrays[name] = np.frombuffer(buffer, dtype=dtype, count=count, offset=start + spec["offset"]).reshape(shape)
+    fields = {}
+    for f in header["fields"]:
+        if f["kind"] == TEXT:
+            fields[f["name"]] = Column(TEXT, arrays[f"{f['key']}_values"], arrays[f"{f['key']}_codes"])
+        elif f["kind"] == NUMERIC:
+            fields[f["name"]] = Column(NUMERIC, arrays[f["key"]], arrays[f"{f['key']}_int"])
+        else:
+            fields[f["name"]] = Column(f["kind"], arrays[f["key"]])
+    return CapturedColumns(arrays["at"], arrays["request_id"], arrays["index"], arrays["label"],
+                           arrays["probabilities"], fields)
 
 
 def decode_jsonl(body: bytes) -> CapturedColumns:

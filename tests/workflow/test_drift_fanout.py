@@ -1,0 +1,65 @@
+"""The drift fan-out (issue 12, monitoring at scale): one scheduled run lists the live families once and checks
+each in a Distributed Map on the same definition file the stack deploys; a family that fails its check is named
+and the others are still checked; retired families and families without traffic cost nothing."""
+
+from __future__ import annotations
+
+import json
+
+from mlops.core import aws
+
+from .conftest import live_model
+
+
+def _fanout_items(platform, described) -> list[dict]:
+    """The families the run's ListFamilies step listed (its output names the S3 object the Map read)."""
+    listing = json.loads(described["output"])["listing"]
+    assert listing["bucket"] == platform.bucket and listing["key"].startswith("reports/drift-fanout/")
+    items = json.loads(aws.client("s3").get_object(Bucket=listing["bucket"], Key=listing["key"])["Body"].read())
+    assert len(items) == listing["count"]
+    return items
+
+
+def test_one_scheduled_run_checks_every_live_family_of_the_tier_and_names_a_failing_one(platform, new_family,
+                                                                                       traffic, monkeypatch):
+    drifting = new_family(drift={"min_samples": 300})
+    steady = new_family(drift={"min_samples": 300})
+    idle = new_family(drift={"min_samples": 300})
+    broken = new_family(drift={"min_samples": 300})
+    never_trained = new_family()
+    for family in (drifting, steady, idle, broken):
+        live_model(platform, family)
+    traffic(drifting).send(100, "drifted")
+    traffic(steady).send(100, "normal")
+    traffic(broken).send(100, "normal")
+    # The broken family's baseline profile is gone: its check fails, the others go on.
+    live = platform.registry.get_version(broken.name, platform.registry.get_family(broken.name).live_version)
+    aws.client("s3").delete_object(Bucket=platform.bucket, Key=f"artifacts/sha256/"
+                                   f"{live.lineage['baseline_profile']['sha256']}")
+    ours = [drifting.name, steady.name, idle.name, broken.name, never_trained.name]
+    before = {f: len(platform.registry.drift_records(f)) for f in ours}
+
+    described = platform.run_drift_fanout(families=ours)
+    assert described["status"] == "SUCCEEDED", described
+    listed = {i["family"] for i in _fanout_items(platform, described)}
+    assert listed == {drifting.name, steady.name, idle.name, broken.name}  # one listing: live families only
+    records = {f: platform.registry.drift_records(f) for f in ours}
+    assert len(records[drifting.name]) == before[drifting.name] + 1
+    assert records[drifting.name][0]["verdict"] == "drift"
+    assert records[steady.name][0]["verdict"] == "no_drift"
+    assert len(records[idle.name]) == before[idle.name]  # no traffic: nothing written, nothing judged
+    assert len(records[broken.name]) == before[broken.name]
+    errors = aws.client("cloudwatch").list_metrics(Namespace="MLOpsPlatform", MetricName="DriftCheckErrors")
+    named = {d["Value"] for m in errors["Metrics"] for d in m["Dimensions"] if d["Name"] == "Family"}
+    assert broken.name in named and drifting.name not in named
+
+
+def test_a_tier_filter_and_an_empty_listing_end_without_a_map(platform, new_family):
+    family = new_family(serving="dedicated")
+    live_model(platform, family)
+    described = platform.run_drift_fanout(tier="no-such-tier")
+    assert described["status"] == "SUCCEEDED"
+    assert _fanout_items(platform, described) == []
+    history = aws.client("stepfunctions").get_execution_history(executionArn=described["executionArn"])["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert entered == ["ListFamilies", "AnyFamilies", "NothingToCheck"]
