@@ -85,7 +85,7 @@ def test_captures_drop_never_capture_fields_and_key_by_family_version_time(platf
     assert capture.flush_all(timeout=5)
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="captures/")["Contents"]]
     assert len(keys) == 1
-    assert re.match(r"captures/family=credit-risk/version=3/date=\d{4}-\d\d-\d\d/hour=\d\d/\d{13}-\w+\.npz$",
+    assert re.match(r"captures/family=credit-risk/version=3/date=\d{4}-\d\d-\d\d/hour=\d\d/\d{13}-\w+\.cap$",
                     keys[0])
     stored = decode(boto3.client("s3").get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
     rows = list(stored.records())

@@ -311,9 +311,9 @@ class DriftMonitor:
 
     def fanout_listing(self, tier: str | None, families: list[str] | None, run: str) -> dict[str, Any]:
         """The fan-out state machine's first step: the active families with a live model (of `tier`, or the named
-        ones; empty or None: all) as a JSON array of {"family"} written to `reports/drift-fanout/<run>.json`, which its Distributed Map
-        reads. One pass over the sharded family index (`iter_families`), no per-family read. Returns {"bucket",
-        "key", "count"} (count 0: nothing to check)."""
+        ones; empty or None: all) as a JSON array of {"family"} written to `reports/drift-fanout/<run>.json`,
+        which its Distributed Map reads. One pass over the sharded family index (`iter_families`), no per-family
+        read. Returns {"bucket", "key", "count"} (count 0: nothing to check)."""
         wanted = set(families or ())
         items = [{"family": s.name} for s in self.registry.iter_families(status=FAMILY_ACTIVE)
                  if s.live_version and (not wanted or s.name in wanted) and (not tier or s.serving == tier)]
