@@ -45,7 +45,7 @@ from mlops.serving.decisions import MAX_BATCH, DecisionLog  # noqa: E402
 from mlops.serving.scoring import ScoringModel  # noqa: E402
 from mlops.training.fit import build_estimator, to_onnx_bytes  # noqa: E402
 
-from bench import explain_bench, false_alarms, families_bench, shared_tier, training_engines  # noqa: E402
+from bench import drift_scale, explain_bench, false_alarms, families_bench, shared_tier, training_engines  # noqa: E402
 from mlops_local.apigw import proxy_event  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
@@ -783,6 +783,7 @@ SECTIONS = {
     "loop": lambda quick: bench_full_loop(),
     "registry": lambda quick: bench_registry(versions=200 if quick else 10_000, samples=50 if quick else 300),
     "families": lambda quick: families_bench.run(row, quick),
+    "drift_scale": lambda quick: drift_scale.run(row, quick),
 }
 
 

@@ -69,6 +69,9 @@ class PlatformConfig(BaseModel):
     # reserved concurrency, which is also the fan-out's MaxConcurrency (families checked at once), and the train
     # and evaluate functions' (None: unreserved). A burst beyond it waits in the state machines' throttling retries.
     monitoring_concurrency: int = Field(10, ge=1, le=1_000)
+    # Families per child execution of the drift fan-out: checked one after another in one drift invocation (keep
+    # batch x the longest check under its 15 minutes); the child's state transitions are shared by the batch.
+    monitoring_batch_size: int = Field(10, ge=1, le=100)
     training_concurrency: int | None = Field(10, ge=1, le=1_000)
 
     @field_validator("families")

@@ -74,6 +74,7 @@ class MonitoringProps:
     shared_function: lambda_.IFunction
     api: apigw.RestApi
     monitoring_concurrency: int = 10
+    monitoring_batch_size: int = 10
 
 
 class Monitoring(Construct):
@@ -204,7 +205,8 @@ class Monitoring(Construct):
             self, "DriftFanout", state_machine_name=name, state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_file(str(FANOUT_DEFINITION)),
             definition_substitutions={"DriftFunctionArn": self.drift.function.function_arn,
-                                      "MaxConcurrency": str(props.monitoring_concurrency)},
+                                      "MaxConcurrency": str(props.monitoring_concurrency),
+                                      "BatchSize": str(props.monitoring_batch_size)},
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True)
         self.drift.function.grant_invoke(machine)

@@ -112,7 +112,8 @@ class MlopsPlatformStack(Stack):
                            for family, scoring in zip(config.dedicated_families, families, strict=True)),
             metrics_namespace=METRICS_NAMESPACE, alarm_email=config.alarm_email, failed_events=failed_events,
             shared=config.shared_scoring, shared_function=shared.function, api=api.api,
-            monitoring_concurrency=config.monitoring_concurrency))
+            monitoring_concurrency=config.monitoring_concurrency,
+            monitoring_batch_size=config.monitoring_batch_size))
         Audit(self, "Audit", props=AuditProps(storage=storage, api=api, defaults=defaults, layers=(scoring_layer,)))
         FamilyManagement(self, "FamilyManagement", props=FamilyManagementProps(storage=storage, api=api,
                                                                                  defaults=defaults))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.core.settings import DriftSettings, load_settings
-from mlops.monitoring.drift import DriftMonitor, create_drift_monitor
+from mlops.monitoring.drift import FANOUT_BATCH, DriftMonitor, create_drift_monitor
 
 _monitor: DriftMonitor | None = None
 
@@ -16,12 +16,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _monitor = _monitor or create_drift_monitor(load_settings(DriftSettings))
     action = event.get("action") if isinstance(event, dict) else None
     if action == "list":
-        return _monitor.fanout_listing(event.get("tier"), event.get("families"), str(event.get("run") or "run"))
+        return _monitor.fanout_listing(event.get("tier"), event.get("families"), str(event.get("run") or "run"),
+                                       int(event.get("batch_size") or FANOUT_BATCH))
     if action == "check":
-        return _monitor.check_family(str(event["family"]))
-    if action == "failed":
-        _monitor.record_failure(str(event.get("family")), event.get("error"))
-        return {"family": event.get("family"), "verdict": "error", "error": event.get("error")}
+        return _monitor.check_batch([str(f) for f in event.get("families") or []])
+    if action == "failed":  # the batch's function call itself failed (timeout, crash) after its retries
+        for family in event.get("families") or []:
+            _monitor.record_failure(str(family), event.get("error"))
+        return {"failed": event.get("families") or [], "error": event.get("error")}
     detail = (event.get("detail") or {}) if isinstance(event, dict) else {}
     reports = _monitor.run(detail.get("families"), detail.get("tier"))
     return {"checked": len(reports), "reports": [

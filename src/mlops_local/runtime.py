@@ -34,6 +34,7 @@ DRIFT_FANOUT_DEFINITION = ROOT / "infra" / "statemachine" / "drift_fanout.asl.js
 # The fan-out's MaxConcurrency locally (the stack's is the drift function's reserved concurrency, cdk.json
 # monitoring_concurrency).
 LOCAL_MONITORING_CONCURRENCY = 4
+LOCAL_MONITORING_BATCH = 5
 SHARED_SCORING = "mlops-local-score-shared"
 # Local time scale for the shared function's code rollouts (the CDK stack takes them from its configuration).
 LOCAL_CODE_CANARY = {"steps": [20, 50, 100], "bake_seconds": 1, "min_requests": 5, "min_family_requests": 3,
@@ -221,7 +222,8 @@ class LocalPlatform:
         self.drift_fanout_state_machine_arn = aws.client("stepfunctions").create_state_machine(
             name="mlops-local-drift-fanout", roleArn=sfn_role, type="STANDARD",
             definition=load_definition({"DriftFunctionArn": arns["drift"],
-                                        "MaxConcurrency": str(LOCAL_MONITORING_CONCURRENCY)},
+                                        "MaxConcurrency": str(LOCAL_MONITORING_CONCURRENCY),
+                                        "BatchSize": str(LOCAL_MONITORING_BATCH)},
                                        DRIFT_FANOUT_DEFINITION),
         )["stateMachineArn"]
         self._role = role

@@ -144,3 +144,34 @@ def test_drift_retrain_with_only_the_live_models_data_set_starts_nothing_and_say
     platform.registry.transition(FAMILY, live, "live", "t", "first")
     retrain = monitor._maybe_retrain(platform.registry.get_family(FAMILY), {"verdict": "drift"})
     assert retrain["started"] is False and "upload newer data" in retrain["reason"]
+
+
+def test_a_fanout_batch_checks_every_family_even_when_one_check_crashes(platform, monitor, monkeypatch):
+    # One family's check raises something that is not a platform error: the batch records it and goes on.
+    checked = []
+
+    def check_family(name):
+        if name == "crashes":
+            raise RuntimeError("boom")
+        checked.append(name)
+        return {"family": name, "verdict": "no_drift"}
+
+    failures = []
+    monkeypatch.setattr(monitor, "check_family", check_family)
+    monkeypatch.setattr(monitor, "record_failure", lambda name, error: failures.append((name, error)))
+    result = monitor.check_batch(["first", "crashes", "last"])
+    assert checked == ["first", "last"] and failures == [("crashes", "RuntimeError: boom")]
+    assert [r["verdict"] for r in result["results"]] == ["no_drift", "error", "no_drift"]
+
+
+def test_the_fanout_listing_batches_live_families_and_filters_by_tier(platform, monitor):
+    for i in range(7):
+        name = f"batch-{i}"
+        platform.registry.put_family(credit_risk_family(name=name, serving="dedicated" if i == 6 else "shared"))
+        version = platform.registry.allocate_version(name, {"dataset": {}}, actor="t").version
+        platform.registry.transition(name, version, "live", "t", "first")
+    listing = monitor.fanout_listing("shared", None, "run-1", batch_size=4)
+    items = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=listing["key"])["Body"].read())
+    shared = [f for i in items for f in i["families"]]
+    assert [len(i["families"]) for i in items] == [4, 2] and listing["count"] == 6 and listing["batches"] == 2
+    assert "batch-6" not in shared and FAMILY not in shared  # dedicated; and a family without a live model

@@ -223,7 +223,9 @@ def test_the_drift_fanout_is_a_bounded_distributed_map_and_concurrency_is_reserv
     deployed = (synthesized.outdir / f"asset.{machine['DefinitionS3Location']['Key']}").read_text()
     assert deployed == (ROOT / "infra" / "statemachine" / "drift_fanout.asl.json").read_text()
     assert machine["DefinitionSubstitutions"]["MaxConcurrency"] == "10"
-    mapped = json.loads(deployed.replace("${MaxConcurrency}", "10"))["States"]["CheckFamilies"]
+    assert machine["DefinitionSubstitutions"]["BatchSize"] == "10"
+    mapped = json.loads(deployed.replace("${MaxConcurrency}", "10").replace("${BatchSize}", "10"))["States"][
+        "CheckFamilies"]
     assert mapped["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED" and mapped["MaxConcurrency"] == 10
     functions = synthesized.resources("AWS::Lambda::Function")
     reserved = {k: f["Properties"].get("ReservedConcurrentExecutions") for k, f in functions.items()}

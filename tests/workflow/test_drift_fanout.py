@@ -16,7 +16,8 @@ def _fanout_items(platform, described) -> list[dict]:
     listing = json.loads(described["output"])["listing"]
     assert listing["bucket"] == platform.bucket and listing["key"].startswith("reports/drift-fanout/")
     items = json.loads(aws.client("s3").get_object(Bucket=listing["bucket"], Key=listing["key"])["Body"].read())
-    assert len(items) == listing["count"]
+    assert sum(len(i["families"]) for i in items) == listing["count"] and len(items) == listing["batches"]
+    assert all(len(i["families"]) <= 5 for i in items)  # the local batch size
     return items
 
 
@@ -41,7 +42,7 @@ def test_one_scheduled_run_checks_every_live_family_of_the_tier_and_names_a_fail
 
     described = platform.run_drift_fanout(families=ours)
     assert described["status"] == "SUCCEEDED", described
-    listed = {i["family"] for i in _fanout_items(platform, described)}
+    listed = {f for i in _fanout_items(platform, described) for f in i["families"]}
     assert listed == {drifting.name, steady.name, idle.name, broken.name}  # one listing: live families only
     records = {f: platform.registry.drift_records(f) for f in ours}
     assert len(records[drifting.name]) == before[drifting.name] + 1

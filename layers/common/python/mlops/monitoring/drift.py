@@ -35,6 +35,7 @@ from mlops.stats.tasks import captured_predictions, prediction_drift
 REPORT_PREFIX = "reports/drift/"
 MAX_CAPTURED_ROWS = 2_000_000
 FANOUT_PREFIX = "reports/drift-fanout/"  # the fan-out's listing of families per run (read by its Distributed Map)
+FANOUT_BATCH = 10  # families per child execution of the fan-out (cdk.json monitoring_batch_size)
 OTHER = "(other)"
 # Upload-run outcomes that rule a data set out of a drift retrain: it never trained (rejected, refused, a duplicate
 # of content an earlier version holds), failed, or gave a model the gate or the canary turned down.
@@ -309,18 +310,36 @@ class DriftMonitor:
                 results.append({"family": summary.name, "verdict": "error", "error": exc.message})
         return results
 
-    def fanout_listing(self, tier: str | None, families: list[str] | None, run: str) -> dict[str, Any]:
+    def fanout_listing(self, tier: str | None, families: list[str] | None, run: str,
+                       batch_size: int = FANOUT_BATCH) -> dict[str, Any]:
         """The fan-out state machine's first step: the active families with a live model (of `tier`, or the named
-        ones; empty or None: all) as a JSON array of {"family"} written to `reports/drift-fanout/<run>.json`,
-        which its Distributed Map reads. One pass over the sharded family index (`iter_families`), no per-family
-        read. Returns {"bucket", "key", "count"} (count 0: nothing to check)."""
+        ones; empty or None: all), in batches of `batch_size`, as a JSON array of {"families": [...]} written to
+        `reports/drift-fanout/<run>.json`, which its Distributed Map reads (one child execution per batch: a
+        batch's checks share the child's state transitions, Step Functions' unit of cost). One pass over the
+        sharded family index (`iter_families`), no per-family read. Returns {"bucket", "key", "count" (families),
+        "batches"} (count 0: nothing to check)."""
         wanted = set(families or ())
-        items = [{"family": s.name} for s in self.registry.iter_families(status=FAMILY_ACTIVE)
+        names = [s.name for s in self.registry.iter_families(status=FAMILY_ACTIVE)
                  if s.live_version and (not wanted or s.name in wanted) and (not tier or s.serving == tier)]
+        size = max(1, int(batch_size))
+        items = [{"families": names[i:i + size]} for i in range(0, len(names), size)]
         key = f"{FANOUT_PREFIX}{run}.json"
         aws.client("s3").put_object(Bucket=self.artifacts.bucket, Key=key, Body=orjson.dumps(items),
                                     ContentType="application/json")
-        return {"bucket": self.artifacts.bucket, "key": key, "count": len(items)}
+        return {"bucket": self.artifacts.bucket, "key": key, "count": len(names), "batches": len(items)}
+
+    def check_batch(self, names: list[str]) -> dict[str, Any]:
+        """One fan-out item: each family's check in turn (`check_family`); a family whose check raises anything is
+        recorded as failed (logged, DriftCheckErrors) and the batch goes on, so one family never stops another.
+        Returns {"checked", "results"} with one small summary per family."""
+        results = []
+        for name in names:
+            try:
+                results.append(self.check_family(name))
+            except Exception as exc:  # noqa: BLE001 - every other family of the batch is still checked
+                self.record_failure(name, f"{type(exc).__name__}: {exc}")
+                results.append({"family": name, "verdict": "error", "error": f"{type(exc).__name__}: {exc}"[:500]})
+        return {"checked": len(results), "results": results}
 
     def check_family(self, name: str) -> dict[str, Any]:
         """One family's check, as the fan-out's item processor runs it: the family looked up directly (one
