@@ -78,7 +78,7 @@ def _write_captures(bucket: str, family: Any, version: int, rows: int, per_objec
     return objects
 
 
-def run(row: Row, quick: bool) -> None:
+def run(row: Row, quick: bool, rows: int | None = None, families: int | None = None) -> None:
     from mlops.core import aws
     from mlops.core.observability import MetricsPublisher
     from mlops.data import synthetic
@@ -88,9 +88,9 @@ def run(row: Row, quick: bool) -> None:
 
     from mlops_local.runtime import LocalPlatform
 
-    rows = 50_000 if quick else 1_000_000
+    rows = rows or (50_000 if quick else 1_000_000)
     per_object = 5_000
-    families = 10 if quick else 200
+    families = families or (10 if quick else 200)
     platform = LocalPlatform([synthetic.credit_risk_family()])
     platform.start()
     try:
@@ -124,7 +124,7 @@ def run(row: Row, quick: bool) -> None:
                       for k in reader.keys(name, version, 0)}
             reader._fetch = bodies.__getitem__  # type: ignore[method-assign]
             began = time.perf_counter()
-            window = reader.columns(name, version, 0, None, max_rows=2_000_000)
+            window = reader.columns(name, version, 0, None, max_rows=2_000_000, request_ids=False)
             profile = monitor.artifacts.get_json(live.lineage["baseline_profile"]["sha256"])
             columns, predictions = captured_columns(family, window)
             compare_with_baseline(family, profile, columns, predictions, family.drift)

@@ -252,11 +252,14 @@ def _numbers(column: Column, markers: frozenset[str]) -> np.ndarray:
     to a marker's number are looked at one by one)."""
     if column.kind != NUMERIC:
         return _encoded(column, lambda v: _number(v, markers))
-    values = np.array(column.values, dtype=np.float64)
+    values = np.asarray(column.values, dtype=np.float64)  # no copy unless a marker's number must be replaced
     numbers = marker_numbers(markers)
     if numbers:
-        for i in np.flatnonzero(np.isin(values, np.fromiter(numbers, dtype=np.float64))):
-            values[i] = _number(column.python(int(i)), markers)
+        hits = np.flatnonzero(np.isin(values, np.fromiter(numbers, dtype=np.float64)))
+        if hits.size:
+            values = values.copy()
+            for i in hits:
+                values[i] = _number(column.python(int(i)), markers)
     return values
 
 
@@ -376,7 +379,8 @@ class DriftMonitor:
             since = max(since, float(previous[0]["report"].get("window_end", since)))
         until = time.time()
         # The newest MAX_CAPTURED_ROWS of the window, as columns (read newest first, in parallel).
-        captured = self.captures.columns(family.name, live.version, since, until, max_rows=MAX_CAPTURED_ROWS)
+        captured = self.captures.columns(family.name, live.version, since, until, max_rows=MAX_CAPTURED_ROWS,
+                                         request_ids=False)
         if not len(captured):
             # No traffic since the last check: nothing to judge and nothing written (no report, record or metric),
             # so an idle family costs nothing (docs/architecture.md, "Serving tiers"); the window stays open.

@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 import pydantic
 
-from mlops.core.errors import PlatformError, ValidationError
+from mlops.core.errors import PlatformError, UnknownFamilyError, ValidationError
 from mlops.core.observability import logger
-from mlops.core.schemas import FAMILY_NAME, ModelFamily
+from mlops.core.schemas import DEDICATED, FAMILY_NAME, ModelFamily
 from mlops.registry.store import CREATED, FamilyChange, FamilyRecord, FamilySummary, ModelRegistry
 
 FAMILIES_RESOURCE = "/families"
@@ -74,10 +74,30 @@ class FamilyManager:
                                      if len(problems) > MAX_ERRORS_LISTED else ""), problems=problems) from None
         if family.name != name:
             raise ValidationError(f"the path names family {name!r} but the declaration is named {family.name!r}")
+        self._check_tier(family)
         result = self.registry.register_family(family, actor, _reason(body), expected_version=_expected(body))
         _log(result.change, result.record, actor)
         return {"change": result.change, "family": summary_json(FamilySummary.from_record(result.record)),
                 "declaration": result.record.family.model_dump(mode="json")}
+
+    def _check_tier(self, family: ModelFamily) -> None:
+        """The serving tier is a deployment decision: a dedicated family needs its own scoring function, alias and
+        API routes, which a deployment creates (cdk.json's families), and a deployed one keeps its routes until the
+        next deployment. A run-time change may not move a family between tiers. Raises ValidationError naming
+        what to do instead."""
+        try:
+            current = self.registry.get_family(family.name).family.serving
+        except UnknownFamilyError:
+            current = None
+        if family.serving == DEDICATED and current != DEDICATED:
+            raise ValidationError(
+                f"serving: dedicated needs {family.name!r}'s own scoring function, which only a deployment creates: "
+                "declare it in cdk.json's mlops.families and deploy, or register it with serving: shared (the "
+                "default; the shared scoring tier serves it at once)")
+        if current == DEDICATED and family.serving != DEDICATED:
+            raise ValidationError(
+                f"{family.name!r} is served by its own scoring function (declared dedicated at deployment): change "
+                "its serving tier in cdk.json and deploy; a run-time change keeps serving: dedicated")
 
     def retire(self, name: str, body: dict[str, Any], actor: str) -> dict[str, Any]:
         """Retire the family from {"reason", "expected_config_version"}: {"change": retired | unchanged, "family"}."""

@@ -195,11 +195,12 @@ class CaptureReader:
         return aws.client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def columns(self, family: str, version: int, since: float, until: float | None = None,
-                max_rows: int | None = None) -> CapturedColumns:
+                max_rows: int | None = None, request_ids: bool = True) -> CapturedColumns:
         """Every captured record in [since, until] as columns, oldest first; above `max_rows`, the NEWEST
-        `max_rows` (objects are read newest first, in parallel, and reading stops there)."""
+        `max_rows` (objects are read newest first, in parallel, and reading stops there). `request_ids=False`:
+        without them (`read_window`)."""
         window, read = read_window(self.keys(family, version, since, until), self._fetch, since, until, max_rows,
-                                   self.workers)
+                                   self.workers, request_ids=request_ids)
         self.objects_read += read
         return window
 
