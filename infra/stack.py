@@ -134,6 +134,8 @@ class MlopsPlatformStack(Stack):
         CfnOutput(self, "Dashboard", value=monitoring.dashboard.dashboard_name)
         CfnOutput(self, "DriftFunction", value=monitoring.drift.function.function_name,
                   description="Runs the drift checks; `mlops drift check FAMILY --stack NAME` invokes it")
+        CfnOutput(self, "DriftFanout", value=monitoring.fanout.state_machine_arn,
+                  description="The scheduled drift fan-out; `mlops drift check-all --stack NAME` starts it now")
         CfnOutput(self, "SharedScoringFunction", value=shared.function.function_name,
                   description="Serves every shared-tier family; roll out its code with {\"rollout_shared_code\": true} "
                               "to the trigger function")

@@ -86,6 +86,8 @@ class Platform:
     poll_seconds: float = 2.0
     # The function that runs drift checks (`mlops drift check`); None when the server or stack does not name it.
     drift_function: str | None = None
+    # The drift fan-out state machine (`mlops drift check-all`); None when the server or stack does not name it.
+    drift_fanout: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
@@ -215,7 +217,7 @@ def from_local_server(cwd: Path) -> Platform:
                             aws_session_token="testing", region_name=LOCAL_REGION)
     return Platform(description=f"local server (pid {pid}, {cwd})", session=session, endpoint_url=endpoint,
                     families=tuple(info.get("families") or ()), poll_seconds=0.25,
-                    drift_function=info.get("drift_function"), **names)
+                    drift_function=info.get("drift_function"), drift_fanout=info.get("drift_fanout"), **names)
 
 
 def _process_alive(pid: int) -> bool:
@@ -257,7 +259,7 @@ def from_stack(stack: str, profile: str | None, region: str | None) -> Platform:
     if missing:
         raise PlatformUnreachable(f"stack {stack!r} has no outputs {missing}: is it an MLOps platform stack?")
     return Platform(description=f"stack {stack} ({session.region_name})", session=session,
-                    drift_function=outputs.get("DriftFunction"),
+                    drift_function=outputs.get("DriftFunction"), drift_fanout=outputs.get("DriftFanout"),
                     **{attr: outputs[name] for attr, name in STACK_OUTPUTS.items()})
 
 

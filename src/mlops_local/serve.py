@@ -388,6 +388,7 @@ def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), 
                 "bucket": platform.bucket, "registry_table": platform.table,
                 "state_machine_arn": platform.state_machine_arn, "pid": os.getpid(),
                 "drift_function": platform.function_names["drift"],
+                "drift_fanout": getattr(platform, "drift_fanout_state_machine_arn", ""),
                 "families": [BUILTIN_FAMILY, *sorted(f.name for f in families)],
                 "console_url": f"http://127.0.0.1:{httpd.server_address[1]}/console"}
         _write_server_file(server_file, info)

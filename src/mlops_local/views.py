@@ -495,6 +495,57 @@ def drift_check(platform: Platform, family: str) -> dict[str, Any]:
     return drift_run(platform, family)
 
 
+def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, timeout: float = 3600.0
+                 ) -> dict[str, Any]:
+    """Run the scheduled drift fan-out now (the state machine the schedules start), wait for it, and say what
+    each listed family's check recorded: {"execution", "status", "seconds", "families": [{"family", "verdict",
+    "drifted_features", "run"}]}. A family whose newest drift record is older than the run has "not_recorded" (no
+    captured traffic since its last check, or a failed check: DriftCheckErrors names it). click.ClickException
+    when the platform names no fan-out or the execution did not succeed."""
+    import json
+    import time
+    import uuid
+
+    if not platform.drift_fanout:
+        raise click.ClickException(f"{platform.description} does not name its drift fan-out (a local server "
+                                   "started before `mlops drift check-all` existed, or a stack deployed before its "
+                                   "DriftFanout output): restart `mlops local serve`, or redeploy the stack")
+    sfn = platform.client("stepfunctions")
+    started_at = datetime.now(UTC)
+    began = time.monotonic()
+    arn = sfn.start_execution(stateMachineArn=platform.drift_fanout, name=f"cli-{uuid.uuid4().hex[:20]}",
+                              input=json.dumps({"tier": tier or "", "families": []}))["executionArn"]
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            break
+        if time.monotonic() - began > timeout:
+            raise click.ClickException(f"the drift fan-out {arn} is still running after {timeout:.0f} s")
+        if progress is not None:
+            progress(time.monotonic() - began)
+        time.sleep(platform.poll_seconds)
+    if described["status"] != "SUCCEEDED":
+        raise click.ClickException(f"the drift fan-out ended {described['status']}: {described.get('error', '')} "
+                                   f"{str(described.get('cause', ''))[:500]}")
+    listing = json.loads(described.get("output") or "{}").get("listing") or {}
+    names: list[str] = []
+    if listing.get("count"):
+        body = platform.client("s3").get_object(Bucket=listing["bucket"], Key=listing["key"])["Body"].read()
+        names = [f for item in json.loads(body) for f in item["families"]]
+    families = []
+    for name in names:
+        newest = platform.registry.drift_records(name, limit=1)
+        record = newest[0] if newest else None
+        at = str(record.get("at", "")) if record else ""
+        fresh = record is not None and at >= started_at.strftime("%Y-%m-%dT%H:%M:%S")
+        report = (record or {}).get("report") or {}
+        families.append({"family": name, "verdict": record.get("verdict") if fresh else "not_recorded",
+                         "drifted_features": report.get("drifted_features", []) if fresh else [],
+                         "run": at if fresh else None})
+    return {"execution": arn, "status": described["status"], "seconds": round(time.monotonic() - began, 1),
+            "families": families}
+
+
 def drift_runs(platform: Platform, family: str, limit: int = 20) -> list[dict[str, Any]]:
     """The family's drift checks, newest first (summaries; the run id is the check's registry time)."""
     family_record(platform, family)

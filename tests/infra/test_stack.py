@@ -201,7 +201,7 @@ def test_log_groups_are_encrypted_with_retention(synthesized):
 def test_outputs_name_what_operators_need(synthesized):
     outputs = synthesized.template["Outputs"]
     for name in ("ArtifactBucket", "RegistryTable", "ScoringApiUrl", "PipelineStateMachine", "AlertsTopic",
-                 "Dashboard", "ScoringFunctionCreditRisk", "DriftFunction", "SharedScoringFunction"):
+                 "Dashboard", "ScoringFunctionCreditRisk", "DriftFunction", "DriftFanout", "SharedScoringFunction"):
         assert name in outputs
 
 

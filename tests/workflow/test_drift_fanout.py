@@ -64,3 +64,31 @@ def test_a_tier_filter_and_an_empty_listing_end_without_a_map(platform, new_fami
     history = aws.client("stepfunctions").get_execution_history(executionArn=described["executionArn"])["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
     assert entered == ["ListFamilies", "AnyFamilies", "NothingToCheck"]
+
+
+def test_mlops_drift_check_all_runs_the_fanout_now_and_says_what_each_family_recorded(platform, new_family, traffic,
+                                                                                      monkeypatch):
+    from click.testing import CliRunner
+
+    from mlops_local import client
+    from mlops_local.cli import cli
+
+    drifting = new_family(drift={"min_samples": 300})
+    quiet = new_family(drift={"min_samples": 300})
+    for family in (drifting, quiet):
+        live_model(platform, family)
+    traffic(drifting).send(100, "drifted")
+    platform.flush_captures()
+    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
+               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/",
+               "DriftFunction": platform.function_names["drift"],
+               "DriftFanout": platform.drift_fanout_state_machine_arn}
+    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
+    result = CliRunner().invoke(cli, ["drift", "check-all", "--json", "--stack", "mlops-test"],
+                                catch_exceptions=False)
+    assert result.exit_code == 1, result.output  # drift in one family
+    found = {f["family"]: f for f in json.loads(result.stdout)["families"]}
+    assert found[drifting.name]["verdict"] == "drift" and found[drifting.name]["drifted_features"]
+    assert found[quiet.name]["verdict"] == "not_recorded"  # no traffic since it went live: nothing written
+    table = CliRunner().invoke(cli, ["drift", "check-all", "--stack", "mlops-test"], catch_exceptions=False)
+    assert table.exit_code == 0 and "live famil" in table.output  # nothing new since: no drift recorded now

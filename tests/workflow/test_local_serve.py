@@ -67,7 +67,7 @@ def test_first_line_names_the_endpoints(served):
 def test_server_file_in_the_start_folder_holds_the_endpoints_the_pid_and_every_family(served):
     recorded = json.loads((served["folder"] / ".mlops" / "local-serve.json").read_text())
     assert set(recorded) == {"api_url", "aws_endpoint_url", "bucket", "registry_table", "state_machine_arn", "pid",
-                             "families", "console_url", "drift_function"}
+                             "families", "console_url", "drift_function", "drift_fanout"}
     assert recorded["console_url"] == recorded["api_url"] + "/console"
     assert recorded == {k: v for k, v in served.items() if k != "folder"}
     assert recorded["families"] == ["credit-risk", "my-credit"]

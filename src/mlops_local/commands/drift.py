@@ -129,6 +129,52 @@ def check(family: str, target: TargetOptions) -> None:
         raise click.exceptions.Exit(1)
 
 
+@drift.command("check-all")
+@click.option("--tier", type=click.Choice(["shared", "dedicated"]), default=None,
+              help="Only the families of this serving tier (default: every live family).")
+@platform_options
+def check_all(tier: str | None, target: TargetOptions) -> None:
+    """Run the scheduled drift fan-out now: every live family (of --tier) checked in batches, as the hourly
+    schedule does (docs/architecture.md, "Monitoring at scale"), then one line per family: what its check
+    recorded. A family whose check wrote nothing had no captured traffic since its last check, or failed (the
+    DriftCheckErrors alarm names it).
+
+    Exit codes: 0 done (no drift), 1 drift confirmed in some family, 2 usage, 3 platform unreachable.
+
+    \b
+    Examples:
+      mlops drift check-all
+      mlops drift check-all --tier shared --stack MlopsPlatform --json
+    """
+    from .. import views
+
+    platform = connect(target)
+    out = tables.console()
+    with reaching(platform):
+        if target.as_json:
+            found = views.drift_fanout(platform, tier)
+        else:
+            with out.status("drift fan-out running...") as status:
+                found = views.drift_fanout(platform, tier, progress=lambda seconds: status.update(
+                    f"drift fan-out running ({seconds:.0f} s)..."))
+    drifted = [f for f in found["families"] if f["verdict"] == "drift"]
+    if target.as_json:
+        echo_json(found)
+    else:
+        out.print(f"drift fan-out {found['execution'].rsplit(':', 1)[-1]}: {len(found['families'])} live "
+                  f"famil{'y' if len(found['families']) == 1 else 'ies'} checked in {found['seconds']} s; "
+                  f"{len(drifted)} with drift")
+        table = tables.table("Families", ["Family", "Verdict", "Drifted features", "Check"])
+        for f in found["families"]:
+            verdict = f["verdict"]
+            shown = "no new traffic, or failed" if verdict == "not_recorded" else verdict
+            table.add_row(f["family"], tables.verdict(verdict) if verdict != "not_recorded" else f"[dim]{shown}[/]",
+                          tables.escape(", ".join(f["drifted_features"])) or "-", f["run"] or "-")
+        out.print(table)
+    if drifted:
+        raise click.exceptions.Exit(1)
+
+
 def print_check(out: Any, platform: Any, family: str, found: dict[str, Any]) -> None:
     """One drift check for people: the verdict line (with the predictions' own test, per task) and a row per
     feature."""
