@@ -65,6 +65,10 @@ class PlatformConfig(BaseModel):
     training_ephemeral_mb: int = Field(2048, ge=512, le=10_240)
     api: ApiConfig = ApiConfig()
     shared_scoring: SharedScoringConfig = SharedScoringConfig()
+    # One schedule checks the performance of every live family of both tiers (CBPE estimates; labels are checked as
+    # they arrive).
+    performance_schedule: str = Field("rate(6 hours)",
+                                      pattern=r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
 
     @field_validator("families")
     @classmethod

@@ -65,6 +65,8 @@ MAX_EXAMPLES = 10
 ESTIMATED_METRICS = ("auc", "accuracy", "precision", "recall", "f1")
 OK, BREACH, INSUFFICIENT, NOT_CHECKED, UNTRUSTED = "ok", "breach", "insufficient_data", "not_checked", "untrusted"
 # Metrics published per family (dimension Metric): the headline ones; the report holds them all.
+# The dimensions of the breach counts, the per-tier alarms' Metrics Insights schema.
+BREACH_DIMENSIONS = ("Family", "Tier")
 PUBLISHED_METRICS = ("auc", "accuracy", "precision", "recall", "calibration_error", "macro_auc", "macro_f1",
                      "rmse", "mae")
 
@@ -676,12 +678,12 @@ class PerformanceMonitor:
     def _publish(self, family: ModelFamily, report: dict[str, Any]) -> None:
         if self.publisher is None:
             return
-        dims, tier = {"Family": family.name}, {"Tier": report["tier"]}
-        breaches = sum(not c["passed"] for c in report["checks"])
-        estimated = sum(not c["passed"] for c in report["estimate_checks"])
-        for dimensions in (dims, tier):
-            self.publisher.put("PerformanceBreaches", breaches, dimensions)
-            self.publisher.put("EstimatedPerformanceBreaches", estimated, dimensions)
+        dims = {"Family": family.name}
+        # Breach counts carry the family and its tier: one alarm per tier groups them by family (infra/performance.py).
+        tiered = {"Family": family.name, "Tier": report["tier"]}
+        self.publisher.put("PerformanceBreaches", sum(not c["passed"] for c in report["checks"]), tiered)
+        self.publisher.put("EstimatedPerformanceBreaches", sum(not c["passed"] for c in report["estimate_checks"]),
+                           tiered)
         live = next((v for v in report["versions"] if v["live"]), None)
         if live is None or not live["windows"]:
             return
