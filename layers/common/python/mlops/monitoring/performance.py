@@ -852,7 +852,7 @@ def publish_performance_report(bucket: str, json_key: str, report: dict[str, Any
     the report stands without its page (the reports layer may be missing; `mlops report` draws it again)."""
     key = performance_report_html_key(json_key)
     try:
-        from .reports.performance_report import render_performance_report
+        from mlops.reports.performance_report import render_performance_report
 
         html = render_performance_report(report)
         (s3 or aws.client("s3")).put_object(Bucket=bucket, Key=key, Body=html.encode("utf-8"),
