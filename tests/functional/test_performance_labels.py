@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 from mlops.core.observability import MetricsPublisher
 from mlops.core.schemas import ModelFamily
-from mlops.core.settings import Env, ScoringSettings
+from mlops.core.settings import Env, ScoringSettings, SharedScoringSettings
 from mlops.data import synthetic
 from mlops.monitoring.labels import INGESTED_PREFIX, LabelStore
 from mlops.monitoring.performance import PerformanceMonitor
 from mlops.monitoring.retrain import Retrainer
-from mlops.registry.store import LIVE
+from mlops.registry.store import LIVE, ModelRegistry
 from mlops.serving import decisions
 from mlops.serving.api import ScoringService
 from mlops.serving.decisions import DecisionLog
+from mlops.serving.shared import SharedScoringService
 from mlops.training import steps
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, precision_score, recall_score, roc_auc_score
 
@@ -46,16 +47,30 @@ def _live_version(ctx, seed: int = 3) -> tuple[int, str]:
     return version, event["train"]["artifact"]["sha256"]
 
 
-class Scored:
-    """Requests scored by the real service; per decision id the positive-class probability and the truth."""
+def _scoring_service(tier: str, version: int, sha: str):
+    """The dedicated tier's service bound to `version`, or the shared tier's routing by the registry: both answer
+    through serving.api.predict_response, decision ids included."""
+    if tier == "shared":
+        settings = SharedScoringSettings.model_validate({
+            Env.ARTIFACT_BUCKET: BUCKET, Env.REGISTRY_TABLE: TABLE, Env.ROUTING_TTL_SECONDS: "0",
+            Env.FUNCTION_VERSION: "3", Env.CAPTURE_FLUSH_RECORDS: "100", Env.DECISION_FLUSH_RECORDS: "100"})
+        shared = SharedScoringService(settings, ModelRegistry(TABLE))
+        shared.metrics.sink = lambda documents: None
+        return shared
+    return ScoringService(ScoringSettings.model_validate({
+        Env.ARTIFACT_BUCKET: BUCKET, Env.REGISTRY_TABLE: TABLE, Env.MODEL_FAMILY: FAMILY,
+        Env.MODEL_VERSION: str(version), Env.MODEL_SHA256: sha, Env.CAPTURE_SAMPLE_RATE: "0",
+        Env.DECISION_FLUSH_RECORDS: "100"}))
 
-    def __init__(self, ctx, rows: int = 600, seed: int = 21, batch: int = 4) -> None:
+
+class Scored:
+    """Requests scored by the real service of a tier; per decision id the positive-class probability and the
+    truth."""
+
+    def __init__(self, ctx, rows: int = 600, seed: int = 21, batch: int = 4, tier: str = "dedicated") -> None:
         version, sha = _live_version(ctx)
         self.version = version
-        service = ScoringService(ScoringSettings.model_validate({
-            Env.ARTIFACT_BUCKET: BUCKET, Env.REGISTRY_TABLE: TABLE, Env.MODEL_FAMILY: FAMILY,
-            Env.MODEL_VERSION: str(version), Env.MODEL_SHA256: sha, Env.CAPTURE_SAMPLE_RATE: "0",
-            Env.DECISION_FLUSH_RECORDS: "100"}))
+        service = _scoring_service(tier, version, sha)
         family = synthetic.credit_risk_family()
         columns = synthetic.credit_risk_columns(rows, seed)
         records = synthetic.to_instances(columns, family)
@@ -69,7 +84,9 @@ class Scored:
             event = proxy_event("POST", f"/models/{FAMILY}/predict", json.dumps({"instances": chunk}))
             request_id = f"req-{start}"
             event["requestContext"]["requestId"] = request_id
-            body = json.loads(service.handle(event, request_id)["body"])
+            response = service.handle(event, request_id)
+            assert response["statusCode"] == 200, response["body"]
+            body = json.loads(response["body"])
             for i, (name, proba) in enumerate(zip(body["decision_ids"], body["probabilities"], strict=True)):
                 self.truth[name] = int(columns["default"][start + i])
                 self.sex[name] = str(columns["sex"][start + i])
@@ -100,9 +117,10 @@ def _family(**performance) -> ModelFamily:
     return synthetic.credit_risk_family(performance=performance)
 
 
-def test_a_labels_upload_joins_counts_every_problem_and_realised_metrics_equal_sklearn(platform):
+@pytest.mark.parametrize("tier", ["shared", "dedicated"])
+def test_a_labels_upload_joins_counts_every_problem_and_realised_metrics_equal_sklearn(platform, tier):
     platform.registry.put_family(_family(min_labelled_rows=50, min_label_coverage=0.1))
-    scored = Scored(platform)
+    scored = Scored(platform, tier=tier)
     chosen = scored.ids[:400]
     lines = ["request_id,label,event_time,sex"]
     lines += [f"{i},{scored.truth[i]},2030-01-01T00:00:00Z,{scored.sex[i]}" for i in chosen]

@@ -41,7 +41,6 @@ class Service:
             Env.ARTIFACT_BUCKET: "unit-bucket", Env.REGISTRY_TABLE: "unit-table", Env.MODEL_FAMILY: FAMILY,
             Env.MODEL_VERSION: "2", Env.MODEL_SHA256: "c" * 64, Env.CAPTURE_SAMPLE_RATE: "0"}))
         model = self.service.model = ScoringModel(onnx_bytes)
-        self.service.feature_set = frozenset(model.feature_names)
         self.objects: list[bytes] = []
         self.service.decisions = DecisionLog("unit-bucket", FAMILY, 2, function_version="1", model_sha256="c" * 64,
                                              classes=model.classes, threshold=model.threshold,

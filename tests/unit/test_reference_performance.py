@@ -1,7 +1,7 @@
 """Reference checks of the performance statistics: the expected calibration error against scikit-learn's
-calibration_curve, the calibration check on models that are and are not calibrated, and CBPE (mlops.stats.cbpe) against a
-hand-computed case, NannyML's published algorithm, a brute-force pairwise formula and the realised metrics of
-labels drawn from the probabilities (scikit-learn's accuracy, precision, recall and ROC AUC)."""
+calibration_curve, the calibration check on models that are and are not calibrated, and CBPE (mlops.stats.cbpe) against
+a hand-computed case, NannyML's published algorithm, a brute-force pairwise formula and the realised metrics of labels
+drawn from the probabilities (scikit-learn's accuracy, precision, recall and ROC AUC)."""
 
 from __future__ import annotations
 
