@@ -1,8 +1,9 @@
-"""Performance with delayed labels through the real platform on moto (scoring function behind its alias, decision
-records, S3 notifications on labels/ to the performance function, the state machine for retrains) and the CLI:
-labels that arrive late and partially; a model whose real performance degrades while its inputs do not drift
-(caught by performance, not drift; a retrain through the drift retrains' path); a calibrated and an uncalibrated
-model (the estimate trusted vs flagged, and how far each estimate lands from the realised figures)."""
+"""Performance with delayed labels through the real platform on moto (the shared scoring function, or a dedicated
+family's own behind its alias; decision records, S3 notifications on labels/ to the performance function, the state
+machine for retrains) and the CLI, on both serving tiers where the tier matters: labels that arrive late and partially;
+a model whose real performance degrades while its inputs do not drift (caught by performance, not drift; a retrain
+through the drift retrains' path); a calibrated and an uncalibrated model (the estimate trusted vs flagged, and how far
+each estimate lands from the realised figures)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from mlops_local import client
 from mlops_local.apigw import proxy_event
 from mlops_local.cli import cli
 
-from .conftest import live_model
+from .conftest import TIERS, live_model
 
 
 @pytest.fixture()
@@ -64,9 +65,10 @@ def _report(platform, record) -> dict:
     return json.loads(boto3.client("s3").get_object(Bucket=platform.bucket, Key=key)["Body"].read())
 
 
+@pytest.mark.parametrize("tier", TIERS)
 def test_labels_arrive_late_and_partially_and_the_cli_shows_each_upload_and_the_report(
-        platform, new_family, stack, tmp_path):
-    family = new_family(performance={"min_labelled_rows": 150, "min_label_coverage": 0.2})
+        platform, new_family, stack, tmp_path, tier):
+    family = new_family(serving=tier, performance={"min_labelled_rows": 150, "min_label_coverage": 0.2})
     live_model(platform, family)
     traffic = Traffic(platform, family, 600, 31)
 
@@ -132,9 +134,11 @@ def test_labels_arrive_late_and_partially_and_the_cli_shows_each_upload_and_the_
     assert unknown.exit_code == 2 and "unknown model family" in unknown.output
 
 
+@pytest.mark.parametrize("tier", TIERS)
 def test_a_degradation_the_inputs_do_not_show_is_caught_by_performance_not_drift_and_retrains(
-        platform, new_family, traffic):
-    family = new_family(drift={"min_samples": 300}, performance={"min_labelled_rows": 200, "retrain": True})
+        platform, new_family, traffic, tier):
+    family = new_family(serving=tier, drift={"min_samples": 300},
+                        performance={"min_labelled_rows": 200, "retrain": True})
     live_model(platform, family)
     scored = Traffic(platform, family, 500, 41)  # the same population as training: no input drift
 
@@ -148,8 +152,18 @@ def test_a_degradation_the_inputs_do_not_show_is_caught_by_performance_not_drift
     degradation = next(c for c in report["checks"] if c["check"] == "degradation")
     assert not degradation["passed"] and degradation["value"] > 0.3
     assert report["estimate_verdict"] == "ok"  # CBPE cannot see a changed world either: only labels do
-    retrain = report["retrain"]
+    # The retrain takes the drift retrains' path: the only data set is the live model's, under the same
+    # configuration, so a retrain would reproduce it.
+    assert report["retrain"]["started"] is False and "upload newer data" in report["retrain"]["reason"]
+    # After a configuration change the same data set trains a different model: the next check starts the retrain.
+    changed = family.model_copy(update={"hyperparameters": {"C": 0.5}})
+    platform.registry.register_family(changed, actor="test", reason="stronger regularisation")
+    (checked,) = platform.run_performance_check([family.name])["reports"]
+    assert checked["verdict"] == "breach", checked
+    retrain = checked["retrain"]
     assert retrain["started"] is True and retrain["dataset"]["key"] == f"datasets/{family.name}/first.csv"
+    (again,) = platform.run_performance_check([family.name])["reports"]  # the same breach: no second retrain
+    assert again["retrain"]["started"] is False and "already started" in again["retrain"]["reason"]
     generator = traffic(family).start()
     described = platform.wait_for(retrain["execution_arn"], 180)
     generator.stop()
@@ -159,7 +173,8 @@ def test_a_degradation_the_inputs_do_not_show_is_caught_by_performance_not_drift
     assert run["trigger"] == {"source": "performance"}
     breaches = boto3.client("cloudwatch").get_metric_statistics(
         Namespace="MLOpsPlatform", MetricName="PerformanceBreaches",
-        Dimensions=[{"Name": "Family", "Value": family.name}], StartTime="2000-01-01", EndTime="2100-01-01",
+        Dimensions=[{"Name": "Family", "Value": family.name}, {"Name": "Tier", "Value": tier}],
+        StartTime="2000-01-01", EndTime="2100-01-01",
         Period=86400, Statistics=["Maximum"])["Datapoints"]
     assert max(d["Maximum"] for d in breaches) >= 1
 

@@ -38,13 +38,22 @@ class Retrainer:
         self.bucket = bucket
 
     def start(self, record: FamilyRecord, source: str, name: str, *, once: bool = False) -> dict[str, Any]:
-        """Start the execution `name` (trigger source `source`) on the newest usable data set, unless a rollout
-        holds the family's lock (deferred) or no data set is usable (the reason says which uploads were ruled
-        out). With `once`, an existing execution of that name is reported as already started (its status), not
-        started again: a retrain per breach. Returns {"started", "reason"?, "execution", "execution_arn",
-        "dataset", "dataset_run"} (start_pipeline's result plus the data set and the upload run that vouches for
-        it)."""
+        """Start the execution `name` (trigger source `source`) on the newest usable data set, unless a rollout holds
+        the family's lock (deferred) or no data set is usable (the reason says which uploads were ruled out). With
+        `once`, an existing execution of that name is reported as already started (its status), not started again,
+        whoever holds the lock: a retrain per breach. Returns {"started", "reason"?, "execution", "execution_arn",
+        "dataset", "dataset_run"} (start_pipeline's result plus the data set and the upload run that vouches for it)."""
         family = record.family
+        if once:  # before the lock: a retrain already started for this likely holds it
+            arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+            try:
+                status = aws.client("stepfunctions").describe_execution(executionArn=arn)["status"]
+            except Exception as exc:
+                if aws.error_code(exc) != "ExecutionDoesNotExist":
+                    raise
+            else:
+                return {"started": False, "execution": name, "execution_arn": arn, "status": status,
+                        "reason": f"a retrain for this was already started: {name} ({status})"}
         holder = self.registry.get_family(family.name).rollout_holder
         if holder and self.is_execution_running(holder):
             return {"started": False, "reason": f"rollout {holder} is in progress; retrain deferred"}
@@ -56,16 +65,6 @@ class Retrainer:
                                                 "(a retrain on the live model's own data set under the same "
                                                 "family configuration reproduces it: upload newer data)"}
         dataset = {k: v for k, v in found.items() if k != "run_id"}
-        if once:
-            arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
-            try:
-                status = aws.client("stepfunctions").describe_execution(executionArn=arn)["status"]
-            except Exception as exc:
-                if aws.error_code(exc) != "ExecutionDoesNotExist":
-                    raise
-            else:
-                return {"started": False, "execution": name, "execution_arn": arn, "status": status,
-                        "dataset": dataset, "reason": f"a retrain for this was already started: {name} ({status})"}
         started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, source),
                                  RunLog(self.registry, self.publisher))
         return {**started, "dataset": dataset, "dataset_run": found["run_id"]}
