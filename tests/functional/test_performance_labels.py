@@ -324,3 +324,28 @@ def test_rows_object_holds_one_label_per_id(platform):
     rows = gzip.decompress(boto3.client("s3").get_object(Bucket=BUCKET, Key=record["rows_key"])["Body"].read())
     kept = [json.loads(line) for line in rows.splitlines()]
     assert [(r["id"], r["label"], r["line"]) for r in kept] == [("req-0", "0", 3), ("req-4", "1", 4)]  # last wins
+
+
+def test_scheduled_checks_read_the_active_family_index_skip_retired_families_and_filter_by_tier(platform,
+                                                                                               monkeypatch):
+    registry = platform.registry
+    for name, serving in (("alpha", "shared"), ("beta", "shared"), ("gamma", "dedicated")):
+        registry.register_family(synthetic.credit_risk_family(name=name, serving=serving), "t", "bulk")
+        version = registry.allocate_version(name, {"classes": [0, 1]}, actor="t").version
+        registry.transition(name, version, LIVE, "t", "first")
+    registry.register_family(synthetic.credit_risk_family(name="no-model"), "t", "nothing live")
+    registry.retire_family("beta", "t", "closed")
+    listed = []
+    monkeypatch.setattr(registry, "list_families", lambda *a, **k: listed.append(k))  # never paged per family
+    monitor = _monitor(platform)
+    monitor.registry = registry
+    checked: list[str] = []
+    monkeypatch.setattr(monitor, "check", lambda record: checked.append(record.family.name) or {})
+    monitor.run()
+    assert checked == ["alpha", "gamma"] and listed == []
+    checked.clear()
+    monitor.run(tier="dedicated")
+    assert checked == ["gamma"]
+    checked.clear()
+    monitor.run(families=["alpha", "beta"])
+    assert checked == ["alpha"]
