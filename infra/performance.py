@@ -23,7 +23,6 @@ from mlops.core.schemas import DEDICATED, SHARED
 from mlops.core.settings import Env
 from mlops.monitoring.labels import INGESTED_PREFIX, LABELS_PREFIX
 from mlops.monitoring.performance import BREACH_DIMENSIONS, REPORT_PREFIX
-from mlops.pipeline.trigger import DATASET_PREFIX
 from mlops.registry.store import FAMILY_INDEX
 from mlops.serving.decisions import DECISION_PREFIX
 
@@ -75,9 +74,10 @@ class PerformanceMonitoring(Construct):
         # record of a retrain it starts (mlops.monitoring.retrain).
         fn.allow(["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
                  [table, f"{table}/index/{FAMILY_INDEX}"])
-        fn.allow(["s3:ListBucket", "s3:ListBucketVersions"], [storage.bucket.bucket_arn],
-                 {"StringLike": {"s3:prefix": [f"{p}*" for p in (DECISION_PREFIX, LABELS_PREFIX, INGESTED_PREFIX,
-                                                                  REPORT_PREFIX, DATASET_PREFIX)]}})
+        # Lists decision records (keys by time), labels records and its own reports; never object versions, nor
+        # data sets (a retrain's data set comes from the registry's upload records: mlops.monitoring.retrain).
+        fn.allow(["s3:ListBucket"], [storage.bucket.bucket_arn],
+                 {"StringLike": {"s3:prefix": [f"{p}*" for p in (DECISION_PREFIX, INGESTED_PREFIX, REPORT_PREFIX)]}})
         fn.allow(["s3:GetObject", "s3:GetObjectVersion"],
                  [storage.object_arns(p) for p in (DECISION_PREFIX, LABELS_PREFIX, INGESTED_PREFIX, REPORT_PREFIX)],
                  reason="reads decision records (keys by time), labels files and records (any file name) and its "
