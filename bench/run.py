@@ -45,7 +45,15 @@ from mlops.serving.decisions import MAX_BATCH, DecisionLog  # noqa: E402
 from mlops.serving.scoring import ScoringModel  # noqa: E402
 from mlops.training.fit import build_estimator, to_onnx_bytes  # noqa: E402
 
-from bench import drift_scale, explain_bench, false_alarms, families_bench, shared_tier, training_engines  # noqa: E402
+from bench import (  # noqa: E402
+    drift_scale,
+    explain_bench,
+    false_alarms,
+    families_bench,
+    performance_estimate,
+    shared_tier,
+    training_engines,
+)
 from mlops_local.apigw import proxy_event  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
@@ -778,6 +786,7 @@ SECTIONS = {
     "drift": lambda quick: bench_drift(rows=20_000 if quick else 1_000_000),
     "false_alarms": lambda quick: false_alarms.run(row, quick),
     "explain": lambda quick: explain_bench.run(row, quick, fitted),
+    "performance": lambda quick: performance_estimate.run(row, quick),
     "shared": lambda quick: shared_tier.run(row, quick, fitted, scoring_handler, time_onnxruntime_calls),
     "training": lambda quick: training_engines.run(row, quick),
     "loop": lambda quick: bench_full_loop(),

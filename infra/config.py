@@ -73,6 +73,10 @@ class PlatformConfig(BaseModel):
     # batch x the longest check under its 15 minutes); the child's state transitions are shared by the batch.
     monitoring_batch_size: int = Field(10, ge=1, le=100)
     training_concurrency: int | None = Field(10, ge=1, le=1_000)
+    # One schedule checks the performance of every live family of both tiers (CBPE estimates; labels are checked as
+    # they arrive).
+    performance_schedule: str = Field("rate(6 hours)",
+                                      pattern=r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
 
     @field_validator("families")
     @classmethod

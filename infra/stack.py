@@ -20,6 +20,7 @@ from .layers import ROOT, dependency_layer, runtime_library_layer
 from .monitoring import MonitoredFamily, Monitoring, MonitoringProps
 from .nag import acknowledge_platform_findings
 from .outcomes import FailedEvents, Outcomes, OutcomesProps
+from .performance import PerformanceMonitoring, PerformanceMonitoringProps
 from .pipeline import Pipeline, PipelineProps, execution_arns, state_machine_arn
 from .reports import ReportWriters, ReportWritersProps
 from .scoring import FamilyScoring, FamilyScoringProps, ScoringApi, SharedScoring, SharedScoringProps
@@ -114,6 +115,10 @@ class MlopsPlatformStack(Stack):
             shared=config.shared_scoring, shared_function=shared.function, api=api.api,
             monitoring_concurrency=config.monitoring_concurrency,
             monitoring_batch_size=config.monitoring_batch_size))
+        PerformanceMonitoring(self, "Performance", props=PerformanceMonitoringProps(
+            storage=storage, defaults=defaults, layers=(scoring_layer, reports_layer), monitoring=monitoring,
+            state_machine_arn=state_machine_arn(self), execution_arns=execution_arns(self),
+            metrics_namespace=METRICS_NAMESPACE, failed_events=failed_events, schedule=config.performance_schedule))
         Audit(self, "Audit", props=AuditProps(storage=storage, api=api, defaults=defaults, layers=(scoring_layer,)))
         FamilyManagement(self, "FamilyManagement", props=FamilyManagementProps(storage=storage, api=api,
                                                                                  defaults=defaults))

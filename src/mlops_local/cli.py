@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .commands import audit, drift, families, platform, reports, rollouts, runs, versions
+from .commands import audit, drift, families, labels, performance, platform, reports, rollouts, runs, versions
 
 EXIT_CODES = """\b
 Exit codes:
@@ -23,7 +23,8 @@ Exit codes:
 @click.version_option(package_name="mlops-platform", prog_name="mlops")
 def cli() -> None:
     """Serverless MLOps platform: run it locally, declare families, upload data, follow runs, and operate models
-    (versions, compare, history, promote, rollback, drift, reproduce, report; a console at `local serve`/console)."""
+    (versions, compare, history, promote, rollback, drift, labels and performance, reproduce, report; a console at
+    `local serve`/console)."""
 
 
 platform.register(cli)
@@ -33,6 +34,8 @@ audit.register(cli)
 versions.register(cli)
 rollouts.register(cli)
 drift.register(cli)
+labels.register(cli)
+performance.register(cli)
 reports.register(cli)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 import yaml
-from mlops.core.schemas import CanaryPolicy, DriftPolicy, Feature, GatePolicy, ModelFamily
+from mlops.core.schemas import CanaryPolicy, DriftPolicy, Feature, GatePolicy, ModelFamily, PerformancePolicy
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
@@ -28,7 +28,7 @@ ALWAYS_WRITTEN = ("name", "task", "algorithm", "target", "positive_label", "favo
 NOT_WRITTEN_FOR_TASK = {"multiclass_classification": ("positive_label", "threshold"),
                         "regression": ("positive_label", "threshold", "favorable_label", "min_rows_per_class")}
 _NESTED_MODELS: dict[str, type[BaseModel]] = {"features": Feature, "gate": GatePolicy, "canary": CanaryPolicy,
-                                              "drift": DriftPolicy}
+                                              "drift": DriftPolicy, "performance": PerformancePolicy}
 
 
 class FamilyFileError(click.ClickException):

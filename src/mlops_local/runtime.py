@@ -43,7 +43,7 @@ LOCAL_CODE_CANARY = {"steps": [20, 50, 100], "bake_seconds": 1, "min_requests": 
 LOCAL_ROUTING_TTL_SECONDS = 0.2
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-PIPELINE_FUNCTIONS = ("trigger", "train", "evaluate", "control", "drift")
+PIPELINE_FUNCTIONS = ("trigger", "train", "evaluate", "control", "drift", "performance")
 # The management routes' function (GET /families, GET|PUT|DELETE /families/{name}), as deployed beside the API.
 MANAGEMENT_FUNCTION = "families"
 # Time compressed like the bake windows of the served families: a retirement reaches scoring within a second.
@@ -237,6 +237,9 @@ class LocalPlatform:
             Bucket=self.bucket, NotificationConfiguration={"LambdaFunctionConfigurations": [{
                 "Id": "datasets", "LambdaFunctionArn": arns["trigger"], "Events": ["s3:ObjectCreated:*"],
                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "datasets/"}]}},
+            }, {
+                "Id": "labels", "LambdaFunctionArn": arns["performance"], "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "labels/"}]}},
             }]})
 
     def _create_shared_scoring(self) -> None:
@@ -333,7 +336,7 @@ class LocalPlatform:
         from mlops.core.settings import Env
 
         env = self._storage_env(name)
-        if name in ("trigger", "control", "drift"):
+        if name in ("trigger", "control", "drift", "performance"):
             env[Env.STATE_MACHINE_ARN] = self.state_machine_arn
         if name in ("trigger", "control"):
             env.update({Env.SHARED_SCORING_FUNCTION: self.shared_scoring_function,
@@ -368,6 +371,17 @@ class LocalPlatform:
 
         response = aws.client("s3").put_object(Bucket=self.bucket, Key=f"datasets/{family}/{filename}", Body=data)
         return {"bucket": self.bucket, "key": f"datasets/{family}/{filename}", "version_id": response["VersionId"]}
+
+    def upload_labels(self, family: str, filename: str, data: bytes) -> dict[str, Any]:
+        """Put a labels file where users put it; the S3 notification ingests it (synchronously here) and checks the
+        family's performance. Returns the object's version and its upload record (mlops.monitoring.labels)."""
+        from mlops.core import aws
+        from mlops.monitoring.labels import LabelStore, upload_id
+
+        key = f"labels/{family}/{filename}"
+        response = aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=data)
+        record = LabelStore(self.bucket).find(family, upload_id(self.bucket, key, response["VersionId"]))
+        return {"bucket": self.bucket, "key": key, "version_id": response["VersionId"], "record": record}
 
     def executions(self) -> list[dict[str, Any]]:
         from mlops.core import aws
@@ -511,6 +525,18 @@ class LocalPlatform:
                     "body": json.dumps({"error": "InternalServerError", "message": "the scoring function failed",
                                         "detail": payload.get("errorType")})}, executed
         return payload, executed
+
+    def run_performance_check(self, families: list[str] | None = None) -> dict[str, Any]:
+        """What the platform schedule does: the performance function checks every live family (or the named)."""
+        from mlops.core import aws
+
+        response = aws.client("lambda").invoke(FunctionName=self.function_names["performance"], Payload=json.dumps(
+            {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
+             "detail": {"families": families} if families else {}}).encode())
+        payload = json.loads(response["Payload"].read())
+        if response.get("FunctionError"):
+            raise RuntimeError(f"performance check failed: {payload}")
+        return payload
 
     def run_drift_check(self) -> dict[str, Any]:
         from mlops.core import aws

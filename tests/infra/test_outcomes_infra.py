@@ -45,7 +45,7 @@ def test_failed_events_queue_is_encrypted_tls_only_and_kept_14_days(synthesized)
     })
 
 
-def test_trigger_drift_and_control_send_failed_asynchronous_events_to_the_queue(synthesized):
+def test_trigger_drift_performance_and_control_send_failed_asynchronous_events_to_the_queue(synthesized):
     queue = _logical(synthesized, "AWS::SQS::Queue", "FailedEventsQueue")
     configs = synthesized.resources("AWS::Lambda::EventInvokeConfig").values()
     guarded = set()
@@ -54,9 +54,9 @@ def test_trigger_drift_and_control_send_failed_asynchronous_events_to_the_queue(
         assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [queue, "Arn"]}
         assert props["MaximumRetryAttempts"] == 2
         guarded.add(props["FunctionName"]["Ref"].split("Function")[0])
-    assert guarded == {"TriggersTrigger", "MonitoringDrift", "PipelineControl"}
+    assert guarded == {"TriggersTrigger", "MonitoringDrift", "PipelineControl", "PerformanceChecks"}
     policies = synthesized.resources("AWS::IAM::Policy")
-    for prefix in ("TriggersTrigger", "MonitoringDrift", "PipelineControl"):
+    for prefix in ("TriggersTrigger", "MonitoringDrift", "PipelineControl", "PerformanceChecks"):
         statements = next(p for k, p in policies.items() if k.startswith(prefix))["Properties"]["PolicyDocument"][
             "Statement"]
         assert any(s["Action"] == "sqs:SendMessage" and s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}

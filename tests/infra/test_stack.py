@@ -81,13 +81,14 @@ FUNCTION_SETTINGS = {
     "score": settings_module.ScoringSettings, "drift": settings_module.DriftSettings,
     "bootstrap": settings_module.StorageSettings, "audit": settings_module.AuditSettings,
     "families": settings_module.FamiliesSettings, "score_shared": settings_module.SharedScoringSettings,
+    "performance": settings_module.PerformanceSettings,
 }
 
 
 def test_every_function_environment_validates_against_its_settings_model(synthesized):
     functions = {k: v for k, v in synthesized.resources("AWS::Lambda::Function").items()
                  if "BucketNotificationsHandler" not in k}
-    assert len(functions) == 10
+    assert len(functions) == 11
     seen = set()
     for function in functions.values():
         variables = function["Properties"]["Environment"]["Variables"]
@@ -107,6 +108,7 @@ def test_every_function_environment_validates_against_its_settings_model(synthes
 def _placeholder(name):
     return {Env.ARTIFACT_BUCKET: "bucket-name", Env.REGISTRY_TABLE: "table-name",
             Env.STATE_MACHINE_ARN: "arn:aws:states:us-east-1:123456789012:stateMachine:x",
+            Env.ALERTS_TOPIC_ARN: "arn:aws:sns:us-east-1:123456789012:alerts",
             Env.TRAINING_CODE_URI: "s3://assets/code.gz", Env.TRAINING_VENDOR_URI: "s3://assets/vendor.gz",
             Env.TRAINING_ROLES: '{"credit-risk": "arn:aws:iam::123456789012:role/x"}',
             Env.CODE_ROLLOUT_STATE_MACHINE_ARN: "arn:aws:states:us-east-1:123456789012:stateMachine:y"}.get(name, "x")
@@ -157,7 +159,7 @@ def test_s3_notification_sends_datasets_prefix_to_the_trigger(synthesized):
 
 def test_drift_schedule_alarms_topic_and_dashboard(synthesized):
     rules = {k: r for k, r in synthesized.resources("AWS::Events::Rule").items()
-             if "ScheduleExpression" in r["Properties"]}
+             if "ScheduleExpression" in r["Properties"] and k.startswith("Monitoring")}
     details = sorted((r["Properties"]["ScheduleExpression"],
                       json.dumps(json.loads(r["Properties"]["Targets"][0]["Input"]), sort_keys=True))
                      for r in rules.values())
@@ -183,8 +185,9 @@ def test_drift_schedule_alarms_topic_and_dashboard(synthesized):
     insights = [n for n in names if n.startswith("SELECT")]
     for metric in ("SUM(Errors)", "AVG(Latency)", "SUM(ArtifactIntegrityFailures)", "MAX(DriftedFeatures)"):
         assert any(q.startswith(f"SELECT {metric}") and "GROUP BY Family" in q for q in insights), metric
-    assert sum("WHERE Tier = 'shared'" in q for q in insights) == 2
-    assert sum("WHERE Tier = 'dedicated'" in q for q in insights) == 2
+    scoring = [q for q in insights if "(Errors)" in q or "(Latency)" in q]
+    assert sum("WHERE Tier = 'shared'" in q for q in scoring) == 2
+    assert sum("WHERE Tier = 'dedicated'" in q for q in scoring) == 2
     assert all(a["Properties"]["AlarmActions"] for a in alarms)
     dashboard = json.dumps(_one(synthesized, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
     for metric in ("Latency", "Duration", "Errors", "CanaryWeight"):

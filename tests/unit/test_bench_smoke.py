@@ -26,6 +26,7 @@ def test_bench_harness_quick_mode_writes_one_entry_per_row(tmp_path):
     assert any(n.startswith("drift PSI + KS") for n in names) and any("registry" in n for n in names)
     assert any(n.startswith("single-row model call hgb") for n in names)
     assert any(n.startswith("single-row regression call ridge") for n in names)
+    assert any(n.startswith("CBPE auc error, trained LR") for n in names)
     for entry in data["rows"]:
         assert {"name", "value", "unit", "target", "met"} <= set(entry)
     assert (ROOT / "bench" / "results.json").read_bytes() == committed  # the committed full run is left alone

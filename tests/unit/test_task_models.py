@@ -267,7 +267,7 @@ def test_family_openapi_document_is_valid_and_reflects_the_task(task):
     assert set(document["paths"]) == {"/models/task-family/predict", "/models/task-family",
                                       "/models/task-family/openapi.json"}
     if task == "regression":
-        assert set(response) == {"model", "version", "predictions", "request_id", "explanations"}
+        assert set(response) == {"model", "version", "predictions", "request_id", "explanations", "decision_ids"}
         assert response["predictions"]["items"] == {"type": "number", "minimum": 0, "maximum": 1}
     else:
         assert response["classes"]["items"] == {"enum": classes}

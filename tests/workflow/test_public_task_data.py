@@ -118,7 +118,7 @@ def test_public_data_goes_live_from_infer_through_local_serve_and_upload_follow(
     validate(document)
     response = document["components"]["schemas"]["PredictResponse"]["properties"]
     if task == "regression":
-        assert set(body) == {"model", "version", "predictions", "request_id"}
+        assert set(body) == {"model", "version", "predictions", "request_id", "decision_ids"}
         assert all(isinstance(p, float) for p in body["predictions"]) and "probabilities" not in response
     else:
         assert body["classes"] == ["A", "B", "C", "D", "E"] and set(body["predictions"]) <= set("ABCDE")

@@ -57,7 +57,7 @@ def test_task_family_goes_live_promotes_a_better_model_gates_out_noise_and_rolls
     status, body = score(platform, family, records)
     assert status == 200, body
     if task == REGRESSION:
-        assert set(body) == {"model", "version", "predictions", "request_id"}
+        assert set(body) == {"model", "version", "predictions", "request_id", "decision_ids"}
         assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in body["predictions"])
         assert v1.lineage["parity"]["max_rel_diff"] <= 1e-5 and v1.lineage["classes"] == []
     else:

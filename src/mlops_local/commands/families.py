@@ -344,6 +344,8 @@ def _print_declaration(out: Any, declaration: dict[str, Any]) -> None:
                          tables.escape(domain), tables.escape(feature.get("description") or ""))
     out.print(features)
     policies = tables.table("Policies", ["Policy", ("Settings", {"max_width": 140})])
-    for key in ("gate", "canary", "drift"):
+    for key in ("gate", "canary", "drift", "performance"):
+        if key not in declaration:  # a declaration stored before the policy existed
+            continue
         policies.add_row(key, ", ".join(f"{k}={v}" for k, v in declaration[key].items()))
     out.print(policies)

@@ -30,7 +30,8 @@ def report(family: str, version: int, output: Path | None, open_: bool, target: 
     """Write a version's reports as self-contained HTML pages (no scripts, nothing loaded from the network) with
     their JSON: the model card (metrics, ROC and calibration curves, confusion matrix, fairness by group, gate,
     lineage, status history), the newest drift report of this version (per-feature distributions, training vs
-    current), and the rollout timeline when the version had a canary.
+    current), the family's performance report (delayed labels: realised and estimated metrics per version and
+    window), and the rollout timeline when the version had a canary.
 
     \b
     Examples:
@@ -53,6 +54,17 @@ def report(family: str, version: int, output: Path | None, open_: bool, target: 
             pages.append(("drift-report", drift_html, drift))
         except NotFound as exc:
             notes.append(f"no drift report: {exc.message}")
+        except click.ClickException as exc:
+            notes.append(exc.message)
+        step("performance report")
+        try:
+            from .performance import performance_page
+
+            drawn = _draw("the performance report", performance_page, platform, family, version)
+            if drawn is not None:  # a family never checked (no labels, no scheduled check yet) has no page
+                pages.append(("performance-report", *drawn))
+        except NotFound as exc:
+            notes.append(f"no performance report: {exc.message}")
         except click.ClickException as exc:
             notes.append(exc.message)
         step("rollout timeline")

@@ -259,6 +259,60 @@ class DriftPolicy(_Frozen):
         return value
 
 
+# Realised metrics a family's performance policy can bound, per task (mlops.monitoring.performance computes them from
+# labels); `calibration_error` is the expected calibration error (mlops.stats.calibration). Floors bound the
+# higher-is-better ones from below, ceilings the errors from above.
+PerformanceMetric = Literal["auc", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "calibration_error",
+                            "macro_auc", "macro_f1", "rmse", "mae", "r2"]
+PERFORMANCE_METRICS: dict[str, tuple[str, ...]] = {
+    BINARY: ("auc", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "calibration_error"),
+    MULTICLASS: ("macro_auc", "accuracy", "balanced_accuracy", "macro_f1"),
+    REGRESSION: ("rmse", "mae", "r2"),
+}
+CEILING_METRICS = frozenset({"calibration_error", "rmse", "mae"})
+
+
+class PerformancePolicy(_Frozen):
+    """Performance with delayed labels (docs/performance.md): realised metrics per model version and time window
+    once ground truth arrives, judged against floors, ceilings and the holdout; the estimate before labels (CBPE,
+    binary families) trusted only when the model was calibrated on its holdout."""
+
+    # Bounds on realised metrics of the task (PERFORMANCE_METRICS): floors on higher-is-better metrics
+    # ({"auc": 0.7, "recall": 0.5}), ceilings on errors ({"rmse": 0.2, "calibration_error": 0.08}).
+    floors: dict[PerformanceMetric, float] = Field(default_factory=dict)
+    ceilings: dict[PerformanceMetric, float] = Field(default_factory=dict)
+    # The primary metric (the gate's, gate.metric_for(task)) may be worse than on the training holdout by at most
+    # this: in the metric's units for AUC and accuracy-like metrics, as a fraction of the holdout figure for rmse,
+    # mae and log loss. None: no comparison with the holdout.
+    max_degradation: float | None = Field(0.05, ge=0.0, le=1.0)
+    # Decisions are grouped by when they were made: windows of `window_days` UTC days (aligned to the epoch), over
+    # the last `lookback_days`; a window is judged once it has `min_labelled_rows` labels and that share of its
+    # decisions labelled.
+    window_days: int = Field(7, ge=1, le=90)
+    lookback_days: int = Field(90, ge=1, le=400)
+    min_labelled_rows: int = Field(200, ge=10)
+    min_label_coverage: float = Field(0.05, ge=0.0, le=1.0)
+    # Training-time calibration check of binary models (mlops.stats.calibration): the estimate is untrustworthy when the
+    # holdout's expected calibration error is above `max_calibration_error` and significant at
+    # `calibration_pvalue`.
+    max_calibration_error: float = Field(0.05, gt=0.0, le=0.5)
+    calibration_pvalue: float = Field(0.01, gt=0.0, lt=1.0)
+    # A realised breach starts the pipeline on the newest data set (the drift retrain's path and lock rules).
+    retrain: bool = False
+
+    @field_validator("floors", "ceilings")
+    @classmethod
+    def _finite(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, v in value.items() if not math.isfinite(v))
+        if bad:
+            raise ValueError(f"bounds must be finite numbers: {bad}")
+        return value
+
+    def bounds_for(self, task: str) -> list[tuple[str, str, float]]:
+        """(metric, "floor" or "ceiling", bound) of the task, floors first, in declaration order."""
+        return [(m, "floor", v) for m, v in self.floors.items()] + [(m, "ceiling", v) for m, v in self.ceilings.items()]
+
+
 TrainingEngine = Literal["lambda", "sagemaker", "auto"]
 # SageMaker ML instance types ("ml.m5.xlarge"); Graviton types (m6g, c7g...) are refused by the validator below.
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z]+[0-9]+[a-z]*\.[0-9]*(x?large|metal)$")
@@ -376,6 +430,7 @@ class ModelFamily(_Frozen):
     # `dedicated`: its own scoring function and `live` alias with model-bound versions (isolation, reserved or
     # provisioned concurrency), declared in the platform configuration.
     serving: ServingTier = "shared"
+    performance: PerformancePolicy = PerformancePolicy()
 
     @field_validator("name")
     @classmethod
@@ -446,6 +501,21 @@ class ModelFamily(_Frozen):
         if metric is not None and metric not in TASK_METRICS[self.task]:
             raise ValueError(f"gate.primary_metric {metric!r} does not apply to {self.task}; use one of "
                              f"{list(TASK_METRICS[self.task])}")
+        return self
+
+    @model_validator(mode="after")
+    def _performance_bounds_fit_task(self) -> ModelFamily:
+        """Performance floors name higher-is-better metrics of the task, ceilings its errors."""
+        allowed = PERFORMANCE_METRICS[self.task]
+        for kind, bounds in (("floors", self.performance.floors), ("ceilings", self.performance.ceilings)):
+            for metric in bounds:
+                if metric not in allowed:
+                    raise ValueError(f"performance.{kind}: {metric!r} is not a metric of {self.task}; use one of "
+                                     f"{list(allowed)}")
+                if (metric in CEILING_METRICS) != (kind == "ceilings"):
+                    other = "ceilings" if kind == "floors" else "floors"
+                    raise ValueError(f"performance.{kind}: {metric!r} is bounded under {other} ("
+                                     f"{'lower' if other == 'ceilings' else 'higher'} is better)")
         return self
 
     @model_validator(mode="after")

@@ -41,6 +41,9 @@ class Env:
     SHARED_SCORING_FUNCTION = "MLOPS_SHARED_SCORING_FUNCTION"
     CODE_ROLLOUT_STATE_MACHINE_ARN = "MLOPS_CODE_ROLLOUT_STATE_MACHINE_ARN"
     CODE_CANARY_POLICY = "MLOPS_CODE_CANARY_POLICY"
+    # The alerts topic: the performance function names the family and version of a breach there
+    # (mlops.monitoring.performance).
+    ALERTS_TOPIC_ARN = "MLOPS_ALERTS_TOPIC_ARN"
     # Set by Lambda itself: the published version answering (decision records), the runtime API (extensions).
     FUNCTION_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"
     RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
@@ -125,6 +128,15 @@ class RolloutSettings(StorageSettings):
 
 class DriftSettings(StorageSettings):
     state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+
+
+class PerformanceSettings(StorageSettings):
+    """Labels uploads (S3 notifications on labels/) and the scheduled performance check
+    (mlops.monitoring.performance)."""
+
+    state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+    # Empty: breaches are only published as metrics (the tier's alarm), no message naming the family.
+    alerts_topic_arn: str = Field("", alias=Env.ALERTS_TOPIC_ARN, pattern=r"^(arn:aws[a-z-]*:sns:.+)?$")
 
 
 class ScoringSettings(StorageSettings):

@@ -14,10 +14,9 @@ from mlops.core import aws
 from mlops.core.errors import PlatformError
 from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import BINARY, DriftPolicy, Feature, ModelFamily
-from mlops.pipeline.trigger import DATASET_PREFIX, is_trainable_key, pipeline_input, start_pipeline
+from mlops.monitoring.retrain import Retrainer
 from mlops.registry.artifacts import ArtifactStore
-from mlops.registry.runs import DUPLICATE, FAILED, GATED_OUT, REFUSED, REJECTED, ROLLED_BACK, RunLog
-from mlops.registry.store import FAMILY_ACTIVE, UPLOADS_CONSIDERED, FamilyRecord, ModelRegistry
+from mlops.registry.store import FAMILY_ACTIVE, FamilyRecord, ModelRegistry
 from mlops.reports.publish import drift_histograms, publish_drift_report
 from mlops.serving.capture import CaptureReader
 from mlops.serving.capture_columns import NUMERIC, TEXT, CapturedColumns, Column
@@ -37,9 +36,6 @@ MAX_CAPTURED_ROWS = 2_000_000
 FANOUT_PREFIX = "reports/drift-fanout/"  # the fan-out's listing of families per run (read by its Distributed Map)
 FANOUT_BATCH = 10  # families per child execution of the fan-out (cdk.json monitoring_batch_size)
 OTHER = "(other)"
-# Upload-run outcomes that rule a data set out of a drift retrain: it never trained (rejected, refused, a duplicate
-# of content an earlier version holds), failed, or gave a model the gate or the canary turned down.
-UNUSABLE_RUN_OUTCOMES = (REJECTED, FAILED, REFUSED, DUPLICATE, GATED_OUT, ROLLED_BACK)
 
 
 def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns: dict[str, np.ndarray],
@@ -293,6 +289,7 @@ class DriftMonitor:
         self.publisher = publisher
         self.state_machine_arn = state_machine_arn
         self.is_execution_running = is_execution_running
+        self.retrainer = Retrainer(registry, publisher, state_machine_arn, is_execution_running, artifacts.bucket)
 
     def run(self, families: list[str] | None = None, tier: str | None = None) -> list[dict[str, Any]]:
         """Check every live family (or the named ones, or those of one serving `tier`). A failure in one family
@@ -416,64 +413,17 @@ class DriftMonitor:
         return report
 
     def _maybe_retrain(self, record: FamilyRecord, report: dict[str, Any]) -> dict[str, Any]:
-        family = record.family
+        """Confirmed drift starts a retrain when the policy allows it (mlops.monitoring.retrain: the rollout lock,
+        the newest usable data set, a run record with trigger source "drift")."""
         if report["verdict"] != "drift":
             return {"started": False, "reason": "no confirmed drift"}
-        if not family.drift.auto_retrain:
+        if not record.family.drift.auto_retrain:
             return {"started": False, "reason": "policy: auto_retrain is off"}
-        holder = self.registry.get_family(family.name).rollout_holder
-        if holder and self.is_execution_running(holder):
-            return {"started": False, "reason": f"rollout {holder} is in progress; retrain deferred"}
-        found = self.newest_dataset(family.name, record)
-        if found is None:
-            return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/: the "
-                                                "newest uploads' runs were each rejected, failed, refused, a "
-                                                "duplicate, gated out or rolled back, or trained the live model "
-                                                "(a retrain on the live model's own data set under the same "
-                                                "family configuration reproduces it: upload newer data)"}
-        dataset = {k: v for k, v in found.items() if k != "run_id"}
-        name = f"{family.name[:40]}-drift-{int(time.time() * 1000)}"
-        started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, "drift"),
-                                 RunLog(self.registry, self.publisher))
-        return {**started, "dataset": dataset, "dataset_run": found["run_id"]}
+        return self.retrainer.start(record, "drift", f"{record.family.name[:40]}-drift-{int(time.time() * 1000)}")
 
     def newest_dataset(self, family: str, record: FamilyRecord) -> dict[str, Any] | None:
-        """The newest data set version a retrain can use: the family's newest recorded uploads (one query, at most
-        UPLOADS_CONSIDERED, newest first), skipping a version
-        - its training engine does not read (`trigger.is_trainable_key`: .csv, .csv.gz, and .parquet off Lambda);
-        - whose upload run ended in an outcome that rules the data out (`UNUSABLE_RUN_OUTCOMES`: rejected, failed,
-          refused, duplicate, gated out, rolled back), or that a later rejection or rollback of a model trained on
-          it marked unusable;
-        - that trained the live model under the family's current configuration version (a retrain on it would
-          reproduce the live model); after a configuration change (`families apply`) it is a fair candidate.
-        Two GetItems per candidate, stopping at the first usable one; never lists the bucket or the family's
-        versions. Returns the pipeline input's `dataset` plus `run_id` (the upload run that vouches for it), or
-        None."""
-        live_ident: tuple[Any, Any] = (None, None)
-        if record.live_version:
-            lineage = self.registry.get_version(family, record.live_version).lineage or {}
-            live = lineage.get("dataset") or {}
-            if int(lineage.get("family_config_version") or 0) == int(getattr(record, "config_version", 0) or 0):
-                live_ident = (live.get("key"), live.get("version_id") or None)
-        seen: set[tuple[str, str | None]] = set()
-        for upload in self.registry.recent_uploads(family, UPLOADS_CONSIDERED):
-            dataset = upload.get("dataset") or {}
-            ident = (dataset.get("key"), dataset.get("version_id") or None)
-            if not ident[0] or ident in seen or ident == live_ident:
-                continue
-            seen.add(ident)
-            if not is_trainable_key(record.family, str(ident[0])):
-                continue
-            run = self.registry.get_run(family, upload["run_id"])
-            if run is not None and run.get("outcome") in UNUSABLE_RUN_OUTCOMES:
-                continue
-            # A model trained on it was rejected or rolled back later (an operator's rollback included).
-            if self.registry.dataset_unusable(family, str(ident[0]), ident[1]) is not None:
-                continue
-            return {"bucket": dataset.get("bucket") or self.artifacts.bucket, "key": ident[0],
-                    "version_id": ident[1], "etag": str(dataset.get("etag", "")).strip('"'),
-                    "run_id": upload["run_id"]}
-        return None
+        """The data set a retrain would use now (mlops.monitoring.retrain.Retrainer.newest_dataset)."""
+        return self.retrainer.newest_dataset(family, record)
 
 
 def _epoch(iso: str) -> float:

@@ -100,7 +100,7 @@ class RunLog:
 
 # ---- run ids ---------------------------------------------------------------------
 
-_RUN_SUFFIX = re.compile(r"^(?P<family>.+?)-(?:drift-\d+|code-[0-9a-f]{24}|[0-9a-f]{32})$")
+_RUN_SUFFIX = re.compile(r"^(?P<family>.+?)-(?:drift-\d+|code-[0-9a-f]{24}|performance-[0-9a-f]{24}|[0-9a-f]{32})$")
 
 
 def family_prefix_of_run(run_id: str) -> str | None:

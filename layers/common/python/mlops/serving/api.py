@@ -12,7 +12,8 @@ labels in sorted order, one probability per class, and the prediction is the mos
 answers `predictions` as numbers, without `classes` or `probabilities`. A `null` value is accepted for features
 whose family declares a missing-value strategy and scored exactly as training treated missing values. With
 "explain": true the response adds `explanations` (mlops.serving.explanations); every answer leaves a decision record
-(mlops.serving.decisions).
+(mlops.serving.decisions). `decision_ids` names each record for delayed labels (mlops.serving.decision_ids): the
+request id for one record, `<request id>:<index>` in a batch, or the client's own `id` per instance.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from mlops.core.observability import logger
 from mlops.core.settings import ScoringSettings
 from mlops.registry.artifacts import ArtifactStore
 from mlops.serving.capture import CaptureWriter
+from mlops.serving.decision_ids import decision_ids, split_client_ids
 from mlops.serving.decisions import DecisionLog
 from mlops.serving.explanations import ExplainRequest, ServedExplainer, explain_request
 from mlops.serving.scoring import BINARY, ScoringModel
@@ -104,22 +106,28 @@ def predict_response(model: ScoringModel, family: str, version: int, instances: 
                      explainer: ServedExplainer | None) -> dict[str, Any]:
     """Score `instances` with `model` (family `version`) and build the proxy response; captures keep class indices
     (canary and drift statistics count them; a regression's, its predicted value as answered), and every answer
-    leaves a decision record, with the inputs when the capture sampled it."""
+    leaves a decision record, with the inputs when the capture sampled it. `decision_ids` names each record for
+    delayed labels (mlops.serving.decision_ids): the request id for one record, `<request id>:<index>` in a batch,
+    or the client's own `id` per instance (stripped before scoring, kept in the decision record). Both scoring tiers
+    answer through here."""
+    instances, client_ids = split_client_ids(instances, model.feature_set)
     index_list, proba_list = model.predict_instances(instances)
+    ids = decision_ids(request_id, len(index_list), client_ids)
     if proba_list is None:  # a regression: the predicted values
         body: dict[str, Any] = {"model": family, "version": version, "predictions": index_list,
-                                "request_id": request_id}
+                                "request_id": request_id, "decision_ids": ids}
     else:
         classes = model.classes
         body = {"model": family, "version": version, "predictions": [classes[i] for i in index_list],
-                "probabilities": proba_list, "classes": classes, "request_id": request_id}
+                "probabilities": proba_list, "classes": classes, "request_id": request_id, "decision_ids": ids}
     explanations = None
     if explain is not None and explainer is not None:
         explanations = body["explanations"] = explainer.explain(model, instances, explain)
     captured = capture is not None and capture.record(
         request_id, instances, index_list, [()] * len(index_list) if proba_list is None else proba_list)
     if decisions is not None:
-        decisions.record(request_id, index_list, proba_list, instances if captured else None, explanations)
+        decisions.record(request_id, index_list, proba_list, instances if captured else None, explanations,
+                         ids=client_ids)
     return {
         "statusCode": 200,
         "headers": {"Content-Type": "application/json", "X-Model-Version": str(version), "X-Request-Id": request_id},

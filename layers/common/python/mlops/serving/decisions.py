@@ -167,7 +167,7 @@ class DecisionLog:
         self.max_age_seconds = max_age_seconds
         self._put = put
         self._lock = threading.Lock()
-        self._buffer: list[tuple[float, str, list, list | None, list | None, list | None]] = []
+        self._buffer: list[tuple[float, str, list, list | None, list | None, list | None, list | None]] = []
         self._first_at = 0.0
         self._queue: queue.Queue[tuple[str, bytes, int] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -181,15 +181,16 @@ class DecisionLog:
         _writers.add(self)
 
     def record(self, request_id: str, labels: list, probabilities: list | None, inputs: list | None = None,
-               explanations: list | None = None) -> None:
+               explanations: list | None = None, ids: list | None = None) -> None:
         """Hot path: keep references to what the response carried (labels are class indices, probabilities per
-        record in class-index order, `inputs` only when the request was captured)."""
+        record in class-index order, `inputs` only when the request was captured, `ids` the client's own id per
+        record when it sent them: mlops.serving.decision_ids)."""
         now = time.time()
         with self._lock:
             buffer = self._buffer
             if not buffer:
                 self._first_at = now
-            buffer.append((now, request_id, labels, probabilities, inputs, explanations))
+            buffer.append((now, request_id, labels, probabilities, inputs, explanations, ids))
             if len(buffer) < self.flush_records and now - self._first_at < self.max_age_seconds:
                 return
             self._buffer = []
@@ -284,7 +285,7 @@ class DecisionLog:
         # The fields every line of this sandbox shares, serialised once: '{"family":...,' + the line's own fields.
         head = orjson.dumps({"family": self.family, "version": self.version, "function_version": self.function_version,
                              "model_sha256": self.model_sha256, "threshold": self.threshold})[:-1] + b","
-        for at, request_id, labels, probabilities, inputs, explanations in batch:
+        for at, request_id, labels, probabilities, inputs, explanations, ids in batch:
             line: dict[str, Any] = {
                 "request_id": request_id, "at": round(at, 3), "records": len(labels),
                 "predictions": [classes[i] for i in labels] if classes and probabilities is not None else labels,
@@ -292,6 +293,8 @@ class DecisionLog:
                 [p[-1] for p in probabilities] if binary else probabilities,
                 "inputs_captured": inputs is not None,
             }
+            if ids is not None:
+                line["ids"] = ids
             if inputs is not None:
                 line["inputs"] = [{k: v for k, v in r.items() if k not in never} for r in inputs] if never \
                     else inputs

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from mlops.core.schemas import BINARY, MULTICLASS, REGRESSION, Label, ModelFamily
+from mlops.serving.decision_ids import CLIENT_ID_FIELD
 from mlops.serving.scoring import FLOAT32_LIMIT, MAX_RECORDS
 
 OPENAPI_VERSION = "3.0.3"
@@ -26,10 +27,11 @@ def family_openapi(family: ModelFamily, classes: list[Label] | None = None) -> d
     The record schema has one required property per feature: numeric features a number within the declared
     domain, else within the 32-bit float range the scoring API accepts (|x| <= 3.4028234663852886e38), categorical
     ones a string from the declared categories (any string with `unknown: other`); features with a missing-value
-    strategy are nullable; no other property is allowed. The request body holds `instances` and the explanation
+    strategy are nullable; plus the optional client `id` (mlops.serving.decision_ids) unless a feature is
+    named so; no other property is allowed. The request body holds `instances` and the explanation
     options `explain` and `top` (the fields mlops.serving.explanations.REQUEST_FIELDS accepts); a 409 answers
     "explain": true for a version that cannot explain (a multiclass model, or one trained before explanations).
-    The 200 response per task:
+    Every 200 response carries `decision_ids`. The 200 response per task:
     binary and multiclass, `predictions` (class labels), `probabilities` (one per class, in the order of
     `classes`) and `classes`; regression, `predictions` as numbers (within the declared prediction_range) and no
     probabilities. Pure function of its arguments (JSON-ready dict)."""
@@ -127,6 +129,12 @@ def record_schema(family: ModelFamily) -> dict[str, Any]:
         if feature.description:
             schema["description"] = feature.description
         properties[feature.name] = schema
+    if CLIENT_ID_FIELD not in properties:
+        properties[CLIENT_ID_FIELD] = {
+            "anyOf": [{"type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,128}$"},
+                      {"type": "integer", "minimum": -2**63, "maximum": 2**63 - 1}],
+            "description": "Optional: your own name for this record (keep it unique), echoed in `decision_ids` and "
+                           "used by delayed labels (docs/performance.md); never seen by the model"}
     return {"type": "object", "additionalProperties": False, "required": family.feature_names,
             "properties": properties}
 
@@ -134,14 +142,18 @@ def record_schema(family: ModelFamily) -> dict[str, Any]:
 def response_schema(family: ModelFamily, classes: list[Label] | None = None) -> dict[str, Any]:
     """The 200 body of POST /models/{name}/predict for the family's task."""
     common = {"model": {"type": "string", "enum": [family.name]}, "version": {"type": "integer", "minimum": 1},
-              "request_id": {"type": "string"}}
+              "request_id": {"type": "string"},
+              "decision_ids": {"type": "array", "items": {"type": "string"}, "description":
+                               "One decision id per record, for delayed labels: the record's `id` when the request "
+                               "gave one, else the request id (one record) or `<request id>:<index>` (a batch)"}}
     if family.task == REGRESSION:
         value: dict[str, Any] = {"type": "number"}
         if family.prediction_range is not None:
             for side, bound in zip(("minimum", "maximum"), family.prediction_range, strict=True):
                 if bound is not None:
                     value[side] = bound
-        return {"type": "object", "required": ["model", "version", "predictions", "request_id"], "properties": {
+        return {"type": "object", "required": ["model", "version", "predictions", "request_id",
+                                                    "decision_ids"], "properties": {
             **common,
             "predictions": {"type": "array", "description": f"One predicted {family.target} per record, on the "
                             "target's scale", "items": value},
@@ -158,7 +170,7 @@ def response_schema(family: ModelFamily, classes: list[Label] | None = None) -> 
         decided = "the most probable class"
         order = "sorted order"
     return {"type": "object", "required": ["model", "version", "predictions", "probabilities", "classes",
-                                           "request_id"], "properties": {
+                                           "request_id", "decision_ids"], "properties": {
         **common,
         "predictions": {"type": "array", "description": f"One class label per record: {decided}", "items": label},
         "probabilities": {"type": "array", "description": "Per record, the probability of each class, in the "

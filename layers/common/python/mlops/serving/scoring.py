@@ -147,7 +147,8 @@ class ScoringModel:
             raise ValidationError(f"ONNX artifact input {model_input.type} is not a float tensor; not built here")
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.feature_names = tuple(f.name for f in self.features)
-        self._name_set = frozenset(self.feature_names)
+        # The feature names as a set: record checks, and the client `id` field (mlops.serving.decision_ids).
+        self.feature_set = self._name_set = frozenset(self.feature_names)
         categorical = {
             i: {c: float(k) for k, c in enumerate(f.categories)}
             for i, f in enumerate(self.features) if f.kind == "categorical"

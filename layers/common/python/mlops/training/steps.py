@@ -17,6 +17,7 @@ from mlops.registry.artifacts import ArtifactStore, ObjectStore, S3ObjectStore, 
 from mlops.registry.lineage import CodeVersion, DataSetRef, HoldoutRef, LineageRecord
 from mlops.registry.store import LIVE, REJECTED, ModelRegistry
 from mlops.reports.curves import curve_data
+from mlops.stats.calibration import calibration_check
 from mlops.stats.fairness import fairness_for_state, fairness_metrics, fairness_not_checked
 from mlops.stats.metrics import classification_metrics
 from mlops.training.evaluation import (
@@ -187,9 +188,13 @@ def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]
     warnings = leakage_warnings(family.gate, metrics["auc"], train.get("single_feature_auc"))
     gate = gate_decision(family.gate, metrics, fairness, parity_result, live, trivial=trivial, leakage=warnings,
                          threshold=model.threshold)
+    # Whether the served probabilities may stand for the truth before labels arrive (CBPE,
+    # mlops.monitoring.performance).
+    calibration = calibration_check(y, proba[:, 1], max_error=family.performance.max_calibration_error,
+                                    p_value=family.performance.calibration_pvalue, seed=int(train.get("seed", 0)))
     return {"metrics": metrics, "fairness": fairness, "parity": parity_result, "gate": gate,
             "trivial_model": trivial, "warnings": warnings, "threshold": model.threshold,
-            "live": live, "first_model": record.live_version == 0,
+            "live": live, "first_model": record.live_version == 0, "calibration": calibration,
             "curves": curve_data(y, proba[:, 1], model.threshold)}  # ROC, calibration, confusion: the model card
 
 
@@ -327,6 +332,7 @@ def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> d
         # The family configuration version it was trained and gated under (0: registered before versioning).
         family_config_version=int(train.get("family_config_version") or 0),
         training=train.get("training"),  # the engine that trained it (mlops.training.engines): job name, instance type
+        calibration=evaluation.get("calibration"),  # binary: the holdout's calibration check (mlops.stats.calibration)
     ).model_dump(mode="json")
     version = ctx.registry.allocate_version(family_name, lineage, actor=f"pipeline:{run_id}",
                                             reason="passed training", run_id=run_id)
