@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 
 from mlops.core import aws
+from mlops.core.categories import category_code
 from mlops.core.errors import PlatformError
 from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import BINARY, DriftPolicy, Feature, ModelFamily
@@ -235,7 +236,7 @@ def _category(value: Any, index: dict[str, float], other: float, markers: frozen
         return float("nan")
     if type(value) is not str:
         return other
-    code = index.get(value)
+    code = category_code(value, index)  # normalised exactly as scoring and training normalise it
     if code is not None:
         return code
     return float("nan") if value.strip() in markers else other

@@ -113,6 +113,11 @@ def predict_response(model: ScoringModel, family: str, version: int, instances: 
         classes = model.classes
         body = {"model": family, "version": version, "predictions": [classes[i] for i in index_list],
                 "probabilities": proba_list, "classes": classes, "request_id": request_id}
+    warnings, total = model.unknown_categories(instances)
+    if warnings:  # undeclared categories scored as "other": said per record and field, never silently
+        body["warnings"] = warnings
+        if total > len(warnings):
+            body["warnings_omitted"] = total - len(warnings)
     explanations = None
     if explain is not None and explainer is not None:
         explanations = body["explanations"] = explainer.explain(model, instances, explain)
