@@ -121,10 +121,13 @@ def predict_response(model: ScoringModel, family: str, version: int, instances: 
     explanations = None
     if explain is not None and explainer is not None:
         explanations = body["explanations"] = explainer.explain(model, instances, explain)
-    captured = capture is not None and capture.record(
+    captured = [] if capture is None else capture.record(
         request_id, instances, index_list, [()] * len(index_list) if proba_list is None else proba_list)
     if decisions is not None:
-        decisions.record(request_id, index_list, proba_list, instances if captured else None, explanations)
+        # Captures sample records one by one; the decision record keeps a request's inputs (all of them, for the
+        # audit's recomputation) when its first record was sampled: still the capture rate, per request.
+        keep_inputs = bool(captured) and captured[0] == 0
+        decisions.record(request_id, index_list, proba_list, instances if keep_inputs else None, explanations)
     return {
         "statusCode": 200,
         "headers": {"Content-Type": "application/json", "X-Model-Version": str(version), "X-Request-Id": request_id},
