@@ -6,7 +6,10 @@ The rules (also in docs/families.md):
   MAX_LEVELS levels) and names the schema cannot hold; each is left out with a note. A categorical column with
   values over MAX_CATEGORY_CHARS characters is kept, and a note says so (the value shown truncated).
 - Numeric when every non-missing value is a finite number, else categorical with its categories ordered by
-  frequency (most frequent first; ties by value) and `unknown: other`.
+  frequency (most frequent first; ties by value) and `unknown: other`. A column numeric but for a few stray values
+  (at most 1% of its values, 10 distinct: "12a") stays numeric, and a PROBLEM note names the values and lines.
+- A binary target whose positive class is under 10% of the rows gets a HINT: the prior as `threshold`, or class
+  weights.
 - Domain: minimum 0 when no value is negative; no maximum (the data seen is not the domain).
 - Missing values (cells equal to a missing marker): `median` for numeric columns, `most_frequent` for categorical
   ones; columns without missing values keep `reject`.
@@ -42,6 +45,13 @@ POSITIVE_NAMES = ("bad", "yes", "y", "1", "true", "t", "default", "defaulted", "
                   "churn", "churned", "fail", "failed", "failure")
 _INTEGER = re.compile(r"^-?\d{1,15}$")
 
+
+# A column that is numeric but for at most this share (and this many distinct) stray values stays numeric; the
+# stray values are named as a data problem instead of silently turning the column into categories.
+MAX_STRAY_SHARE = 0.01
+MAX_STRAY_DISTINCT = 10
+# A positive class under this share of the labelled rows gets a threshold / class weight hint.
+RARE_POSITIVE_SHARE = 0.10
 
 # A numeric target with more distinct values than this (or any fractional value) is a regression.
 MAX_CLASS_LEVELS = 20
@@ -82,11 +92,12 @@ def infer_family(path: Path | str, target: str, name: str, positive_label: str |
         positive, negative, label_notes = _labels(table.columns[target], target, positive_label, markers)
         notes += label_notes
         task_spec = {"positive_label": positive, "favorable_label": negative}
+        notes += _rare_positive_hint(table.columns[target], positive, markers)
     features: list[dict[str, Any]] = []
     for column in table.header:
         if column in (target, sensitive):
             continue
-        feature, note = _feature(column, table.columns[column], markers, rows)
+        feature, note = _feature(column, table.columns[column], markers, rows, table.line_numbers)
         if feature is not None:
             features.append(feature)
         if note:
@@ -241,8 +252,46 @@ def _typed(text: str) -> Label:
     return int(text) if _INTEGER.match(text) else text
 
 
+def _rare_positive_hint(cells: list[str], positive: Label, markers: frozenset[str]) -> list[str]:
+    """A hint when the positive class is rare (under RARE_POSITIVE_SHARE of the labelled rows): at the default
+    threshold 0.5 a model will seldom predict it; the prior as the threshold, or class weights, are the usual
+    remedies (scikit-learn's class_weight="balanced")."""
+    labelled = [c for c in cells if c not in markers]
+    if not labelled:
+        return []
+    share = sum(1 for c in labelled if same_label(c, positive)) / len(labelled)
+    if share >= RARE_POSITIVE_SHARE:
+        return []
+    return [f"HINT: the positive class {quote(label_text(positive))} is {share:.1%} of the labelled rows; at the "
+            f"default threshold 0.5 a model will seldom predict it. Consider `threshold: {share:.3g}` (the prior) "
+            "or class weights (`hyperparameters: {class_weight: balanced}` for random_forest, "
+            "hist_gradient_boosting or logistic_regression)"]
+
+
+def _stray_values(present: list[str], lines: list[int]) -> tuple[np.ndarray, list[tuple[str, int]]] | None:
+    """A column of numbers but for a few stray values ("12a"): at most MAX_STRAY_SHARE of the present values and
+    MAX_STRAY_DISTINCT distinct ones, with at least two distinct numbers. Returns the numbers and the stray values
+    with their lines (`lines`: the physical line of each present value), or None."""
+    numbers, stray = [], []
+    for text, line in zip(present, lines, strict=True):
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if np.isfinite(value):
+            numbers.append(value)
+        else:
+            stray.append((text, line))
+    if (not stray or len(stray) > max(1, MAX_STRAY_SHARE * len(present))
+            or len({t for t, _ in stray}) > MAX_STRAY_DISTINCT or len(set(numbers)) < 2):
+        return None
+    return np.asarray(numbers), stray
+
+
 def _feature(column: str, cells: list[str], markers: frozenset[str],
-             rows: int) -> tuple[dict[str, Any] | None, str | None]:
+             rows: int, lines: list[int] | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    lines = list(range(2, len(cells) + 2)) if lines is None else lines
+    present_lines = [line for c, line in zip(cells, lines, strict=True) if c not in markers]
     present = [c for c in cells if c not in markers]
     missing = len(cells) - len(present)
     label = quote(column)
@@ -256,6 +305,13 @@ def _feature(column: str, cells: list[str], markers: frozenset[str],
     if len(counts) == 1:
         return None, f"{label} left out: constant ({quote(present[0])})"
     numbers = _numbers(present)
+    stray = None if numbers is not None else _stray_values(present, present_lines)
+    if stray is not None:  # numbers with a typo or two: kept numeric, the values named as a data problem
+        numbers, bad = stray
+        shown = ", ".join(f"{quote(t)} (line {line})" for t, line in bad[:10])
+        notes.append(f"PROBLEM: {label} is numeric but for {_plural(len(bad), 'value', 'values')}: {shown}; kept "
+                     "numeric: the platform refuses rows with such values, so fix them or make them a missing-value "
+                     "marker (missing_markers) before uploading")
     if numbers is not None:
         if (len(present) >= MIN_ROWS_FOR_ID and len(counts) == len(present)
                 and np.all(numbers == np.round(numbers)) and np.all(np.diff(numbers) == 1)):

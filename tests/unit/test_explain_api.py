@@ -181,8 +181,10 @@ def test_request_without_explain_answers_as_before_and_never_builds_the_explaine
     records = trained.records(trained.rows[:3])
     status, body = handler.post({"instances": records})
     assert status == 200 and "explanations" not in body
-    assert set(body) == {"model", "version", "predictions", "probabilities", "classes", "request_id",
-                         "decision_ids"}
+    # `warnings` names the undeclared categories (the sample's "mars") scored as "other".
+    assert set(body) - {"warnings"} == {"model", "version", "predictions", "probabilities", "classes", "request_id",
+                                        "decision_ids"}
+    assert all(w["treated_as"] == "other" for w in body.get("warnings", []))
     status, declined = handler.post({"instances": records, "explain": False})
     assert status == 200 and "explanations" not in declined and declined["probabilities"] == body["probabilities"]
     assert handler.service.explainer._explainer is None and handler.service.explainer._refusal is None

@@ -84,9 +84,11 @@ def infer(data: Path, target: str, task: str | None, name: str, positive_label: 
         raise FamiliesUsageError(f"{data}: {exc}") from None
     for note in notes:
         click.echo(f"note: {note}", err=True)
+    # Problems and hints stay with the file, not only in this terminal's output.
+    flagged = "".join(f"# {note}\n" for note in notes if note.startswith(("PROBLEM", "HINT")))
     text = (f"# Family inferred by `mlops families infer` from {data.name}: review the guesses (positive_label, "
             "kinds,\n# categories, domains, missing) before uploading. Fields: docs/families.md\n"
-            + dump_family(family))
+            + flagged + dump_family(family))
     if output is None:
         click.echo(text, nl=False)
         return

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..client import NotFound, Platform, TargetOptions, connect, echo_json, platform_options, reaching
+from . import tables
 
 OUTCOME_STYLE = {"promoted": "bold green", "started": "cyan", "gated_out": "yellow", "rolled_back": "yellow",
                  "duplicate": "blue", "rejected": "red", "refused": "red", "failed": "bold red"}
@@ -264,8 +265,12 @@ def print_story(console: Any, story: dict[str, Any]) -> None:
                 table.add_column(name, overflow="fold")
             for check in gate["checks"]:
                 table.add_row(str(check.get("check")), _number(check.get("value")), _number(check.get("threshold")),
-                              "yes" if check.get("passed") else "[red]no[/]", str(check.get("detail", "")))
+                              tables.check_verdict(check), str(check.get("detail", "")))
             console.print(table)
+        for note in gate.get("notes") or []:
+            console.print(f"[dim]note: {tables.escape(note)}[/]")
+    for line in warning_lines(run, (version or {}).get("gate")):
+        console.print(line)
         canary = version.get("canary_result") or {}
         if canary and not run.get("canary"):
             console.print(f"Canary: {canary.get('decision')}: {'; '.join(canary.get('reasons') or [])}")
@@ -274,6 +279,16 @@ def print_story(console: Any, story: dict[str, Any]) -> None:
                 console.print(f"  divergence: {divergence}")
     for line in canary_lines(run):
         console.print(line)
+
+
+def warning_lines(run: dict[str, Any], gate: dict[str, Any] | None = None) -> list[str]:
+    """The run's warnings (signs of target leakage from the gate: never a rejection on their own, easy to miss),
+    one yellow line each: from the run record (written when the run ended) and the version's gate decision."""
+    found: list[str] = []
+    for warning in [*((run.get("detail") or {}).get("warnings") or []), *((gate or {}).get("warnings") or [])]:
+        if warning not in found:
+            found.append(str(warning))
+    return [f"[yellow]warning: {tables.escape(w)}[/]" for w in found]
 
 
 def canary_lines(run: dict[str, Any]) -> list[str]:
@@ -393,8 +408,11 @@ def upload(file: Path, family: str, follow: bool, timeout: float, poll_seconds: 
     if target.as_json:
         echo_json({**uploaded, "run": run_summary(run) if run else None})
     elif run is not None:
-        _console().print(f"{_outcome(run)}: {run.get('reason') or '-'}"
-                         + (f" (step {run['step']})" if run.get("step") else ""))
+        out = _console()
+        step = f" (step {run['step']})" if run.get("step") else ""
+        out.print(f"{_outcome(run)}: {run.get('reason') or '-'}{step}")
+        for line in warning_lines(run):
+            out.print(line)
     if not run or run.get("outcome") != "promoted":
         raise click.exceptions.Exit(1)
 

@@ -69,6 +69,16 @@ def passed(value: Any) -> str:
     return "-" if value is None else ("[green]pass[/]" if value else "[red]FAIL[/]")
 
 
+def check_verdict(check: dict[str, Any]) -> str:
+    """A gate check's verdict: pass/FAIL, or why it was not decided (insufficient data, not judged)."""
+    status = check.get("status")
+    if status == "not_judged":
+        return "[yellow]not judged[/]"
+    if status == "insufficient_data":
+        return "[yellow]insufficient data[/]"
+    return passed(check.get("passed"))
+
+
 def truncate(text: Any, limit: int = 120) -> str:
     text = "" if text is None else str(text)
     return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -140,7 +140,7 @@ def print_version(out: Any, detail: dict[str, Any]) -> None:
             ("Detail", {"max_width": 110})])
         for check in gate.get("checks") or []:
             checks.add_row(str(check.get("check")), tables.figure(check.get("value")),
-                           tables.figure(check.get("threshold")), tables.passed(check.get("passed")),
+                           tables.figure(check.get("threshold")), tables.check_verdict(check),
                            tables.escape(check.get("detail", "")))
         out.print(checks)
         for note in gate.get("notes") or []:

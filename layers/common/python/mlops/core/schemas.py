@@ -140,6 +140,10 @@ class GatePolicy(_Frozen):
     min_accuracy: float = Field(0.0, ge=0.0, le=1.0)
     # The candidate's holdout AUC minus the live model's must be at least this (may be negative: a tolerance).
     min_auc_margin: float = Field(0.0, ge=-0.5, le=0.5)
+    # The comparison with the live model uses only holdout rows the live model did not train on (an upload is
+    # often the old data plus new rows). When rows had to be left out and fewer than this many remain, the
+    # comparison is "not judged" (said in the decision), never a silent pass or fail.
+    min_comparison_rows: int = Field(200, ge=1)
     max_demographic_parity_difference: float = Field(0.25, ge=0.0, le=1.0)
     max_equal_opportunity_difference: float = Field(0.25, ge=0.0, le=1.0)
     # A group's rate enters the fairness gate only when its denominator holds at least this many holdout rows

@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from mlops.core.categories import category_text
 from mlops.core.errors import DataSetError
 from mlops.core.schemas import MAX_CLASSES, Feature, ModelFamily, label_text, same_label
 
@@ -843,7 +844,7 @@ class _CategoricalColumn:
         missing: list[int] = []
         unknown: list[int] = []
         for i in np.flatnonzero(values < 0):
-            text = cells[i].strip()
+            text = category_text(cells[i])
             code = get(text)
             if code is not None:
                 values[i] = code

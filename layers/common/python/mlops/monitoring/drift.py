@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 
 from mlops.core import aws
+from mlops.core.categories import category_code
 from mlops.core.errors import PlatformError
 from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import BINARY, DriftPolicy, Feature, ModelFamily
@@ -266,7 +267,7 @@ def _category(value: Any, index: dict[str, float], other: float, markers: frozen
         return float("nan")
     if type(value) is not str:
         return other
-    code = index.get(value)
+    code = category_code(value, index)  # normalised exactly as scoring and training normalise it
     if code is not None:
         return code
     return float("nan") if value.strip() in markers else other
@@ -421,9 +422,10 @@ class DriftMonitor:
             return {"started": False, "reason": "policy: auto_retrain is off"}
         return self.retrainer.start(record, "drift", f"{record.family.name[:40]}-drift-{int(time.time() * 1000)}")
 
-    def newest_dataset(self, family: str, record: FamilyRecord) -> dict[str, Any] | None:
+    def newest_dataset(self, family: str, record: FamilyRecord,
+                       skipped: list[str] | None = None) -> dict[str, Any] | None:
         """The data set a retrain would use now (mlops.monitoring.retrain.Retrainer.newest_dataset)."""
-        return self.retrainer.newest_dataset(family, record)
+        return self.retrainer.newest_dataset(family, record, skipped)
 
 
 def _epoch(iso: str) -> float:

@@ -57,19 +57,25 @@ class Retrainer:
         holder = self.registry.get_family(family.name).rollout_holder
         if holder and self.is_execution_running(holder):
             return {"started": False, "reason": f"rollout {holder} is in progress; retrain deferred"}
-        found = self.newest_dataset(family.name, record)
+        skipped: list[str] = []
+        found = self.newest_dataset(family.name, record, skipped)
         if found is None:
+            considered = ("; considered: " + "; ".join(skipped[:5])
+                          + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else "")) if skipped else \
+                "; no upload is recorded for this family"
             return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/: the "
                                                 "newest uploads' runs were each rejected, failed, refused, a "
                                                 "duplicate, gated out or rolled back, or trained the live model "
                                                 "(a retrain on the live model's own data set under the same "
-                                                "family configuration reproduces it: upload newer data)"}
+                                                "family configuration reproduces it: upload newer data)"
+                                                + considered}
         dataset = {k: v for k, v in found.items() if k != "run_id"}
         started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, source),
                                  RunLog(self.registry, self.publisher))
         return {**started, "dataset": dataset, "dataset_run": found["run_id"]}
 
-    def newest_dataset(self, family: str, record: FamilyRecord) -> dict[str, Any] | None:
+    def newest_dataset(self, family: str, record: FamilyRecord,
+                       skipped: list[str] | None = None) -> dict[str, Any] | None:
         """The newest data set version a retrain can use: the family's newest recorded uploads (one query, at most
         UPLOADS_CONSIDERED, newest first), skipping a version
         - its training engine does not read (`trigger.is_trainable_key`: .csv, .csv.gz, and .parquet off Lambda);
@@ -80,7 +86,9 @@ class Retrainer:
           reproduce the live model); after a configuration change (`families apply`) it is a fair candidate.
         Two GetItems per candidate, stopping at the first usable one; never lists the bucket or the family's
         versions. Returns the pipeline input's `dataset` plus `run_id` (the upload run that vouches for it), or
-        None."""
+        None; `skipped`, when given, receives one line per upload passed over and why (the drift report and
+        `mlops drift show` say why no retrain started)."""
+        passed_over = skipped if skipped is not None else []
         live_ident: tuple[Any, Any] = (None, None)
         if record.live_version:
             lineage = self.registry.get_version(family, record.live_version).lineage or {}
@@ -91,16 +99,24 @@ class Retrainer:
         for upload in self.registry.recent_uploads(family, UPLOADS_CONSIDERED):
             dataset = upload.get("dataset") or {}
             ident = (dataset.get("key"), dataset.get("version_id") or None)
-            if not ident[0] or ident in seen or ident == live_ident:
+            if not ident[0] or ident in seen:
                 continue
             seen.add(ident)
+            named = f"{ident[0]}" + (f" (version {ident[1]})" if ident[1] else "")
+            if ident == live_ident:
+                passed_over.append(f"{named}: the live model v{record.live_version} was trained on it under the "
+                                   "current configuration")
+                continue
             if not is_trainable_key(record.family, str(ident[0])):
+                passed_over.append(f"{named}: the family's training engine does not read this format")
                 continue
             run = self.registry.get_run(family, upload["run_id"])
             if run is not None and run.get("outcome") in UNUSABLE_RUN_OUTCOMES:
+                passed_over.append(f"{named}: its run ended {run.get('outcome')}")
                 continue
             # A model trained on it was rejected or rolled back later (an operator's rollback included).
             if self.registry.dataset_unusable(family, str(ident[0]), ident[1]) is not None:
+                passed_over.append(f"{named}: a model trained on it was later rejected or rolled back")
                 continue
             return {"bucket": dataset.get("bucket") or self.bucket, "key": ident[0],
                     "version_id": ident[1], "etag": str(dataset.get("etag", "")).strip('"'),

@@ -120,13 +120,21 @@ def predict_response(model: ScoringModel, family: str, version: int, instances: 
         classes = model.classes
         body = {"model": family, "version": version, "predictions": [classes[i] for i in index_list],
                 "probabilities": proba_list, "classes": classes, "request_id": request_id, "decision_ids": ids}
+    warnings, total = model.unknown_categories(instances)
+    if warnings:  # undeclared categories scored as "other": said per record and field, never silently
+        body["warnings"] = warnings
+        if total > len(warnings):
+            body["warnings_omitted"] = total - len(warnings)
     explanations = None
     if explain is not None and explainer is not None:
         explanations = body["explanations"] = explainer.explain(model, instances, explain)
-    captured = capture is not None and capture.record(
+    captured = [] if capture is None else capture.record(
         request_id, instances, index_list, [()] * len(index_list) if proba_list is None else proba_list)
     if decisions is not None:
-        decisions.record(request_id, index_list, proba_list, instances if captured else None, explanations,
+        # Captures sample records one by one; the decision record keeps a request's inputs (all of them, for the
+        # audit's recomputation) when its first record was sampled: still the capture rate, per request.
+        keep_inputs = bool(captured) and captured[0] == 0
+        decisions.record(request_id, index_list, proba_list, instances if keep_inputs else None, explanations,
                          ids=client_ids)
     return {
         "statusCode": 200,

@@ -1,9 +1,11 @@
 """Sampled capture of scoring inputs and outputs to S3, for drift checks, canary checks and audit.
 
-The hot path only appends a reference to an in-memory buffer (well under a microsecond when a request is not
-sampled, a few when it is); serialising and the S3 put happen on a background thread. Objects are keyed
-`captures/family=<f>/version=<v>/date=<YYYY-MM-DD>/hour=<HH>/<epoch_ms>-<id>.npz`, so a time window is a
-key range and the layout works as Hive partitions; each object is one batch in the columnar format of
+The hot path only appends a reference to an in-memory buffer (well under a microsecond when nothing is sampled,
+a few when a record is); serialising and the S3 put happen on a background thread. Records are sampled one by one
+(`sampled_indices`): each record of a batch request independently at the capture sample rate, deterministically
+from the request id and its index, so a few large batches cannot fill a drift window with clustered rows.
+Objects are keyed `captures/family=<f>/version=<v>/date=<YYYY-MM-DD>/hour=<HH>/<epoch_ms>-<id>.cap`, so a time
+window is a key range and the layout works as Hive partitions; each object is one batch in the columnar format of
 `mlops.serving.capture_columns` (objects of the older `.jsonl` format are still read).
 
 Trade-off: records buffered in a sandbox that Lambda reclaims before the next flush are lost. Captures are a
@@ -12,8 +14,8 @@ sample, so this is accepted; `flush_records` and `max_age_seconds` bound the exp
 
 from __future__ import annotations
 
+import hashlib
 import queue
-import random
 import threading
 import time
 import uuid
@@ -55,6 +57,30 @@ def start_after_key(family: str, version: int, epoch_ms: int) -> str:
     return f"{version_prefix(family, version)}date={at:%Y-%m-%d}/hour={at:%H}/{epoch_ms:013d}"
 
 
+_MASK = (1 << 64) - 1
+
+
+def sampled_indices(request_id: str, count: int, rate: float) -> list[int]:
+    """Which of a request's `count` records are captured at `rate`: each independently with probability `rate`,
+    decided by a uniform number from the request id and the record's index (BLAKE2b of the id as the seed, then
+    SplitMix64 per index; Steele, Lea & Flood 2014), so a retried request samples the same records. All records
+    at rate >= 1, none at rate <= 0."""
+    if rate <= 0.0 or count <= 0:
+        return []
+    if rate >= 1.0:
+        return list(range(count))
+    seed = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "little")
+    cut = int(rate * 2.0 ** 64)
+    chosen = []
+    for i in range(count):
+        z = (seed + (i + 1) * 0x9E3779B97F4A7C15) & _MASK
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        if (z ^ (z >> 31)) < cut:
+            chosen.append(i)
+    return chosen
+
+
 class CaptureWriter:
     """Buffers sampled requests and writes them to S3 in batches from a daemon thread."""
 
@@ -65,8 +91,9 @@ class CaptureWriter:
         self.never_capture = never_capture
         self.flush_records = flush_records
         self.max_age_seconds = max_age_seconds
-        self._buffer: list[tuple[float, str, list, list, list]] = []
+        self._buffer: list[tuple[float, str, list, list, list, list[int]]] = []
         self._first_at = 0.0
+        self._buffered_records = 0
         self._queue: queue.Queue[list] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pending = 0
@@ -74,17 +101,21 @@ class CaptureWriter:
         self.failures = 0
         _writers.add(self)
 
-    def record(self, request_id: str, instances: list, labels: list, probabilities: list) -> bool:
-        """Hot path: sample, then keep references only. True when the request was sampled (captured)."""
-        if self.sample_rate <= 0.0 or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
-            return False
+    def record(self, request_id: str, instances: list, labels: list, probabilities: list) -> list[int]:
+        """Hot path: sample each record (`sampled_indices`), then keep references only. Returns the indices of
+        the captured records (empty: none)."""
+        chosen = sampled_indices(request_id, len(instances), self.sample_rate)
+        if not chosen:
+            return chosen
         now = time.time()
         if not self._buffer:
             self._first_at = now
-        self._buffer.append((now, request_id, instances, labels, probabilities))
-        if len(self._buffer) >= self.flush_records or now - self._first_at >= self.max_age_seconds:
+            self._buffered_records = 0
+        self._buffer.append((now, request_id, instances, labels, probabilities, chosen))
+        self._buffered_records += len(chosen)
+        if self._buffered_records >= self.flush_records or now - self._first_at >= self.max_age_seconds:
             self._hand_off()
-        return True
+        return chosen
 
     def _hand_off(self) -> None:
         batch, self._buffer = self._buffer, []
@@ -135,10 +166,10 @@ class CaptureWriter:
                     self._pending -= 1
                     self._idle.notify_all()
 
-    def _write(self, batch: list[tuple[float, str, list, list, list]]) -> None:
-        rows = [(at, request_id, i, record, labels[i], probabilities[i])
-                for at, request_id, instances, labels, probabilities in batch
-                for i, record in enumerate(instances)]
+    def _write(self, batch: list[tuple[float, str, list, list, list, list[int]]]) -> None:
+        rows = [(at, request_id, i, instances[i], labels[i], probabilities[i])
+                for at, request_id, instances, labels, probabilities, chosen in batch
+                for i in chosen]
         body = encode(CapturedColumns.from_rows(rows, self.never_capture))
         first_ms = int(batch[0][0] * 1000)
         key = key_for(self.family, self.version, first_ms, uuid.uuid4().hex[:12])

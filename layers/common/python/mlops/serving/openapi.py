@@ -139,13 +139,30 @@ def record_schema(family: ModelFamily) -> dict[str, Any]:
             "properties": properties}
 
 
+UNKNOWN_CATEGORY_WARNINGS = {
+    "type": "array", "description": "Present only when a record held an undeclared category of a feature declared "
+    "with `unknown: other`: one entry per record and field, scored as the feature's \"other\" level (at most 100; "
+    "`warnings_omitted` counts the rest). Values are compared after trimming surrounding whitespace, as training "
+    "read them, so \" Male\" is the category \"Male\" and raises no warning.",
+    "items": {"type": "object", "required": ["record", "field", "value", "treated_as"], "properties": {
+        "record": {"type": "integer", "minimum": 0, "description": "Index of the record in `instances`"},
+        "field": {"type": "string", "description": "The feature"},
+        "value": {"type": "string", "description": "The value sent (first 200 characters)"},
+        "treated_as": {"type": "string", "enum": ["other"]}}}}
+WARNINGS_OMITTED = {"type": "integer", "minimum": 1, "description": "Unknown-category warnings beyond the 100 listed"}
+
+
 def response_schema(family: ModelFamily, classes: list[Label] | None = None) -> dict[str, Any]:
-    """The 200 body of POST /models/{name}/predict for the family's task."""
-    common = {"model": {"type": "string", "enum": [family.name]}, "version": {"type": "integer", "minimum": 1},
-              "request_id": {"type": "string"},
-              "decision_ids": {"type": "array", "items": {"type": "string"}, "description":
-                               "One decision id per record, for delayed labels: the record's `id` when the request "
-                               "gave one, else the request id (one record) or `<request id>:<index>` (a batch)"}}
+    """The 200 body of POST /models/{name}/predict for the family's task (`warnings`: undeclared categories
+    scored as "other", when a feature declares `unknown: other`)."""
+    common: dict[str, Any] = {
+        "model": {"type": "string", "enum": [family.name]}, "version": {"type": "integer", "minimum": 1},
+        "request_id": {"type": "string"},
+        "decision_ids": {"type": "array", "items": {"type": "string"}, "description":
+                         "One decision id per record, for delayed labels: the record's `id` when the request "
+                         "gave one, else the request id (one record) or `<request id>:<index>` (a batch)"}}
+    if any(f.kind == "categorical" and f.unknown == "other" for f in family.features):
+        common.update({"warnings": UNKNOWN_CATEGORY_WARNINGS, "warnings_omitted": WARNINGS_OMITTED})
     if family.task == REGRESSION:
         value: dict[str, Any] = {"type": "number"}
         if family.prediction_range is not None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from mlops.core.categories import category_code
 from mlops.core.errors import ValidationError
 
 FLOAT32_LIMIT = 3.4028234663852886e38
@@ -81,6 +82,7 @@ class ServedFeature:
 
 
 MAX_RECORDS = 1000
+MAX_WARNINGS = 100  # unknown-category warnings in one answer; `warnings_omitted` counts the rest
 _NUMERIC_TYPES = frozenset({int, float})
 FAST_PATH_MIN_RECORDS = 12
 
@@ -162,10 +164,35 @@ class ScoringModel:
         # value the quick checks refuse becomes (NaN for null, "other" for an unknown category) or the error.
         self._plan = tuple((f.name, *bounds[j], categorical.get(j), self._fallback(f))
                            for j, f in enumerate(self.features))
+        # Categorical features that score an undeclared category as "other": the answer names such values.
+        self._other_features = tuple((f.name, categorical[j]) for j, f in enumerate(self.features)
+                                     if f.other_code is not None)
         if self._marker_numbers:  # a number may be a marker: every numeric value is looked at (not the default)
             self._row = self._row_with_marker_numbers
             self._marker_array = np.array(sorted(self._marker_numbers))
         self._bind_single_row(np.zeros((1, len(self.features)), dtype=self.input_dtype))
+
+    def unknown_categories(self, instances: list, limit: int = MAX_WARNINGS) -> tuple[list[dict[str, Any]], int]:
+        """The values of already validated records that were scored as the "other" category (undeclared in a
+        feature with `unknown: other`): up to `limit` entries {record, field, value, treated_as: "other"} in
+        record order, and how many there were in all. Empty (and free) when no feature maps unknown values to
+        "other"; null and missing markers are missing values, not unknown categories."""
+        found: list[dict[str, Any]] = []
+        total = 0
+        if not self._other_features:
+            return found, total
+        markers = self.missing_markers
+        for r, record in enumerate(instances):
+            for name, mapping in self._other_features:
+                value = record[name]
+                if type(value) is not str or value in mapping or category_code(value, mapping) is not None:
+                    continue
+                if markers and value_text(value) in markers:
+                    continue
+                total += 1
+                if len(found) < limit:
+                    found.append({"record": r, "field": name, "value": value[:200], "treated_as": "other"})
+        return found, total
 
     def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A classifier graph's own outputs for X [rows, features] (any float dtype; cast to the graph's):
@@ -401,10 +428,14 @@ class ScoringModel:
         markers = self.missing_markers
         numeric = feature.kind == "numeric"
         low, high = feature.bounds()
+        index = {c: float(k) for k, c in enumerate(feature.categories)}
 
         def fallback(value: Any, record: Any, r: int) -> float:
             if value is None and missing:
                 return math.nan
+            # A declared category spelled with the whitespace training trims (" Male"): the same category.
+            if index and type(value) is str and (code := category_code(value, index)) is not None:
+                return code
             if markers and value_text(value) in markers:
                 if missing:
                     return math.nan
@@ -431,7 +462,8 @@ class ScoringModel:
                     continue
                 raise ValidationError(f"instances[{r}].{name} is null, but this feature does not accept missing "
                                       "values (its family declares missing: reject)")
-            if value_text(value) in self.missing_markers and (mapping is None or value not in mapping):
+            declared = mapping is not None and type(value) is str and category_code(value, mapping) is not None
+            if value_text(value) in self.missing_markers and not declared:
                 if feature.accepts_missing:
                     continue
                 raise ValidationError(f"instances[{r}].{name} is {_short(value)}, one of the family's missing-value "
@@ -446,7 +478,7 @@ class ScoringModel:
             elif type(value) is not str:
                 raise ValidationError(f"instances[{r}].{name} must be a string, one of {_allowed(mapping)}, "
                                       f"got {_json_type(value)}")
-            elif value not in mapping and feature.other_code is None:
+            elif not declared and feature.other_code is None:
                 raise ValidationError(f"instances[{r}].{name} must be one of {_allowed(mapping)}, got {_short(value)}")
         raise AssertionError(f"instances[{r}] was refused without a reason")  # unreachable: the checks agree
 

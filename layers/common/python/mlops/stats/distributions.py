@@ -275,7 +275,7 @@ def numeric_shift(points: np.ndarray, base_at_or_below: np.ndarray, base_below: 
     else:
         actual = np.diff(np.concatenate([[0], cur_le[positions], [n]]))
     expected = np.asarray(psi_counts)
-    _, bins_p_value, bins = pooled_chi_square(expected, actual)
+    _, bins_p_value, bins = pooled_chi_square(expected, actual, first_row_fixed=True)  # deciles: fixed counts
     ks = ks_against_ecdf(points, base_at_or_below, base_below, base_n, cur_le, cur_lt, n)
     return NumericShift(psi(expected, actual), bins_p_value, bins, ks, n, missing)
 
@@ -343,8 +343,8 @@ def chi_square_against_frequencies(expected_counts: np.ndarray, actual_counts: n
 MIN_EXPECTED = 5.0
 
 
-def pooled_chi_square(expected_counts: np.ndarray, actual_counts: np.ndarray, min_expected: float = MIN_EXPECTED
-                      ) -> tuple[float, float, int]:
+def pooled_chi_square(expected_counts: np.ndarray, actual_counts: np.ndarray, min_expected: float = MIN_EXPECTED,
+                      *, first_row_fixed: bool = False) -> tuple[float, float, int]:
     """Pearson chi-square homogeneity test of two count vectors after pooling sparse categories, so the
     chi-square approximation holds (Cochran 1954: expected counts of at least 5).
 
@@ -361,6 +361,24 @@ def pooled_chi_square(expected_counts: np.ndarray, actual_counts: np.ndarray, mi
     pooling would leave fewer than two categories (a 2 x 2 table with a rare cell, say) the table is tested as
     it is and the caller's effect-size floor decides.
 
+    p-value: with no sparse category, the chi-square distribution's; with any, the **Monte Carlo conditional
+    p-value** (Hope 1968; R's chisq.test(simulate.p.value = TRUE)): MONTE_CARLO_TABLES tables with the same row and
+    column totals drawn from their exact null distribution (the second row multivariate hypergeometric given the
+    column totals), each pooled the same way (pooling depends only on the column totals), and p = (1 + tables
+    whose statistic reaches the observed one) / (1 + MONTE_CARLO_TABLES). Its size is exact at any sample size,
+    where the chi-square approximation of a pooled table is not: PSI deciles at 50 traffic rows false-alarmed in
+    3.5% of checks at a 1% p-value, a 55-level categorical at 20 rows in 4.7% (bench/false_alarms.py). The draws
+    are seeded from the counts, so a check is reproducible; drawing stops at the MONTE_CARLO_EXCEEDANCES-th table
+    reaching the observed statistic (Besag & Clifford 1991: p = 40 / tables drawn), so a null table costs about a
+    hundred draws. The smallest p-value it can give is 1 / (1 + MONTE_CARLO_TABLES) = 2e-4.
+
+    `first_row_fixed`: the first row's counts are fixed by construction, not sampled: the PSI bins are the
+    baseline's own deciles, so each holds a tenth of it exactly. The column totals then vary only with the
+    traffic, and choosing cells by them (or simulating given them) selects on the traffic (3% false alarms at 50
+    rows and a 1% p-value). Instead a category is sparse when the second row's expected count under the first
+    row's shares is below `min_expected` (a fixed rule), and the Monte Carlo tables keep the first row and draw
+    the second as Multinomial(its total, the first row's shares).
+
     Counts: (k,) each, non-negative. Returns (statistic, p-value, categories tested); with nothing pooled it
     equals `chi_square_against_frequencies`."""
     table = np.vstack([np.asarray(expected_counts, np.float64), np.asarray(actual_counts, np.float64)])
@@ -369,18 +387,83 @@ def pooled_chi_square(expected_counts: np.ndarray, actual_counts: np.ndarray, mi
     if table.shape[1] < 2 or (rows == 0).any():
         return 0.0, 1.0, int(table.shape[1])
     columns = table.sum(axis=0)
-    floor = min_expected * rows.sum() / rows.min()  # column total below which the smaller row expects < min
+    if first_row_fixed:  # judged on the fixed row's shares: the second row's expected counts under them
+        columns = rows[1] * table[0] / rows[0]
+        floor = min_expected
+    else:
+        floor = min_expected * rows.sum() / rows.min()  # column total below which the smaller row expects < min
     sparse = columns < floor
+    # Which tested cell each category lands in: the same for every table with these column totals.
+    cells = np.arange(columns.size)
     if sparse.any() and np.count_nonzero(~sparse) >= 2 - (columns[sparse].sum() >= floor):
-        pool = table[:, sparse].sum(axis=1, keepdims=True)
-        table = table[:, ~sparse]
-        if table.shape[1] and pool.sum() < floor:
-            smallest = int(np.argmin(table.sum(axis=0)))
-            table[:, smallest:smallest + 1] += pool
+        kept = np.flatnonzero(~sparse)
+        cells[kept] = np.arange(kept.size)
+        if kept.size and columns[sparse].sum() < floor:
+            cells[sparse] = int(np.argmin(columns[kept]))
         else:
-            table = np.hstack([table, pool])
-    stat, p_value, _ = chi_square_against_frequencies(table[0], table[1])
-    return stat, p_value, int(table.shape[1])
+            cells[sparse] = kept.size
+    tested = int(cells.max()) + 1
+    pooled = np.zeros((2, tested))
+    np.add.at(pooled, (slice(None), cells), table)
+    stat, p_value, _ = chi_square_against_frequencies(pooled[0], pooled[1])
+    if sparse.any():
+        p_value = _monte_carlo_p_value(table, cells, tested, stat, first_row_fixed)
+    return stat, p_value, tested
+
+
+MONTE_CARLO_TABLES = 4_999
+# Sequential stopping (Besag & Clifford 1991, Biometrika 78:301): a clearly null table stops after about
+# MONTE_CARLO_EXCEEDANCES / p draws instead of all of them; the p-value stays valid.
+MONTE_CARLO_EXCEEDANCES = 40
+_MONTE_CARLO_FIRST = 100
+_MONTE_CARLO_CHUNK = 1_000
+
+
+def _monte_carlo_p_value(table: np.ndarray, cells: np.ndarray, tested: int, observed: float,
+                         first_row_fixed: bool = False) -> float:
+    """`pooled_chi_square`'s Monte Carlo p-value: tables with the row and column totals of `table` [2, k] (or,
+    `first_row_fixed`, its first row and a multinomial second row of the same total), pooled into `tested` cells
+    by `cells`, their Pearson statistics against the observed one (1e-9 relative slack for ties in floating
+    point)."""
+    import hashlib
+
+    columns = np.rint(table.sum(axis=0)).astype(np.int64)
+    second = int(round(table[1].sum()))
+    seed = int.from_bytes(hashlib.blake2b(np.rint(table).astype(np.int64).tobytes(), digest_size=8).digest(),
+                          "little")
+    rng = np.random.default_rng(seed)
+    total = columns.sum()
+    first = np.bincount(cells, weights=table[0], minlength=tested)
+    shares = table[0] / table[0].sum()
+    pooled_columns = np.bincount(cells, weights=columns, minlength=tested)
+    expected_second = pooled_columns * second / total
+    expected_first = pooled_columns - expected_second
+    reached = drawn_so_far = 0
+    size = _MONTE_CARLO_FIRST
+    while drawn_so_far < MONTE_CARLO_TABLES:
+        size = min(size, MONTE_CARLO_TABLES - drawn_so_far)
+        drawn = rng.multinomial(second, shares, size=size) if first_row_fixed else \
+            rng.multivariate_hypergeometric(columns, second, size=size)
+        in_cells = np.zeros((size, tested))
+        np.add.at(in_cells, (slice(None), cells), drawn)
+        if first_row_fixed:  # the column totals follow the drawn row
+            sums = first + in_cells
+            expected_second = sums * second / total
+            expected_first = sums - expected_second
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stats = np.nansum((in_cells - expected_second) ** 2 / expected_second
+                                  + (first - expected_first) ** 2 / expected_first, axis=1)
+        else:
+            stats = ((in_cells - expected_second) ** 2 / expected_second).sum(axis=1) + \
+                ((pooled_columns - in_cells - expected_first) ** 2 / expected_first).sum(axis=1)
+        exceed = np.flatnonzero(stats >= observed * (1 - 1e-9))
+        if reached + exceed.size >= MONTE_CARLO_EXCEEDANCES:
+            # Besag & Clifford (1991): stop at the h-th table reaching the observed statistic; p = h / tables drawn.
+            return MONTE_CARLO_EXCEEDANCES / (drawn_so_far + int(exceed[MONTE_CARLO_EXCEEDANCES - reached - 1]) + 1)
+        reached += exceed.size
+        drawn_so_far += size
+        size = _MONTE_CARLO_CHUNK
+    return (1 + reached) / (1 + MONTE_CARLO_TABLES)
 
 
 def equal_weight_cramers_v(expected_counts: np.ndarray, actual_counts: np.ndarray) -> float:

@@ -52,6 +52,54 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[y == 1].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of `values`, tied values sharing their average rank (scipy.stats.rankdata's "average")."""
+    order = np.argsort(values, kind="mergesort")
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return ranks
+
+
+def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> dict[str, float]:
+    """DeLong's test of two correlated ROC AUCs measured on the same rows (DeLong, DeLong & Clarke-Pearson 1988,
+    Biometrics 44:837), with the midrank computation of the structural components (Sun & Xu 2014, IEEE SPL
+    21:1389): the AUCs' covariance is S10 / m + S01 / n, S10 and S01 the 2x2 covariances (ddof 1) of the
+    positives' and negatives' components, m and n the positive and negative counts; z = (auc_a - auc_b) /
+    sqrt(var(auc_a - auc_b)) and the two-sided p-value 2 (1 - Phi(|z|)) = erfc(|z| / sqrt 2). Checked against
+    the definitional O(m n) computation and a paired bootstrap in tests/unit/test_verdicts_delong.py.
+
+    y: (rows,) class indices 0/1; score_a, score_b: (rows,) finite scores of the two models on the same rows.
+    Returns auc_a, auc_b, difference (a - b), standard_error, z and p_value; when the difference has no
+    variance (identical rankings) z is 0 and p_value 1. Raises ValueError for shapes, labels, non-finite scores
+    or fewer than 2 rows of either class."""
+    from math import erfc, sqrt
+
+    y = _binary_truth(y)
+    scores = [_scores(s, y.size, name).astype(np.float64) for s, name in ((score_a, "score_a"), (score_b, "score_b"))]
+    positive = y == 1
+    m, n = int(positive.sum()), int((~positive).sum())
+    if m < 2 or n < 2:
+        raise ValueError(f"DeLong's test needs at least 2 rows of each class, got {m} positive and {n} negative")
+    aucs, v10, v01 = [], [], []
+    for score in scores:
+        x, z = score[positive], score[~positive]
+        overall = _midranks(np.concatenate([x, z]))
+        auc = (overall[:m].sum() - m * (m + 1) / 2.0) / (m * n)
+        aucs.append(auc)
+        v10.append((overall[:m] - _midranks(x)) / n)  # per positive: share of negatives ranked below it
+        v01.append(1.0 - (overall[m:] - _midranks(z)) / m)  # per negative: share of positives ranked above it
+    s10, s01 = np.cov(np.vstack(v10)), np.cov(np.vstack(v01))
+    variance = float((s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / m + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / n)
+    difference = float(aucs[0] - aucs[1])
+    if variance <= 1e-300:
+        return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": difference, "standard_error": 0.0,
+                "z": 0.0, "p_value": 1.0}
+    z_value = difference / sqrt(variance)
+    return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": difference,
+            "standard_error": sqrt(variance), "z": z_value, "p_value": erfc(abs(z_value) / sqrt(2.0))}
+
+
 def log_loss(y: np.ndarray, p1: np.ndarray) -> float:
     """Mean negative log-likelihood of the truth under the positive-class probabilities p1, natural log.
 

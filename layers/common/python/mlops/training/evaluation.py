@@ -84,13 +84,50 @@ LIVE_SAME_ROWS = "candidate holdout"
 
 
 def live_basis_text(live: dict[str, Any]) -> str:
-    """Where the live model's figure comes from, for a gate reason: the candidate's holdout rows (scored by the
-    live model), or, when the live model cannot score them (other features, task or classes), the metric
-    recorded when it was trained, on its own holdout: not the same rows, and said so."""
-    if live.get("basis", LIVE_SAME_ROWS) == LIVE_SAME_ROWS:
+    """Where the live model's figure comes from, for a gate reason: the candidate's holdout rows the live model
+    did not train on (`live["comparison"]`, mlops.training.steps.live_comparison_rows), all of them when that is
+    unknown (a version trained before fingerprints, said so), or, when the live model cannot score them (other
+    features, task or classes), the metric recorded when it was trained, on its own holdout: not the same rows,
+    and said so."""
+    if live.get("basis", LIVE_SAME_ROWS) != LIVE_SAME_ROWS:
+        return ("as recorded at its training, on its own holdout (it cannot score the candidate's rows: its "
+                "features or classes differ)")
+    comparison = live.get("comparison")
+    if not comparison:
         return "on the same holdout"
-    return ("as recorded at its training, on its own holdout (it cannot score the candidate's rows: its features "
-            "or classes differ)")
+    if comparison.get("overlap") == "unknown":
+        return (f"on the same {comparison['compared_rows']} holdout rows (overlap unknown: v{live['version']} was "
+                "trained before training-row fingerprints were recorded)")
+    excluded = comparison.get("excluded_seen_by_live") or 0
+    if not excluded:
+        return (f"on the same holdout (all {comparison['holdout_rows']} rows: none was in the live model's training "
+                "data)")
+    return (f"on the {comparison['compared_rows']} holdout rows it did not train on ({excluded} of "
+            f"{comparison['holdout_rows']} excluded as seen by live)")
+
+
+def _not_judged_check(name: str, threshold: Any, live: dict[str, Any]) -> dict[str, Any]:
+    """The comparison with the live model when it cannot be made fairly (too few unseen rows): reported with the
+    reason, status "not_judged", and not a reason to reject (the canary compares the two on live traffic)."""
+    reason = (live.get("comparison") or {}).get("reason", "")
+    return {**_check(name, None, threshold, True, f"vs live v{live['version']}: not judged: {reason}"),
+            "status": NOT_JUDGED}
+
+
+NOT_JUDGED = "not_judged"
+
+
+def _comparison_facts(live: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[str]]:
+    """The decision's `live_comparison` record and the notes it adds (overlap unknown, not judged, DeLong)."""
+    if live is None or not live.get("comparison"):
+        return None, []
+    comparison = dict(live["comparison"])
+    notes = []
+    if not comparison.get("judged", True):
+        notes.append(f"the comparison with live v{live['version']} was not judged: {comparison.get('reason')}")
+    elif comparison.get("overlap") == "unknown":
+        notes.append(f"comparison with live v{live['version']}: {comparison.get('note')}")
+    return comparison, notes
 
 
 def class_set_check(candidate: list[Label], live: list[Label] | None, live_version: int,
@@ -157,22 +194,30 @@ def gate_decision(policy: GatePolicy, metrics: dict[str, float], fairness: dict[
               f"required {policy.min_lift_over_trivial:+.4f}")
     notes = fairness_notes(fairness)
     checks.extend(fairness_checks(policy, fairness))
-    if live is not None:
+    comparison, comparison_notes = _comparison_facts(live)
+    if live is not None and comparison is not None and not comparison.get("judged", True):
+        checks.append(_not_judged_check("auc_vs_live", policy.min_auc_margin, live))
+    elif live is not None:
         live_auc = live["auc"]
-        margin = auc - live_auc
+        # The candidate's AUC on the rows the live model was scored on (the unseen ones), else its holdout AUC.
+        own = live.get("candidate_auc", auc)
+        margin = own - live_auc
+        delong = (comparison or {}).get("delong")
+        tested = f"; DeLong p = {delong['p_value']:.4g} (reported, not decisive)" if delong else ""
         check("auc_vs_live", round(margin, 6), policy.min_auc_margin, margin >= policy.min_auc_margin,
-              f"AUC {auc:.4f} vs live v{live['version']} {live_auc:.4f} {live_basis_text(live)} "
-              f"(margin {margin:+.4f}, required {policy.min_auc_margin:+.4f})")
+              f"AUC {own:.4f} vs live v{live['version']} {live_auc:.4f} {live_basis_text(live)} "
+              f"(margin {margin:+.4f}, required {policy.min_auc_margin:+.4f}{tested})")
     failed = [c for c in checks if not c["passed"]]
     return {
         "passed": not failed,
         "compared_with_live_version": live["version"] if live else None,
         "live_basis": live.get("basis", LIVE_SAME_ROWS) if live else None,
+        "live_comparison": comparison,
         "threshold": threshold,
         "checks": checks,
         "reasons": [c["detail"] for c in failed] or ["all checks passed"],
         "warnings": list(leakage or []),
-        "notes": notes,
+        "notes": notes + comparison_notes,
     }
 
 
@@ -306,10 +351,18 @@ def task_gate_decision(policy: GatePolicy, task: str, metrics: dict[str, Any], f
     required = policy.margin_for(metric)
     primary: dict[str, Any] = {"name": metric, "direction": "lower" if lower else "higher", "candidate": value,
                                "required_margin": required}
-    if live is not None and live.get(metric) is not None:
+    comparison, comparison_notes = _comparison_facts(live)
+    if live is not None and comparison is not None and not comparison.get("judged", True):
+        primary["live"] = None
+        checks.append(_not_judged_check(f"{metric}_vs_live", required, live))
+    elif live is not None and live.get(metric) is not None:
         live_value = float(live[metric])
+        # The candidate's figure on the rows the live model was scored on (the unseen ones), else its own.
+        value = float((live.get("candidate") or {}).get(metric, value))
         margin = live_value - value if lower else value - live_value
         primary.update({"live": live_value, "margin": round(margin, 6)})
+        if live.get("candidate"):
+            primary["candidate_on_compared_rows"] = value
         direction = "lower" if lower else "higher"
         checks.append(_check(f"{metric}_vs_live", round(margin, 6), required, margin >= required,
                              f"{metric} {value:.4g} vs live v{live['version']} {live_value:.4g} "
@@ -322,9 +375,10 @@ def task_gate_decision(policy: GatePolicy, task: str, metrics: dict[str, Any], f
         "primary_metric": primary,
         "compared_with_live_version": live["version"] if live else None,
         "live_basis": live.get("basis", LIVE_SAME_ROWS) if live else None,
+        "live_comparison": comparison,
         "threshold": None,
         "checks": checks,
         "reasons": [c["detail"] for c in failed] or ["all checks passed"],
         "warnings": list(leakage or []),
-        "notes": notes,
+        "notes": notes + comparison_notes,
     }

@@ -13,13 +13,15 @@ from mlops.core import codeversion
 from mlops.core.errors import ConfigurationError, ValidationError
 from mlops.core.schemas import BINARY, REGRESSION, ModelFamily, same_label
 from mlops.data.datasets import parse_dataset
+from mlops.data.fingerprints import FORMAT as FINGERPRINT_FORMAT
+from mlops.data.fingerprints import fingerprint_set, fingerprint_set_bytes, row_fingerprints, seen_in
 from mlops.registry.artifacts import ArtifactStore, ObjectStore, S3ObjectStore, sha256_hex
 from mlops.registry.lineage import CodeVersion, DataSetRef, HoldoutRef, LineageRecord
 from mlops.registry.store import LIVE, REJECTED, ModelRegistry
 from mlops.reports.curves import curve_data
 from mlops.stats.calibration import calibration_check
 from mlops.stats.fairness import fairness_for_state, fairness_metrics, fairness_not_checked
-from mlops.stats.metrics import classification_metrics
+from mlops.stats.metrics import classification_metrics, delong_test
 from mlops.training.evaluation import (
     LIVE_SAME_ROWS,
     class_set_check,
@@ -107,6 +109,12 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
     profile_ref = ctx.artifacts.put_json(model.profile, "baseline-profile/json", meta)
     # The declaration this model was trained with, for `mlops reproduce` (its sha256 is family_config_sha256).
     family_ref = ctx.artifacts.put_json(family.model_dump(mode="json"), "family-config/json", meta)
+    # Which rows this model learned from, as 64-bit fingerprints: a later candidate's gate compares it with this
+    # model only on holdout rows it did not train on (an upload is often the old data plus new rows).
+    training_rows = np.setdiff1d(np.arange(dataset.rows), holdout_rows, assume_unique=True)
+    prints = fingerprint_set_bytes(row_fingerprints(family, dataset.X[training_rows], dataset.y[training_rows],
+                                                    dataset.classes))
+    prints_ref = ctx.artifacts.put(prints, "training-fingerprints/u64", meta)
     columns = [f.model_dump(mode="json") for f in family.features] + [{"name": family.target, "kind": "target"}]
     if family.sensitive_attribute is not None:
         columns.append({"name": family.sensitive_attribute, "kind": "sensitive"})
@@ -120,6 +128,8 @@ def train_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]:
                               artifact_sha256=holdout_ref.sha256, seed=seed).model_dump(),
         "baseline_profile": profile_ref.to_dict(),
         "family_config": family_ref.to_dict(),
+        "training_fingerprints": {**prints_ref.to_dict(), "format": FINGERPRINT_FORMAT,
+                                  "rows": int(training_rows.size), "distinct": len(prints) // 8},
         "family_config_version": config_version,
         "dataset": DataSetRef(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
                               etag=stored.etag.strip('"'), sha256=stored.sha256, rows=dataset.rows,
@@ -182,7 +192,7 @@ def evaluate_step(ctx: PipelineContext, event: dict[str, Any]) -> dict[str, Any]
     # Parity compares the graph with the trained model on their own terms: probabilities and argmax labels.
     parity_result = parity(proba, graph_labels, holdout["sklearn_proba"], holdout["sklearn_labels"],
                            family.gate.parity_tolerance)
-    live = _live_on_same_holdout(ctx, family, record.live_version, holdout)
+    live = _live_on_same_holdout(ctx, family, record.live_version, holdout, proba, train.get("classes"))
     trivial = trivial_model_comparison(family.gate.trivial_model_metric, y, labels,
                                        float(train.get("training_positive_rate", y.mean())), model.threshold)
     warnings = leakage_warnings(family.gate, metrics["auc"], train.get("single_feature_auc"))
@@ -226,7 +236,7 @@ def _evaluate_task(ctx: PipelineContext, family: ModelFamily, live_version: int,
     metric = family.gate.metric_for(task)
     trivial = task_trivial_comparison(task, metric, y, metrics, class_prior=train.get("training_class_prior"),
                                       target_mean=train.get("training_target_mean"))
-    live = _live_task_metrics(ctx, family, live_version, holdout, model)
+    live = _live_task_metrics(ctx, family, live_version, holdout, model, output, train.get("classes"))
     warnings = task_leakage_warnings(family.gate, task, metrics)
     classes = None if task == REGRESSION or live is None else class_set_check(
         list(model.classes), live.get("classes"), live_version, family.classes)
@@ -238,8 +248,10 @@ def _evaluate_task(ctx: PipelineContext, family: ModelFamily, live_version: int,
 
 
 def _live_task_metrics(ctx: PipelineContext, family: ModelFamily, live_version: int, holdout: dict[str, np.ndarray],
-                       candidate: Any) -> dict[str, Any] | None:
-    """The live model's metrics on the candidate's holdout (regression and multiclass), or its recorded metrics
+                       candidate: Any, candidate_output: np.ndarray,
+                       labels: list[Any] | None) -> dict[str, Any] | None:
+    """The live model's metrics on the candidate's holdout rows it did not train on (regression and multiclass;
+    `live_comparison_rows`), with the candidate's on the same rows under `candidate`; or its recorded metrics
     when it cannot score these rows the same way (other features, task or classes); `basis` says which, and
     `classes` carries the live model's classes (multiclass)."""
     if not live_version:
@@ -252,10 +264,55 @@ def _live_task_metrics(ctx: PipelineContext, family: ModelFamily, live_version: 
     if (live_model.feature_names != tuple(family.feature_names) or live_model.task != candidate.task
             or live_model.classes != candidate.classes):
         return {"version": live_version, **live.lineage.get("metrics", {}), "basis": "recorded metrics", **classes}
-    output = live_model.predict_values(holdout["X"]) if candidate.task == REGRESSION else \
-        live_model.predict_matrix(holdout["X"])[1]
-    return {"version": live_version, **task_metrics(candidate.task, holdout["y"], output),
-            "basis": LIVE_SAME_ROWS, **classes}
+    keep, comparison = live_comparison_rows(ctx, family, live.lineage, holdout, labels,
+                                            None if candidate.task == REGRESSION else len(candidate.classes))
+    base = {"version": live_version, "basis": LIVE_SAME_ROWS, "comparison": comparison, **classes}
+    if not comparison["judged"]:
+        return base
+    X, y = holdout["X"][keep], holdout["y"][keep]
+    output = live_model.predict_values(X) if candidate.task == REGRESSION else live_model.predict_matrix(X)[1]
+    return {**base, **task_metrics(candidate.task, y, output),
+            "candidate": task_metrics(candidate.task, y, candidate_output[keep])}
+
+
+def live_comparison_rows(ctx: PipelineContext, family: ModelFamily, live_lineage: dict[str, Any],
+                         holdout: dict[str, np.ndarray], labels: list[Any] | None,
+                         n_classes: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Which of the candidate's holdout rows the live model may be compared on: those it did not train on.
+
+    The live version's lineage holds `training_fingerprints` (mlops.data.fingerprints: the 64-bit digests of its
+    training rows, a sorted uint64 artifact); holdout rows whose fingerprint is in that set are excluded (they
+    would flatter the live model, which has seen them). Returns the boolean mask [holdout rows] and the
+    comparison record: holdout_rows, compared_rows, excluded_seen_by_live, overlap ("checked", or "unknown" for
+    a version trained before fingerprints were recorded: every row is compared, and said so), min_rows
+    (`gate.min_comparison_rows`), judged and, when not judged, the reason: rows were excluded and fewer than
+    min_rows remain, or the remaining rows lack a class (`n_classes`; None for a regression)."""
+    y = holdout["y"]
+    total = int(np.size(y))
+    minimum = family.gate.min_comparison_rows
+    ref = live_lineage.get("training_fingerprints")
+    if not ref:
+        keep = np.ones(total, dtype=bool)
+        record: dict[str, Any] = {
+            "holdout_rows": total, "compared_rows": total, "excluded_seen_by_live": None, "overlap": "unknown",
+            "min_rows": minimum, "judged": True,
+            "note": "overlap unknown: the live version was trained before training-row fingerprints were recorded, "
+                    "so the holdout may hold rows it trained on (its figure may be flattered)"}
+    else:
+        known = fingerprint_set(ctx.artifacts.get(ref["sha256"]))
+        seen = seen_in(row_fingerprints(family, holdout["X"], y, labels), known)
+        keep = ~seen
+        excluded = int(seen.sum())
+        record = {"holdout_rows": total, "compared_rows": total - excluded, "excluded_seen_by_live": excluded,
+                  "overlap": "checked", "min_rows": minimum, "judged": True}
+        if excluded and total - excluded < minimum:
+            record.update(judged=False, reason=f"only {total - excluded} of the {total} holdout rows were not in the "
+                          f"live model's training data ({excluded} excluded as seen by it); at least {minimum} "
+                          "(gate.min_comparison_rows) are needed to compare fairly")
+    if record["judged"] and n_classes is not None and np.unique(y[keep]).size < n_classes:
+        record.update(judged=False, reason=f"the {int(keep.sum())} holdout rows the live model did not train on "
+                      f"hold {np.unique(y[keep]).size} of the {n_classes} classes")
+    return keep, record
 
 
 def _fairness_not_checked_reason(family: ModelFamily, holdout: dict[str, np.ndarray]) -> str | None:
@@ -289,7 +346,11 @@ def _favorable_index(family: ModelFamily, classes: list[Any]) -> int:
 
 
 def _live_on_same_holdout(ctx: PipelineContext, family: ModelFamily, live_version: int,
-                          holdout: dict[str, np.ndarray]) -> dict[str, Any] | None:
+                          holdout: dict[str, np.ndarray], candidate_proba: np.ndarray,
+                          labels: list[Any] | None) -> dict[str, Any] | None:
+    """The live binary model against the candidate on the candidate's holdout rows it did not train on
+    (`live_comparison_rows`): both AUCs on those rows and DeLong's test of their difference; or its recorded
+    metrics when it cannot score these rows (other features)."""
     if not live_version:
         return None
     from mlops.serving.scoring import ScoringModel
@@ -299,10 +360,19 @@ def _live_on_same_holdout(ctx: PipelineContext, family: ModelFamily, live_versio
     if live_model.feature_names != tuple(family.feature_names):
         recorded = live.lineage.get("metrics", {})
         return {"version": live_version, "auc": recorded.get("auc", 0.0), "basis": "recorded metrics"}
-    _, proba = live_model.predict_matrix(holdout["X"])
-    metrics = classification_metrics(holdout["y"], proba, threshold=live_model.threshold)
+    keep, comparison = live_comparison_rows(ctx, family, live.lineage, holdout, labels, 2)
+    if not comparison["judged"]:
+        return {"version": live_version, "auc": None, "basis": LIVE_SAME_ROWS, "comparison": comparison}
+    y = holdout["y"][keep]
+    _, proba = live_model.predict_matrix(holdout["X"][keep])
+    metrics = classification_metrics(y, proba, threshold=live_model.threshold)
+    candidate = classification_metrics(y, candidate_proba[keep], threshold=family.threshold)
+    if min(int(y.sum()), int(y.size - y.sum())) >= 2:
+        test = delong_test(y, candidate_proba[keep][:, 1], proba[:, 1])
+        comparison["delong"] = {"p_value": round(test["p_value"], 6), "z": round(test["z"], 4),
+                                "standard_error": round(test["standard_error"], 6)}
     return {"version": live_version, "auc": metrics["auc"], "accuracy": metrics["accuracy"],
-            "basis": LIVE_SAME_ROWS}
+            "candidate_auc": candidate["auc"], "basis": LIVE_SAME_ROWS, "comparison": comparison}
 
 
 def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -331,6 +401,8 @@ def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> d
         curves=evaluation.get("curves"), family_config=train.get("family_config"),
         # The family configuration version it was trained and gated under (0: registered before versioning).
         family_config_version=int(train.get("family_config_version") or 0),
+        # Fingerprints of its training rows: later gates compare with it only on rows it did not train on.
+        training_fingerprints=train.get("training_fingerprints"),
         training=train.get("training"),  # the engine that trained it (mlops.training.engines): job name, instance type
         calibration=evaluation.get("calibration"),  # binary: the holdout's calibration check (mlops.stats.calibration)
     ).model_dump(mode="json")
