@@ -194,7 +194,8 @@ class Demo:
              "labels mostly noise -> AUC below the floor -> rejected, never receives traffic",
              lambda step: self._story_degraded(platform, step)),
             ("4. Candidate that passes offline checks but misbehaves live is rolled back",
-             "labels silently flipped: offline AUC looks fine, canary predictions diverge -> rollback",
+             "labels silently flipped, the gate's label check turned off: offline AUC looks fine, canary "
+             "predictions diverge -> rollback",
              lambda step: self._story_silent_label_flip(platform, step)),
             ("5. Drifted traffic detected; policy starts a retrain",
              "normal traffic -> no drift; drifted traffic -> drift -> retrain on newest good data",
@@ -297,7 +298,17 @@ class Demo:
 
     def _story_silent_label_flip(self, platform: LocalPlatform, step: Step) -> None:
         live_before = live_version(platform, FAMILY)
-        run = self._run_pipeline(platform, FAMILY, "v4.csv", synthetic.credit_risk_csv(12000, 14, flip_labels=True))
+        # By default the gate rejects inverted labels (labels_agree_with_live). The story turns that check off for
+        # the run, as a run-time configuration change, to show the canary's own catch; then turns it back on.
+        declared = platform.registry.get_family(FAMILY).family
+        platform.registry.register_family(declared.model_copy(update={"gate": declared.gate.model_copy(
+            update={"min_live_auc_on_new_data": None})}), actor="demo",
+            reason="story 4: the gate's label check off, to show the canary's own catch")
+        try:
+            run = self._run_pipeline(platform, FAMILY, "v4.csv",
+                                     synthetic.credit_risk_csv(12000, 14, flip_labels=True))
+        finally:
+            platform.registry.register_family(declared, actor="demo", reason="story 4 done: the label check back on")
         record = run.record
         alias = platform_alias(platform)
         # The rollback must come from the divergence check, not from a slow window or missing traffic.

@@ -468,6 +468,9 @@ def drift_check(platform: Platform, family: str) -> dict[str, Any]:
     import json
 
     record = family_record(platform, family)
+    if record.retired:
+        raise NotFound(f"{family} was retired at {record.changed_at} on {platform.description}: a retired family is "
+                       "not monitored (`mlops families apply` brings it back)")
     if not record.live_version:
         raise NotFound(f"{family} has no live model on {platform.description}: drift compares a live model's "
                        "traffic with its training baseline (upload a data set first)")
@@ -484,9 +487,10 @@ def drift_check(platform: Platform, family: str) -> dict[str, Any]:
                                    f"{str(payload.get('errorMessage', payload))[:500]}")
     result = next((r for r in payload.get("reports") or [] if r.get("family") == family), None)
     if result is None or result.get("verdict") == "error":
-        raise click.ClickException(f"the drift check of {family} did not complete ("
-                                   f"{'it failed' if result else 'the drift function reported no check of it'}; "
-                                   "see the drift function's logs)")
+        reason = f"it failed: {result.get('error') or 'no message'}" if result else \
+            "the drift function reported no check of it"
+        raise click.ClickException(f"the drift check of {family} did not complete ({reason}; see the drift "
+                                   "function's logs)")
     if result.get("verdict") == "no_traffic":  # nothing judged and nothing recorded: no captures since the last
         since = datetime.fromtimestamp(float(result.get("window_start") or 0), UTC).isoformat()
         return {"summary": {"verdict": "no_traffic", "run": None, "live_version": record.live_version, "rows": 0,
@@ -499,8 +503,9 @@ def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, tim
                  ) -> dict[str, Any]:
     """Run the scheduled drift fan-out now (the state machine the schedules start), wait for it, and say what
     each listed family's check recorded: {"execution", "status", "seconds", "families": [{"family", "verdict",
-    "drifted_features", "run"}]}. A family whose newest drift record is older than the run has "not_recorded" (no
-    captured traffic since its last check, or a failed check: DriftCheckErrors names it). click.ClickException
+    "drifted_features", "error", "run"}]}. A failed check is recorded with verdict "error" and its message; a
+    family whose newest drift record is older than the run has "not_recorded" (no captured traffic since its
+    last check). click.ClickException
     when the platform names no fan-out or the execution did not succeed."""
     import json
     import time
@@ -541,7 +546,7 @@ def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, tim
         report = (record or {}).get("report") or {}
         families.append({"family": name, "verdict": record.get("verdict") if fresh else "not_recorded",
                          "drifted_features": report.get("drifted_features", []) if fresh else [],
-                         "run": at if fresh else None})
+                         "error": report.get("error") if fresh else None, "run": at if fresh else None})
     return {"execution": arn, "status": described["status"], "seconds": round(time.monotonic() - began, 1),
             "families": families}
 

@@ -83,7 +83,9 @@ def test_permanent_failure_at_each_state_leaves_traffic_healthy(platform, new_fa
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_permanent_failure_in_rollback_still_restores_the_live_version(platform, new_family, traffic, inject, tier):
-    family = new_family(canary={"steps": [50, 100]}, serving=tier)
+    # The gate's label check off: inverted labels must reach the canary (tests/functional/test_gate_label_agreement.py
+    # covers the gate's own catch).
+    family = new_family(canary={"steps": [50, 100]}, serving=tier, gate={"min_live_auc_on_new_data": None})
     live_model(platform, family, rows=1500)
     before = serving_state(platform, family)
     inject("Rollback", RuntimeError("injected permanent failure in Rollback"))

@@ -69,7 +69,9 @@ def test_degraded_candidate_is_rejected_at_the_gate_and_never_gets_traffic(platf
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_canary_that_misbehaves_on_live_traffic_is_rolled_back_automatically(platform, new_family, traffic, tier):
-    family = new_family(serving=tier)
+    # The gate's label check off: inverted labels must reach the canary (tests/functional/test_gate_label_agreement.py
+    # covers the gate's own catch).
+    family = new_family(serving=tier, gate={"min_live_auc_on_new_data": None})
     live_model(platform, family)
     before = serving_state(platform, family)
     generator = traffic(family).start()

@@ -136,10 +136,11 @@ def check(family: str, target: TargetOptions) -> None:
 def check_all(tier: str | None, target: TargetOptions) -> None:
     """Run the scheduled drift fan-out now: every live family (of --tier) checked in batches, as the hourly
     schedule does (docs/architecture.md, "Monitoring at scale"), then one line per family: what its check
-    recorded. A family whose check wrote nothing had no captured traffic since its last check, or failed (the
-    DriftCheckErrors alarm names it).
+    recorded, a failed check with its error. A family whose check wrote nothing had no captured traffic since
+    its last check.
 
-    Exit codes: 0 done (no drift), 1 drift confirmed in some family, 2 usage, 3 platform unreachable.
+    Exit codes: 0 done (no drift, no failure), 1 drift confirmed or a check failed in some family, 2 usage,
+    3 platform unreachable.
 
     \b
     Examples:
@@ -158,20 +159,26 @@ def check_all(tier: str | None, target: TargetOptions) -> None:
                 found = views.drift_fanout(platform, tier, progress=lambda seconds: status.update(
                     f"drift fan-out running ({seconds:.0f} s)..."))
     drifted = [f for f in found["families"] if f["verdict"] == "drift"]
+    failed = [f for f in found["families"] if f["verdict"] == "error"]
     if target.as_json:
         echo_json(found)
     else:
         out.print(f"drift fan-out {found['execution'].rsplit(':', 1)[-1]}: {len(found['families'])} live "
                   f"famil{'y' if len(found['families']) == 1 else 'ies'} checked in {found['seconds']} s; "
-                  f"{len(drifted)} with drift")
-        table = tables.table("Families", ["Family", "Verdict", "Drifted features", "Check"])
+                  f"{len(drifted)} with drift, {len(failed)} failed")
+        table = tables.table("Families", ["Family", "Verdict", "Drifted features or error", "Check"])
         for f in found["families"]:
             verdict = f["verdict"]
-            shown = "no new traffic, or failed" if verdict == "not_recorded" else verdict
-            table.add_row(f["family"], tables.verdict(verdict) if verdict != "not_recorded" else f"[dim]{shown}[/]",
-                          tables.escape(", ".join(f["drifted_features"])) or "-", f["run"] or "-")
+            if verdict == "not_recorded":
+                shown = "[dim]no new traffic: nothing judged[/]"
+            elif verdict == "error":
+                shown = "[red bold]failed[/]"
+            else:
+                shown = tables.verdict(verdict)
+            detail = f["error"] if verdict == "error" else ", ".join(f["drifted_features"])
+            table.add_row(f["family"], shown, tables.escape(detail or "-"), f["run"] or "-")
         out.print(table)
-    if drifted:
+    if drifted or failed:
         raise click.exceptions.Exit(1)
 
 

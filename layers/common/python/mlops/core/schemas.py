@@ -138,6 +138,11 @@ class GatePolicy(_Frozen):
     leakage_auc: float = Field(0.995, gt=0.5, le=1.0)
     leakage_single_feature_auc: float = Field(0.98, gt=0.5, le=1.0)
     min_accuracy: float = Field(0.0, ge=0.0, le=1.0)
+    # The live model scored on the new data's holdout (rows it did not train on): an AUC below this, from a model
+    # that was good on its own holdout, says the new labels disagree with it wholesale (inverted or recoded
+    # labels, a changed positive_label), which a canary cannot see when the classes are balanced (an inverted
+    # model has the same positive rate). The candidate is rejected with that reason; None: not checked.
+    min_live_auc_on_new_data: float | None = Field(0.5, ge=0.0, le=1.0)
     # The candidate's holdout AUC minus the live model's must be at least this (may be negative: a tolerance).
     min_auc_margin: float = Field(0.0, ge=-0.5, le=0.5)
     # The comparison with the live model uses only holdout rows the live model did not train on (an upload is

@@ -363,15 +363,26 @@ class DriftMonitor:
                 "retrain_started": bool(retrain.get("started"))}
 
     def record_failure(self, name: str, error: Any) -> None:
-        """A check that failed: logged with its family and counted in DriftCheckErrors (the per-tier alarm's
-        contributor names the family)."""
-        logger().error("drift check failed", extra={"family": name, "error": str(error)[:2000]})
+        """A check that failed: logged with its family, counted in DriftCheckErrors (the alarm's contributor names
+        the family) and recorded as a drift record with verdict "error" and the message, so `mlops drift list`,
+        `drift check-all` and auditors see the failure instead of the last good check. The window it would have
+        judged stays open (the next check starts after the last judged window)."""
+        text = str(error)[:2000]
+        logger().error("drift check failed", extra={"family": name, "error": text})
         self.publisher.put("DriftCheckErrors", 1, {"Family": name})
+        try:
+            live = self.registry.get_family(name).live_version or None
+            self.registry.record_drift(name, {"verdict": "error", "error": text, "family": name, "live_version": live,
+                                              "rows": 0, "drifted_features": [],
+                                              "checked_at": datetime.now(UTC).isoformat()})
+        except Exception as exc:  # noqa: BLE001 - the log line and the metric above already say it failed
+            logger().warning("drift failure not recorded", extra={"family": name, "error": str(exc)[:300]})
 
     def check(self, record: FamilyRecord) -> dict[str, Any]:
         family = record.family
         live = self.registry.get_version(family.name, record.live_version)
-        previous = self.registry.drift_records(family.name, limit=1)
+        # The last judged window (failed checks, verdict "error", judged nothing: their window stays open).
+        previous = [r for r in self.registry.drift_records(family.name, limit=10) if r.get("verdict") != "error"]
         since = _epoch(live.updated_at)
         if previous and previous[0].get("report", {}).get("live_version") == live.version:
             since = max(since, float(previous[0]["report"].get("window_end", since)))

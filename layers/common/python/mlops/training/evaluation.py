@@ -207,6 +207,17 @@ def gate_decision(policy: GatePolicy, metrics: dict[str, float], fairness: dict[
         check("auc_vs_live", round(margin, 6), policy.min_auc_margin, margin >= policy.min_auc_margin,
               f"AUC {own:.4f} vs live v{live['version']} {live_auc:.4f} {live_basis_text(live)} "
               f"(margin {margin:+.4f}, required {policy.min_auc_margin:+.4f}{tested})")
+        floor = policy.min_live_auc_on_new_data
+        recorded = live.get("recorded_auc")
+        if floor is not None and live.get("basis", LIVE_SAME_ROWS) == LIVE_SAME_ROWS and recorded is not None \
+                and recorded >= floor + 0.1:
+            check("labels_agree_with_live", round(live_auc, 6), floor, live_auc >= floor,
+                  f"the live model v{live['version']} scores AUC {live_auc:.4f} on this data's holdout against "
+                  f"{recorded:.4f} on its own: "
+                  + ("the new labels agree with it" if live_auc >= floor else
+                     f"below {floor:g}, the new labels disagree with it wholesale (inverted or recoded labels, a "
+                     "changed positive_label?); a canary cannot see an inverted model on balanced classes. Check "
+                     "the data set's target, or set gate.min_live_auc_on_new_data to null to accept it"))
     failed = [c for c in checks if not c["passed"]]
     return {
         "passed": not failed,

@@ -372,7 +372,8 @@ def _live_on_same_holdout(ctx: PipelineContext, family: ModelFamily, live_versio
         comparison["delong"] = {"p_value": round(test["p_value"], 6), "z": round(test["z"], 4),
                                 "standard_error": round(test["standard_error"], 6)}
     return {"version": live_version, "auc": metrics["auc"], "accuracy": metrics["accuracy"],
-            "candidate_auc": candidate["auc"], "basis": LIVE_SAME_ROWS, "comparison": comparison}
+            "candidate_auc": candidate["auc"], "basis": LIVE_SAME_ROWS, "comparison": comparison,
+            "recorded_auc": (live.lineage.get("metrics") or {}).get("auc")}
 
 
 def register_step(ctx: PipelineContext, event: dict[str, Any], run_id: str) -> dict[str, Any]:
