@@ -379,8 +379,10 @@ class DriftMonitor:
             logger().warning("drift failure not recorded", extra={"family": name, "error": str(exc)[:300]})
 
     def check(self, record: FamilyRecord) -> dict[str, Any]:
-        family = record.family
-        live = self.registry.get_version(family.name, record.live_version)
+        live = self.registry.get_version(record.family.name, record.live_version)
+        # The live model's inputs and baseline are those of the declaration it was trained under: a run-time
+        # change of the features applies to the next model (the drift policy applies at once).
+        family, trained_config = self.registry.live_declaration(record, live.lineage or {})
         # The last judged window (failed checks, verdict "error", judged nothing: their window stays open).
         previous = [r for r in self.registry.drift_records(family.name, limit=10) if r.get("verdict") != "error"]
         since = _epoch(live.updated_at)
@@ -401,7 +403,13 @@ class DriftMonitor:
         # Too few rows: keep the window open so samples accumulate instead of being judged in slices.
         window_end = since if report["verdict"] == "insufficient_data" else until
         report.update({"family": family.name, "live_version": live.version, "window_start": since,
-                       "window_end": window_end, "checked_at": datetime.now(UTC).isoformat()})
+                       "window_end": window_end, "checked_at": datetime.now(UTC).isoformat(),
+                       "family_config_version": trained_config})
+        if trained_config != int(record.config_version or 0):
+            report["declaration_note"] = (
+                f"checked against the declaration live v{live.version} was trained under (config version "
+                f"{trained_config}); the family's current declaration (config version {record.config_version}) "
+                "applies to its next model")
         report["retrain"] = self._maybe_retrain(record, report)
         key = f"{REPORT_PREFIX}family={family.name}/{datetime.now(UTC):%Y-%m-%dT%H-%M-%S.%fZ}.json"
         # The S3 report also holds the current distributions its page draws (the registry item stays small); the

@@ -562,6 +562,28 @@ class ModelRegistry:
             raise
         return _plain(item) if item else None
 
+    def live_declaration(self, record: FamilyRecord, lineage: dict[str, Any] | None = None) -> tuple[ModelFamily, int]:
+        """The declaration the family's live model was trained and gated under (its lineage's
+        `family_config_version`), with the CURRENT drift policy, never_capture and capture rate (monitoring
+        settings apply from the moment they change), and that config version; the current declaration when the
+        family has no live model, the version is the current one, or it predates versioning. What its inputs,
+        schema and drift baseline are: a run-time change of the features applies to the next model, not to the
+        one already serving. `lineage`: the live version's, when the caller has it (saves a read)."""
+        current = record.family
+        if not record.live_version:
+            return current, int(record.config_version or 0)
+        if lineage is None:
+            lineage = self.get_version(current.name, record.live_version).lineage or {}
+        trained = int(lineage.get("family_config_version") or 0)
+        if not trained or trained == int(record.config_version or 0):
+            return current, int(record.config_version or 0)
+        try:
+            declared = self.get_family_config(current.name, trained)
+        except UnknownFamilyError:
+            return current, int(record.config_version or 0)
+        return declared.model_copy(update={"drift": current.drift, "never_capture": current.never_capture,
+                                           "capture_sample_rate": current.capture_sample_rate}), trained
+
     def get_family_config(self, name: str, config_version: int) -> ModelFamily:
         """The declaration as it was at `config_version` (one GetItem of its history item). Raises
         UnknownFamilyError when the family has no such version."""

@@ -165,11 +165,15 @@ def openapi_response(registry: Any, family: str, request_id: str) -> dict[str, A
     try:
         record = registry.get_family(family)
         classes = None
+        declared = record.family
         if record.live_version:
-            classes = registry.get_version(record.family.name, record.live_version).lineage.get("classes")
+            lineage = registry.get_version(record.family.name, record.live_version).lineage
+            classes = lineage.get("classes")
+            # The schema the live model answers to (the declaration it was trained under), not a newer one.
+            declared, _ = registry.live_declaration(record, lineage)
     except TransientError:
         raise NoLiveModelError("the model registry is unavailable; retry shortly") from None
-    return _response(200, family_openapi(record.family, classes), {"X-Request-Id": request_id})
+    return _response(200, family_openapi(declared, classes), {"X-Request-Id": request_id})
 
 
 def describe_response(registry: Any, family: str, served_version: int, request_id: str) -> dict[str, Any]:
@@ -178,6 +182,7 @@ def describe_response(registry: Any, family: str, served_version: int, request_i
 
     try:
         record = registry.get_family(family)
+        declared, config_version = registry.live_declaration(record)
     except TransientError:
         raise NoLiveModelError("the model registry is unavailable; retry shortly") from None
     body: dict[str, Any] = {
@@ -185,8 +190,10 @@ def describe_response(registry: Any, family: str, served_version: int, request_i
         "live_version": record.live_version or None,
         "canary_version": record.canary_version or None,
         "canary_weight": record.canary_weight if record.canary_version else 0,
-        "task": record.family.task,
-        "features": [f.model_dump(mode="json") for f in record.family.features],
+        "task": declared.task,
+        # The inputs the live model answers to: those of the declaration it was trained under.
+        "features": [f.model_dump(mode="json") for f in declared.features],
+        "family_config_version": config_version, "current_config_version": record.config_version,
         "served_version": served_version or None,
         "request_id": request_id,
     }
