@@ -111,12 +111,14 @@ class Platform:
 
 class ManagementError(click.ClickException):
     """A management route answered 4xx: `status` and the platform's `error` name; exit code 2 for a request the
-    platform found invalid or naming an unknown family (400, 404, 413), 1 for a refused change (403, 409)."""
+    platform found invalid or naming an unknown family (400, 404, 413, 415), 4 for a change refused because of the
+    family's state (409: a rollout holds it, or the configuration changed since the expected version), as
+    `promote`/`rollback` refuse; 1 for anything else (403: not allowed)."""
 
     def __init__(self, status: int, error: str, message: str) -> None:
         super().__init__(message)
         self.status, self.error = status, error
-        self.exit_code = 2 if status in (400, 404, 413) else 1
+        self.exit_code = 2 if status in (400, 404, 413, 415) else 4 if status == 409 else 1
 
 
 class ManagementApi:

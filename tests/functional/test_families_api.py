@@ -115,6 +115,10 @@ def test_retire_records_the_reason_and_refuses_while_a_rollout_runs(call, platfo
     ("PUT", "credit-risk", {"family": _declaration("credit-risk"), "reason": "x", "expected_config_version": 0},
      None, None, 409, "ConcurrencyConflictError", "config version 1, not 0"),
     ("PUT", "loans", None, "x" * (300 * 1024), None, 413, "PayloadTooLarge", "at most 262144"),
+    ("PUT", "loans", {"family": _declaration(), "reason": "ok\u001b[2J\r\nStatus: retired"}, None, None, 400,
+     "ValidationError", "control characters (U+000A, U+000D, U+001B)"),
+    ("PUT", "loans", {"family": _declaration(), "reason": "r" * 2001}, None, None, 400, "ValidationError",
+     "the reason is 2001 characters; at most 2000"),
     ("GET", "nope", None, None, None, 404, "UnknownFamilyError", "'nope' is not registered"),
     ("DELETE", "nope", {"reason": "x"}, None, None, 404, "UnknownFamilyError", "not registered"),
     ("DELETE", "credit-risk", {}, None, None, 400, "ValidationError", "`reason` is required"),
@@ -140,3 +144,19 @@ def test_a_base64_body_is_decoded(platform):
     response = handle_request(FamilyManager(ModelRegistry(TABLE)), event, "r")
     assert response["statusCode"] == 201
     assert platform.registry.get_family("loans").change_reason == "b64"
+
+
+@pytest.mark.parametrize(("header", "value", "message"), [
+    ("Content-Encoding", "gzip", "Content-Encoding 'gzip' is not supported"),
+    ("Content-Type", "application/json; charset=utf-16", "charset 'utf-16' is not supported"),
+    ("Content-Type", "text/plain", "must be application/json"),
+])
+def test_management_bodies_get_the_scoring_routes_415s(platform, header, value, message):
+    from mlops.registry.store import ModelRegistry
+    from mlops.rollout.families import FamilyManager, handle_request
+
+    event = copy.deepcopy(PUT_EVENT)
+    event["body"] = json.dumps({"family": _declaration(), "reason": "x"})
+    event["headers"] = {**(event.get("headers") or {}), header: value}
+    response = handle_request(FamilyManager(ModelRegistry(TABLE)), event, "r")
+    assert response["statusCode"] == 415 and message in json.loads(response["body"])["message"]

@@ -116,7 +116,7 @@ def test_a_tampered_body_no_longer_matches_the_signature():
 @pytest.mark.parametrize(("status", "body", "exit_code", "text"), [
     (400, {"error": "ValidationError", "message": "threshold: Input should be less than 1"}, 2, "threshold"),
     (404, {"error": "UnknownFamilyError", "message": "model family 'x' is not registered"}, 2, "not registered"),
-    (409, {"error": "RolloutInProgressError", "message": "rollout r1 holds 'x'"}, 1, "rollout r1"),
+    (409, {"error": "RolloutInProgressError", "message": "rollout r1 holds 'x'"}, 4, "rollout r1"),
     (403, {"message": "User: arn:aws:iam::1:user/bob is not authorized"}, 1, "execute-api:Invoke on PUT /families/*"),
 ])
 def test_4xx_answers_become_errors_naming_the_problem(status, body, exit_code, text):

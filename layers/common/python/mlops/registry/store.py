@@ -7,6 +7,7 @@ import hashlib
 import heapq
 import random
 import time
+import unicodedata
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -387,12 +388,19 @@ def rolled_back_for_insufficient_traffic(record: VersionRecord) -> bool:
 
 
 def _who_and_why(actor: str, reason: str) -> tuple[str, str]:
+    """The change's principal and reason, checked: a reason is printable text (no control characters, which
+    terminals would execute when the history is shown) of at most MAX_REASON_CHARS. Raises ValidationError."""
     actor, reason = (actor or "").strip(), (reason or "").strip()
     if not actor:
         raise ValidationError("a family change needs the principal making it")
     if not reason:
         raise ValidationError("a family change needs a reason (why it is made)")
-    return actor[:MAX_ACTOR_CHARS], reason[:MAX_REASON_CHARS]
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValidationError(f"the reason is {len(reason)} characters; at most {MAX_REASON_CHARS}")
+    controls = sorted({f"U+{ord(c):04X}" for c in reason if unicodedata.category(c) == "Cc"})
+    if controls:
+        raise ValidationError(f"the reason holds control characters ({', '.join(controls[:5])}); send plain text")
+    return actor[:MAX_ACTOR_CHARS], reason
 
 
 class _ShardCursor:

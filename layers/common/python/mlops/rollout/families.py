@@ -177,6 +177,9 @@ class _TooLarge(Exception):
 
 
 def _json_body(event: dict[str, Any]) -> dict[str, Any]:
+    from mlops.serving.api import check_json_request
+
+    check_json_request(event.get("headers"))  # 415, as the scoring routes answer
     raw: Any = event.get("body") or ""
     if event.get("isBase64Encoded"):
         try:
@@ -188,6 +191,10 @@ def _json_body(event: dict[str, Any]) -> dict[str, Any]:
         raise _TooLarge(f"the body is {len(data)} bytes; at most {MAX_BODY_BYTES}")
     if not data.strip():
         raise ValidationError("the body must be a JSON object with a `reason`")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"the body is not UTF-8 text (byte {exc.start}); send JSON encoded as UTF-8") from None
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

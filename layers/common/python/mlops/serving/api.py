@@ -394,6 +394,15 @@ def _check_content_type(content_type: str | None) -> None:
                 f"charset {value.strip()[:40]!r} is not supported; send the JSON body as UTF-8 (charset=utf-8)")
 
 
+def check_json_request(headers: dict[str, Any] | None) -> None:
+    """The body checks every JSON route shares (scoring, family management): 415 for a Content-Type that is not
+    JSON or declares a charset other than UTF-8, an empty Content-Type, or a Content-Encoding other than identity.
+    Raises UnsupportedMediaTypeError (415)."""
+    headers = headers or {}
+    _check_content_type(_header(headers, "content-type"))
+    _check_content_encoding(_header(headers, "content-encoding"))
+
+
 def _check_content_encoding(encoding: str | None) -> None:
     if encoding is not None and encoding.strip().lower() not in ("", "identity"):
         raise UnsupportedMediaTypeError(f"Content-Encoding {encoding.strip()[:40]!r} is not supported; send the "
