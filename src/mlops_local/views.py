@@ -49,9 +49,16 @@ def family_record(platform: Platform, name: str) -> Any:
     try:
         return platform.registry.get_family(name)
     except UnknownFamilyError:
+        import difflib
+
         known = [r.name for r in families(platform)]
-        raise NotFound(f"unknown model family {name!r} on {platform.description}; registered: "
-                       f"{', '.join(known) or 'none'}") from None
+        if len(known) <= 10:
+            listed = f"registered: {', '.join(known) or 'none'}"
+        else:  # thousands of families: the closest names, not a wall of text
+            close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+            listed = (f"did you mean {', '.join(close)}? " if close else "") + \
+                f"({len(known)} families registered: `mlops families list`)"
+        raise NotFound(f"unknown model family {name!r} on {platform.description}; {listed}") from None
 
 
 def version_record(platform: Platform, family: str, version: int) -> Any:

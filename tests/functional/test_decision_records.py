@@ -24,6 +24,7 @@ from mlops.registry.store import CANARY, LIVE
 from mlops.serving import capture, decisions
 from mlops.serving.api import ScoringService
 from mlops.serving.audit import Auditor
+from mlops.serving.capture_columns import decode as decode_captures
 from mlops.serving.decisions import BatchKey, DecisionStore
 from mlops.training import steps
 
@@ -78,6 +79,11 @@ def _stored(prefix: str) -> list[dict]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []):
             body = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+            if obj["Key"].endswith(".cap"):  # a capture batch, columnar: one dict per record
+                part = decode_captures(body)
+                lines += [{"request_id": str(r), "index": int(i)} for r, i in zip(part.request_id, part.index,
+                                                                                  strict=True)]
+                continue
             text = gzip.decompress(body) if obj["Key"].endswith(".gz") else body
             lines += [orjson.loads(line) for line in text.splitlines() if line]
     return lines

@@ -6,6 +6,7 @@ import json
 import time
 
 import boto3
+import pytest
 from mlops.data import synthetic
 
 from .conftest import live_model
@@ -76,6 +77,7 @@ def test_confirmed_drift_starts_a_retrain_on_the_newest_good_data_set(platform, 
     assert execution_input["trigger"] == {"source": "drift"}
 
 
+@pytest.mark.slow  # about 20-55 s each under load: run by `make test-slow` (CI runs both)
 def test_drift_retrain_is_deferred_while_a_rollout_runs(platform, new_family, traffic):
     # Long bake windows keep the rollout running while the drift check reads its captures.
     family = new_family(drift={"min_samples": 300, "auto_retrain": True}, canary={"bake_seconds": 3},

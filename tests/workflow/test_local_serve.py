@@ -124,6 +124,7 @@ def test_upload_through_the_endpoint_runs_the_real_pipeline(served):
     assert started[0]["status"] == "SUCCEEDED"
 
 
+@pytest.mark.slow  # about 20-55 s each under load: run by `make test-slow` (CI runs both)
 def test_openapi_document_matches_the_real_api_under_schema_driven_fuzzing(served, tmp_path):
     """schemathesis generates schema-valid and schema-violating requests from docs/openapi.yaml and checks every
     response: no server errors, documented status codes, content types, headers and response schemas, invalid

@@ -65,6 +65,7 @@ def _report(platform, record) -> dict:
     return json.loads(boto3.client("s3").get_object(Bucket=platform.bucket, Key=key)["Body"].read())
 
 
+@pytest.mark.slow  # about 20-55 s each under load: run by `make test-slow` (CI runs both)
 @pytest.mark.parametrize("tier", TIERS)
 def test_labels_arrive_late_and_partially_and_the_cli_shows_each_upload_and_the_report(
         platform, new_family, stack, tmp_path, tier):
@@ -134,6 +135,7 @@ def test_labels_arrive_late_and_partially_and_the_cli_shows_each_upload_and_the_
     assert unknown.exit_code == 2 and "unknown model family" in unknown.output
 
 
+@pytest.mark.slow  # about 20-55 s each under load: run by `make test-slow` (CI runs both)
 @pytest.mark.parametrize("tier", TIERS)
 def test_a_degradation_the_inputs_do_not_show_is_caught_by_performance_not_drift_and_retrains(
         platform, new_family, traffic, tier):
@@ -179,6 +181,7 @@ def test_a_degradation_the_inputs_do_not_show_is_caught_by_performance_not_drift
     assert max(d["Maximum"] for d in breaches) >= 1
 
 
+@pytest.mark.slow  # about 20-55 s each under load: run by `make test-slow` (CI runs both)
 def test_a_calibrated_model_gets_a_trusted_estimate_and_an_uncalibrated_one_is_flagged(platform, new_family):
     calibrated = new_family(performance={"min_labelled_rows": 200})
     uncalibrated = new_family(hyperparameters={"class_weight": "balanced"}, performance={"min_labelled_rows": 200})

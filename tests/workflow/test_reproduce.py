@@ -29,6 +29,7 @@ def mlops(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+@pytest.mark.slow  # about 20-55 s each under load: run by `make test-slow` (CI runs both)
 @pytest.mark.parametrize("algorithm", ["logistic_regression", "random_forest", "hist_gradient_boosting"])
 def test_reproduce_trains_the_identical_artifact_from_lineage(platform, new_family, stack, algorithm):
     family = new_family(algorithm=algorithm,

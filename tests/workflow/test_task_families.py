@@ -43,6 +43,7 @@ def score(platform: Any, family: Any, records: list[dict[str, Any]]) -> tuple[in
     return response["statusCode"], json.loads(response["body"])
 
 
+@pytest.mark.slow  # about 20-55 s each under load: run by `make test-slow` (CI runs both)
 @pytest.mark.parametrize("task", [REGRESSION, MULTICLASS])
 def test_task_family_goes_live_promotes_a_better_model_gates_out_noise_and_rolls_back_a_silent_flip(
         platform, traffic, task):
@@ -107,6 +108,7 @@ def drift_report(platform: Any, family: Any) -> dict[str, Any]:
     return {**json.loads(body), **summary}
 
 
+@pytest.mark.slow  # about 20-55 s each under load: run by `make test-slow` (CI runs both)
 @pytest.mark.parametrize("task", [REGRESSION, MULTICLASS])
 def test_task_family_drift_on_inputs_and_predictions_starts_a_retrain(platform, traffic, task):
     family = task_family(platform, task, drift={"min_samples": 300, "auto_retrain": True})
