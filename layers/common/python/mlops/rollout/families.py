@@ -91,8 +91,8 @@ class FamilyManager:
             current = None
         if family.serving == DEDICATED and current != DEDICATED:
             raise ValidationError(
-                f"serving: dedicated needs a scoring function of its own for family {family.name!r}, which only a deployment creates: "
-                "declare it in cdk.json's mlops.families and deploy, or register it with serving: shared (the "
+                f"serving: dedicated needs a scoring function of its own for family {family.name!r}, which only a "
+                "deployment creates: declare it in cdk.json's mlops.families and deploy, or register it with serving: shared (the "
                 "default; the shared scoring tier serves it at once)")
         if current == DEDICATED and family.serving != DEDICATED:
             raise ValidationError(
