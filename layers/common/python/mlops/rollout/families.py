@@ -92,8 +92,8 @@ class FamilyManager:
         if family.serving == DEDICATED and current != DEDICATED:
             raise ValidationError(
                 f"serving: dedicated needs a scoring function of its own for family {family.name!r}, which only a "
-                "deployment creates: declare it in cdk.json's mlops.families and deploy, or register it with serving: shared (the "
-                "default; the shared scoring tier serves it at once)")
+                "deployment creates: declare it in cdk.json's mlops.families and deploy, or register it with "
+                "serving: shared (the default; the shared scoring tier serves it at once)")
         if current == DEDICATED and family.serving != DEDICATED:
             raise ValidationError(
                 f"{family.name!r} is served by its own scoring function (declared dedicated at deployment): change "
