@@ -148,8 +148,10 @@ class Console:
             raise NotFound("compare needs two version numbers: ?a=N&b=M") from None
         result = views.compare(self.platform, family, first, second)
         show_all = query.get("all") == "1"
-        rows = [r for r in result["rows"] if r["differs"] or show_all]
+        rows = [r for r in result["rows"] if r["differs"] or show_all or r.get("basis") == "gate: same holdout"]
+        notes = views.holdout_notes(result, first, second)
         return render("console_compare.html.j2", result=result, rows=rows, show_all=show_all, family=family,
+                      notes=notes,
                       crumbs=[(family, f"{PREFIX}/families/{quote(family)}"), (f"v{first} vs v{second}", None)])
 
     def runs_page(self, family: str | None) -> str:
