@@ -371,6 +371,12 @@ def _stop_running_executions(platform: LocalPlatform) -> None:
                                                            cause="mlops local serve stopped")
 
 
+# moto keeps everything in this process's memory and has no persistence of its own (docs/operating.md).
+STATE_NOTE = ("State is in memory only: stopping this server loses the registry, models, runs, data sets and "
+              "decision records. Keep your data files and family files; after a restart, `mlops local serve "
+              "--family FILE` and `mlops upload DATA --family NAME` bring a family back (as new versions).")
+
+
 def help_lines(info: dict[str, Any], live: dict[str, int]) -> list[str]:
     """What the server prints for people: the endpoints and every served family with its routes."""
     width = max(len(name) for name in info["families"])
@@ -383,7 +389,7 @@ def help_lines(info: dict[str, Any], live: dict[str, int]) -> list[str]:
               f"Artifact bucket {info['bucket']}  (data sets go to s3://{info['bucket']}/datasets/<family>/)",
               f"Audit           GET {info['api_url']}/audit/<request_id>  (or: mlops audit REQUEST_ID)",
               f"Server file     {SERVER_FILE}  (mlops runs and mlops upload find this server through it)",
-              "Ctrl-C to stop."]
+              STATE_NOTE, "Ctrl-C to stop."]
     return lines
 
 
@@ -426,6 +432,7 @@ def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), 
         _write_server_file(server_file, info)
         if as_json:
             print(json.dumps(info), flush=True)
+            print(STATE_NOTE, file=sys.stderr, flush=True)
         else:
             live = {name: platform.registry.get_family(name).live_version for name in info["families"]}
             print("\n".join(help_lines(info, live)), flush=True)
