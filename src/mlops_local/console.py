@@ -155,7 +155,9 @@ class Console:
                       crumbs=[(family, f"{PREFIX}/families/{quote(family)}"), (f"v{first} vs v{second}", None)])
 
     def runs_page(self, family: str | None) -> str:
-        runs = self.platform.registry.list_runs(family=family, limit=RUNS_SHOWN)
+        from .commands.runs import run_summary
+
+        runs = [run_summary(r) for r in self.platform.registry.list_runs(family=family, limit=RUNS_SHOWN)]
         crumbs = [(family, f"{PREFIX}/families/{quote(family)}"), ("runs", None)] if family else [("runs", None)]
         return render("console_runs.html.j2", runs=runs, family=family, crumbs=crumbs)
 

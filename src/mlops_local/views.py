@@ -566,11 +566,13 @@ def drift_run(platform: Platform, family: str, run: str | None = None, version: 
     family_record(platform, family)
     items = platform.registry.drift_records(family, limit=1000 if run or version else 1)
     if run:
-        matches = [i for i in items if str(i.get("at", "")).startswith(run)]
-        if len(matches) > 1 and not any(i.get("at") == run for i in matches):
+        wanted = run.strip().removeprefix(f"s3://{platform.bucket}/")
+        matches = [i for i in items if any(alias.startswith(wanted) for alias in drift_ids(i))]
+        exact = [i for i in matches if wanted in drift_ids(i)]
+        if len(matches) > 1 and len(exact) != 1:
             raise NotFound(f"drift run {run!r} of {family} is ambiguous: "
                            f"{', '.join(str(i['at']) for i in matches[:5])}")
-        items = [i for i in matches if i.get("at") == run] or matches
+        items = exact or matches
     if version is not None:
         items = [i for i in items if (i.get("report") or {}).get("live_version") == version]
     if not items:
@@ -591,6 +593,21 @@ def drift_run(platform: Platform, family: str, run: str | None = None, version: 
             profile = None
     return {"summary": drift_summary(item), "report": report, "profile": profile,
             "stored_report": stored is not None}
+
+
+def drift_ids(item: dict[str, Any]) -> list[str]:
+    """The names a drift check goes by, any of which (or a prefix) `mlops drift show --run` takes: the run id
+    `mlops drift list` shows (its registry time), its report's S3 keys (JSON and HTML) and their file names (a
+    time written with '-' in place of ':', taken a moment later than the registry's), and the check's own time."""
+    report = item.get("report") or {}
+    ids = [str(item.get("at") or "")]
+    for key in (report.get("report_key"), report.get("report_html_key")):
+        if key:
+            name = str(key).rsplit("/", 1)[-1]
+            ids += [str(key), name, name.rsplit(".", 1)[0]]
+    if report.get("checked_at"):
+        ids.append(str(report["checked_at"]))
+    return [i for i in ids if i]
 
 
 def _stored_report(platform: Platform, key: str | None) -> dict[str, Any] | None:

@@ -1,0 +1,43 @@
+"""Operator wording: canary requests against the minimum, the step shown for runs, the names a drift check goes
+by (`mlops drift show --run`)."""
+
+from __future__ import annotations
+
+from mlops_local.commands.runs import requests_text, run_step, run_summary
+from mlops_local.views import drift_ids
+
+
+def test_more_requests_than_the_minimum_read_as_a_count_with_its_minimum():
+    assert requests_text(40, 20) == "40 requests (min 20)"
+    assert requests_text(20, 20) == "20 requests (min 20)"
+    assert requests_text(4, 20) == "4 requests (min 20: 16 more needed)"
+    assert requests_text(None, 20) == "? requests (min 20)"
+
+
+def _steps(*names: str, open_last: bool = False) -> list[dict]:
+    steps = [{"step": n, "started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:00:01Z"} for n in names]
+    if open_last:
+        steps[-1]["ended_at"] = None
+    return steps
+
+
+def test_the_step_of_a_run_is_the_deciding_one_else_the_last_state_entered():
+    assert run_step({"step": "Gate", "steps": _steps("Train", "Gate", "FinishGatedOut")}) == "Gate"
+    assert run_step({"outcome": "promoted", "steps": _steps("Train", "Promote", "FinishPromoted")}) == \
+        "FinishPromoted"
+    assert run_step({"outcome": "started", "steps": _steps("Train", "Bake", open_last=True)}) == "Bake (running)"
+    assert run_step({"outcome": "rejected"}) is None
+    assert run_summary({"outcome": "started", "steps": _steps("Train", open_last=True)})["last_step"] == \
+        "Train (running)"
+
+
+def test_a_drift_check_goes_by_its_run_id_its_report_keys_and_their_file_names():
+    item = {"at": "2026-03-01T12:00:05.456789Z", "report": {
+        "report_key": "reports/drift/family=f/2026-03-01T12-00-05.460000Z.json",
+        "report_html_key": "reports/drift/family=f/2026-03-01T12-00-05.460000Z.html",
+        "checked_at": "2026-03-01T12:00:05.400000+00:00"}}
+    ids = drift_ids(item)
+    assert ids[0] == "2026-03-01T12:00:05.456789Z"
+    assert {"2026-03-01T12-00-05.460000Z", "2026-03-01T12-00-05.460000Z.html",
+            "reports/drift/family=f/2026-03-01T12-00-05.460000Z.json"} <= set(ids)
+    assert "2026-03-01T12:00:05.400000+00:00" in ids
