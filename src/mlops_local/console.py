@@ -158,6 +158,10 @@ class Console:
         from .commands.runs import run_summary
 
         runs = [run_summary(r) for r in self.platform.registry.list_runs(family=family, limit=RUNS_SHOWN)]
+        if family and not runs:  # runs of an unregistered name (rejected uploads) are still listed
+            from . import views
+
+            views.family_record(self.platform, family)  # NotFound (404) naming the registered families
         crumbs = [(family, f"{PREFIX}/families/{quote(family)}"), ("runs", None)] if family else [("runs", None)]
         return render("console_runs.html.j2", runs=runs, family=family, crumbs=crumbs)
 

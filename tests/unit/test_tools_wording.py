@@ -41,3 +41,50 @@ def test_a_drift_check_goes_by_its_run_id_its_report_keys_and_their_file_names()
     assert {"2026-03-01T12-00-05.460000Z", "2026-03-01T12-00-05.460000Z.html",
             "reports/drift/family=f/2026-03-01T12-00-05.460000Z.json"} <= set(ids)
     assert "2026-03-01T12:00:05.400000+00:00" in ids
+
+
+def _card_diff(status: str) -> str | None:
+    from mlops.reports.model_card import build_model_card
+
+    record = {"family": "f", "version": 2, "status": status, "created_at": "2026-01-01T00:00:00Z",
+              "lineage": {"family": "f", "version": 2, "previous_live_version": 1}}
+    return build_model_card(record, [])["model_details"]["version"]["diff"]
+
+
+def test_model_card_header_calls_a_version_a_challenger_only_while_it_is_one():
+    assert _card_diff("candidate") == "challenger of live v1"
+    assert _card_diff("canary") == "challenger of live v1"
+    assert _card_diff("live") == "live, replacing v1"
+    assert _card_diff("retired") == "replaced v1; since retired"
+    assert "rolled back" in _card_diff("rolled_back")
+
+
+def test_report_open_without_a_display_says_where_the_page_is(tmp_path, monkeypatch):
+    import click
+
+    from mlops_local.commands import reports
+
+    launched = []
+    monkeypatch.setattr(click, "launch", lambda url, **kw: launched.append(url) or 1)
+    page = tmp_path / "model-card.html"
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert reports.open_in_browser(page) == f"no browser can be opened here (no display); the model card is at {page}"
+    assert launched == []
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert reports.open_in_browser(page) == (f"the browser could not be opened (launcher exit code 1); the model card "
+                                             f"is at {page}")
+    assert launched == [str(page)]
+
+
+def test_report_to_a_folder_that_cannot_be_created_is_a_usage_error_before_the_platform_is_asked(tmp_path):
+    from click.testing import CliRunner
+
+    from mlops_local.cli import cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(cli, ["report", "credit-risk", "1", "-o", str(blocker / "sub")])
+    assert result.exit_code == 2
+    assert "cannot create" in result.output and "-o/--output" in result.output and "Traceback" not in result.output
