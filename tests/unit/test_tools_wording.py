@@ -88,3 +88,16 @@ def test_report_to_a_folder_that_cannot_be_created_is_a_usage_error_before_the_p
     result = CliRunner().invoke(cli, ["report", "credit-risk", "1", "-o", str(blocker / "sub")])
     assert result.exit_code == 2
     assert "cannot create" in result.output and "-o/--output" in result.output and "Traceback" not in result.output
+
+
+def test_built_in_credit_risk_features_carry_reason_texts_in_the_library_and_in_cdk_json():
+    import json
+    from pathlib import Path
+
+    from mlops.data.synthetic import credit_risk_family
+
+    texts = {f.name: f.description for f in credit_risk_family().features}
+    assert all(texts.values()) and texts["late_payments"] == "Too many recent late payments"
+    cdk = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())
+    deployed = next(f for f in cdk["context"]["mlops"]["families"] if f["name"] == "credit-risk")
+    assert {f["name"]: f.get("description") for f in deployed["features"]} == texts
