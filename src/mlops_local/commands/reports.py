@@ -91,16 +91,22 @@ def report(family: str, version: int, output: Path | None, open_: bool, target: 
 
 
 def _writable_folder(folder: Path) -> None:
-    """Create `folder` (and its parents); raise click.BadParameter (exit 2) naming it and the reason when it
-    cannot be created or written to."""
+    """Check, without creating anything, that `folder` can be created and written to: it is a folder or does not
+    exist, and its nearest existing ancestor is a writable folder. Raises click.BadParameter (exit 2) naming it
+    and the reason."""
     import os
 
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot create {folder}: {exc.strerror or exc}", param_hint="-o/--output") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise click.BadParameter(f"cannot write to {folder}: permission denied", param_hint="-o/--output")
+    if folder.exists() and not folder.is_dir():
+        raise click.BadParameter(f"cannot write to {folder}: it is a file, not a folder", param_hint="-o/--output")
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise click.BadParameter(f"cannot create {folder}: {existing} is a file, not a folder",
+                                 param_hint="-o/--output")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write to {folder}: {existing} is not writable (permission denied)",
+                                 param_hint="-o/--output")
 
 
 def open_in_browser(page: Path) -> str | None:
