@@ -59,3 +59,18 @@ def management_event(method: str, path: str, query: dict[str, str] | None = None
     event["requestContext"]["resourcePath"] = resource
     event["requestContext"]["identity"].update({"userArn": principal, "caller": principal, "user": principal})
     return event
+
+
+def audit_event(request_id: str, query: dict[str, str] | None = None, headers: dict[str, str] | None = None,
+                principal: str = "local", source_ip: str = "127.0.0.1", stage: str = "local") -> dict[str, Any]:
+    """The event API Gateway sends for GET /audit/{request_id} (IAM-authorized: `principal` is the caller's
+    userArn), with the optional query parameters `family` and `at`."""
+    from urllib.parse import quote
+
+    event = proxy_event("GET", f"/audit/{quote(request_id, safe='')}", None, headers, False, source_ip, stage)
+    event.update({"resource": "/audit/{request_id}", "pathParameters": {"request_id": request_id},
+                  "queryStringParameters": query or None,
+                  "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None})
+    event["requestContext"]["resourcePath"] = "/audit/{request_id}"
+    event["requestContext"]["identity"].update({"userArn": principal, "caller": principal, "user": principal})
+    return event

@@ -148,12 +148,20 @@ class Console:
             raise NotFound("compare needs two version numbers: ?a=N&b=M") from None
         result = views.compare(self.platform, family, first, second)
         show_all = query.get("all") == "1"
-        rows = [r for r in result["rows"] if r["differs"] or show_all]
+        rows = [r for r in result["rows"] if r["differs"] or show_all or r.get("basis") == "gate: same holdout"]
+        notes = views.holdout_notes(result, first, second)
         return render("console_compare.html.j2", result=result, rows=rows, show_all=show_all, family=family,
+                      notes=notes,
                       crumbs=[(family, f"{PREFIX}/families/{quote(family)}"), (f"v{first} vs v{second}", None)])
 
     def runs_page(self, family: str | None) -> str:
-        runs = self.platform.registry.list_runs(family=family, limit=RUNS_SHOWN)
+        from .commands.runs import run_summary
+
+        runs = [run_summary(r) for r in self.platform.registry.list_runs(family=family, limit=RUNS_SHOWN)]
+        if family and not runs:  # runs of an unregistered name (rejected uploads) are still listed
+            from . import views
+
+            views.family_record(self.platform, family)  # NotFound (404) naming the registered families
         crumbs = [(family, f"{PREFIX}/families/{quote(family)}"), ("runs", None)] if family else [("runs", None)]
         return render("console_runs.html.j2", runs=runs, family=family, crumbs=crumbs)
 

@@ -199,13 +199,19 @@ class LocalLambdaRuntime:
     - moto ignores alias routing weights; `invoke` is replaced to pick the version by weight, as Lambda does.
     - Lambda publishes Invocations/Errors/Duration per executed version; the runtime puts the same metrics into
       moto's CloudWatch so the canary check reads what it would read in AWS.
-    Handlers run one at a time (os.environ is process-wide; Lambda gives each sandbox its own).
+    - Each function version is one sandbox: it handles one invocation at a time (its module's globals, such as a
+      cached scoring service, are not shared between concurrent requests), but different functions and versions
+      run concurrently, as in Lambda. A 30 s training run must not hold up scoring: one process-wide lock did
+      (every scoring request waited for the train handler). The environment is a per-thread overlay
+      (`function_environment`), never os.environ.
     """
 
     def __init__(self) -> None:
         self.handlers: dict[str, Path] = {}
         self.modules: dict[tuple[str, str], Any] = {}
-        self.lock = threading.RLock()
+        # (function, version) -> the lock of that sandbox; `_sandboxes` guards the dict and module imports.
+        self.sandbox_locks: dict[tuple[str, str], threading.RLock] = {}
+        self._sandboxes = threading.RLock()
         self.local = threading.local()
         self.invocations = 0
 
@@ -289,7 +295,6 @@ class LocalLambdaRuntime:
         payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
         version = str(fn.version)
         alias = getattr(self.local, "alias", None)
-        module = self._module(fn.function_name, version)
         context = SimpleNamespace(
             function_name=fn.function_name, function_version=version, memory_limit_in_mb=fn.memory_size,
             invoked_function_arn=(f"arn:aws:lambda:{fn.region}:{fn.account_id}:function:{fn.function_name}"
@@ -303,7 +308,8 @@ class LocalLambdaRuntime:
                         "AWS_LAMBDA_FUNCTION_VERSION": version}
         # os.environ is never mutated (moto's interpreter threads and capture writers read it concurrently): the
         # function's environment is a per-thread overlay that the settings loader reads.
-        with self.lock, function_environment(function_env):
+        with self.sandbox_lock(fn.function_name, version), function_environment(function_env):
+            module = self._module(fn.function_name, version)  # imported inside its own sandbox's lock
             started = time.perf_counter()
             errored = False
             try:
@@ -314,9 +320,15 @@ class LocalLambdaRuntime:
                 body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
                                    "stackTrace": traceback.format_exception(exc)[-5:]})
             duration_ms = (time.perf_counter() - started) * 1000
+        with self._sandboxes:
             self.invocations += 1
         self._publish_metrics(fn, version, alias, errored, duration_ms)
         return body, errored, ""
+
+    def sandbox_lock(self, function_name: str, version: str) -> threading.RLock:
+        """The lock held while the sandbox of `function_name` at `version` runs an invocation."""
+        with self._sandboxes:
+            return self.sandbox_locks.setdefault((function_name, version), threading.RLock())
 
     def _module(self, function_name: str, version: str) -> Any:
         key = (function_name, version)

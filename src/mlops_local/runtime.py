@@ -46,6 +46,8 @@ REGION = "us-east-1"
 PIPELINE_FUNCTIONS = ("trigger", "train", "evaluate", "control", "drift", "performance")
 # The management routes' function (GET /families, GET|PUT|DELETE /families/{name}), as deployed beside the API.
 MANAGEMENT_FUNCTION = "families"
+# GET /audit/{request_id}, as deployed beside the management routes (infra/audit.py).
+AUDIT_FUNCTION = "audit"
 # Time compressed like the bake windows of the served families: a retirement reaches scoring within a second.
 FAMILY_STATUS_TTL_SECONDS = 1.0
 FAILURE_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
@@ -230,6 +232,9 @@ class LocalPlatform:
         fn = f"mlops-local-{MANAGEMENT_FUNCTION}"
         self._create_function(fn, MANAGEMENT_FUNCTION, role, self._storage_env(MANAGEMENT_FUNCTION))
         self.function_names[MANAGEMENT_FUNCTION] = fn
+        fn = f"mlops-local-{AUDIT_FUNCTION}"
+        self._create_function(fn, AUDIT_FUNCTION, role, self._storage_env(AUDIT_FUNCTION))
+        self.function_names[AUDIT_FUNCTION] = fn
         self._create_shared_scoring()
         for family in self.families:
             self.add_family(family)
@@ -312,6 +317,19 @@ class LocalPlatform:
                                         "detail": (payload or {}).get("errorType")})}
         if self.provision_families and event.get("httpMethod") == "PUT" and payload.get("statusCode") in (200, 201):
             self.provision_scoring(str((event.get("pathParameters") or {}).get("name")))
+        return payload
+
+    def invoke_audit(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The audit function's answer to an API Gateway proxy event for GET /audit/{request_id}."""
+        from mlops.core import aws
+
+        response = aws.client("lambda").invoke(FunctionName=self.function_names[AUDIT_FUNCTION],
+                                               Payload=json.dumps(event).encode())
+        payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            return {"statusCode": 502, "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps({"error": "InternalServerError", "message": "the audit function failed",
+                                        "detail": (payload or {}).get("errorType")})}
         return payload
 
     def _create_function(self, name: str, source: str, role: str, env: dict[str, str]) -> str:

@@ -102,11 +102,14 @@ class ScoringFront(BaseHTTPRequestHandler):
             return self._send(*for_local(self.platform).handle(method, self.path))
         if parts[0] == "families" and len(parts) <= 2:  # the management routes (IAM-authorized when deployed)
             return self._manage(method, path, raw)
+        if parts[0] == "audit":  # GET /audit/{request_id} (IAM-authorized when deployed)
+            return self._audit(method, parts)
         if not (parts[0] == "models" and (len(parts) == 2 or (len(parts) == 3 and parts[2] in ("predict",
                                                                                             "openapi.json")))):
             return self._error(404, "NotFound", f"no route {method} {path}; use POST /models/<name>/predict, "
                                                 "GET /models/<name>, GET /models/<name>/openapi.json, "
-                                                "GET /families, GET|PUT|DELETE /families/<name> or GET /console")
+                                                "GET /families, GET|PUT|DELETE /families/<name>, "
+                                                "GET /audit/<request_id> or GET /console")
         name = parts[1]
         # A name without a function of its own goes to the shared tier, which knows every family registered since
         # the start (and answers 404 for the others), as API Gateway's /models/{name} routes do.
@@ -149,6 +152,28 @@ class ScoringFront(BaseHTTPRequestHandler):
             print(f"management front: {method} {path} failed: {exc!r}", file=sys.stderr, flush=True)
             return self._send(502, {"error": "BadGateway",
                                     "message": f"the local runtime failed: {type(exc).__name__}"})
+        self._send(int(response.get("statusCode", 502)), response.get("body", ""), response.get("headers") or {})
+
+    def _audit(self, method: str, parts: list[str]) -> None:
+        """GET /audit/{request_id}[?family=&at=]: the audit function answers, as deployed (same bodies, same
+        errors: 404 for an unknown id, 400 for a malformed one)."""
+        from urllib.parse import parse_qsl, unquote
+
+        from .apigw import audit_event
+        from .runtime import local_actor
+
+        if len(parts) != 2 or not parts[1]:
+            return self._error(404, "NotFound", "no route: use GET /audit/<request_id>[?family=NAME&at=TIME]")
+        if method != "GET":
+            return self._error(405, "MethodNotAllowed", f"use GET on /audit/{parts[1]}", {"Allow": "GET"})
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        event = audit_event(unquote(parts[1]), query, dict(self.headers.items()), local_actor(),
+                            self.client_address[0])
+        try:
+            response = self.platform.invoke_audit(event)
+        except Exception as exc:  # the local runtime itself failed: API Gateway answers 502 in that case
+            print(f"audit front: GET /audit/{parts[1]} failed: {exc!r}", file=sys.stderr, flush=True)
+            return self._error(502, "BadGateway", f"the local runtime failed: {type(exc).__name__}")
         self._send(int(response.get("statusCode", 502)), response.get("body", ""), response.get("headers") or {})
 
     def _read_body(self) -> bytes | None:
@@ -230,6 +255,13 @@ class ScoringServer(ThreadingHTTPServer):
 
     request_queue_size = 128
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away before its answer was written (BrokenPipeError, ConnectionResetError) is
+        routine: it gave up waiting or was stopped. Only other errors are printed, with their traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def bind_front(platform: LocalPlatform, port: int = 0, read_timeout: float = READ_TIMEOUT_SECONDS) -> ScoringServer:
@@ -339,6 +371,12 @@ def _stop_running_executions(platform: LocalPlatform) -> None:
                                                            cause="mlops local serve stopped")
 
 
+# moto keeps everything in this process's memory and has no persistence of its own (docs/operating.md).
+STATE_NOTE = ("State is in memory only: stopping this server loses the registry, models, runs, data sets and "
+              "decision records. Keep your data files and family files; after a restart, `mlops local serve "
+              "--family FILE` and `mlops upload DATA --family NAME` bring a family back (as new versions).")
+
+
 def help_lines(info: dict[str, Any], live: dict[str, int]) -> list[str]:
     """What the server prints for people: the endpoints and every served family with its routes."""
     width = max(len(name) for name in info["families"])
@@ -349,8 +387,9 @@ def help_lines(info: dict[str, Any], live: dict[str, int]) -> list[str]:
         lines.append(f"  {name:<{width}}  POST /models/{name}/predict, GET /models/{name}  ({state})")
     lines += [f"AWS endpoint    {info['aws_endpoint_url']}  (fake credentials: testing/testing, us-east-1)",
               f"Artifact bucket {info['bucket']}  (data sets go to s3://{info['bucket']}/datasets/<family>/)",
+              f"Audit           GET {info['api_url']}/audit/<request_id>  (or: mlops audit REQUEST_ID)",
               f"Server file     {SERVER_FILE}  (mlops runs and mlops upload find this server through it)",
-              "Ctrl-C to stop."]
+              STATE_NOTE, "Ctrl-C to stop."]
     return lines
 
 
@@ -394,6 +433,7 @@ def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), 
         _write_server_file(server_file, info)
         if as_json:
             print(json.dumps(info), flush=True)
+            print(STATE_NOTE, file=sys.stderr, flush=True)
         else:
             live = {name: platform.registry.get_family(name).live_version for name in info["families"]}
             print("\n".join(help_lines(info, live)), flush=True)

@@ -228,8 +228,16 @@ def compare(platform: Platform, family: str, first: int, second: int) -> dict[st
     for name in _union(hyper_a, hyper_b):
         rows.append(_row("parameters", name, hyper_a.get(name), hyper_b.get(name)))
     metrics_a, metrics_b = ordered_metrics(a.get("metrics") or {}), ordered_metrics(b.get("metrics") or {})
+    holdouts = holdout_basis(a, b)
     for name in _union(metrics_a, metrics_b):
-        rows.append(_row("metrics", name, metrics_a.get(name), metrics_b.get(name)))
+        rows.append({**_row("metrics", name, metrics_a.get(name), metrics_b.get(name)),
+                     "basis": "same holdout" if holdouts["same"] else "own holdouts"})
+    comparable = [c for c in (_gate_comparison(b, first, second), _gate_comparison(a, second, first)) if c]
+    for figure in comparable:
+        older, newer = (figure["value"], figure["candidate"]) if figure["version"] == first else \
+            (figure["candidate"], figure["value"])
+        rows.append({**_row("metrics", f"{figure['metric']} on v{figure['holdout_of']}'s holdout", older, newer),
+                     "basis": "gate: same holdout"})
     gate_a, gate_b = a.get("gate") or {}, b.get("gate") or {}
     rows.append(_row("gate", "passed", gate_a.get("passed"), gate_b.get("passed")))
     checks_a = {c.get("check"): c for c in gate_a.get("checks") or []}
@@ -262,7 +270,61 @@ def compare(platform: Platform, family: str, first: int, second: int) -> dict[st
         rows.append(_row("code", name, libs_a.get(name), libs_b.get(name)))
     rows.append(_row("artifact", "sha256", a.get("artifact_sha256"), b.get("artifact_sha256")))
     return {"family": family, "a": version_summary(records[0]), "b": version_summary(records[1]), "rows": rows,
-            "differences": sum(r["differs"] for r in rows)}
+            "differences": sum(r["differs"] for r in rows), "holdouts": holdouts, "comparable": comparable}
+
+
+def holdout_notes(result: dict[str, Any], first: int, second: int) -> list[str]:
+    """The notes under `compare`'s metric rows: (1) on which rows each version's figures were computed when the
+    holdouts differ, (2) the figure that compares the two on the same rows (the gate's re-scoring of the live
+    model on the candidate's holdout), or that there is none."""
+    holdouts = result["holdouts"]
+    lines = []
+    if not holdouts["same"]:
+        def side(version: int, basis: dict[str, Any]) -> str:
+            return f"v{version} on {basis['rows']} rows of {basis['dataset']}"
+
+        lines.append(f"(1) Holdout metrics computed on different holdouts ({side(first, holdouts['a'])}, "
+                     f"{side(second, holdouts['b'])}): the two columns are not comparable with each other.")
+    for figure in result["comparable"]:
+        lines.append(f"(2) The comparable figure: the gate of v{figure['holdout_of']} re-scored v{figure['version']} "
+                     f"on v{figure['holdout_of']}'s holdout: {figure['metric']} {figure['value']:.4g} (v"
+                     f"{figure['version']}) vs {figure['candidate']:.4g} (v{figure['holdout_of']}).")
+    if not holdouts["same"] and not result["comparable"]:
+        lines.append("Neither version's gate re-scored the other on its holdout (it was not live then, or could not "
+                     "score those rows): no figure compares them on the same rows.")
+    return lines
+
+
+def holdout_basis(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """On which rows each version's holdout metrics were computed: {same, a, b}, each side {rows, dataset key,
+    holdout artifact sha256}. `same` only when both holdouts are the same stored rows (same holdout artifact)."""
+    def side(lineage: dict[str, Any]) -> dict[str, Any]:
+        holdout = lineage.get("holdout") or {}
+        return {"rows": holdout.get("rows"), "dataset": (lineage.get("dataset") or {}).get("key"),
+                "artifact_sha256": holdout.get("artifact_sha256")}
+
+    first, second = side(a), side(b)
+    return {"same": bool(first["artifact_sha256"]) and first["artifact_sha256"] == second["artifact_sha256"],
+            "a": first, "b": second}
+
+
+def _gate_comparison(candidate: dict[str, Any], other: int, candidate_version: int) -> dict[str, Any] | None:
+    """The figure that compares two versions on the same rows: the candidate's gate re-scored the model then live
+    (`other`) on the candidate's holdout. {metric, version (re-scored), holdout_of, value, candidate}; None when
+    the gate compared with another version or only with the figure recorded at the other's training."""
+    gate = candidate.get("gate") or {}
+    if gate.get("compared_with_live_version") != other or gate.get("live_basis") != "candidate holdout":
+        return None
+    primary = gate.get("primary_metric") or {}
+    if primary.get("live") is not None:
+        metric, value, own = primary.get("name"), primary["live"], primary.get("candidate")
+    else:  # a binary gate records the AUC margin over the live model's AUC on the same rows
+        check = next((c for c in gate.get("checks") or [] if c.get("check") == "auc_vs_live"), None)
+        own = (candidate.get("metrics") or {}).get("auc")
+        if check is None or not isinstance(check.get("value"), int | float) or not isinstance(own, int | float):
+            return None
+        metric, value = "auc", round(float(own) - float(check["value"]), 6)
+    return {"metric": metric, "version": other, "holdout_of": candidate_version, "value": value, "candidate": own}
 
 
 def _check_text(check: dict[str, Any] | None) -> str | None:
@@ -572,11 +634,13 @@ def drift_run(platform: Platform, family: str, run: str | None = None, version: 
     family_record(platform, family)
     items = platform.registry.drift_records(family, limit=1000 if run or version else 1)
     if run:
-        matches = [i for i in items if str(i.get("at", "")).startswith(run)]
-        if len(matches) > 1 and not any(i.get("at") == run for i in matches):
+        wanted = run.strip().removeprefix(f"s3://{platform.bucket}/")
+        matches = [i for i in items if any(alias.startswith(wanted) for alias in drift_ids(i))]
+        exact = [i for i in matches if wanted in drift_ids(i)]
+        if len(matches) > 1 and len(exact) != 1:
             raise NotFound(f"drift run {run!r} of {family} is ambiguous: "
                            f"{', '.join(str(i['at']) for i in matches[:5])}")
-        items = [i for i in matches if i.get("at") == run] or matches
+        items = exact or matches
     if version is not None:
         items = [i for i in items if (i.get("report") or {}).get("live_version") == version]
     if not items:
@@ -597,6 +661,21 @@ def drift_run(platform: Platform, family: str, run: str | None = None, version: 
             profile = None
     return {"summary": drift_summary(item), "report": report, "profile": profile,
             "stored_report": stored is not None}
+
+
+def drift_ids(item: dict[str, Any]) -> list[str]:
+    """The names a drift check goes by, any of which (or a prefix) `mlops drift show --run` takes: the run id
+    `mlops drift list` shows (its registry time), its report's S3 keys (JSON and HTML) and their file names (a
+    time written with '-' in place of ':', taken a moment later than the registry's), and the check's own time."""
+    report = item.get("report") or {}
+    ids = [str(item.get("at") or "")]
+    for key in (report.get("report_key"), report.get("report_html_key")):
+        if key:
+            name = str(key).rsplit("/", 1)[-1]
+            ids += [str(key), name, name.rsplit(".", 1)[0]]
+    if report.get("checked_at"):
+        ids.append(str(report["checked_at"]))
+    return [i for i in ids if i]
 
 
 def _stored_report(platform: Platform, key: str | None) -> dict[str, Any] | None:

@@ -76,7 +76,7 @@ def test_a_waiting_canary_check_is_recorded_on_its_run_and_shown_against_min_req
     assert (canary["version"], canary["weight"], canary["min_requests"]) == (2, 10, 20)
     assert canary["last_check"]["requests"] == 4 and canary["last_check"]["decision"] == "wait"
     progress = canary_progress(run)
-    assert progress.startswith("Canary v2 at 10% (step 1 of 3): 4 of 20 requests (min_requests) at the last check")
+    assert progress.startswith("Canary v2 at 10% (step 1 of 3): 4 requests (min 20: 16 more needed) at the last check")
     assert "waiting for traffic (1 of 3 idle windows, then a rollback)" in progress
     assert "POST /models/credit-risk/predict" in progress
 
@@ -87,7 +87,7 @@ def test_runs_show_gives_the_divergence_test_the_check_recorded():
     divergence = run["canary"]["last_check"]["divergence"]
     text = "\n".join(Text.from_markup(line).plain for line in canary_lines(run))
     assert "Canary v2 at 10% of traffic (step 1 of 3: 10%, 50%, 100%)" in text
-    assert "25 of 20 requests (min_requests)" in text
+    assert "25 requests (min 20) in the window" in text
     assert (f"divergence: Fisher's exact p {divergence['p_value']:.4g} (alpha {divergence['alpha']:.4g}), "
             f"Cohen's h {divergence['cohens_h']:.4g} (min 0.5), not diverged") in text
 

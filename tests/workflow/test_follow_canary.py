@@ -70,11 +70,11 @@ def test_a_waiting_canary_shows_its_requests_against_min_requests_and_runs_show_
 
     # Then the follow display and `runs show` give the requests against min_requests, and how to send some.
     progress = canary_progress(waiting)
-    assert progress.startswith("Canary v2 at 10% (step 1 of 2): 0 of 5 requests (min_requests)"), progress
+    assert progress.startswith("Canary v2 at 10% (step 1 of 2): 0 requests (min 5: 5 more needed)"), progress
     assert f"send scoring requests to POST /models/{family.name}/predict" in progress
     shown = mlops("runs", "show", run_id, *stack)
     assert "Canary v2 at 10% of traffic (step 1 of 2: 10%, 100%)" in shown.stdout
-    assert "0 of 5 requests (min_requests)" in shown.stdout
+    assert "0 requests (min 5: 5 more needed)" in shown.stdout
 
     # And `runs show --follow` follows the run to its end once traffic arrives, with the divergence test.
     generator = traffic(family).start()

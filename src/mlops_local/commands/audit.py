@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -44,17 +46,60 @@ def audit(request_id: str, family: str | None, at: str | None, target: TargetOpt
         raise click.BadParameter(exc.message, param_hint="--at") from None
     platform = connect(target)
     auditor = Auditor(platform.bucket, platform.registry, s3=platform.client("s3"))
-    with reaching(platform):
+    with reaching(platform), _search_display(request_id) as progress:
         try:
-            report = auditor.audit(request_id, family, around)
+            report = auditor.audit(request_id, family, around, progress)
         except ValidationError as exc:
             raise click.BadParameter(exc.message, param_hint="REQUEST_ID") from None
-        except (DecisionNotFoundError, UnknownFamilyError) as exc:
+        except UnknownFamilyError as exc:
+            known = _family_names(platform)
+            raise NotFound(f"{exc.message} on {platform.description}"
+                           + (f"; families: {', '.join(known)}" if known else "")) from None
+        except DecisionNotFoundError as exc:
             raise NotFound(f"{exc.message} on {platform.description}") from None
     if target.as_json:
         echo_json(report)
         return
     print_report(_console(), report)
+
+
+def _family_names(platform: Any) -> list[str]:
+    """Registered family names (at most 50), for an unknown --family message; [] when they cannot be read."""
+    try:
+        return sorted(f.name for f in platform.registry.list_families(limit=50).items)
+    except Exception:  # noqa: BLE001 - the message is complete without them
+        return []
+
+
+@contextlib.contextmanager
+def _search_display(request_id: str) -> Iterator[Callable[[Any], None]]:
+    """A live line on stderr while the decision records are searched (partition, objects scanned by key and
+    read), then one line saying how many were scanned. Nothing on stderr when it is not a terminal, except that
+    closing line."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = _console(stderr=True)
+    progress = Progress(TextColumn("[bold]Searching decision records[/] {task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
+                        disable=not console.is_terminal)
+    task = progress.add_task("", total=None)
+    last: list[Any] = []
+
+    def update(at: Any) -> None:
+        last[:] = [at]
+        where = f"{at.family} {at.date}" + (f" {at.hour}h" if at.hour else "")
+        progress.update(task, completed=at.partitions_done, total=at.partitions,
+                        description=f"{where}: {at.listed} objects scanned, {at.read} read")
+
+    with progress:
+        try:
+            yield update
+        finally:
+            progress.stop()
+            if last:
+                at = last[0]
+                console.print(f"Searched {at.partitions_done} hour partition(s) of decision records for {request_id}: "
+                              f"{at.listed} object(s) scanned by key (Bloom filter), {at.read} read")
 
 
 def _decision_rule(decision: dict[str, Any]) -> str:
@@ -129,6 +174,9 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
 
 
 def print_explanation(console: Any, explanation: dict[str, Any]) -> None:
+    """The explanation for people: the reason codes the client received (stored with the decision, the top-k it
+    asked for), checked against the recomputation when the inputs were captured; a request that did not ask for
+    explanations is said to be so, and recomputed reasons are then labelled as recomputed now."""
     from rich.table import Table
 
     console.print(f"[bold]Explanation[/] ({explanation['source']}): {explanation['note']}")
@@ -137,10 +185,23 @@ def print_explanation(console: Any, explanation: dict[str, Any]) -> None:
                       if explanation["prediction_reproduced"] else
                       f"[red]The captured inputs do not reproduce the recorded probability (max difference "
                       f"{_number(explanation.get('max_probability_difference'))})[/]")
-    for index, record in enumerate((explanation.get("records") or [])[:20]):
-        contributions = record.get("contributions") or {}
+    asked = explanation.get("explained_at_request")
+    if asked is False:
+        console.print("[yellow]Not explained at request time[/]: the request did not ask for explanations, so the "
+                      "client received no reason codes.")
+    match = explanation.get("returned_match")
+    if match is not None:
+        console.print("The recomputation gives the same reason codes as were returned to the client"
+                      if match else "[red]The recomputation does not give the reason codes returned to the client[/]")
+    returned = explanation.get("returned")
+    recomputed = explanation.get("records") if explanation.get("source") == "recomputed" else None
+    shown = returned if returned else recomputed or []
+    for index, record in enumerate(shown[:20]):
+        again = (recomputed or [])[index] if recomputed and index < len(recomputed) else None
+        contributions = (again or record).get("contributions") or {}
         raw = record["base_value"] + sum(contributions.values()) if contributions else None
-        table = Table(title=f"Record {index}: reasons toward the unfavourable outcome ({record['output']}, base value "
+        what = "reason codes returned to the client" if returned else "reasons recomputed now (none were returned)"
+        table = Table(title=f"Record {index}: {what}, toward the unfavourable outcome ({record['output']}, base value "
                             f"{_number(record['base_value'])}" + (f", output {_number(raw)})" if raw is not None
                                                                    else ")"), title_justify="left")
         for name in ("Feature", "Value", "Contribution", "Reason"):

@@ -57,7 +57,8 @@ def list_(family: str, limit: int, target: TargetOptions) -> None:
                   "model is live).")
         return
     table = tables.table(f"Drift checks of {family}", [
-        ("Run", {"no_wrap": True}), "Verdict", ("Live", {"justify": "right"}), ("Rows", {"justify": "right"}),
+        ("Run", {"no_wrap": True, "min_width": 27}), "Verdict", ("Live", {"justify": "right"}),
+        ("Rows", {"justify": "right"}),
         ("Drifted features", {"max_width": 50}), ("Predictions", {"max_width": 60}),
         ("Retrain", {"max_width": 60})])
     for run in runs:
@@ -75,7 +76,9 @@ def _retrain(retrain: Any) -> str:
 
 @drift.command("show")
 @click.argument("family")
-@click.option("--run", "run", metavar="ID", help="The check to show (`mlops drift list`); default the newest.")
+@click.option("--run", "run", metavar="ID", help="The check to show: the RUN of `mlops drift list` or its report's "
+                                                 "S3 key or file name (a unique prefix is enough); default the "
+                                                 "newest.")
 @platform_options
 def show(family: str, run: str | None, target: TargetOptions) -> None:
     """Show one drift check feature by feature: status, PSI, KS D and p-value, chi-square and p-value, Cramér's V,

@@ -90,6 +90,9 @@ def serve(port: int, as_json: bool, family_files: tuple[Path, ...]) -> None:
     line) and written to .mlops/local-serve.json in the current folder, where `mlops runs` and `mlops upload`
     find the server; the file is removed when the server stops (Ctrl-C, SIGTERM).
 
+    State is in memory only: stopping the server loses the registry, models, runs, data sets and decision
+    records. Keep your data and family files, and upload again after a restart.
+
     \b
     Examples:
       mlops local serve --port 8080

@@ -41,6 +41,7 @@ def report(family: str, version: int, output: Path | None, open_: bool, target: 
     from .. import views
 
     folder = output or Path("mlops-reports") / f"{family}-v{version}"
+    _writable_folder(folder)  # a bad -o is a usage error (exit 2), said before the platform is asked anything
     platform = connect(target)
     written: dict[str, str] = {}
     notes: list[str] = []
@@ -86,9 +87,11 @@ def report(family: str, version: int, output: Path | None, open_: bool, target: 
                                                  encoding="utf-8")
             written[name] = str(folder / f"{name}.html")
     except OSError as exc:
-        raise click.ClickException(f"cannot write to {folder}: {exc.strerror}") from None
+        raise click.BadParameter(f"cannot write to {folder}: {exc.strerror}", param_hint="-o/--output") from None
     if open_:
-        click.launch(str((folder / "model-card.html").resolve()))
+        failed = open_in_browser((folder / "model-card.html").resolve())
+        if failed:
+            tables.console(stderr=True).print(f"[yellow]{tables.escape(failed)}[/]")
     if target.as_json:
         echo_json({"family": family, "version": version, "folder": str(folder), "pages": written, "notes": notes})
         return
@@ -97,6 +100,39 @@ def report(family: str, version: int, output: Path | None, open_: bool, target: 
         out.print(f"wrote {path} (+ {Path(path).with_suffix('.json').name})  [dim]{name}[/]")
     for note in notes:
         out.print(f"[dim]{tables.escape(note)}[/]")
+
+
+def _writable_folder(folder: Path) -> None:
+    """Check, without creating anything, that `folder` can be created and written to: it is a folder or does not
+    exist, and its nearest existing ancestor is a writable folder. Raises click.BadParameter (exit 2) naming it
+    and the reason."""
+    import os
+
+    if folder.exists() and not folder.is_dir():
+        raise click.BadParameter(f"cannot write to {folder}: it is a file, not a folder", param_hint="-o/--output")
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise click.BadParameter(f"cannot create {folder}: {existing} is a file, not a folder",
+                                 param_hint="-o/--output")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write to {folder}: {existing} is not writable (permission denied)",
+                                 param_hint="-o/--output")
+
+
+def open_in_browser(page: Path) -> str | None:
+    """Open `page` in the desktop's browser (click.launch: xdg-open, open, start). Returns None when a browser
+    was started, else a sentence saying why not and where the page is (no display on Linux, launcher failed)."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return f"no browser can be opened here (no display); the model card is at {page}"
+    code = click.launch(str(page))
+    if code != 0:
+        return f"the browser could not be opened (launcher exit code {code}); the model card is at {page}"
+    return None
 
 
 def _draw(what: str, draw: Any, *args: Any, **kwargs: Any) -> Any:

@@ -58,8 +58,31 @@ def _outcome(run: dict[str, Any]) -> str:
 
 
 def run_summary(run: dict[str, Any]) -> dict[str, Any]:
-    """The run record as scripts get it (--json): every recorded field plus `seconds`."""
-    return {**run, "seconds": seconds_between(run.get("started_at"), run.get("ended_at"))}
+    """The run record as scripts get it (--json): every recorded field plus `seconds` and `last_step`."""
+    return {**run, "seconds": seconds_between(run.get("started_at"), run.get("ended_at")),
+            "last_step": run_step(run)}
+
+
+def run_step(run: dict[str, Any]) -> str | None:
+    """The step to show for a run: the step that decided it (`step`), else the last state its execution entered
+    (from the record's `steps`), marked "(running)" while the run goes on; None before any state ran."""
+    if run.get("step"):
+        return str(run["step"])
+    steps = [s for s in run.get("steps") or [] if isinstance(s, dict) and s.get("step")]
+    if not steps:
+        return None
+    last = steps[-1]
+    running = run.get("outcome") in (None, "started") and not last.get("ended_at")
+    return f"{last['step']} (running)" if running else str(last["step"])
+
+
+def requests_text(requests: Any, minimum: Any) -> str:
+    """A canary window's requests against the policy's minimum: "40 requests (min 20)"; more than the minimum
+    is fine, fewer says how many are missing."""
+    text = f"{_count(requests)} requests (min {minimum})"
+    if isinstance(requests, int | float) and isinstance(minimum, int | float) and requests < minimum:
+        text = f"{_count(requests)} requests (min {minimum}: {float(minimum) - float(requests):.0f} more needed)"
+    return text
 
 
 def _console(stderr: bool = False) -> Any:
@@ -121,7 +144,7 @@ def runs(ctx: click.Context, family: str | None, limit: int, target: TargetOptio
         table.add_column(name, **options)
     for run in listed:
         table.add_row(_short_time(run.get("started_at")), run.get("family", ""), run.get("run_id", ""),
-                      _outcome(run), run.get("step") or "-", f"v{run['version']}" if run.get("version") else "-",
+                      _outcome(run), run_step(run) or "-", f"v{run['version']}" if run.get("version") else "-",
                       _duration(seconds_between(run.get("started_at"), run.get("ended_at"))),
                       _truncate(run.get("reason") or "", 160))
     console.print(table)
@@ -240,7 +263,9 @@ def print_story(console: Any, story: dict[str, Any]) -> None:
                       f"{dataset.get('version_id') or '-'}  sha256 {dataset.get('sha256') or '(not read yet)'}  "
                       f"{dataset.get('size') or '?'} bytes")
     if run.get("step") or run.get("reason"):
-        console.print(f"[bold]Decided at[/] {run.get('step') or '-'}: {run.get('reason') or '-'}")
+        console.print(f"[bold]Decided at[/] {run.get('step') or run_step(run) or '-'}: {run.get('reason') or '-'}")
+    elif run_step(run):
+        console.print(f"[bold]Step[/] {run_step(run)}")
     duplicate_of = (run.get("detail") or {}).get("duplicate_of")
     if duplicate_of:
         console.print(f"Duplicate of run {duplicate_of.get('run_id')} ({duplicate_of.get('outcome')})")
@@ -309,7 +334,7 @@ def canary_lines(run: dict[str, Any]) -> list[str]:
     if check:
         lines.append(f"  last check at {check.get('weight')}%: {check.get('decision')}: "
                      f"{_truncate('; '.join(check.get('reasons') or []) or '-', 300)}")
-        lines.append(f"  {_count(check.get('requests'))} of {canary.get('min_requests')} requests (min_requests) in "
+        lines.append(f"  {requests_text(check.get('requests'), canary.get('min_requests'))} in "
                      f"the window; {_count(check.get('canary_predictions'))} canary and "
                      f"{_count(check.get('live_predictions'))} live predictions captured")
         divergence = divergence_text(check.get("divergence"))
@@ -550,7 +575,7 @@ def canary_progress(run: dict[str, Any] | None) -> str | None:
     if not check or check.get("weight") != canary.get("weight"):
         return (f"{line}: first check after the {canary.get('bake_seconds')} s bake window, which needs "
                 f"{canary.get('min_requests')} scoring requests (min_requests)")
-    line += (f": {_count(check.get('requests'))} of {canary.get('min_requests')} requests (min_requests) at the "
+    line += (f": {requests_text(check.get('requests'), canary.get('min_requests'))} at the "
              f"last check; {_count(check.get('canary_predictions'))} canary and "
              f"{_count(check.get('live_predictions'))} live predictions captured")
     if check.get("decision") == "wait":

@@ -227,12 +227,23 @@ def compare(family: str, first: int, second: int, show_all: bool, target: Target
     out = tables.console()
     table = tables.table(f"{family}: v{first} vs v{second} ({result['differences']} rows differ)", [
         "Section", "Field", (f"v{first}", {"max_width": 60}), (f"v{second}", {"max_width": 60}), ""])
+    marks = {"own holdouts": " (1)", "gate: same holdout": " (2)"}
     for row in result["rows"]:
-        if not (row["differs"] or show_all):
+        if not (row["differs"] or show_all or row.get("basis") == "gate: same holdout"):
             continue
-        table.add_row(row["section"], row["field"], tables.escape(_cell(row["a"])), tables.escape(_cell(row["b"])),
+        table.add_row(row["section"], row["field"] + marks.get(row.get("basis"), ""),
+                      tables.escape(_cell(row["a"])), tables.escape(_cell(row["b"])),
                       "[yellow]differs[/]" if row["differs"] else "")
     out.print(table)
+    for line in holdout_footnotes(result, first, second):
+        out.print(line)
+
+
+def holdout_footnotes(result: dict[str, Any], first: int, second: int) -> list[str]:
+    """`views.holdout_notes` escaped for rich."""
+    from .. import views
+
+    return [tables.escape(line) for line in views.holdout_notes(result, first, second)]
 
 
 def _cell(value: Any) -> str:

@@ -10,25 +10,44 @@ from mlops import __version__
 BUILD_INFO = Path(__file__).with_name("BUILD_REVISION")
 
 
-def git_revision() -> str | None:
-    """The revision written into the layer at synth time, else the working tree's HEAD when run from a clone."""
+def _git_dirs(parent: Path) -> tuple[Path, Path] | None:
+    """(git dir, common dir) of a clone rooted at `parent`: `.git` is a folder in a clone, a `gitdir:` file in a
+    `git worktree` (whose refs live in the main clone's folder, named by its `commondir` file)."""
+    dot_git = parent / ".git"
+    if dot_git.is_dir():
+        return dot_git, dot_git
+    if dot_git.is_file():
+        text = dot_git.read_text().strip()
+        if text.startswith("gitdir: "):
+            git_dir = (parent / text[8:]).resolve()
+            common = git_dir / "commondir"
+            return git_dir, ((git_dir / common.read_text().strip()).resolve() if common.is_file() else git_dir)
+    return None
+
+
+def git_revision(start: Path | None = None) -> str | None:
+    """The revision written into the layer at synth time, else the HEAD of the clone (or `git worktree`) that
+    holds `start` (default: this module)."""
     if BUILD_INFO.exists():
         return BUILD_INFO.read_text().strip() or None
-    for parent in Path(__file__).resolve().parents:
-        head = parent / ".git" / "HEAD"
-        if head.is_file():
-            ref = head.read_text().strip()
-            if ref.startswith("ref: "):
-                ref_file = parent / ".git" / ref[5:]
-                if ref_file.is_file():
-                    return ref_file.read_text().strip()
-                packed = parent / ".git" / "packed-refs"
-                if packed.is_file():
-                    for line in packed.read_text().splitlines():
-                        if line.endswith(ref[5:]):
-                            return line.split()[0]
-                return None
+    for parent in (start or Path(__file__)).resolve().parents:
+        dirs = _git_dirs(parent)
+        if dirs is None or not (dirs[0] / "HEAD").is_file():
+            continue
+        git_dir, common = dirs
+        ref = (git_dir / "HEAD").read_text().strip()
+        if not ref.startswith("ref: "):
             return ref
+        name = ref[5:]
+        for folder in (git_dir, common):
+            if (folder / name).is_file():
+                return (folder / name).read_text().strip()
+        packed = common / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text().splitlines():
+                if line.endswith(name):
+                    return line.split()[0]
+        return None
     return None
 
 

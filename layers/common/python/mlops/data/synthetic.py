@@ -11,15 +11,21 @@ from mlops.core.schemas import Feature, ModelFamily
 REGIONS = ("north", "south", "east", "west", "central")
 REGION_RISK = {"north": -0.2, "south": 0.25, "east": 0.0, "west": -0.1, "central": 0.1}
 
+# `description`: the reason text a reason code carries when the feature pushes toward default (docs/audit.md).
 CREDIT_FEATURES = (
-    Feature(name="age", kind="numeric", minimum=0, maximum=130),
-    Feature(name="income", kind="numeric", minimum=0, maximum=1e9),
-    Feature(name="debt_ratio", kind="numeric", minimum=0, maximum=100),
-    Feature(name="credit_history_years", kind="numeric", minimum=0, maximum=120),
-    Feature(name="late_payments", kind="numeric", minimum=0, maximum=1000),
-    Feature(name="employment_years", kind="numeric", minimum=0, maximum=120),
-    Feature(name="open_credit_lines", kind="numeric", minimum=0, maximum=1000),
-    Feature(name="region", kind="categorical", categories=REGIONS),
+    Feature(name="age", kind="numeric", minimum=0, maximum=130, description="Applicant's age"),
+    Feature(name="income", kind="numeric", minimum=0, maximum=1e9, description="Income too low"),
+    Feature(name="debt_ratio", kind="numeric", minimum=0, maximum=100,
+            description="Debt too high relative to income"),
+    Feature(name="credit_history_years", kind="numeric", minimum=0, maximum=120,
+            description="Credit history too short"),
+    Feature(name="late_payments", kind="numeric", minimum=0, maximum=1000,
+            description="Too many recent late payments"),
+    Feature(name="employment_years", kind="numeric", minimum=0, maximum=120,
+            description="Time in current employment too short"),
+    Feature(name="open_credit_lines", kind="numeric", minimum=0, maximum=1000,
+            description="Number of open credit lines"),
+    Feature(name="region", kind="categorical", categories=REGIONS, description="Region of residence"),
 )
 
 

@@ -89,7 +89,8 @@ def build_model_card(version: Any, history: Iterable[Any] | None = None, family:
         "model_details": {
             "name": name,
             "model_id": f"{name}/v{number_}",
-            "version": {"name": str(number_), "date": record.get("created_at"), "diff": _diff(lineage)},
+            "version": {"name": str(number_), "date": record.get("created_at"),
+                        "diff": _diff(lineage, record.get("status"))},
             "overview": _overview(name, algorithm, target, positive, classes, threshold, task,
                                   family_config.get("prediction_range")),
             "status": record.get("status"),
@@ -260,9 +261,16 @@ def training_engine(training: Any) -> dict[str, Any] | None:
     return {**training, "text": engine + (f": {', '.join(details)}" if details else "")}
 
 
-def _diff(lineage: dict[str, Any]) -> str | None:
+def _diff(lineage: dict[str, Any], status: Any = None) -> str | None:
+    """The version's relation to the model that was live when it was trained, in the words of its status now: a
+    challenger only while it is one (candidate, canary); a live version replaced it."""
     previous = lineage.get("previous_live_version")
-    return f"challenger of live v{previous}" if previous else None
+    if not previous:
+        return None
+    return {"live": f"live, replacing v{previous}", "retired": f"replaced v{previous}; since retired",
+            "rejected": f"challenged live v{previous}; rejected at the gate",
+            "rolled_back": f"challenged live v{previous}; rolled back"}.get(str(status),
+                                                                           f"challenger of live v{previous}")
 
 
 def _s3_uri(dataset: dict[str, Any]) -> str | None:

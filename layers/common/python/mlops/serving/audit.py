@@ -6,6 +6,7 @@ GET /audit/{request_id}; docs/audit.md)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from mlops.core.errors import (
 from mlops.core.schemas import BINARY
 from mlops.registry.artifacts import ArtifactStore, S3ObjectStore
 from mlops.registry.store import ModelRegistry
-from mlops.serving.decisions import DecisionRecord, DecisionStore, check_request_id
+from mlops.serving.decisions import DecisionRecord, DecisionStore, SearchProgress, check_request_id
 
 LINEAGE_FIELDS = ("family", "version", "task", "trained_at", "algorithm", "hyperparameters", "seed", "classes",
                   "positive_label", "threshold", "input_dtype", "artifact_sha256", "artifact_key",
@@ -43,10 +44,16 @@ class Auditor:
         self.decisions = DecisionStore(bucket, s3)
         self.artifacts = ArtifactStore(bucket, S3ObjectStore(s3))
 
-    def audit(self, request_id: str, family: str | None = None, around: datetime | None = None) -> dict[str, Any]:
+    def audit(self, request_id: str, family: str | None = None, around: datetime | None = None,
+              progress: Callable[[SearchProgress], None] | None = None) -> dict[str, Any]:
         """Everything recorded about one request (sections in docs/audit.md). `family` and `around` (a time near
-        the decision) narrow the search. Raises DecisionNotFoundError (404) for an unknown request id."""
-        found = self.decisions.find(check_request_id(request_id), [family] if family else None, around)
+        the decision) narrow the search; `progress` is told after each hour partition searched. Raises
+        ValidationError (400) for a malformed id, UnknownFamilyError (404) for a family the registry does not
+        know, DecisionNotFoundError (404) for an unknown request id."""
+        request_id = check_request_id(request_id)
+        if family:
+            self.registry.get_family(family)  # UnknownFamilyError: say so, not "no decision record"
+        found = self.decisions.find(request_id, [family] if family else None, around, progress)
         line = found.line
         name, version = str(line["family"]), int(line["version"])
         record = self.registry.get_version(name, version)
@@ -75,7 +82,7 @@ class Auditor:
             "run": _run_summary(run),
             "explanation": self._explanation(found, lineage),
             "search": {"keys_listed": self.decisions.listed, "objects_read": self.decisions.read,
-                       "object": found.key},
+                       "partitions_searched": self.decisions.partitions, "object": found.key},
         }
 
     def _events(self, family: str) -> list[Any]:
@@ -89,22 +96,32 @@ class Auditor:
 
     def _explanation(self, found: DecisionRecord, lineage: dict[str, Any]) -> dict[str, Any]:
         """Recomputed exactly from the captured inputs and the artifact, else the reason codes stored with the
-        decision, else why neither exists."""
+        decision, else why neither exists. `explained_at_request` says whether the request asked for explanations;
+        `returned` holds, per record, the reason codes the client actually received (the stored top-k), whatever
+        the source: a recomputation lists every feature and can only confirm them (`returned_match`)."""
         line = found.line
         stored = line.get("explanations")
+        asked = stored is not None
         why = None
         if line.get("inputs") is not None:
             try:
-                return self._recompute(line, lineage)
+                recomputed = self._recompute(line, lineage)
             except (ValidationError, ExplanationUnavailableError, IntegrityError, ConfigurationError) as exc:
                 why = f"not recomputed: {exc.message}"
+            else:
+                if not asked:
+                    recomputed["note"] += ("; the request did not ask for explanations, so the client received no "
+                                           "reason codes: these are recomputed now")
+                return {**recomputed, "explained_at_request": asked, "returned": stored,
+                        "returned_match": _returned_match(stored, recomputed["records"]) if asked else None}
         else:
             why = ("not recomputed: the inputs were not captured (the family's capture policy samples "
                    "requests; the decision record keeps inputs only for captured ones)")
         if stored:
             return {"source": "stored", "note": why + "; the reason codes returned with the response follow",
-                    "records": stored}
-        return {"source": "unavailable", "note": why + "; the request did not ask for explanations"}
+                    "records": stored, "explained_at_request": True, "returned": stored, "returned_match": None}
+        return {"source": "unavailable", "note": why + "; the request did not ask for explanations",
+                "explained_at_request": False, "returned": None, "returned_match": None}
 
     def _recompute(self, line: dict[str, Any], lineage: dict[str, Any]) -> dict[str, Any]:
         from mlops.serving.explanations import ServedExplainer
@@ -127,6 +144,21 @@ class Auditor:
         return {"source": "recomputed", "note": "recomputed exactly from the captured inputs and the artifact",
                 "prediction_reproduced": gap <= REPRODUCTION_TOLERANCE,
                 "max_probability_difference": None if math.isinf(gap) else gap, "records": records}
+
+
+def _returned_match(returned: list[dict[str, Any]], recomputed: list[dict[str, Any]]) -> bool:
+    """Whether the reason codes the client received are the leading ones of the recomputation: same features in
+    the same order, contributions equal to REPRODUCTION_TOLERANCE."""
+    if len(returned) != len(recomputed):
+        return False
+    for sent, now in zip(returned, recomputed, strict=True):
+        reasons, again = sent.get("reasons") or [], (now.get("reasons") or [])[:len(sent.get("reasons") or [])]
+        if [r["feature"] for r in reasons] != [r["feature"] for r in again]:
+            return False
+        if any(abs(float(a["contribution"]) - float(b["contribution"])) > REPRODUCTION_TOLERANCE
+               for a, b in zip(reasons, again, strict=True)):
+            return False
+    return True
 
 
 def _reproduction_gap(line: dict[str, Any], labels: list, proba: list | None) -> float:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -398,23 +398,46 @@ class DecisionRecord:
 
 
 def check_request_id(request_id: str) -> str:
-    """Request ids are API Gateway's or Lambda's (UUIDs); anything else is refused before any listing."""
+    """Request ids are API Gateway's or Lambda's (UUIDs); anything else is refused before any listing. Both write
+    UUIDs in lowercase, so a UUID typed or copied in uppercase (a log viewer, a ticket) is lowercased; other ids
+    are kept as they are. Raises ValidationError naming the value."""
     text = str(request_id).strip()
     if not text or len(text) > MAX_REQUEST_ID or not all(c.isalnum() or c in "-_" for c in text):
         raise ValidationError(f"request id {text[:60]!r} is not a request id (letters, digits, '-' and '_', at "
                               f"most {MAX_REQUEST_ID} characters)")
-    return text
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        return text
+    return str(parsed) if len(text) == 36 and text.lower() == str(parsed) else text
+
+
+@dataclass
+class SearchProgress:
+    """Where a search stands, handed to `DecisionStore.find`'s `progress` callback after each partition: the
+    partition (family, date, hour), partitions done of those known so far, keys listed (objects scanned by their
+    key's Bloom filter) and objects read."""
+
+    family: str
+    date: str
+    hour: str
+    partitions_done: int
+    partitions: int
+    listed: int
+    read: int
 
 
 class DecisionStore:
-    """Finds a request's decision: lists the date partitions of each family, nearest to `around` first (newest
-    first without it), and reads only the objects whose key filter may hold the id."""
+    """Finds a request's decision by the key layout: the date partitions of each family, then their hour
+    partitions, nearest to `around` first (newest first without it), stopping at the hour that holds it; in each
+    hour only the objects whose key's Bloom filter may hold the id are read."""
 
     def __init__(self, bucket: str, s3: Any | None = None) -> None:
         self.bucket = bucket
         self._s3 = s3
-        self.listed = 0  # keys listed and objects read by the last find (figures for docs and tests)
+        self.listed = 0  # keys listed, objects read and hour partitions listed by the last find (figures for people)
         self.read = 0
+        self.partitions = 0
 
     @property
     def s3(self) -> Any:
@@ -432,36 +455,55 @@ class DecisionStore:
             out.extend(p["Prefix"][len(prefix):] for p in page.get("CommonPrefixes", []))
         return out
 
-    def find(self, request_id: str, families: Sequence[str] | None = None,
-             around: datetime | None = None) -> DecisionRecord:
-        """The decision of `request_id`. Raises DecisionNotFoundError naming what was searched."""
+    def find(self, request_id: str, families: Sequence[str] | None = None, around: datetime | None = None,
+             progress: Callable[[SearchProgress], None] | None = None) -> DecisionRecord:
+        """The decision of `request_id`. `progress` is called after each hour partition searched. Raises
+        DecisionNotFoundError naming what was searched (families, days, objects scanned and read)."""
         request_id = check_request_id(request_id)
-        self.listed = self.read = 0
+        self.listed = self.read = self.partitions = 0
         names = list(families) if families else self.families()
-        partitions = [(name, date) for name in names for date in self._dates(name)]
-        if around is not None:
-            day = around.astimezone(UTC).date()
-            partitions.sort(key=lambda p: (abs((_date(p[1]) - day).days), p[1]))
+        days = [(name, date) for name in names for date in self._dates(name)]
+        anchor = around.astimezone(UTC) if around is not None else None
+        if anchor is not None:
+            days.sort(key=lambda p: (abs((_date(p[1]) - anchor.date()).days), p[1]))
         else:
-            partitions.sort(key=lambda p: p[1], reverse=True)
-        for name, date in partitions:
-            candidates = [b.key for b in self._batches(name, date) if b.may_hold(request_id)]
-            found = self._read_first(candidates, request_id)
-            if found is not None:
-                return found
+            days.sort(key=lambda p: p[1], reverse=True)
+        known = len(days)
+        for name, date in days:
+            hours = self._hours(name, date)
+            known += len(hours) - 1
+            if anchor is not None:
+                hours.sort(key=lambda h: (abs(_hour_start(date, h) - anchor.timestamp()), h))
+            else:
+                hours.sort(reverse=True)
+            for hour in hours:
+                prefix = f"{family_prefix(name)}date={date}/" + (f"hour={hour}/" if hour else "")
+                candidates = [b.key for b in self._batches(prefix) if b.may_hold(request_id)]
+                found = self._read_first(candidates, request_id)
+                self.partitions += 1
+                if progress is not None:
+                    progress(SearchProgress(name, date, hour, self.partitions, known, self.listed, self.read))
+                if found is not None:
+                    return found
         searched = f"families {names}" if names else "no family has decision records yet"
-        span = f", {len(partitions)} day(s) from {min(d for _, d in partitions)} to {max(d for _, d in partitions)}" \
-            if partitions else ""
+        span = f", {len(days)} day(s) from {min(d for _, d in days)} to {max(d for _, d in days)}" if days else ""
         raise DecisionNotFoundError(
-            f"no decision record holds request id {request_id!r} ({searched}{span}); records are written within "
-            "a minute of the request", request_id=request_id)
+            f"no decision record holds request id {request_id!r} ({searched}{span}; {self.listed} object(s) "
+            f"scanned by key, {self.read} read); records are written within a minute of the request",
+            request_id=request_id)
 
     def _dates(self, family: str) -> list[str]:
         return [p[len("date="):].rstrip("/") for p in self._prefixes(family_prefix(family)) if p.startswith("date=")]
 
-    def _batches(self, family: str, date: str) -> Iterator[BatchKey]:
+    def _hours(self, family: str, date: str) -> list[str]:
+        """The day's hour partitions ("00".."23"); [""] (the whole day) when it has none."""
+        hours = [p[len("hour="):].rstrip("/") for p in self._prefixes(f"{family_prefix(family)}date={date}/")
+                 if p.startswith("hour=")]
+        return hours or [""]
+
+    def _batches(self, prefix: str) -> Iterator[BatchKey]:
         paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{family_prefix(family)}date={date}/"):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 self.listed += 1
                 batch = BatchKey.parse(obj["Key"])
@@ -494,6 +536,12 @@ class DecisionStore:
                 if row.get("request_id") == request_id:
                     return DecisionRecord(row, key)
         return None
+
+
+def _hour_start(date: str, hour: str) -> float:
+    """Epoch seconds of the middle of an hour partition (the whole day's middle for "")."""
+    day = datetime.combine(_date(date), datetime.min.time(), UTC).timestamp()
+    return day + (int(hour) * 3600 + 1800 if hour.isdigit() else 43_200)
 
 
 def _date(text: str) -> Any:
