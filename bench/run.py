@@ -222,7 +222,7 @@ def bench_handler_overhead(reps: int) -> None:
     hundred = overhead(100, max(200, reps // 20))
     per_record = (np.median(hundred) / 1000 - p50) / 99
     row("overhead per extra record (1 vs 100 records)", per_record, "us", "<= 2", per_record <= 2)
-    batch = [(time.time(), f"request-{i:06d}", [1], [[0.3, 0.7]], None, None) for i in range(MAX_BATCH)]
+    batch = [(time.time(), f"request-{i:06d}", [1], [[0.3, 0.7]], None, None, None) for i in range(MAX_BATCH)]
     batch_ns = _time_calls(lambda: service.decisions._payload(batch), 50 if QUICK else 500)
     row(f"decision records: the request completing a batch of {MAX_BATCH} serialises it, p50",
         float(np.median(batch_ns)) / 1e6, "ms", "stated", None, per_decision_us=round(

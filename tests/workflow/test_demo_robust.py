@@ -39,6 +39,18 @@ def slow_first_call(self, event, request_id):
     return handle(self, event, request_id)
 
 ScoringService.handle = slow_first_call
+# Shared-tier families (the default): the first request each (family, model version) serves is slow too.
+from mlops.serving.shared import SharedScoringService
+shared_predict = SharedScoringService.predict
+
+def slow_first_shared_call(self, event, route, request_id, started):
+    key = (route.family, route.version_for(request_id))
+    if key not in slow:
+        slow.append(key)
+        time.sleep(0.7)
+    return shared_predict(self, event, route, request_id, started)
+
+SharedScoringService.predict = slow_first_shared_call
 truth = {}
 stop = LocalPlatform.stop
 
