@@ -67,6 +67,23 @@ def test_linear_regression_explanations_equal_shap_and_add_up_to_the_served_valu
     assert inside.sum() > 30
     added = explanations[0]["base_value"] + ours.sum(axis=1)
     np.testing.assert_allclose(added[inside], served[inside], rtol=0, atol=1e-5)
+    assert all("clipped_to" not in e for e in explanations)  # nothing clipped: nothing said
+
+
+def test_a_clipped_regression_explanation_says_the_clip_applied_and_explains_the_unclipped_output():
+    # A narrow declared range: many predictions are clipped inside the graph.
+    family, model, _, columns = _trained(REGRESSION, prediction_range=[0.3, 0.35])
+    handler = Handler(model.onnx_bytes)
+    status, body = handler.post({"instances": synthetic.to_instances(columns, family, limit=60), "explain": True})
+    assert status == 200, body
+    served = np.asarray(body["predictions"])
+    for explanation, value in zip(body["explanations"], served, strict=True):
+        unclipped = explanation["base_value"] + sum(explanation["contributions"].values())
+        if 0.3 - 1e-6 <= unclipped <= 0.35 + 1e-6:
+            assert "clipped_to" not in explanation and abs(unclipped - value) < 1e-5
+        else:
+            assert abs(explanation["clipped_to"] - value) < 1e-6 and "unclipped output" in explanation["note"]
+    assert sum("clipped_to" in e for e in body["explanations"]) > 10
     (line,) = handler.decisions()
     assert line["predictions"] == body["predictions"] and line["probabilities"] is None
 

@@ -113,7 +113,21 @@ class ServedExplainer:
         """One explanation per record of a request `model` (a ScoringModel) has just scored: {"output",
         "base_value", "contributions", "reasons"} on the model's raw output, from the records' exact values."""
         explainer = self.explainer(getattr(model, "task", BINARY), model)
-        return explainer.explain(model.exact_matrix(instances), top=request.top)
+        explanations = explainer.explain(model.exact_matrix(instances), top=request.top)
+        low, high = prediction_range(model)
+        if low is not None or high is not None:  # a regression clipped inside its graph: say where it applied
+            for explanation in explanations:
+                unclipped = explanation["base_value"] + sum(explanation["contributions"].values())
+                bound = low if low is not None and unclipped < low else high \
+                    if high is not None and unclipped > high else None
+                if bound is not None and abs(unclipped - bound) <= 1e-6 * max(1.0, abs(bound)):
+                    bound = None  # at the bound to float precision: nothing was cut off
+                if bound is not None:
+                    explanation["clipped_to"] = bound
+                    explanation["note"] = (f"the prediction was clipped to {bound:g} (the family's "
+                                           f"prediction_range); base_value plus contributions explain the unclipped "
+                                           f"output {unclipped:.6g}")
+        return explanations
 
 
 def probe_rows(features: Any) -> np.ndarray:
@@ -130,6 +144,19 @@ def probe_rows(features: Any) -> np.ndarray:
     return rows
 
 
+def prediction_range(model: Any) -> tuple[float | None, float | None]:
+    """The (low, high) a regression's graph clips its predictions to (its `mlops.prediction_range` metadata; a
+    None side is open), or (None, None)."""
+    session = getattr(model, "session", None)
+    if session is None:
+        return None, None
+    meta = session.get_modelmeta().custom_metadata_map
+    if "mlops.prediction_range" not in meta:
+        return None, None
+    low, high = orjson.loads(meta["mlops.prediction_range"])
+    return low, high
+
+
 def served_gap(explainer: Any, model: Any, task: str) -> float:
     """The largest difference on `probe_rows` between what the explanation adds up to (base value plus
     contributions, through the logistic function for log-odds) and what the served graph answers: the positive
@@ -144,10 +171,15 @@ def served_gap(explainer: Any, model: Any, task: str) -> float:
             mapped = 1.0 / (1.0 + np.exp(-raw)) if explainer.output == "log_odds" else raw
         return float(np.max(np.abs(served - mapped)))
     served = np.asarray(values, dtype=np.float64)
-    meta = model.session.get_modelmeta().custom_metadata_map
-    if "mlops.prediction_range" in meta:
-        low, high = orjson.loads(meta["mlops.prediction_range"])  # a null side is open
-        inside = (served > (-np.inf if low is None else low)) & (served < (np.inf if high is None else high))
+    low, high = prediction_range(model)
+    if low is not None or high is not None:
+        # Clipped values sit at a bound (to float32's precision: 0.3 is served as 0.30000001): left out.
+        at_bound = np.zeros(served.shape, dtype=bool)
+        for bound in (low, high):
+            if bound is not None:
+                at_bound |= np.isclose(served, bound, rtol=1e-6, atol=1e-7)
+        inside = (served > (-np.inf if low is None else low)) & (served < (np.inf if high is None else high)) \
+            & ~at_bound
         served, raw = served[inside], raw[inside]
     return float(np.max(np.abs(served - raw) / np.maximum(1.0, np.abs(served)), initial=0.0))
 
