@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import numpy as np
@@ -123,7 +124,8 @@ def test_a_labels_upload_joins_counts_every_problem_and_realised_metrics_equal_s
     scored = Scored(platform, tier=tier)
     chosen = scored.ids[:400]
     lines = ["request_id,label,event_time,sex"]
-    lines += [f"{i},{scored.truth[i]},2030-01-01T00:00:00Z,{scored.sex[i]}" for i in chosen]
+    outcome_at = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # after the decisions
+    lines += [f"{i},{scored.truth[i]},{outcome_at},{scored.sex[i]}" for i in chosen]
     lines += [f"{chosen[0]},{1 - scored.truth[chosen[0]]},,",  # a duplicate with another label: the last line wins
               "not-a-decision,1,,", "req-0:1,maybe,,", ",1,,", "req-4:0,,,", "req-8:2,1,yesterday,F"]
     record = _deliver(_monitor(platform), f"labels/{FAMILY}/june.csv", _csv(lines))

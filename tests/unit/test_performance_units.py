@@ -70,6 +70,17 @@ def test_family_of_key_and_event_times():
     assert family_of_key("labels/a.csv") is None and family_of_key("datasets/x/a.csv") is None
     assert parse_event_time("2025-06-01T12:00:00+02:00") == 1748772000.0
     assert parse_event_time("-5") is None and parse_event_time("soon") is None
+    # Epoch milliseconds are read as such; times before 2000 or after tomorrow are not outcome times.
+    now = 1_796_000_000.0
+    assert parse_event_time("1796000000000", now=now) == 1_796_000_000.0
+    assert parse_event_time("1970-01-01", now=now) is None and parse_event_time("2999-01-01", now=now) is None
+    assert parse_event_time(str(now + 3600), now=now) == now + 3600  # clocks disagree a little: kept
+
+
+def test_a_file_with_both_id_columns_is_joined_by_the_decision_id():
+    data = b"request_id,decision_id,label\nreq-1,req-1:0,1\nreq-1,req-1:1,0\nreq-1,req-1:2,1\n"
+    parsed = parse_labels(data, FAMILY, [0, 1], "both.csv")
+    assert [row.decision_id for row in parsed.rows] == ["req-1:0", "req-1:1", "req-1:2"]
 
 
 def test_performance_policy_bounds_must_fit_the_task():

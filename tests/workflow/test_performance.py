@@ -106,6 +106,10 @@ def test_labels_arrive_late_and_partially_and_the_cli_shows_each_upload_and_the_
     assert body["computed_on_demand"] is False and body["report"]["verdict"] == "ok"
     table = mlops("performance", "show", family.name, "--version", "1", *stack)
     assert table.exit_code == 0 and "Policy checks" in table.stdout and "degradation" in table.stdout
+    assert "stored report checked at" in table.stdout and "retrain: not started" in table.stdout
+    fresh = json.loads(mlops("performance", "show", family.name, "--fresh", "--json", *stack).stdout)
+    assert fresh["computed_on_demand"] is True and "--fresh" in fresh["reason"]
+    assert fresh["report"]["verdict"] == body["report"]["verdict"]
     written = json.loads(mlops("report", family.name, "1", "-o", str(tmp_path / "pages"), "--json", *stack).stdout)
     assert "performance-report" in written["pages"]
     page = (tmp_path / "pages" / "performance-report.html").read_text()

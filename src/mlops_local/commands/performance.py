@@ -31,16 +31,16 @@ def performance() -> None:
     """
 
 
-def performance_report(platform: Platform, family: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The newest stored report of `family`, or one computed now when no report is newer than the newest labels:
-    (report, {"computed_on_demand", "reason"}). NotFound for an unknown family."""
+def performance_report(platform: Platform, family: str, fresh: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The newest stored report of `family`, or one computed now when no report is newer than the newest labels
+    (or `fresh`): (report, {"computed_on_demand", "reason"}). NotFound for an unknown family."""
     from mlops.monitoring.performance import PerformanceMonitor
 
     from .. import views
 
     record = views.family_record(platform, family)
     monitor = PerformanceMonitor(platform.registry, platform.bucket, None, s3=platform.client("s3"))
-    return monitor.current(record)
+    return monitor.current(record, fresh=fresh)
 
 
 def performance_page(platform: Platform, family: str, version: int) -> tuple[str, dict[str, Any]] | None:
@@ -71,8 +71,10 @@ def _verdict(value: Any) -> str:
 @click.argument("family")
 @click.option("--version", "version", type=click.IntRange(min=1), default=None,
               help="Show this model version's windows (default: every version in the lookback).")
+@click.option("--fresh", is_flag=True, help="Compute the report now from every decision and label (read-only), "
+              "instead of the stored one (which counts the decisions up to its check).")
 @platform_options
-def show(family: str, version: int | None, target: TargetOptions) -> None:
+def show(family: str, version: int | None, fresh: bool, target: TargetOptions) -> None:
     """Show a family's performance: the verdict on realised metrics (the live version's newest window with enough
     labels) and on the estimate, the policy's checks, and per version and window the decisions, labels, coverage,
     realised metrics and the estimate with its error. The newest stored report is shown; when labels arrived after
@@ -83,31 +85,44 @@ def show(family: str, version: int | None, target: TargetOptions) -> None:
     Examples:
       mlops performance show credit-risk
       mlops performance show credit-risk --version 3 --json
+      mlops performance show credit-risk --fresh
     """
     from .. import views
 
     platform = connect(target)
     with reaching(platform):
-        report, meta = performance_report(platform, family)
+        report, meta = performance_report(platform, family, fresh)
         if version is not None:
             views.version_record(platform, family, version)  # NotFound naming the versions that exist
     versions = report.get("versions") or []
     if version is not None:
         versions = [v for v in versions if v.get("version") == version]
         if not versions:
+            stale = "" if meta["computed_on_demand"] else \
+                f"; the stored report was checked at {report.get('checked_at')}: --fresh counts decisions since"
             raise NotFound(f"{family} v{version} has no decision in the performance lookback "
-                           f"({report.get('window', {}).get('lookback_days')} days)")
+                           f"({report.get('window', {}).get('lookback_days')} days){stale}")
     if target.as_json:
         echo_json({**meta, "report": {**report, "versions": versions}})
         return
     out = tables.console()
     if meta["computed_on_demand"]:
         out.print(f"[dim]computed on demand: {tables.escape(meta['reason'])}[/]")
+    else:
+        out.print(f"[dim]stored report checked at {tables.when(report.get('checked_at'))}; decisions scored since "
+                  "are counted at the next check (or now with --fresh)[/]")
     judged = report.get("judged") or {}
     out.print(f"[bold]{family}[/] ({report.get('task', '').replace('_', ' ')}), live v{report.get('live_version')}: "
               f"realised {_verdict(report.get('verdict'))}, estimate {_verdict(report.get('estimate_verdict'))}")
     out.print(f"  {tables.escape(report.get('reason'))}")
     out.print(f"  estimate: {tables.escape(report.get('estimate_reason'))}")
+    retrain = report.get("retrain")
+    if isinstance(retrain, dict):
+        out.print("  retrain: " + (f"started {tables.escape(retrain.get('execution'))}" if retrain.get("started")
+                                   else f"not started ({tables.escape(retrain.get('reason') or '-')})"))
+    alert = report.get("alert")
+    if isinstance(alert, dict) and alert:
+        out.print("  alert: " + ("sent" if alert.get("sent") else f"not sent ({tables.escape(alert.get('reason'))})"))
     if judged:
         out.print(f"  judged window from {tables.when(judged.get('start'))}: {judged.get('labelled')} labelled "
                   f"decisions, coverage {judged.get('coverage', 0):.1%}")

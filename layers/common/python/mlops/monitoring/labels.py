@@ -36,7 +36,13 @@ from mlops.data.datasets import DataSetError, is_supported_key, quote, read_tabl
 
 LABELS_PREFIX = "labels/"
 INGESTED_PREFIX = "labels-ingested/"
-ID_COLUMNS = ("request_id", "decision_id")
+# When a file has both columns (a response log export), the decision id is the exact one: a batch's request id
+# names no single decision.
+ID_COLUMNS = ("decision_id", "request_id")
+# Outcome times outside [EARLIEST_EVENT_TIME, now + FUTURE_SLACK_SECONDS] are counted as bad_event_time (a typo, or
+# epoch milliseconds read as seconds), never used for label delays.
+EARLIEST_EVENT_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
+FUTURE_SLACK_SECONDS = 86_400.0
 LABEL_COLUMN = "label"
 TIME_COLUMN = "event_time"
 MAX_LABELS_BYTES = 100 * 1024 * 1024
@@ -91,21 +97,28 @@ def _example(examples: dict[str, list[str]], kind: str, text: str) -> None:
         kept.append(text)
 
 
-def parse_event_time(text: str) -> float | None:
+def parse_event_time(text: str, now: float | None = None) -> float | None:
     """Epoch seconds from ISO 8601 (a date, or a time with Z or an offset; naive is UTC) or a number of epoch
-    seconds; None when the text is neither."""
+    seconds (a number above 1e11 is read as epoch milliseconds: seconds that large are past the year 5000); None
+    when the text is neither, or the time is before 2000 or more than a day after `now` (default: the clock)."""
     text = text.strip()
     try:
-        value = float(text)
+        value: float | None = float(text)
     except ValueError:
         value = None
     if value is not None:
-        return value if math.isfinite(value) and value >= 0 else None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        if not math.isfinite(value):
+            return None
+        if value > 1e11:
+            value /= 1000.0
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        value = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    latest = (time.time() if now is None else now) + FUTURE_SLACK_SECONDS
+    return value if EARLIEST_EVENT_TIME <= value <= latest else None
 
 
 def parse_labels(data: bytes, family: ModelFamily, classes: Sequence[Any] | None = None,
@@ -187,7 +200,8 @@ def parse_labels(data: bytes, family: ModelFamily, classes: Sequence[Any] | None
             event_time = parse_event_time(times[i])
             if event_time is None:
                 counts["bad_event_time"] += 1
-                _example(examples, "bad_event_time", f"line {line}: {quote(times[i])}")
+                _example(examples, "bad_event_time", f"line {line}: {quote(times[i])} (not ISO 8601 or epoch "
+                         "seconds/milliseconds between 2000 and tomorrow)")
         group = None
         if groups is not None:
             group = groups[i] if groups[i] and groups[i] not in markers else "(missing)"

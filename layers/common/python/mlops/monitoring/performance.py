@@ -658,12 +658,15 @@ class PerformanceMonitor:
             return None
         return orjson.loads(self.s3.get_object(Bucket=self.bucket, Key=keys[-1])["Body"].read())
 
-    def current(self, record: FamilyRecord) -> tuple[dict[str, Any], dict[str, Any]]:
+    def current(self, record: FamilyRecord, fresh: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """The newest stored report, or one computed now (read-only) when a labels upload is missing from it (it
-        arrived later, or its notification has not been processed) or none is stored: (report,
-        {"computed_on_demand", "reason"})."""
-        stored = self.newest_report(record.family.name)
-        if stored is None:
+        arrived later, or its notification has not been processed), none is stored, or `fresh` asks for it (the
+        decisions scored since the stored report are then counted too): (report, {"computed_on_demand",
+        "reason"})."""
+        stored = None if fresh else self.newest_report(record.family.name)
+        if fresh:
+            reason = "asked for (--fresh): every decision and label up to now"
+        elif stored is None:
             reason = "no report is stored yet"
         else:
             included = set((stored.get("labels") or {}).get("recorded_uploads") or [])
