@@ -537,7 +537,7 @@ def drift_check(platform: Platform, family: str) -> dict[str, Any]:
     import json
 
     record = family_record(platform, family)
-    if record.retired:
+    if getattr(record, "retired", False):
         raise NotFound(f"{family} was retired at {record.changed_at} on {platform.description}: a retired family is "
                        "not monitored (`mlops families apply` brings it back)")
     if not record.live_version:
