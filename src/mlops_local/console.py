@@ -84,7 +84,7 @@ class Console:
 
     def _route(self, parts: list[str], query: dict[str, str]) -> tuple[int, str, dict[str, str]]:
         if not parts:
-            return 200, self.families_page(), HTML
+            return 200, self.families_page(query), HTML
         if parts[0] == "runs" and len(parts) <= 2:
             return 200, (self.run_page(parts[1], query.get("family")) if len(parts) == 2
                          else self.runs_page(query.get("family"))), HTML
@@ -111,18 +111,31 @@ class Console:
 
     # ---- pages -----------------------------------------------------------------------------------------------
 
-    def families_page(self) -> str:
+    PAGE_SIZE = 50
+
+    def families_page(self, query: dict[str, str] | None = None) -> str:
+        """One page of PAGE_SIZE families in name order (`?after=NAME` for the next), each with its last run and
+        drift check: a page reads the family index once and two items per family shown, whatever the number of
+        families."""
+        from mlops.core.errors import ValidationError
+
         from . import views
 
+        after = (query or {}).get("after") or None
+        try:
+            page = self.platform.registry.list_families(limit=self.PAGE_SIZE, after=after)
+        except ValidationError as exc:
+            raise NotFound(exc.message) from None
         rows = []
-        for record in views.families(self.platform):
+        for record in page.items:
             summary = views.family_summary(record)
             runs = self.platform.registry.list_runs(family=record.name, limit=1)
             drift = self.platform.registry.drift_records(record.name, limit=1)
             rows.append({**summary, "last_run": runs[0] if runs else None,
                          "last_drift": views.drift_summary(drift[0]) if drift else None})
+        following = rows[-1]["name"] if page.next_token and rows else None
         return render("console_families.html.j2", families=rows, platform=self.platform.description,
-                      crumbs=[])
+                      crumbs=[], after=after, following=following)
 
     def family_page(self, name: str) -> str:
         from . import views
