@@ -139,13 +139,3 @@ def test_openapi_documents_declare_the_optional_id_and_the_decision_ids():
     assert "id" in record["properties"] and "id" not in record["required"]
     assert "decision_ids" in schemas["PredictResponse"]["required"]
 
-
-def test_an_id_repeated_within_one_request_is_refused_naming_both_records():
-    import pytest
-    from mlops.core.errors import ValidationError
-    from mlops.serving.decision_ids import split_client_ids
-
-    with pytest.raises(ValidationError, match=r"instances\[2\].id '42' repeats instances\[0\].id"):
-        split_client_ids([{"x": 1, "id": 42}, {"x": 2, "id": "a"}, {"x": 3, "id": "42"}], frozenset({"x"}))
-    _, ids = split_client_ids([{"x": 1, "id": 42}, {"x": 2}, {"x": 3, "id": "43"}], frozenset({"x"}))
-    assert ids == ["42", None, "43"]

@@ -30,9 +30,9 @@ def split_client_ids(instances: Any, feature_names: frozenset[str]) -> tuple[Any
 
     instances: the request's `instances` value as parsed (anything: the scorer names its own problems). An id is text of
     1 to MAX_ID_CHARS letters, digits and . _ : / -, or an integer in the signed 64-bit range (not a boolean). Ids
-    should be unique: one repeated across requests names several decisions, and labels for it are counted as
-    ambiguous and not joined (mlops.monitoring.performance); one repeated within a request is refused. Raises
-    ValidationError naming the first malformed or repeated id. The records carrying an id are copied (the caller's
+    should be unique: one repeated (in a request or across requests) names several decisions, and labels for it are
+    counted as ambiguous and not joined (mlops.monitoring.performance). Raises ValidationError naming the first
+    malformed id. The records carrying an id are copied (the caller's
     are left intact)."""
     if type(instances) is not list or not instances or CLIENT_ID_FIELD in feature_names:
         return instances, None
@@ -52,15 +52,6 @@ def split_client_ids(instances: Any, feature_names: frozenset[str]) -> tuple[Any
         copy = dict(record)
         ids.append(_client_id(copy.pop(CLIENT_ID_FIELD), index))
         stripped.append(copy)
-    if len(ids) > 1:
-        seen: dict[str, int] = {}
-        for index, given in enumerate(ids):
-            if given is None:
-                continue
-            if given in seen:  # refused while the client can still fix it: labels for it could never join
-                raise ValidationError(f"instances[{index}].{CLIENT_ID_FIELD} {given!r} repeats instances"
-                                      f"[{seen[given]}].{CLIENT_ID_FIELD}; each record's id names one decision")
-            seen[given] = index
     return stripped, ids
 
 
