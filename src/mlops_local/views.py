@@ -57,7 +57,7 @@ def family_record(platform: Platform, name: str) -> Any:
         else:  # thousands of families: the closest names, not a wall of text
             close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
             listed = (f"did you mean {', '.join(close)}? " if close else "") + \
-                f"({len(known)} families registered: `mlops families list`)"
+                f"registered: {', '.join(sorted(known)[:10])} and {len(known) - 10} more (`mlops families list`)"
         raise NotFound(f"unknown model family {name!r} on {platform.description}; {listed}") from None
 
 
