@@ -25,5 +25,11 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
     import pytest
 
     for item in items:
-        group = "workflow" if "/tests/workflow/" in str(item.fspath) else "main"
+        workflow = "/tests/workflow/" in str(item.fspath)
+        group = "workflow" if workflow else "main"
         item.add_marker(pytest.mark.xdist_group(group))
+        # Workflow stories run for both serving tiers: the shared tier (every family's default) in `make test`, the
+        # dedicated tier's run of the same story in `make test-slow` (CI runs both), to keep `make test` short.
+        callspec = getattr(item, "callspec", None)
+        if workflow and callspec is not None and callspec.params.get("tier") == "dedicated":
+            item.add_marker(pytest.mark.slow)
