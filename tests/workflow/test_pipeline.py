@@ -170,11 +170,16 @@ def test_second_upload_waits_for_the_running_rollout_and_none_is_lost(platform, 
         platform.registry.get_run(family.name, r["name"]) for r in results]
     waited = [e for e in started if "WaitForRolloutLock" in entered_states(e["executionArn"])]
     assert len(waited) == 1, [(e["name"], entered_states(e["executionArn"])) for e in started]
-    first_done = min(r["stopDate"] for r in results)
+    # The first run releases the lock in its Finish* state (before its execution ends): the second may train
+    # from the moment that state was entered, not before.
+    first = next(e for e in started if e is not waited[0])
+    first_events = aws.client("stepfunctions").get_execution_history(executionArn=first["executionArn"])["events"]
+    released_from = next(e["timestamp"] for e in first_events
+                         if e.get("stateEnteredEventDetails", {}).get("name", "").startswith("Finish"))
     events = aws.client("stepfunctions").get_execution_history(executionArn=waited[0]["executionArn"])["events"]
     train_started = next(e["timestamp"] for e in events
                          if e.get("stateEnteredEventDetails", {}).get("name") == "Train")
-    assert train_started >= first_done, "the second rollout trained while the first still held the family"
+    assert train_started >= released_from, "the second rollout trained while the first still held the family"
     record = platform.registry.get_family(family.name)
     assert record.latest_version == 3 and record.rollout_holder is None and record.canary_version == 0
 
