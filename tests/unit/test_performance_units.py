@@ -27,7 +27,8 @@ def test_labels_are_read_with_bom_crlf_semicolons_gzip_and_labels_in_the_familys
         parsed = parse_labels(data, family, ["good", "bad"], "labels/credit-risk/june.csv.gz"
                               if data[:2] == b"\x1f\x8b" else "labels/credit-risk/june.csv")
         assert [(r.decision_id, r.label) for r in parsed.rows] == [("r-1", "bad"), ("r-2", "good")]
-        assert parsed.counts["outside_classes"] == 1 and parsed.examples["outside_classes"] == ["line 4: 'BAD'"]
+        assert parsed.counts["outside_classes"] == 1 and parsed.examples["outside_classes"] == [
+            "line 4: 'BAD' (did you mean 'bad'? labels match case-sensitively)"]
         assert parsed.rows[0].event_time == parse_event_time("2025-06-01T00:00:00Z") == 1748736000.0
         assert parsed.rows[1].event_time == 1748736000.0
 
@@ -165,3 +166,10 @@ def test_performance_retrain_run_ids_name_their_family():
 
     assert family_prefix_of_run("credit-risk-performance-" + "0a" * 12) == "credit-risk"
     assert family_prefix_of_run("credit-risk-performance-12") is None
+
+
+def test_a_label_in_another_case_is_outside_the_classes_with_a_hint():
+    family = synthetic.credit_risk_family(name="credit-risk", positive_label="bad")
+    parsed = parse_labels(b"request_id,label\nr-1,GOOD\nr-2,bad\n", family, ["good", "bad"], "case.csv")
+    assert parsed.counts["outside_classes"] == 1 and parsed.counts["rows"] == 1
+    assert "did you mean 'good'?" in parsed.examples["outside_classes"][0]

@@ -192,7 +192,11 @@ def parse_labels(data: bytes, family: ModelFamily, classes: Sequence[Any] | None
             match = next((c for c in classes if same_label(c, label)), None)
             if match is None:
                 counts["outside_classes"] += 1
-                _example(examples, "outside_classes", f"line {line}: {quote(label)}")
+                folded = next((c for c in classes if label_text(c).strip().casefold() == label.strip().casefold()),
+                              None)  # labels are matched exactly, as training read them: name the likely one
+                hint = f" (did you mean {quote(label_text(folded))}? labels match case-sensitively)" \
+                    if folded is not None else ""
+                _example(examples, "outside_classes", f"line {line}: {quote(label)}{hint}")
                 continue
             label = label_text(match)
         event_time = None
