@@ -114,3 +114,17 @@ def entered_states(execution_arn: str) -> list[str]:
 
     events = aws.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
+@pytest.fixture()
+def stack(platform: LocalPlatform, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """`--stack mlops-test` resolves to the session's platform: its outputs as CloudFormation would give them
+    (the CLI's deployed path, without AWS). Returns the CLI arguments that name it."""
+    from mlops_local import client
+
+    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
+               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/",
+               "DriftFunction": platform.function_names["drift"],
+               "DriftFanout": platform.drift_fanout_state_machine_arn}
+    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
+    return ["--stack", "mlops-test"]

@@ -8,19 +8,10 @@ import json
 import pytest
 from mlops.data import synthetic
 
-from mlops_local import client
 from mlops_local.apigw import proxy_event
 from mlops_local.cli import cli
 
 from .conftest import live_model
-
-
-@pytest.fixture()
-def stack(platform, monkeypatch):
-    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
-               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/"}
-    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
-    return ["--stack", "mlops-test"]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from mlops.serving.scoring import ScoringModel
 from mlops.training.steps import load_holdout
 from sklearn.metrics import roc_auc_score
 
-from mlops_local import client
 from mlops_local.cli import cli
 
 from .operator_story import shared_story
@@ -23,14 +22,6 @@ pytestmark = pytest.mark.xdist_group("operator-story")
 @pytest.fixture()
 def story(platform):
     return shared_story(platform)
-
-
-@pytest.fixture()
-def stack(platform, monkeypatch):
-    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
-               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/"}
-    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
-    return ["--stack", "mlops-test"]
 
 
 def mlops(*args: str):

@@ -6,23 +6,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from click.testing import CliRunner
 
-from mlops_local import client
 from mlops_local.cli import cli
 
 from .test_task_families import MULTICLASS, task_family, upload
-
-
-@pytest.fixture()
-def stack(platform, monkeypatch):
-    """`--stack mlops-test` resolves to the session's platform, with the drift function's output."""
-    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
-               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/",
-               "DriftFunction": platform.function_names["drift"]}
-    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
-    return ["--stack", "mlops-test"]
 
 
 def mlops(*args: str):

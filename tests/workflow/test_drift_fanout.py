@@ -70,10 +70,9 @@ def test_a_tier_filter_and_an_empty_listing_end_without_a_map(platform, new_fami
 
 
 def test_mlops_drift_check_all_runs_the_fanout_now_and_says_what_each_family_recorded(platform, new_family, traffic,
-                                                                                      monkeypatch):
+                                                                                      stack):
     from click.testing import CliRunner
 
-    from mlops_local import client
     from mlops_local.cli import cli
 
     drifting = new_family(drift={"min_samples": 300})
@@ -82,21 +81,16 @@ def test_mlops_drift_check_all_runs_the_fanout_now_and_says_what_each_family_rec
         live_model(platform, family)
     traffic(drifting).send(100, "drifted")
     platform.flush_captures()
-    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
-               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/",
-               "DriftFunction": platform.function_names["drift"],
-               "DriftFanout": platform.drift_fanout_state_machine_arn}
-    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
-    result = CliRunner().invoke(cli, ["drift", "check-all", "--json", "--stack", "mlops-test"],
+    result = CliRunner().invoke(cli, ["drift", "check-all", "--json", *stack],
                                 catch_exceptions=False)
     assert result.exit_code == 1, result.output  # drift in one family
     found = {f["family"]: f for f in json.loads(result.stdout)["families"]}
     assert found[drifting.name]["verdict"] == "drift" and found[drifting.name]["drifted_features"]
     assert found[quiet.name]["verdict"] == "not_recorded"  # no traffic since it went live: nothing written
     # Other tests' families share this platform (one may fail its checks): only ours are asserted on.
-    table = CliRunner().invoke(cli, ["drift", "check-all", "--stack", "mlops-test"], catch_exceptions=False)
+    table = CliRunner().invoke(cli, ["drift", "check-all", *stack], catch_exceptions=False)
     assert "live famil" in table.output and drifting.name in table.output
-    again = CliRunner().invoke(cli, ["drift", "check-all", "--json", "--stack", "mlops-test"],
+    again = CliRunner().invoke(cli, ["drift", "check-all", "--json", *stack],
                                catch_exceptions=False)
     assert {f["family"]: f for f in json.loads(again.stdout)["families"]}[drifting.name]["verdict"] == \
         "not_recorded"  # nothing new since: nothing judged

@@ -6,20 +6,11 @@ import json
 
 import pytest
 
-from mlops_local import client
 from mlops_local.cli import cli
 
 from .operator_story import shared_story
 
 pytestmark = pytest.mark.xdist_group("operator-story")
-
-
-@pytest.fixture()
-def stack(platform, monkeypatch):
-    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
-               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/"}
-    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
-    return ["--stack", "mlops-test"]
 
 
 def mlops(*args: str):

@@ -13,21 +13,11 @@ import pytest
 from click.testing import CliRunner
 from mlops.data import synthetic
 
-from mlops_local import client
 from mlops_local.cli import cli
 from mlops_local.commands import runs as runs_command
 from mlops_local.commands.runs import canary_progress
 
 from .conftest import live_model
-
-
-@pytest.fixture()
-def stack(platform, monkeypatch):
-    """`--stack mlops-test` resolves to the session's platform."""
-    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
-               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/"}
-    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
-    return ["--stack", "mlops-test"]
 
 
 def mlops(*args: str):

@@ -15,7 +15,6 @@ from mlops.data import synthetic
 from mlops.registry.runs import family_config_sha256
 from mlops.reports.publish import model_card_keys
 
-from mlops_local import client
 from mlops_local.cli import cli
 
 from .conftest import TIERS, alias_state, live_model, run_upload, serving_state
@@ -28,15 +27,6 @@ pytestmark = pytest.mark.xdist_group("operator-story")
 @pytest.fixture()
 def story(platform):
     return shared_story(platform)
-
-
-@pytest.fixture()
-def stack(platform, monkeypatch):
-    """`--stack mlops-test` resolves to the session's platform: its outputs as CloudFormation would give them."""
-    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
-               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/"}
-    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
-    return ["--stack", "mlops-test"]
 
 
 def mlops(*args: str):

@@ -13,20 +13,10 @@ import boto3
 import pytest
 from mlops.data import synthetic
 
-from mlops_local import client
 from mlops_local.apigw import proxy_event
 from mlops_local.cli import cli
 
 from .conftest import TIERS, live_model
-
-
-@pytest.fixture()
-def stack(platform, monkeypatch):
-    """`--stack mlops-test` resolves to the session's platform, as a deployed stack's outputs would."""
-    outputs = {"ArtifactBucket": platform.bucket, "RegistryTable": platform.table,
-               "PipelineStateMachine": platform.state_machine_arn, "ScoringApiUrl": "https://api.example/prod/"}
-    monkeypatch.setattr(client, "stack_outputs", lambda session, name: outputs)
-    return ["--stack", "mlops-test"]
 
 
 def mlops(*args: str):

@@ -16,6 +16,7 @@ from mlops.core.errors import PlatformError
 from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import BINARY, DriftPolicy, Feature, ModelFamily
 from mlops.monitoring.retrain import Retrainer
+from mlops.monitoring.scope import check_live_families
 from mlops.registry.artifacts import ArtifactStore
 from mlops.registry.store import FAMILY_ACTIVE, FamilyRecord, ModelRegistry
 from mlops.reports.publish import drift_histograms, publish_drift_report
@@ -293,23 +294,9 @@ class DriftMonitor:
         self.retrainer = Retrainer(registry, publisher, state_machine_arn, is_execution_running, artifacts.bucket)
 
     def run(self, families: list[str] | None = None, tier: str | None = None) -> list[dict[str, Any]]:
-        """Check every live family (or the named ones, or those of one serving `tier`). A failure in one family
-        does not stop the others."""
-        results = []
-        for summary in self.registry.iter_families(status=FAMILY_ACTIVE):
-            if (families and summary.name not in families) or not summary.live_version:
-                continue
-            try:
-                record = self.registry.get_family(summary.name)
-                if record.retired:  # retired since the listing
-                    continue
-                if tier is not None and record.family.serving != tier:
-                    continue
-                results.append(self.check(record))
-            except PlatformError as exc:
-                self.record_failure(summary.name, exc.message)
-                results.append({"family": summary.name, "verdict": "error", "error": exc.message})
-        return results
+        """Check every live family (or the named ones, or those of one serving `tier`); a failure in one family is
+        recorded (`record_failure`) and does not stop the others (mlops.monitoring.scope)."""
+        return check_live_families(self.registry, families, tier, self.check, self.record_failure)
 
     def fanout_listing(self, tier: str | None, families: list[str] | None, run: str,
                        batch_size: int = FANOUT_BATCH) -> dict[str, Any]:

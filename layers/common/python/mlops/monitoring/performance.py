@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 
 from mlops.core import aws
-from mlops.core.errors import PlatformError, UnknownFamilyError
+from mlops.core.errors import UnknownFamilyError
 from mlops.core.observability import MetricsPublisher, logger
 from mlops.core.schemas import BINARY, LOWER_IS_BETTER, MULTICLASS, REGRESSION, ModelFamily, same_label
 from mlops.monitoring.labels import (
@@ -48,7 +48,8 @@ from mlops.monitoring.labels import (
     upload_id_of,
 )
 from mlops.monitoring.retrain import Retrainer
-from mlops.registry.store import FAMILY_ACTIVE, FamilyRecord, ModelRegistry
+from mlops.monitoring.scope import check_live_families
+from mlops.registry.store import FamilyRecord, ModelRegistry
 from mlops.serving.decision_ids import names
 from mlops.serving.decisions import BatchKey, family_prefix
 from mlops.stats.calibration import expected_calibration_error
@@ -362,24 +363,12 @@ class PerformanceMonitor:
     # ---- scheduled checks ---------------------------------------------------------------------------------
 
     def run(self, families: list[str] | None = None, tier: str | None = None) -> list[dict[str, Any]]:
-        """Check every active family with a live model (or the named ones, or those of one serving `tier`), read
-        from the sharded family index (`ModelRegistry.iter_families`); a failure in one does not stop the
-        others."""
-        results: list[dict[str, Any]] = []
-        for summary in self.registry.iter_families(status=FAMILY_ACTIVE):
-            if (families and summary.name not in families) or not summary.live_version:
-                continue
-            try:
-                record = self.registry.get_family(summary.name)
-                if record.retired:  # retired since the listing
-                    continue
-                if tier is not None and record.family.serving != tier:
-                    continue
-                results.append(self.check(record))
-            except PlatformError as exc:
-                logger().error("performance check failed", extra={"family": summary.name, "error": exc.message})
-                results.append({"family": summary.name, "verdict": "error", "error": exc.message})
-        return results
+        """Check every active family with a live model (or the named ones, or those of one serving `tier`); a
+        failure in one is logged and does not stop the others (mlops.monitoring.scope)."""
+        def logged(name: str, message: str) -> None:
+            logger().error("performance check failed", extra={"family": name, "error": message})
+
+        return check_live_families(self.registry, families, tier, self.check, logged)
 
     def check(self, record: FamilyRecord) -> dict[str, Any]:
         """Compute, store (JSON and HTML), publish, alert and, by policy, retrain. Returns the report."""
