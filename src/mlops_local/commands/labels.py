@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..client import Platform, TargetOptions, connect, echo_json, platform_options, reaching
+from ..client import TargetOptions, connect, echo_json, platform_options, reaching
 from . import tables
 
 # The performance function records an upload within seconds; without a record by then, it never saw it.
@@ -33,13 +33,6 @@ def labels() -> None:
       mlops labels upload defaults-2025-06.csv --family credit-risk
       mlops labels list credit-risk
     """
-
-
-def _known_family(platform: Platform, family: str) -> Any:
-    """The family's registry record; NotFound naming the registered families."""
-    from .. import views
-
-    return views.family_record(platform, family)
 
 
 @labels.command("upload")
@@ -67,7 +60,9 @@ def upload(file: Path, family: str, wait: float, target: TargetOptions) -> None:
                                  "request_id,label[,event_time]", param_hint="FILE")
     platform = connect(target)
     with reaching(platform):
-        _known_family(platform, family)
+        from .. import views
+
+        views.family_record(platform, family)
         key = f"{LABELS_PREFIX}{family}/{file.name}"
         with file.open("rb") as body:
             put = platform.client("s3").put_object(Bucket=platform.bucket, Key=key, Body=body)
@@ -146,7 +141,9 @@ def list_(family: str, target: TargetOptions) -> None:
 
     platform = connect(target)
     with reaching(platform):
-        _known_family(platform, family)
+        from .. import views
+
+        views.family_record(platform, family)
         records = LabelStore(platform.bucket, platform.client("s3")).records(family)
     if target.as_json:
         echo_json({"family": family, "uploads": records})
