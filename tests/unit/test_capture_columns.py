@@ -71,6 +71,40 @@ def test_parts_with_different_kinds_and_fields_concatenate_without_losing_a_valu
         {"home": 5, "x": 2.5, "y": None}]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.fixed_dictionaries({}, optional={"home": st.one_of(st.none(), st.sampled_from(
+    ["own", "rent", "other", ""])), "x": st.one_of(st.none(), st.integers(-5, 5), st.floats(-1e3, 1e3))}),
+    min_size=1, max_size=6), min_size=1, max_size=6))
+def test_concatenating_parts_equals_building_one_batch_from_all_their_rows(parts):
+    """The preallocated concatenation (TEXT codes remapped through a lookup table, nulls and absent fields kept)
+    reads back exactly like one batch built from every row, whatever each part's dictionary holds."""
+    rows = [[(float(p), f"r{p}", i, inputs, 0, [0.5, 0.5]) for i, inputs in enumerate(part)]
+            for p, part in enumerate(parts)]
+    merged = concat([decode(encode(CapturedColumns.from_rows(r))) for r in rows])
+    whole = CapturedColumns.from_rows([r for part in rows for r in part])
+    assert [r.inputs for r in merged.records()] == [r.inputs for r in whole.records()]
+
+
+def test_the_drift_check_histograms_reuse_the_tests_counts_and_equal_binning_again():
+    """compare_with_baseline hands its current counts to current_histograms: the histograms stored with a report
+    are those a fresh binning of the same values gives."""
+    from mlops.reports.drift_report import current_histograms
+    from mlops.stats.profile import baseline_profile
+
+    family = credit_risk_family()
+    rng = np.random.default_rng(3)
+    n = 3_000
+    train = {f.name: (rng.integers(0, len(f.categories) + 1, n).astype(float) if f.kind == "categorical"
+                      else rng.normal(size=n)) for f in family.features}
+    profile = baseline_profile(family, np.column_stack([train[f.name] for f in family.features]), rng.random(n))
+    now = {name: np.where(rng.random(n) < 0.05, np.nan, v + (0.3 if name == "age" else 0.0))
+           for name, v in train.items()}
+    counts: dict[str, np.ndarray] = {}
+    drift.compare_with_baseline(family, profile, now, rng.random(n), family.drift, counts)
+    assert set(counts) == {f.name for f in family.features}
+    assert current_histograms(family, profile, now, None, counts) == current_histograms(family, profile, now, None)
+
+
 def _batches(count: int, rows: int) -> dict[str, bytes]:
     objects = {}
     for b in range(count):

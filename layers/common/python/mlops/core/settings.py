@@ -13,6 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlops.core.errors import ConfigurationError
 
+# Capture objects: a writer flushes at this many sampled records or 60 s after its first one, whichever comes
+# first (a size-or-time buffer, as Kinesis Data Firehose buffers). Large enough that a busy family's hourly
+# window is a few hundred objects (the drift check's cost is per object: docs/benchmarks.md, drift_scale), and
+# the 60 s bound keeps a quiet family's captures as timely as before. Records buffered in a reclaimed sandbox are
+# lost: at most this many, or 60 s of its traffic.
+CAPTURE_FLUSH_RECORDS = 5_000
+
 
 class Env:
     """Environment variable names: the CDK stacks set exactly these, the settings models read exactly these."""
@@ -147,7 +154,7 @@ class ScoringSettings(StorageSettings):
     model_version: int = Field(0, alias=Env.MODEL_VERSION, ge=0)
     model_sha256: str = Field("", alias=Env.MODEL_SHA256, pattern=r"^([0-9a-f]{64})?$")
     capture_sample_rate: float = Field(0.1, alias=Env.CAPTURE_SAMPLE_RATE, ge=0.0, le=1.0)
-    capture_flush_records: int = Field(200, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
+    capture_flush_records: int = Field(CAPTURE_FLUSH_RECORDS, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
     never_capture: str = Field("", alias=Env.NEVER_CAPTURE)
     # Decision records (mlops.serving.decisions): batch size; the function version Lambda runs this sandbox as.
     decision_flush_records: int = Field(512, alias=Env.DECISION_FLUSH_RECORDS, ge=1, le=512)
@@ -164,7 +171,7 @@ class ScoringSettings(StorageSettings):
 class SharedScoringSettings(StorageSettings):
     """The shared scoring function: every shared-tier family, routed by the registry (mlops.serving.shared)."""
 
-    capture_flush_records: int = Field(200, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
+    capture_flush_records: int = Field(CAPTURE_FLUSH_RECORDS, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
     decision_flush_records: int = Field(512, alias=Env.DECISION_FLUSH_RECORDS, ge=1, le=512)
     function_version: str = Field("", alias=Env.FUNCTION_VERSION, max_length=64)
     # A rollback or a canary step reaches traffic within this many seconds (plus DynamoDB's replication lag).

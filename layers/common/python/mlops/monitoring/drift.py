@@ -41,7 +41,8 @@ OTHER = "(other)"
 
 
 def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns: dict[str, np.ndarray],
-                          predictions: np.ndarray, policy: DriftPolicy) -> dict[str, Any]:
+                          predictions: np.ndarray, policy: DriftPolicy,
+                          current_counts: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Per-feature drift figures and the verdict. docs/statistics.md has every formula and threshold.
 
     columns: feature name -> (n,) float64 captured values (NaN = missing; categorical: category index, k =
@@ -60,9 +61,14 @@ def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns:
     "no drift") or "not_checked" (not captured, not in the baseline, or an older profile format), with `reason`;
     `drifted` is None unless checked. Verdict: insufficient_data below `min_samples` rows; drift when at least
     `min_drifted_features` features drift; no_drift when some feature was checked; otherwise insufficient_data
-    or not_checked."""
+    or not_checked.
+
+    current_counts, when given, receives each tested feature's current counts as the tests computed them
+    (numeric: the non-missing values in the profile's PSI bins; categorical: per category then "other"), so the
+    report's histograms (`reports.drift_report.current_histograms`) need not bin a million rows again."""
     n = int(np.asarray(predictions).size)
-    features = {f.name: _feature_report(f, family, profile, columns, n, policy) for f in family.features}
+    counts = current_counts if current_counts is not None else {}
+    features = {f.name: _feature_report(f, family, profile, columns, n, policy, counts) for f in family.features}
     drifted_features = sorted(name for name, f in features.items() if f["drifted"])
     statuses = {f["status"] for f in features.values()}
     if n < policy.min_samples:
@@ -103,7 +109,7 @@ class _Test:
 
 
 def _feature_report(feature: Feature, family: ModelFamily, profile: dict[str, Any], columns: dict[str, np.ndarray],
-                    n: int, policy: DriftPolicy) -> dict[str, Any]:
+                    n: int, policy: DriftPolicy, counts: dict[str, np.ndarray]) -> dict[str, Any]:
     base = profile.get("features", {}).get(feature.name)
     if int(profile.get("format", 1)) < PROFILE_FORMAT:
         return _not_checked(feature, "not_checked", f"the live model's baseline profile has format "
@@ -129,9 +135,9 @@ def _feature_report(feature: Feature, family: ModelFamily, profile: dict[str, An
     elif base["n"] == 0:
         skipped = ("not_checked", "the training data holds no non-missing values to compare with")
     elif feature.kind == "categorical":
-        tests += _categorical_tests(feature, base, values, policy, report)
+        tests += _categorical_tests(feature, base, values, policy, report, counts)
     else:
-        tests += _numeric_tests(base, values, policy, report)
+        tests += _numeric_tests(base, values, policy, report, counts, feature.name)
     if not tests:
         return _not_checked(feature, *(skipped or ("not_checked", "nothing to test")), rows=present, missing=missing)
     # The feature's tests share its p-value (Bonferroni), so its false-drift rate stays at or below it.
@@ -163,11 +169,12 @@ def _missing_rate_test(base: dict[str, Any], present: int, missing: int, policy:
                   f"a change of {change:.3f} >= {policy.ks_min_statistic}")]
 
 
-def _numeric_tests(base: dict[str, Any], values: np.ndarray, policy: DriftPolicy,
-                   report: dict[str, Any]) -> list[_Test]:
+def _numeric_tests(base: dict[str, Any], values: np.ndarray, policy: DriftPolicy, report: dict[str, Any],
+                   counts: dict[str, np.ndarray], name: str) -> list[_Test]:
     shift = numeric_shift(np.asarray(base["ecdf_points"]), np.asarray(base["ecdf_at_or_below"]),
                           np.asarray(base["ecdf_below"]), int(base["n"]), np.asarray(base["psi_edges"]),
                           np.asarray(base["psi_counts"]), values)
+    counts[name] = shift.counts
     ks = shift.ks
     report.update({"psi": round(shift.psi, 6), "psi_p_value": shift.psi_p_value, "psi_bins_tested": shift.psi_bins,
                    "ks_statistic": round(ks.statistic, 6), "ks_statistic_upper_bound": round(ks.upper_bound, 6),
@@ -181,10 +188,11 @@ def _numeric_tests(base: dict[str, Any], values: np.ndarray, policy: DriftPolicy
 
 
 def _categorical_tests(feature: Feature, base: dict[str, Any], values: np.ndarray, policy: DriftPolicy,
-                       report: dict[str, Any]) -> list[_Test]:
+                       report: dict[str, Any], counts: dict[str, np.ndarray]) -> list[_Test]:
     names = [*feature.categories, OTHER]
     expected = _baseline_category_counts(feature, base)
     actual, _ = category_counts(values, len(names))
+    counts[feature.name] = actual
     stat, p_value, tested = pooled_chi_square(expected, actual)
     _, _, v = chi_square_against_frequencies(expected, actual)
     balanced = equal_weight_cramers_v(expected, actual)
@@ -386,7 +394,8 @@ class DriftMonitor:
                     "drifted_features": [], "retrain": None, "report_key": None, "window_start": since}
         profile = self.artifacts.get_json(live.lineage["baseline_profile"]["sha256"])
         columns, predictions = captured_columns(family, captured)
-        report = compare_with_baseline(family, profile, columns, predictions, family.drift)
+        counts: dict[str, np.ndarray] = {}
+        report = compare_with_baseline(family, profile, columns, predictions, family.drift, counts)
         # Too few rows: keep the window open so samples accumulate instead of being judged in slices.
         window_end = since if report["verdict"] == "insufficient_data" else until
         report.update({"family": family.name, "live_version": live.version, "window_start": since,
@@ -401,7 +410,8 @@ class DriftMonitor:
         key = f"{REPORT_PREFIX}family={family.name}/{datetime.now(UTC):%Y-%m-%dT%H-%M-%S.%fZ}.json"
         # The S3 report also holds the current distributions its page draws (the registry item stays small); the
         # predicted-probability histogram is binary's (other tasks' predictions are drawn from the baseline only).
-        histograms = drift_histograms(family, profile, columns, predictions if family.task == BINARY else None)
+        histograms = drift_histograms(family, profile, columns, predictions if family.task == BINARY else None,
+                                      counts)
         stored = {**report, "report_key": key, "histograms": histograms}
         aws.client("s3").put_object(Bucket=self.artifacts.bucket, Key=key,
                                     Body=orjson.dumps(stored, option=orjson.OPT_SERIALIZE_NUMPY),

@@ -31,7 +31,8 @@ VERDICTS = {"drift": ("drift", "fail"), "no_drift": ("no drift", "pass"),
 
 
 def current_histograms(family: Any, profile: dict[str, Any], columns: dict[str, np.ndarray],
-                       predictions: np.ndarray | None = None) -> dict[str, Any]:
+                       predictions: np.ndarray | None = None,
+                       counts: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Current traffic binned exactly like the baseline profile, for the drift report's charts.
 
     family: the ModelFamily (its features in schema order); profile: the live model's baseline profile;
@@ -42,7 +43,9 @@ def current_histograms(family: Any, profile: dict[str, Any], columns: dict[str, 
     binning the drift statistics use), categorical features per declared category then "other". Features not
     captured or absent from the profile are left out. Returns {"format", "features": {name: {"kind", "counts",
     "missing", and "edges" or "categories"}}, "prediction": {"edges", "counts"} or None}: about 20 numbers per
-    feature, small enough to store with the report."""
+    feature, small enough to store with the report. `counts`: feature name -> the counts the drift tests computed on
+    the same bins (`mlops.monitoring.drift.compare_with_baseline`'s `current_counts`), used instead of binning the
+    values again (each is checked to have the bins' length)."""
     from mlops.stats.distributions import bin_counts
     from mlops.stats.profile import PREDICTION_EDGES, category_counts, prediction_counts
 
@@ -53,16 +56,20 @@ def current_histograms(family: Any, profile: dict[str, Any], columns: dict[str, 
         if feature.name not in columns or not isinstance(base, dict):
             continue
         values = np.asarray(columns[feature.name], dtype=np.float64)
-        missing = np.isnan(values)
-        present = values[~missing]
+        missing = int(np.count_nonzero(np.isnan(values)))
+        known = (counts or {}).get(feature.name)
         if feature.kind == "categorical":
-            counts, _ = category_counts(present, len(feature.categories) + 1)
+            levels = len(feature.categories) + 1
+            current = (known if known is not None and len(known) == levels
+                       else category_counts(values, levels)[0])
             features[feature.name] = {"kind": "categorical", "categories": [*feature.categories, OTHER],
-                                      "counts": counts.tolist(), "missing": int(missing.sum())}
+                                      "counts": np.asarray(current).tolist(), "missing": missing}
         elif base.get("psi_edges") is not None:
             edges = np.asarray(base["psi_edges"], dtype=np.float64)
+            current = (known if known is not None and len(known) == edges.size + 1
+                       else bin_counts(values[~np.isnan(values)], edges))
             features[feature.name] = {"kind": "numeric", "edges": edges.tolist(),
-                                      "counts": bin_counts(present, edges).tolist(), "missing": int(missing.sum())}
+                                      "counts": np.asarray(current).tolist(), "missing": missing}
     prediction = None
     if predictions is not None and np.asarray(predictions).size:
         prediction = {"edges": PREDICTION_EDGES.tolist(), "counts": prediction_counts(predictions).tolist()}

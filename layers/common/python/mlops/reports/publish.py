@@ -75,13 +75,14 @@ def publish_model_card(registry: Any, bucket: str, family: str, version: int, s3
 
 
 def drift_histograms(family: Any, profile: dict[str, Any], columns: dict[str, np.ndarray],
-                     predictions: np.ndarray) -> dict[str, Any] | None:
-    """`drift_report.current_histograms` (current traffic binned like the baseline, about 20 numbers a feature),
-    or None when the reports layer is missing or the histograms cannot be computed (logged)."""
+                     predictions: np.ndarray, counts: dict[str, np.ndarray] | None = None) -> dict[str, Any] | None:
+    """`drift_report.current_histograms` (current traffic binned like the baseline, about 20 numbers a feature;
+    `counts`: those the drift tests already computed), or None when the reports layer is missing or the
+    histograms cannot be computed (logged)."""
     try:
         from .drift_report import current_histograms
 
-        return current_histograms(family, profile, columns, predictions)
+        return current_histograms(family, profile, columns, predictions, counts)
     except Exception as exc:  # noqa: BLE001 - the drift verdict stands without its pictures
         logger().error("drift histograms not computed", extra={"family": getattr(family, "name", None),
                                                                  "error": f"{type(exc).__name__}: {exc}"})

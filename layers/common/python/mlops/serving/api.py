@@ -34,7 +34,7 @@ from mlops.core.errors import (
     ValidationError,
 )
 from mlops.core.observability import logger
-from mlops.core.settings import ScoringSettings
+from mlops.core.settings import CAPTURE_FLUSH_RECORDS, ScoringSettings
 from mlops.registry.artifacts import ArtifactStore
 from mlops.serving.capture import CaptureWriter
 from mlops.serving.decision_ids import decision_ids, split_client_ids
@@ -82,8 +82,9 @@ class ServedModel:
     `data`: the artifact's bytes (already checked against `sha256`); `artifact_bytes` is their size."""
 
     def __init__(self, data: bytes, *, bucket: str, family: str, version: int, sha256: str, sample_rate: float,
-                 never_capture: frozenset[str], function_version: str, capture_flush_records: int = 200,
-                 decision_flush_records: int = 512, memory_arena: bool = True) -> None:
+                 never_capture: frozenset[str], function_version: str,
+                 capture_flush_records: int = CAPTURE_FLUSH_RECORDS, decision_flush_records: int = 512,
+                 memory_arena: bool = True) -> None:
         self.family, self.version, self.sha256 = family, version, sha256
         self.model = ScoringModel(data, memory_arena)
         self.capture = CaptureWriter(bucket, family, version, sample_rate, never_capture,

@@ -9,7 +9,8 @@ window is a key range and the layout works as Hive partitions; each object is on
 `mlops.serving.capture_columns` (objects of the older `.jsonl` format are still read).
 
 Trade-off: records buffered in a sandbox that Lambda reclaims before the next flush are lost. Captures are a
-sample, so this is accepted; `flush_records` and `max_age_seconds` bound the exposure.
+sample, so this is accepted; `flush_records` (default `mlops.core.settings.CAPTURE_FLUSH_RECORDS`) and
+`max_age_seconds` bound the exposure.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlops.core import aws
+from mlops.core.settings import CAPTURE_FLUSH_RECORDS
 from mlops.serving.capture_columns import (
     COLUMNAR_SUFFIX,
     JSONL_SUFFIX,
@@ -85,7 +87,7 @@ class CaptureWriter:
     """Buffers sampled requests and writes them to S3 in batches from a daemon thread."""
 
     def __init__(self, bucket: str, family: str, version: int, sample_rate: float, never_capture: frozenset[str],
-                 flush_records: int = 200, max_age_seconds: float = 60.0) -> None:
+                 flush_records: int = CAPTURE_FLUSH_RECORDS, max_age_seconds: float = 60.0) -> None:
         self.bucket, self.family, self.version = bucket, family, version
         self.sample_rate = sample_rate
         self.never_capture = never_capture

@@ -37,6 +37,7 @@ NUMERIC, TEXT, JSON = "num", "str", "json"
 COLUMNAR_SUFFIX = ".cap"
 MAGIC = b"MLCAP1\n"
 JSONL_SUFFIX = ".jsonl"
+_NO_ID = np.array("", dtype="<U1")
 
 
 @dataclass
@@ -246,22 +247,32 @@ def concat(parts: Sequence[CapturedColumns]) -> CapturedColumns:
 
 
 def _concat_field(columns: list[Column | None], sizes: list[int]) -> Column:
+    """One field over parts of `sizes` rows (None: the field is absent from that part). Outputs are allocated
+    once and filled part by part; a TEXT part's codes are remapped through a lookup table whose last entry
+    maps the null code -1 to -1 (one gather per part)."""
     kinds = {c.kind for c in columns if c is not None}
+    total = sum(sizes)
     if kinds == {NUMERIC}:
-        pairs = [(c.values, c.codes if c.codes is not None else np.zeros(n, bool)) if c is not None
-                 else (np.full(n, np.nan), np.zeros(n, bool)) for c, n in zip(columns, sizes, strict=True)]
-        return Column(NUMERIC, np.concatenate([v for v, _ in pairs]), np.concatenate([i for _, i in pairs]))
+        values = np.full(total, np.nan)
+        integers = np.zeros(total, dtype=bool)
+        offset = 0
+        for c, n in zip(columns, sizes, strict=True):
+            if c is not None:
+                values[offset:offset + n] = c.values
+                if c.codes is not None:
+                    integers[offset:offset + n] = c.codes
+            offset += n
+        return Column(NUMERIC, values, integers)
     if kinds == {TEXT}:
         texts = np.unique(np.concatenate([c.values for c in columns if c is not None]))
-        codes = []
+        codes = np.full(total, -1, dtype=np.int32)
+        offset = 0
         for c, n in zip(columns, sizes, strict=True):
-            if c is None:
-                codes.append(np.full(n, -1, dtype=np.int32))
-                continue
-            remap = np.searchsorted(texts, c.values).astype(np.int32) if c.values.size else np.empty(0, np.int32)
-            codes.append(np.where(c.codes >= 0, remap[np.maximum(c.codes, 0)] if remap.size else -1, -1)
-                         .astype(np.int32))  # type: ignore[operator]
-        return Column(TEXT, texts, np.concatenate(codes))
+            if c is not None and c.values.size:
+                table = np.append(np.searchsorted(texts, c.values).astype(np.int32), np.int32(-1))
+                np.take(table, c.codes, out=codes[offset:offset + n])  # code -1 reads the table's last entry
+            offset += n
+        return Column(TEXT, texts, codes)
     texts = []
     for c, n in zip(columns, sizes, strict=True):
         if c is None:
@@ -295,8 +306,8 @@ def read_window(keys: Sequence[str], fetch: Callable[[str], bytes], since: float
                     keep &= part.at <= until
                 if not keep.all():
                     part = part.take(keep)
-                if not request_ids:
-                    part.request_id = np.zeros(len(part), dtype="<U1")
+                if not request_ids:  # a view of one empty string: nothing copied per row
+                    part.request_id = np.broadcast_to(_NO_ID, (len(part),))
                 parts.append(part)
                 held += len(part)
             if max_rows is not None and held >= max_rows:

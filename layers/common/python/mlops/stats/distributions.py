@@ -249,7 +249,8 @@ def ks_against_ecdf(points: np.ndarray, base_at_or_below: np.ndarray, base_below
 class NumericShift:
     """PSI and KS of one numeric feature's current values against its baseline profile. `psi_p_value` is the
     significance of the PSI bins' difference (`pooled_chi_square` on the same counts, `psi_bins` categories
-    after pooling); rows and missing count the current values used and the NaN dropped."""
+    after pooling); rows and missing count the current values used and the NaN dropped; `counts` (bins,) are the
+    current values' counts in the PSI bins (`bin_counts(present values, psi_edges)`, from the same binning)."""
 
     psi: float
     psi_p_value: float
@@ -257,6 +258,7 @@ class NumericShift:
     ks: KsResult
     rows: int
     missing: int
+    counts: np.ndarray
 
 
 def numeric_shift(points: np.ndarray, base_at_or_below: np.ndarray, base_below: np.ndarray, base_n: int,
@@ -277,7 +279,7 @@ def numeric_shift(points: np.ndarray, base_at_or_below: np.ndarray, base_below: 
     expected = np.asarray(psi_counts)
     _, bins_p_value, bins = pooled_chi_square(expected, actual, first_row_fixed=True)  # deciles: fixed counts
     ks = ks_against_ecdf(points, base_at_or_below, base_below, base_n, cur_le, cur_lt, n)
-    return NumericShift(psi(expected, actual), bins_p_value, bins, ks, n, missing)
+    return NumericShift(psi(expected, actual), bins_p_value, bins, ks, n, missing, np.asarray(actual))
 
 
 def _upper_gamma_regularized(a: float, x: float) -> float:
