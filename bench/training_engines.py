@@ -40,9 +40,13 @@ library, mode, algorithm, path = sys.argv[1:5]
 sys.path.insert(0, library)
 import numpy as np
 import onnx, skl2onnx, sklearn  # imported before the baseline: the runtime, not the data
-from mlops.data import synthetic
-from mlops.training import fit
-from mlops.data.datasets import parse_dataset
+try:  # the package layout
+    from mlops.data import synthetic
+    from mlops.data.datasets import parse_dataset
+    from mlops.training import fit as training
+except ImportError:  # BEFORE_REVISION's flat modules
+    from mlops import synthetic, training
+    from mlops.datasets import parse_dataset
 
 def resident(field):
     with open("/proc/self/status") as status:
@@ -115,9 +119,8 @@ def _before_library(directory: Path) -> Path | None:
 def _measure(library: Path, mode: str, algorithm: str, path: Path) -> dict[str, Any] | None:
     out = subprocess.run([sys.executable, "-c", CHILD, str(library), mode, algorithm, str(path)],
                          capture_output=True, text=True, timeout=7200, cwd=ROOT)
-    if out.returncode != 0:
-        print(f"    {mode} {algorithm} failed: {out.stderr[-500:]}", flush=True)
-        return None
+    if out.returncode != 0:  # loud: a section without its rows must not pass as a run (the smoke test runs this)
+        raise RuntimeError(f"train step {mode} {algorithm} failed: {out.stderr[-1500:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

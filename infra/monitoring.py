@@ -160,7 +160,8 @@ class Monitoring(Construct):
             rule = events.Rule(self, construct_id, schedule=events.Schedule.expression(expression),
                                description=description)
             rule.add_target(targets.SfnStateMachine(
-                self.fanout, input=events.RuleTargetInput.from_object({"tier": "", "families": [], **detail}),
+                self.fanout, input=events.RuleTargetInput.from_object({"tier": "", "families": [], "skip_idle": True,
+                                                                     **detail}),
                 retry_attempts=2, dead_letter_queue=props.failed_events.queue))
 
         schedule("DriftScheduleSharedTier", "rate(1 hour)", {"tier": "shared"},

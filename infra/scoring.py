@@ -18,6 +18,7 @@ from constructs import Construct
 from mlops.core.schemas import ModelFamily
 from mlops.core.settings import Env
 from mlops.registry.artifacts import MODEL_PREFIX
+from mlops.registry.store import LAST_CAPTURE_ATTRIBUTE
 from mlops.rollout.bootstrap import SHARED_RESOURCE_TYPE
 from mlops.serving.capture import CAPTURE_PREFIX
 from mlops.serving.decisions import DECISION_PREFIX, family_prefix
@@ -29,6 +30,19 @@ from .storage import Storage
 
 ERROR_TEMPLATE = json.dumps({"error": "$context.error.responseType", "message": "$context.error.messageString",
                              "request_id": "$context.requestId"})
+
+
+def allow_capture_mark(function: PlatformFunction, storage: Storage, leading_key: str) -> None:
+    """The one registry write a scoring function makes: `last_capture_at` on a family's META item after each
+    capture object (`ModelRegistry.mark_captured`), which lets the drift fan-out skip idle families. Fine-grained
+    access control (docs.aws.amazon.com/amazondynamodb/latest/developerguide/specifying-conditions.html): only
+    UpdateItem, only items whose partition key matches `leading_key` (a dedicated function's own family; the shared
+    tier's `FAMILY#*`), only the key attributes and that one attribute, and nothing returned."""
+    function.allow(["dynamodb:UpdateItem"], [storage.table.table_arn], conditions={
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [leading_key]},
+        "ForAllValues:StringEquals": {"dynamodb:Attributes": ["PK", "SK", LAST_CAPTURE_ATTRIBUTE]},
+        "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"},
+    })
 
 
 class ScoringApi(Construct):
@@ -125,6 +139,7 @@ class FamilyScoring(Construct):
         self.scoring.allow(["s3:PutObject"], [storage.object_arns(family_prefix(family.name))],
                            reason="decision record batches keyed by date and hour, only under this family's prefix")
         self.scoring.allow(["dynamodb:GetItem"], [storage.table.table_arn])
+        allow_capture_mark(self.scoring, storage, f"FAMILY#{family.name}")
         self.scoring.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
         self.scoring.allow(["cloudwatch:PutMetricData"], ["*"],
                            {"StringEquals": {"cloudwatch:namespace": props.metrics_namespace}}, reason=METRIC_REASON)
@@ -196,6 +211,7 @@ class SharedScoring(Construct):
                            reason="capture and decision record batches keyed by family, version and time; families "
                                   "are registered at run time, so the prefixes cannot name them")
         self.scoring.allow(["dynamodb:GetItem"], [storage.table.table_arn])
+        allow_capture_mark(self.scoring, storage, "FAMILY#*")
         self.scoring.allow(["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn])
         self.scoring.allow(["cloudwatch:PutMetricData"], ["*"],
                            {"StringEquals": {"cloudwatch:namespace": props.metrics_namespace}}, reason=METRIC_REASON)

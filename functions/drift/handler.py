@@ -17,7 +17,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     action = event.get("action") if isinstance(event, dict) else None
     if action == "list":
         return _monitor.fanout_listing(event.get("tier"), event.get("families"), str(event.get("run") or "run"),
-                                       int(event.get("batch_size") or FANOUT_BATCH))
+                                       int(event.get("batch_size") or FANOUT_BATCH), bool(event.get("skip_idle")))
     if action == "check":
         return _monitor.check_batch([str(f) for f in event.get("families") or []])
     if action == "failed":  # the batch's function call itself failed (timeout, crash) after its retries

@@ -161,10 +161,11 @@ class Demo:
         started = time.perf_counter()
         family = demo_family()
         self.say("Starting the platform on embedded moto (S3, DynamoDB, Lambda, Step Functions, CloudWatch)...")
-        # Captures are written in batches of 5 requests: the canary check reads one S3 object per batch, and one
-        # object per request made every check take seconds on a loaded machine.
+        # Captures are written every half second of a version's traffic (or 500 records): a canary check reads
+        # every object of its window, and objects of a few requests each (thousands per check) made each check
+        # take seconds.
         platform = LocalPlatform([family, demo_regression_family(), *(u.family for u in self.families)],
-                                 capture_flush_records=5).start()
+                                 capture_flush_records=500, capture_max_age_seconds=0.5).start()
         traffic = TrafficGenerator(platform, family)
         try:
             self.say(f"  bucket s3://{platform.bucket}, registry table {platform.table}, "

@@ -96,6 +96,9 @@ class LocalPlatform:
     families: list[Any]
     server: bool = False
     capture_flush_records: int = 1
+    # A capture writer also flushes when a record arrives this long after its batch's first (the platform's 60 s;
+    # the demo uses half a second with larger batches, so canary checks read few objects).
+    capture_max_age_seconds: float = 60.0
     # A family registered through the management route gets a scoring function here (False: registry only, as
     # when the shared scoring tier serves it; the benchmark of run-time registration uses that).
     provision_families: bool = True
@@ -254,7 +257,8 @@ class LocalPlatform:
         from mlops.rollout.bootstrap import ensure_alias
 
         env = {**self._storage_env("score-shared"), Env.CAPTURE_FLUSH_RECORDS: str(self.capture_flush_records),
-               Env.DECISION_FLUSH_RECORDS: str(self.capture_flush_records),
+               Env.CAPTURE_MAX_AGE_SECONDS: str(self.capture_max_age_seconds),
+               Env.DECISION_FLUSH_RECORDS: str(min(self.capture_flush_records, 512)),
                Env.ROUTING_TTL_SECONDS: str(LOCAL_ROUTING_TTL_SECONDS), Env.METRICS_SINK: "cloudwatch"}
         self._create_function(self.shared_scoring_function, "score_shared", self._role, env)
         ensure_alias(self.shared_scoring_function, "first code version of the shared scoring function")
@@ -286,7 +290,8 @@ class LocalPlatform:
         env = {**self._storage_env("score"), Env.MODEL_FAMILY: name,
                Env.CAPTURE_SAMPLE_RATE: str(family.capture_sample_rate),
                Env.CAPTURE_FLUSH_RECORDS: str(self.capture_flush_records),
-               Env.DECISION_FLUSH_RECORDS: str(self.capture_flush_records),
+               Env.CAPTURE_MAX_AGE_SECONDS: str(self.capture_max_age_seconds),
+               Env.DECISION_FLUSH_RECORDS: str(min(self.capture_flush_records, 512)),
                Env.NEVER_CAPTURE: ",".join(family.never_capture),
                Env.FAMILY_STATUS_TTL: str(FAMILY_STATUS_TTL_SECONDS), Env.METRICS_SINK: "cloudwatch"}
         with self._provisioning:
@@ -409,16 +414,18 @@ class LocalPlatform:
         return [e for page in pages for e in page["executions"]]
 
     def run_drift_fanout(self, tier: str | None = None, families: list[str] | None = None,
-                         timeout: float = 600.0) -> dict[str, Any]:
+                         timeout: float = 600.0, skip_idle: bool = False) -> dict[str, Any]:
         """What a drift schedule does when it fires: one execution of the fan-out state machine over the live
-        families (of `tier`, or the named ones), waited for. Returns its description."""
+        families (of `tier`, or the named ones; `skip_idle` as the schedules: families without a capture since
+        their last check are left out), waited for. Returns its description."""
         from mlops.core import aws
 
         self.flush_captures()
         sfn = aws.client("stepfunctions")
         arn = sfn.start_execution(stateMachineArn=self.drift_fanout_state_machine_arn,
                                   name=f"drift-{int(time.time() * 1000)}-{os.urandom(4).hex()}",
-                                  input=json.dumps({"tier": tier or "", "families": families or []}))["executionArn"]
+                                  input=json.dumps({"tier": tier or "", "families": families or [],
+                                                    "skip_idle": skip_idle}))["executionArn"]
         deadline = time.monotonic() + timeout
         while True:
             described = sfn.describe_execution(executionArn=arn)

@@ -568,14 +568,15 @@ def drift_check(platform: Platform, family: str) -> dict[str, Any]:
     return drift_run(platform, family)
 
 
-def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, timeout: float = 3600.0
-                 ) -> dict[str, Any]:
+def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, timeout: float = 3600.0,
+                 include_idle: bool = False) -> dict[str, Any]:
     """Run the scheduled drift fan-out now (the state machine the schedules start), wait for it, and say what
     each listed family's check recorded: {"execution", "status", "seconds", "families": [{"family", "verdict",
     "drifted_features", "error", "run"}]}. A failed check is recorded with verdict "error" and its message; a
     family whose newest drift record is older than the run has "not_recorded" (no captured traffic since its
-    last check). click.ClickException
-    when the platform names no fan-out or the execution did not succeed."""
+    last check); a family left out as the schedules leave it out (no capture written since its last check) has
+    "idle", unless `include_idle`. click.ClickException when the platform names no fan-out or the execution did
+    not succeed."""
     import json
     import time
     import uuid
@@ -588,7 +589,8 @@ def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, tim
     started_at = datetime.now(UTC)
     began = time.monotonic()
     arn = sfn.start_execution(stateMachineArn=platform.drift_fanout, name=f"cli-{uuid.uuid4().hex[:20]}",
-                              input=json.dumps({"tier": tier or "", "families": []}))["executionArn"]
+                              input=json.dumps({"tier": tier or "", "families": [],
+                                                "skip_idle": not include_idle}))["executionArn"]
     while True:
         described = sfn.describe_execution(executionArn=arn)
         if described["status"] != "RUNNING":
@@ -616,6 +618,11 @@ def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, tim
         families.append({"family": name, "verdict": record.get("verdict") if fresh else "not_recorded",
                          "drifted_features": report.get("drifted_features", []) if fresh else [],
                          "error": report.get("error") if fresh else None, "run": at if fresh else None})
+    if listing.get("idle_key"):
+        body = platform.client("s3").get_object(Bucket=listing["bucket"], Key=listing["idle_key"])["Body"].read()
+        families += [{"family": name, "verdict": "idle", "drifted_features": [], "error": None, "run": None}
+                     for name in json.loads(body)]
+    families.sort(key=lambda f: f["family"])
     return {"execution": arn, "status": described["status"], "seconds": round(time.monotonic() - began, 1),
             "families": families}
 

@@ -296,3 +296,53 @@ def test_rejection_and_rollback_mark_their_data_set_unusable_in_the_same_transac
     reg.transition(FAMILY, canary, ROLLED_BACK, "t", "errors")
     assert reg.dataset_unusable(FAMILY, "datasets/credit-risk/c.csv", "v1")["status"] == ROLLED_BACK
     assert reg.dataset_unusable(FAMILY, "datasets/credit-risk/b.csv", "v1") is None
+
+
+def test_capture_marks_and_drift_checks_tell_the_listing_which_families_are_idle(platform):
+    """`last_capture_at` (written by capture writers) and `drift_checked_until` (written by drift checks) are
+    only ever raised, travel in the family index, and decide FamilySummary.idle_since_drift_check."""
+    reg = platform.registry
+    reg.register_family(_family("quiet"), ALICE, "idle test")
+
+    def summary():
+        return next(s for s in reg.iter_families() if s.name == "quiet")
+
+    assert summary().idle_since_drift_check is False  # never checked: its first check establishes the mark
+    reg.set_drift_checked("quiet", 1_000.0)
+    assert summary().drift_checked_until == 1_000.0 and summary().idle_since_drift_check  # no capture since
+    assert reg.mark_captured("quiet", 1_200.5) is True
+    assert summary().last_capture_at == 1_200.5 and not summary().idle_since_drift_check
+    assert reg.mark_captured("quiet", 1_100.0) is False  # a sandbox writing late never lowers the mark
+    assert summary().last_capture_at == 1_200.5
+    reg.set_drift_checked("quiet", 1_300.0)
+    reg.set_drift_checked("quiet", 1_250.0)  # nor does an older check's end
+    assert summary().drift_checked_until == 1_300.0 and summary().idle_since_drift_check
+    assert reg.mark_captured("no-such-family", 1.0) is False  # nothing created for an unknown name
+    assert _raw("META", "no-such-family") is None
+
+
+def test_a_capture_writer_marks_its_family_after_each_object_it_writes(platform):
+    """The scoring functions' writers call mark_captured with the newest record's time once the object is in S3;
+    a failing mark is counted and loses no capture."""
+    from mlops.serving.capture import CaptureWriter
+
+    from .conftest import BUCKET
+
+    reg = platform.registry
+    reg.register_family(_family("marked"), ALICE, "writer test")
+    writer = CaptureWriter(BUCKET, "marked", 1, 1.0, frozenset(), flush_records=2,
+                           on_written=lambda at: reg.mark_captured("marked", at))
+    writer.record("r1", [{"age": 30}], [0], [[0.6, 0.4]])
+    writer.record("r2", [{"age": 31}], [1], [[0.2, 0.8]])  # the second record flushes the batch
+    assert writer.flush()
+    newest = next(s for s in reg.iter_families() if s.name == "marked").last_capture_at
+    assert newest is not None and abs(newest - datetime.now(UTC).timestamp()) < 60
+
+    def broken(at: float) -> None:
+        raise RuntimeError("throttled")
+
+    failing = CaptureWriter(BUCKET, "marked", 1, 1.0, frozenset(), flush_records=1, on_written=broken)
+    failing.record("r3", [{"age": 40}], [0], [[0.5, 0.5]])
+    assert failing.flush() and failing.mark_failures == 1 and failing.failures == 0
+    keys = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="captures/family=marked/")["Contents"]
+    assert len(keys) == 2  # both objects written, the failed mark notwithstanding

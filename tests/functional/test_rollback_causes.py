@@ -21,6 +21,7 @@ from mlops.registry.store import (
 )
 from mlops.rollout import control
 from mlops.rollout.control import RolloutContext, TrafficFigures
+from mlops.serving.capture_columns import CapturedColumns
 from mlops.training import steps
 
 from .conftest import BUCKET
@@ -48,8 +49,8 @@ def _rolled_back_canary(ctx, seed: int, canary_result: dict) -> int:
 
 
 class _Captures:
-    def records(self, family, version, since, until=None, limit=None):
-        return iter(())
+    def columns(self, family, version, since, until=None, max_rows=None, request_ids=True):
+        return CapturedColumns.empty()
 
 
 def _check(platform, invocations: float, errors: float, idle: int) -> dict:

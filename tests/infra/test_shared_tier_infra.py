@@ -74,8 +74,16 @@ def test_scoring_roles_read_models_only(synthesized, role):
     assert "/artifacts/" not in text and "/datasets/" not in text and "/training-jobs/" not in text
     writes = [json.dumps(s["Resource"]) for s in statements if "s3:PutObject" in _actions(s)]
     assert all("/captures/" in w or "/decisions/" in w for w in writes), writes
-    assert not any(a.startswith(("lambda:", "states:", "dynamodb:Put", "dynamodb:Update", "dynamodb:Query"))
+    assert not any(a.startswith(("lambda:", "states:", "dynamodb:Put", "dynamodb:Query"))
                    for s in statements for a in _actions(s))
+    # The one registry write: the capture mark on its families' META items, that attribute only, nothing returned.
+    updates = [s for s in statements if any(a.startswith("dynamodb:Update") for a in _actions(s))]
+    assert len(updates) == 1 and _actions(updates[0]) == ["dynamodb:UpdateItem"], updates
+    conditions = updates[0]["Condition"]
+    assert conditions["ForAllValues:StringEquals"]["dynamodb:Attributes"] == ["PK", "SK", "last_capture_at"]
+    assert conditions["StringEqualsIfExists"]["dynamodb:ReturnValues"] == "NONE"
+    leading = conditions["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert leading == (["FAMILY#*"] if role == "SharedScoringRole" else ["FAMILY#credit-risk"])
 
 
 def test_pipeline_roles_reach_training_data_and_models_where_they_need_them(synthesized):

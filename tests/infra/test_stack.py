@@ -164,8 +164,9 @@ def test_drift_schedule_alarms_topic_and_dashboard(synthesized):
                       json.dumps(json.loads(r["Properties"]["Targets"][0]["Input"]), sort_keys=True))
                      for r in rules.values())
     # The dedicated family's own schedule, and one for every shared-tier family: both start the drift fan-out.
-    assert details == [("rate(1 hour)", '{"families": ["credit-risk"], "tier": ""}'),
-                       ("rate(1 hour)", '{"families": [], "tier": "shared"}')]
+    # Schedules skip families with no capture since their last check (skip_idle): an idle family costs nothing.
+    assert details == [("rate(1 hour)", '{"families": ["credit-risk"], "skip_idle": true, "tier": ""}'),
+                       ("rate(1 hour)", '{"families": [], "skip_idle": true, "tier": "shared"}')]
     fanout = next(k for k, v in synthesized.resources("AWS::StepFunctions::StateMachine").items()
                   if "DriftFanout" in k)
     for rule in rules.values():

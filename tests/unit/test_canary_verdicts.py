@@ -11,6 +11,7 @@ from mlops.data.synthetic import credit_risk_family
 from mlops.rollout import control
 from mlops.rollout.control import RolloutContext, TrafficFigures
 from mlops.serving.capture import CapturedRecord
+from mlops.serving.capture_columns import CapturedColumns
 
 
 class Captures:
@@ -20,6 +21,9 @@ class Captures:
     def records(self, family, version, since, until=None, limit=None):
         for i, label in enumerate(self.by_version[version][:limit]):
             yield CapturedRecord(since + 1, f"r{i}", {}, label, [0.8, 0.2] if label == 0 else [0.3, 0.7])
+
+    def columns(self, family, version, since, until=None, max_rows=None, request_ids=True):
+        return CapturedColumns.from_records(list(self.records(family, version, since, until, max_rows)))
 
 
 class Metrics:

@@ -92,5 +92,51 @@ def test_mlops_drift_check_all_runs_the_fanout_now_and_says_what_each_family_rec
     assert "live famil" in table.output and drifting.name in table.output
     again = CliRunner().invoke(cli, ["drift", "check-all", "--json", *stack],
                                catch_exceptions=False)
-    assert {f["family"]: f for f in json.loads(again.stdout)["families"]}[drifting.name]["verdict"] == \
-        "not_recorded"  # nothing new since: nothing judged
+    # Nothing captured since its checks: left out as the schedules leave it out ...
+    assert {f["family"]: f for f in json.loads(again.stdout)["families"]}[drifting.name]["verdict"] == "idle"
+    shown = CliRunner().invoke(cli, ["drift", "check-all", *stack], catch_exceptions=False)
+    assert "idle (no capture since their last check: not checked)" in " ".join(shown.output.split())
+    # ... unless asked for: then checked, and with nothing new, nothing judged.
+    forced = CliRunner().invoke(cli, ["drift", "check-all", "--include-idle", "--json", *stack],
+                                catch_exceptions=False)
+    assert {f["family"]: f for f in json.loads(forced.stdout)["families"]}[drifting.name]["verdict"] == \
+        "not_recorded"
+
+
+def test_scheduled_runs_skip_families_with_no_capture_since_their_last_check(platform, new_family, traffic):
+    """As the schedules run it (skip_idle): a family is checked when the scoring function wrote captures after
+    its last check, and left out (no invocation, transition or read: an idle family costs nothing) otherwise."""
+    busy = new_family(drift={"min_samples": 300})
+    quiet = new_family(drift={"min_samples": 300})
+    for family in (busy, quiet):
+        live_model(platform, family)
+    traffic(busy).send(100, "normal")
+    ours = [busy.name, quiet.name]
+
+    def listed_and_idle(described) -> tuple[set[str], set[str]]:
+        assert described["status"] == "SUCCEEDED", described
+        listing = json.loads(described["output"])["listing"]
+        listed = {f for i in _fanout_items(platform, described) for f in i["families"]}
+        idle = set()
+        if listing.get("idle_key"):
+            idle = set(json.loads(aws.client("s3").get_object(Bucket=platform.bucket,
+                                                               Key=listing["idle_key"])["Body"].read()))
+        assert listing["idle"] == len(idle)
+        return listed & set(ours), idle & set(ours)
+
+    # First run: neither was ever checked, so both are (the first check sets the mark).
+    first = platform.run_drift_fanout(families=ours, skip_idle=True)
+    assert listed_and_idle(first) == ({busy.name, quiet.name}, set())
+    assert platform.registry.drift_records(busy.name)[0]["verdict"] == "no_drift"
+    # Nothing new since: both left out, nothing recorded.
+    before = len(platform.registry.drift_records(busy.name))
+    second = platform.run_drift_fanout(families=ours, skip_idle=True)
+    assert listed_and_idle(second) == (set(), {busy.name, quiet.name})
+    assert len(platform.registry.drift_records(busy.name)) == before
+    # New traffic for one: its writer's mark brings it back; the other stays out.
+    traffic(busy).send(100, "drifted")
+    third = platform.run_drift_fanout(families=ours, skip_idle=True)
+    assert listed_and_idle(third) == ({busy.name}, {quiet.name})
+    assert platform.registry.drift_records(busy.name)[0]["verdict"] == "drift"
+    # Named without skip_idle (an operator's check): every live family is checked.
+    assert listed_and_idle(platform.run_drift_fanout(families=ours)) == ({busy.name, quiet.name}, set())

@@ -135,12 +135,15 @@ def check(family: str, target: TargetOptions) -> None:
 @drift.command("check-all")
 @click.option("--tier", type=click.Choice(["shared", "dedicated"]), default=None,
               help="Only the families of this serving tier (default: every live family).")
+@click.option("--include-idle", is_flag=True,
+              help="Also check families with no capture written since their last check (the schedules skip them).")
 @platform_options
-def check_all(tier: str | None, target: TargetOptions) -> None:
+def check_all(tier: str | None, include_idle: bool, target: TargetOptions) -> None:
     """Run the scheduled drift fan-out now: every live family (of --tier) checked in batches, as the hourly
     schedule does (docs/architecture.md, "Monitoring at scale"), then one line per family: what its check
     recorded, a failed check with its error. A family whose check wrote nothing had no captured traffic since
-    its last check.
+    its last check; an idle family (no capture written since its last check) is not checked, as the schedules
+    leave it out, unless --include-idle.
 
     Exit codes: 0 done (no drift, no failure), 1 drift confirmed or a check failed in some family, 2 usage,
     3 platform unreachable.
@@ -149,6 +152,7 @@ def check_all(tier: str | None, target: TargetOptions) -> None:
     Examples:
       mlops drift check-all
       mlops drift check-all --tier shared --stack MlopsPlatform --json
+      mlops drift check-all --include-idle
     """
     from .. import views
 
@@ -156,24 +160,30 @@ def check_all(tier: str | None, target: TargetOptions) -> None:
     out = tables.console()
     with reaching(platform):
         if target.as_json:
-            found = views.drift_fanout(platform, tier)
+            found = views.drift_fanout(platform, tier, include_idle=include_idle)
         else:
             with out.status("drift fan-out running...") as status:
-                found = views.drift_fanout(platform, tier, progress=lambda seconds: status.update(
-                    f"drift fan-out running ({seconds:.0f} s)..."))
+                found = views.drift_fanout(platform, tier, include_idle=include_idle,
+                                           progress=lambda seconds: status.update(
+                                               f"drift fan-out running ({seconds:.0f} s)..."))
     drifted = [f for f in found["families"] if f["verdict"] == "drift"]
     failed = [f for f in found["families"] if f["verdict"] == "error"]
     if target.as_json:
         echo_json(found)
     else:
-        out.print(f"drift fan-out {found['execution'].rsplit(':', 1)[-1]}: {len(found['families'])} live "
-                  f"famil{'y' if len(found['families']) == 1 else 'ies'} checked in {found['seconds']} s; "
-                  f"{len(drifted)} with drift, {len(failed)} failed")
+        idle = sum(1 for f in found["families"] if f["verdict"] == "idle")
+        checked = len(found["families"]) - idle
+        out.print(f"drift fan-out {found['execution'].rsplit(':', 1)[-1]}: {checked} live "
+                  f"famil{'y' if checked == 1 else 'ies'} checked in {found['seconds']} s; "
+                  f"{len(drifted)} with drift, {len(failed)} failed"
+                  + (f"; {idle} idle (no capture since their last check: not checked)" if idle else ""))
         table = tables.table("Families", ["Family", "Verdict", "Drifted features or error", "Check"])
         for f in found["families"]:
             verdict = f["verdict"]
             if verdict == "not_recorded":
                 shown = "[dim]no new traffic: nothing judged[/]"
+            elif verdict == "idle":
+                shown = "[dim]idle: not checked[/]"
             elif verdict == "error":
                 shown = "[red bold]failed[/]"
             else:

@@ -19,6 +19,7 @@ from mlops.core.errors import ConfigurationError
 # the 60 s bound keeps a quiet family's captures as timely as before. Records buffered in a reclaimed sandbox are
 # lost: at most this many, or 60 s of its traffic.
 CAPTURE_FLUSH_RECORDS = 5_000
+CAPTURE_MAX_AGE_SECONDS = 60.0
 
 
 class Env:
@@ -32,6 +33,7 @@ class Env:
     MODEL_SHA256 = "MLOPS_MODEL_SHA256"
     CAPTURE_SAMPLE_RATE = "MLOPS_CAPTURE_SAMPLE_RATE"
     CAPTURE_FLUSH_RECORDS = "MLOPS_CAPTURE_FLUSH_RECORDS"
+    CAPTURE_MAX_AGE_SECONDS = "MLOPS_CAPTURE_MAX_AGE_SECONDS"
     NEVER_CAPTURE = "MLOPS_NEVER_CAPTURE"
     GIT_REVISION = "MLOPS_GIT_REVISION"
     DECISION_FLUSH_RECORDS = "MLOPS_DECISION_FLUSH_RECORDS"
@@ -155,6 +157,8 @@ class ScoringSettings(StorageSettings):
     model_sha256: str = Field("", alias=Env.MODEL_SHA256, pattern=r"^([0-9a-f]{64})?$")
     capture_sample_rate: float = Field(0.1, alias=Env.CAPTURE_SAMPLE_RATE, ge=0.0, le=1.0)
     capture_flush_records: int = Field(CAPTURE_FLUSH_RECORDS, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
+    capture_max_age_seconds: float = Field(CAPTURE_MAX_AGE_SECONDS, alias=Env.CAPTURE_MAX_AGE_SECONDS, gt=0.0,
+                                           le=3600.0)
     never_capture: str = Field("", alias=Env.NEVER_CAPTURE)
     # Decision records (mlops.serving.decisions): batch size; the function version Lambda runs this sandbox as.
     decision_flush_records: int = Field(512, alias=Env.DECISION_FLUSH_RECORDS, ge=1, le=512)
@@ -172,6 +176,8 @@ class SharedScoringSettings(StorageSettings):
     """The shared scoring function: every shared-tier family, routed by the registry (mlops.serving.shared)."""
 
     capture_flush_records: int = Field(CAPTURE_FLUSH_RECORDS, alias=Env.CAPTURE_FLUSH_RECORDS, ge=1, le=10_000)
+    capture_max_age_seconds: float = Field(CAPTURE_MAX_AGE_SECONDS, alias=Env.CAPTURE_MAX_AGE_SECONDS, gt=0.0,
+                                           le=3600.0)
     decision_flush_records: int = Field(512, alias=Env.DECISION_FLUSH_RECORDS, ge=1, le=512)
     function_version: str = Field("", alias=Env.FUNCTION_VERSION, max_length=64)
     # A rollback or a canary step reaches traffic within this many seconds (plus DynamoDB's replication lag).

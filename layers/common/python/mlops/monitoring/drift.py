@@ -307,22 +307,36 @@ class DriftMonitor:
         return check_live_families(self.registry, families, tier, self.check, self.record_failure)
 
     def fanout_listing(self, tier: str | None, families: list[str] | None, run: str,
-                       batch_size: int = FANOUT_BATCH) -> dict[str, Any]:
+                       batch_size: int = FANOUT_BATCH, skip_idle: bool = False) -> dict[str, Any]:
         """The fan-out state machine's first step: the active families with a live model (of `tier`, or the named
         ones; empty or None: all), in batches of `batch_size`, as a JSON array of {"families": [...]} written to
         `reports/drift-fanout/<run>.json`, which its Distributed Map reads (one child execution per batch: a
         batch's checks share the child's state transitions, Step Functions' unit of cost). One pass over the
-        sharded family index (`iter_families`), no per-family read. Returns {"bucket", "key", "count" (families),
-        "batches"} (count 0: nothing to check)."""
+        sharded family index (`iter_families`), no per-family read.
+
+        `skip_idle` (the schedules, `mlops drift check-all`): a family with no capture written since its last
+        completed check (`FamilySummary.idle_since_drift_check`, from the index) is left out: its check would find
+        nothing, so an idle family costs no invocation, transition or S3 read. Their names go to
+        `reports/drift-fanout/<run>.idle.json`. Returns {"bucket", "key", "count" (families to check), "batches",
+        "idle" (families left out), "idle_key"} (count 0: nothing to check)."""
         wanted = set(families or ())
-        names = [s.name for s in self.registry.iter_families(status=FAMILY_ACTIVE)
-                 if s.live_version and (not wanted or s.name in wanted) and (not tier or s.serving == tier)]
+        live = [s for s in self.registry.iter_families(status=FAMILY_ACTIVE)
+                if s.live_version and (not wanted or s.name in wanted) and (not tier or s.serving == tier)]
+        idle = [s.name for s in live if skip_idle and s.idle_since_drift_check]
+        skipped = set(idle)
+        names = [s.name for s in live if s.name not in skipped]
         size = max(1, int(batch_size))
         items = [{"families": names[i:i + size]} for i in range(0, len(names), size)]
         key = f"{FANOUT_PREFIX}{run}.json"
-        aws.client("s3").put_object(Bucket=self.artifacts.bucket, Key=key, Body=orjson.dumps(items),
-                                    ContentType="application/json")
-        return {"bucket": self.artifacts.bucket, "key": key, "count": len(names), "batches": len(items)}
+        s3 = aws.client("s3")
+        s3.put_object(Bucket=self.artifacts.bucket, Key=key, Body=orjson.dumps(items), ContentType="application/json")
+        idle_key = None
+        if idle:
+            idle_key = f"{FANOUT_PREFIX}{run}.idle.json"
+            s3.put_object(Bucket=self.artifacts.bucket, Key=idle_key, Body=orjson.dumps(idle),
+                          ContentType="application/json")
+        return {"bucket": self.artifacts.bucket, "key": key, "count": len(names), "batches": len(items),
+                "idle": len(idle), "idle_key": idle_key}
 
     def check_batch(self, names: list[str]) -> dict[str, Any]:
         """One fan-out item: each family's check in turn (`check_family`); a family whose check raises anything is
@@ -389,7 +403,9 @@ class DriftMonitor:
                                          request_ids=False)
         if not len(captured):
             # No traffic since the last check: nothing to judge and nothing written (no report, record or metric),
-            # so an idle family costs nothing (docs/architecture.md, "Serving tiers"); the window stays open.
+            # so an idle family costs nothing (docs/architecture.md, "Serving tiers"); the window stays open. The
+            # mark says captures up to `until` were looked at: until a new capture, the fan-out skips the family.
+            self.registry.set_drift_checked(family.name, until)
             return {"family": family.name, "live_version": live.version, "verdict": "no_traffic", "rows": 0,
                     "drifted_features": [], "retrain": None, "report_key": None, "window_start": since}
         profile = self.artifacts.get_json(live.lineage["baseline_profile"]["sha256"])
@@ -427,6 +443,8 @@ class DriftMonitor:
         if numeric:  # no figure rather than a 0.0 that reads as stability
             self.publisher.put("MaxFeaturePSI", max(numeric), dims, unit="None")
         self.publisher.put("DriftRowsChecked", report["rows"], dims)
+        # After the record: a check that fails before this point leaves the family due at the next run.
+        self.registry.set_drift_checked(family.name, until)
         return report
 
     def _maybe_retrain(self, record: FamilyRecord, report: dict[str, Any]) -> dict[str, Any]:

@@ -75,7 +75,10 @@ FAMILY_INDEX_SHARDS = 16
 # declaration, never the declaration itself (up to MAX_CONFIG_BYTES per family).
 FAMILY_LISTING_ATTRIBUTES = ("family", "status", "config_version", "summary_json", "latest_version", "live_version",
                              "canary_version", "canary_weight", "rollout_holder", "scoring_function", "updated_at",
-                             "changed_at")
+                             "changed_at", "last_capture_at", "drift_checked_until")
+# Written on the family's META item by the scoring functions' capture writers after each object they write (the
+# newest captured record's time, epoch seconds): the only registry write a scoring role may make (infra/scoring.py).
+LAST_CAPTURE_ATTRIBUTE = "last_capture_at"
 # A declaration is stored twice (META and its CONFIG# history item) under DynamoDB's 400 KB item limit.
 MAX_CONFIG_BYTES = 100_000
 MAX_ACTOR_CHARS = 512
@@ -155,6 +158,10 @@ def _n(value: int | float) -> dict[str, str]:
 
 def _json(value: Any) -> dict[str, str]:
     return {"S": orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SORT_KEYS).decode()}
+
+
+def _epoch_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
@@ -244,6 +251,19 @@ class FamilySummary:
     scoring_function: str
     updated_at: str
     changed_at: str
+    # Epoch seconds: the newest captured record written to S3 (`mark_captured`), and the end of the window the
+    # last completed drift check read (`set_drift_checked`); None before the first of each.
+    last_capture_at: float | None = None
+    drift_checked_until: float | None = None
+
+    @property
+    def idle_since_drift_check(self) -> bool:
+        """True when no capture was written after the last completed drift check read its window: a check now
+        would find nothing new, so the fan-out does not start one (docs/architecture.md, "Monitoring at scale").
+        A family never checked is not idle (its first check establishes the mark)."""
+        if self.drift_checked_until is None:
+            return False
+        return self.last_capture_at is None or self.last_capture_at <= self.drift_checked_until
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> FamilySummary:
@@ -260,6 +280,8 @@ class FamilySummary:
             canary_weight=plain.get("canary_weight", 0), rollout_holder=plain.get("rollout_holder"),
             scoring_function=plain.get("scoring_function", ""), updated_at=plain.get("updated_at", ""),
             changed_at=plain.get("changed_at", ""),
+            last_capture_at=_epoch_or_none(plain.get(LAST_CAPTURE_ATTRIBUTE)),
+            drift_checked_until=_epoch_or_none(plain.get("drift_checked_until")),
         )
 
     @classmethod
@@ -1200,6 +1222,39 @@ class ModelRegistry:
             "verdict": _s(str(report.get("verdict", ""))), "report_json": _json(report),
             TTL_ATTRIBUTE: _expires_at(at, DRIFT_TTL_DAYS),
         })
+
+    def mark_captured(self, family: str, at: float) -> bool:
+        """Record that captures of `family` up to `at` (epoch seconds, the newest record of an object just
+        written) are in S3: `last_capture_at` on the META item, only ever raised (a conditional update, so
+        sandboxes writing out of order never lower it). One write per capture object. Returns False when the
+        mark was already later or the family does not exist (nothing to do)."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(family)), "SK": _s(META)},
+                UpdateExpression="SET #c = :t",
+                ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(#c) OR #c < :t)",
+                ExpressionAttributeNames={"#c": LAST_CAPTURE_ATTRIBUTE},
+                ExpressionAttributeValues={":t": _n(round(float(at), 3))}, ReturnValues="NONE")
+        except Exception as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def set_drift_checked(self, family: str, until: float) -> None:
+        """A drift check read the family's captures up to `until` (epoch seconds): `drift_checked_until` on the
+        META item (raised only), which with `last_capture_at` tells the fan-out's listing that the family has
+        nothing new (`FamilySummary.idle_since_drift_check`)."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key={"PK": _s(_family_pk(family)), "SK": _s(META)},
+                UpdateExpression="SET drift_checked_until = :u",
+                ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(drift_checked_until) OR "
+                                    "drift_checked_until < :u)",
+                ExpressionAttributeValues={":u": _n(round(float(until), 3))})
+        except Exception as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
     def drift_records(self, family: str, limit: int = 20) -> list[dict[str, Any]]:
         response = self.ddb.query(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -34,7 +35,7 @@ from mlops.core.errors import (
     ValidationError,
 )
 from mlops.core.observability import logger
-from mlops.core.settings import CAPTURE_FLUSH_RECORDS, ScoringSettings
+from mlops.core.settings import CAPTURE_FLUSH_RECORDS, CAPTURE_MAX_AGE_SECONDS, ScoringSettings
 from mlops.registry.artifacts import ArtifactStore
 from mlops.serving.capture import CaptureWriter
 from mlops.serving.decision_ids import decision_ids, split_client_ids
@@ -84,11 +85,13 @@ class ServedModel:
     def __init__(self, data: bytes, *, bucket: str, family: str, version: int, sha256: str, sample_rate: float,
                  never_capture: frozenset[str], function_version: str,
                  capture_flush_records: int = CAPTURE_FLUSH_RECORDS, decision_flush_records: int = 512,
-                 memory_arena: bool = True) -> None:
+                 memory_arena: bool = True, on_captured: Callable[[float], Any] | None = None,
+                 capture_max_age_seconds: float = CAPTURE_MAX_AGE_SECONDS) -> None:
         self.family, self.version, self.sha256 = family, version, sha256
         self.model = ScoringModel(data, memory_arena)
         self.capture = CaptureWriter(bucket, family, version, sample_rate, never_capture,
-                                     flush_records=capture_flush_records)
+                                     flush_records=capture_flush_records, max_age_seconds=capture_max_age_seconds,
+                                     on_written=on_captured)
         self.decisions = DecisionLog(bucket, family, version, function_version=function_version, model_sha256=sha256,
                                      classes=self.model.classes,
                                      threshold=self.model.threshold if self.model.task == BINARY else None,
@@ -250,7 +253,11 @@ class ScoringService:
                              sha256=s.model_sha256, sample_rate=s.capture_sample_rate,
                              never_capture=s.never_capture_fields, function_version=s.function_version,
                              capture_flush_records=s.capture_flush_records,
-                             decision_flush_records=s.decision_flush_records)
+                             capture_max_age_seconds=s.capture_max_age_seconds,
+                             decision_flush_records=s.decision_flush_records,
+                             # on the writer thread, after each capture object: the registry import stays off
+                             # the cold path
+                             on_captured=lambda at: self.registry.mark_captured(s.model_family, at))
         self.capture, self.decisions, self.explainer = served.capture, served.decisions, served.explainer
         self.model = served.model
         return self.model

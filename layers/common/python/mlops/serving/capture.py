@@ -21,13 +21,13 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from mlops.core import aws
-from mlops.core.settings import CAPTURE_FLUSH_RECORDS
+from mlops.core.settings import CAPTURE_FLUSH_RECORDS, CAPTURE_MAX_AGE_SECONDS
 from mlops.serving.capture_columns import (
     COLUMNAR_SUFFIX,
     JSONL_SUFFIX,
@@ -84,10 +84,14 @@ def sampled_indices(request_id: str, count: int, rate: float) -> list[int]:
 
 
 class CaptureWriter:
-    """Buffers sampled requests and writes them to S3 in batches from a daemon thread."""
+    """Buffers sampled requests and writes them to S3 in batches from a daemon thread. After each object is
+    written, `on_written(newest)` is called with the newest record's time (epoch seconds): the scoring functions
+    pass `ModelRegistry.mark_captured`, which tells the drift fan-out the family has new traffic. A failure there
+    is counted in `mark_failures` (the capture itself is in S3; the family is then checked at the next mark)."""
 
     def __init__(self, bucket: str, family: str, version: int, sample_rate: float, never_capture: frozenset[str],
-                 flush_records: int = CAPTURE_FLUSH_RECORDS, max_age_seconds: float = 60.0) -> None:
+                 flush_records: int = CAPTURE_FLUSH_RECORDS, max_age_seconds: float = CAPTURE_MAX_AGE_SECONDS,
+                 on_written: Callable[[float], Any] | None = None) -> None:
         self.bucket, self.family, self.version = bucket, family, version
         self.sample_rate = sample_rate
         self.never_capture = never_capture
@@ -101,6 +105,8 @@ class CaptureWriter:
         self._pending = 0
         self._idle = threading.Condition()
         self.failures = 0
+        self.on_written = on_written
+        self.mark_failures = 0
         _writers.add(self)
 
     def record(self, request_id: str, instances: list, labels: list, probabilities: list) -> list[int]:
@@ -176,6 +182,11 @@ class CaptureWriter:
         first_ms = int(batch[0][0] * 1000)
         key = key_for(self.family, self.version, first_ms, uuid.uuid4().hex[:12])
         aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/octet-stream")
+        if self.on_written is not None:
+            try:
+                self.on_written(max(at for at, *_ in batch))
+            except Exception:  # noqa: BLE001 - the object is written; the mark only saves idle checks
+                self.mark_failures += 1
 
 
 def flush_all(timeout: float = 10.0) -> bool:

@@ -66,7 +66,9 @@ class SharedScoringService:
         served = ServedModel(data, bucket=s.artifact_bucket, family=family, version=version, sha256=sha256,
                              sample_rate=route.capture_sample_rate, never_capture=route.never_capture,
                              function_version=s.function_version, capture_flush_records=s.capture_flush_records,
-                             decision_flush_records=s.decision_flush_records, memory_arena=False)
+                             capture_max_age_seconds=s.capture_max_age_seconds,
+                             decision_flush_records=s.decision_flush_records, memory_arena=False,
+                             on_captured=lambda at: self.registry.mark_captured(family, at))
         logger().info("model loaded", extra={"family": family, "version": version, "bytes": served.artifact_bytes,
                                              "seconds": round(time.perf_counter() - started, 4)})
         return served

@@ -33,6 +33,9 @@ from mlops.stats.profile import numeric_profile
 # sums around the mean, within the parity tolerance of 1e-5 sd), and the same prediction must land in the same
 # bin from either side: a grid step of at least 1e-4 sd makes a crossing rare (measured 0.025% at most).
 PREDICTION_RESOLUTION = 1e-3
+# A canary check reads at most this many captured predictions per version (the newest): enough for any test,
+# bounded for the function's memory.
+CANARY_CAPTURED_ROWS = 50_000
 # Per-group figures kept in the pipeline state and the lineage (the largest groups); the count says how many.
 MAX_GROUPS_REPORTED = 50
 DEFAULT_MIN_GROUP_SIZE = 30
@@ -222,10 +225,11 @@ def canary_divergence(task: str, live: np.ndarray, canary: np.ndarray, policy: C
 
 
 def captured_task_predictions(captures: Any, family: ModelFamily, version: int, since: float) -> np.ndarray:
-    """The predictions one version of a regression or multiclass family captured since `since` (at most 50,000,
-    as for binary families), as `captured_predictions` reads them."""
-    records = list(captures.records(family.name, version, since, limit=50_000))
-    return captured_predictions(family.task, records)
+    """The predictions one version of a regression or multiclass family captured since `since` (the newest
+    CANARY_CAPTURED_ROWS at most, as for binary families), as `captured_predictions` reads them from the columnar
+    window (`captures`: a `mlops.serving.capture.CaptureReader`)."""
+    window = captures.columns(family.name, version, since, None, max_rows=CANARY_CAPTURED_ROWS, request_ids=False)
+    return captured_predictions(family.task, window)
 
 
 # ---- fairness -------------------------------------------------------------------------------------------------
