@@ -19,10 +19,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _monitor.fanout_listing(event.get("tier"), event.get("families"), str(event.get("run") or "run"),
                                        int(event.get("batch_size") or FANOUT_BATCH), bool(event.get("skip_idle")))
     if action == "check":
-        return _monitor.check_batch([str(f) for f in event.get("families") or []])
+        return _monitor.check_batch([str(f) for f in event.get("families") or []], event.get("run"))
     if action == "failed":  # the batch's function call itself failed (timeout, crash) after its retries
         for family in event.get("families") or []:
-            _monitor.record_failure(str(family), event.get("error"))
+            _monitor.record_failure(str(family), event.get("error"), event.get("run"))
         return {"failed": event.get("families") or [], "error": event.get("error")}
     detail = (event.get("detail") or {}) if isinstance(event, dict) else {}
     reports = _monitor.run(detail.get("families"), detail.get("tier"))

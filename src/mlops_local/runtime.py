@@ -361,6 +361,8 @@ class LocalPlatform:
         env = self._storage_env(name)
         if name in ("trigger", "control", "drift", "performance"):
             env[Env.STATE_MACHINE_ARN] = self.state_machine_arn
+        if name == "drift":  # run_drift_fanout and run_drift_check write every buffered capture first
+            env[Env.CAPTURE_SETTLE_SECONDS] = "0"
         if name in ("trigger", "control"):
             env.update({Env.SHARED_SCORING_FUNCTION: self.shared_scoring_function,
                         Env.CODE_ROLLOUT_STATE_MACHINE_ARN: self.code_rollout_state_machine_arn})

@@ -573,10 +573,10 @@ def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, tim
     """Run the scheduled drift fan-out now (the state machine the schedules start), wait for it, and say what
     each listed family's check recorded: {"execution", "status", "seconds", "families": [{"family", "verdict",
     "drifted_features", "error", "run"}]}. A failed check is recorded with verdict "error" and its message; a
-    family whose newest drift record is older than the run has "not_recorded" (no captured traffic since its
-    last check); a family left out as the schedules leave it out (no capture written since its last check) has
-    "idle", unless `include_idle`. click.ClickException when the platform names no fan-out or the execution did
-    not succeed."""
+    family with no drift record of this run (each check records its fan-out execution) has "not_recorded" (no
+    captured traffic in its window: nothing judged, or it was retired or lost its model since the listing); a
+    family left out as the schedules leave it out (no capture written since its last check) has "idle", unless
+    `include_idle`. click.ClickException when the platform names no fan-out or the execution did not succeed."""
     import json
     import time
     import uuid
@@ -586,7 +586,6 @@ def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, tim
                                    "started before `mlops drift check-all` existed, or a stack deployed before its "
                                    "DriftFanout output): restart `mlops local serve`, or redeploy the stack")
     sfn = platform.client("stepfunctions")
-    started_at = datetime.now(UTC)
     began = time.monotonic()
     arn = sfn.start_execution(stateMachineArn=platform.drift_fanout, name=f"cli-{uuid.uuid4().hex[:20]}",
                               input=json.dumps({"tier": tier or "", "families": [],
@@ -608,12 +607,15 @@ def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, tim
     if listing.get("count"):
         body = platform.client("s3").get_object(Bucket=listing["bucket"], Key=listing["key"])["Body"].read()
         names = [f for item in json.loads(body) for f in item["families"]]
+    run = arn.rsplit(":", 1)[-1]
     families = []
     for name in names:
-        newest = platform.registry.drift_records(name, limit=1)
-        record = newest[0] if newest else None
+        # This run's record of the family (each check records the fan-out execution that asked for it): not the
+        # newest by time, which a concurrent schedule or `drift check` may have written.
+        record = next((r for r in platform.registry.drift_records(name, limit=10)
+                       if (r.get("report") or {}).get("fanout_run") == run), None)
         at = str(record.get("at", "")) if record else ""
-        fresh = record is not None and at >= started_at.strftime("%Y-%m-%dT%H:%M:%S")
+        fresh = record is not None
         report = (record or {}).get("report") or {}
         families.append({"family": name, "verdict": record.get("verdict") if fresh else "not_recorded",
                          "drifted_features": report.get("drifted_features", []) if fresh else [],

@@ -150,7 +150,7 @@ def test_a_fanout_batch_checks_every_family_even_when_one_check_crashes(platform
     # One family's check raises something that is not a platform error: the batch records it and goes on.
     checked = []
 
-    def check_family(name):
+    def check_family(name, run=None):
         if name == "crashes":
             raise RuntimeError("boom")
         checked.append(name)
@@ -158,7 +158,7 @@ def test_a_fanout_batch_checks_every_family_even_when_one_check_crashes(platform
 
     failures = []
     monkeypatch.setattr(monitor, "check_family", check_family)
-    monkeypatch.setattr(monitor, "record_failure", lambda name, error: failures.append((name, error)))
+    monkeypatch.setattr(monitor, "record_failure", lambda name, error, run=None: failures.append((name, error)))
     result = monitor.check_batch(["first", "crashes", "last"])
     assert checked == ["first", "last"] and failures == [("crashes", "RuntimeError: boom")]
     assert [r["verdict"] for r in result["results"]] == ["no_drift", "error", "no_drift"]

@@ -49,3 +49,37 @@ def test_ordered_metrics_puts_headline_figures_first_and_drops_non_numbers():
 
 def test_report_figures_accept_per_class_lists():
     assert number([0.25, 0.5, 0.123456]) == "0.25, 0.5, 0.1235"
+
+
+def test_check_all_reads_its_own_runs_records_not_the_newest_by_time():
+    """Fresh-user pass (MED): check-all took a family's newest drift record if it was newer than the client's
+    clock at start, so a client clock ahead hid a drift (exit 0) and a concurrent check's record was claimed as
+    this run's. Each check now records the fan-out execution that asked for it (`fanout_run`)."""
+    import json as _json
+    from types import SimpleNamespace
+
+    from mlops_local import views
+
+    arn = "arn:aws:states:us-east-1:123456789012:execution:fanout:cli-abc"
+    listing = {"bucket": "b", "key": "reports/drift-fanout/cli-abc.json", "count": 2, "batches": 1, "idle": 0}
+    records = {
+        # this run's check, recorded at a time the client's clock calls "before the start"
+        "ours": [{"at": "2000-01-01T00:00:00.000000Z", "verdict": "drift",
+                  "report": {"fanout_run": "cli-abc", "drifted_features": ["x1"]}}],
+        # a concurrent check of another family, recorded "after the start" by another run
+        "theirs": [{"at": "2999-01-01T00:00:00.000000Z", "verdict": "drift",
+                    "report": {"fanout_run": "other-run", "drifted_features": ["x2"]}}],
+    }
+    clients = {
+        "stepfunctions": SimpleNamespace(
+            start_execution=lambda **kw: {"executionArn": arn},
+            describe_execution=lambda **kw: {"status": "SUCCEEDED", "output": _json.dumps({"listing": listing})}),
+        "s3": SimpleNamespace(get_object=lambda **kw: {"Body": SimpleNamespace(
+            read=lambda: _json.dumps([{"families": ["ours", "theirs"], "run": "cli-abc"}]).encode())}),
+    }
+    platform = SimpleNamespace(drift_fanout="arn:aws:states:us-east-1:123456789012:stateMachine:fanout",
+                               client=clients.__getitem__, poll_seconds=0.0,
+                               registry=SimpleNamespace(drift_records=lambda name, limit=10: records[name]))
+    found = {f["family"]: f for f in views.drift_fanout(platform, None)["families"]}
+    assert found["ours"]["verdict"] == "drift" and found["ours"]["drifted_features"] == ["x1"]
+    assert found["theirs"]["verdict"] == "not_recorded" and found["theirs"]["drifted_features"] == []

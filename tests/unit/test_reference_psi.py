@@ -193,3 +193,12 @@ def test_small_sample_is_insufficient_data_with_no_figures_that_read_as_stabilit
     feature = report["features"]["x"]
     assert report["verdict"] == "insufficient_data" and feature["status"] == "insufficient_data"
     assert feature["drifted"] is None and "psi" not in feature and "ks_p_value" not in feature
+
+
+def test_no_prediction_psi_below_min_samples():
+    """Fresh-user pass (LOW): one captured row gave a prediction PSI of 8.6 beside an insufficient_data verdict."""
+    base = np.random.default_rng(3).normal(size=2_000)
+    few = one_feature_report(base, base[:1])
+    assert few["verdict"] == "insufficient_data" and few["prediction_psi"] is None
+    enough = one_feature_report(base, base[:600])
+    assert enough["prediction_psi"] is not None

@@ -140,3 +140,34 @@ def test_scheduled_runs_skip_families_with_no_capture_since_their_last_check(pla
     assert platform.registry.drift_records(busy.name)[0]["verdict"] == "drift"
     # Named without skip_idle (an operator's check): every live family is checked.
     assert listed_and_idle(platform.run_drift_fanout(families=ours)) == ({busy.name, quiet.name}, set())
+
+
+def test_records_a_sandbox_still_held_at_a_check_are_judged_by_the_next_one(platform, new_family, traffic):
+    """Fresh-user pass (HIGH): records captured before a check but written after it (a writer's buffer, up to 5,000
+    records or 60 s deployed) fell between two windows, and the family looked idle. Objects are keyed by their
+    write time and a check's window is the objects written since the last one, so the next check judges them."""
+    from mlops.data.synthetic import credit_risk_columns, to_instances
+    from mlops.serving import capture
+    from mlops.serving.capture import CaptureWriter
+
+    family = new_family(drift={"min_samples": 300})
+    live_model(platform, family)
+    traffic(family).send(100, "normal")  # written at once (the local runtime flushes every record)
+    version = platform.registry.get_family(family.name).live_version
+    held = CaptureWriter(platform.bucket, family.name, version, 1.0, frozenset(), flush_records=10**6,
+                         max_age_seconds=1e9, on_written=lambda at: platform.registry.mark_captured(family.name, at))
+    capture._writers.discard(held)  # another sandbox's writer: the local runtime's flush before a check misses it
+    drifted = to_instances(credit_risk_columns(400, 77, drift=1.0), family)
+    held.record("held-request", drifted, [0] * len(drifted), [[0.5, 0.5]] * len(drifted))  # buffered, not written
+
+    first = platform.run_drift_fanout(families=[family.name], skip_idle=True)
+    assert first["status"] == "SUCCEEDED"
+    judged = platform.registry.drift_records(family.name)[0]
+    assert judged["verdict"] == "no_drift" and judged["report"]["rows"] == 500  # 100 requests of 5: the normal ones
+
+    assert held.flush()  # the sandbox writes its batch after the check
+    second = platform.run_drift_fanout(families=[family.name], skip_idle=True)
+    assert second["status"] == "SUCCEEDED"
+    assert json.loads(second["output"])["listing"]["count"] == 1  # not idle: an object was written since
+    latest = platform.registry.drift_records(family.name)[0]
+    assert latest["verdict"] == "drift" and latest["report"]["rows"] == 400, latest["report"]

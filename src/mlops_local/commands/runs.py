@@ -403,19 +403,14 @@ def upload(file: Path, family: str, follow: bool, timeout: float, poll_seconds: 
       mlops upload loans.csv --family credit-risk --follow
       mlops upload loans.csv.gz --family credit-risk --stack MlopsPlatform --region eu-west-1 --json
     """
-    from mlops.core.errors import UnknownFamilyError
     from mlops.pipeline.trigger import DATASET_PREFIX, execution_name
+
+    from .. import views
 
     platform = connect(target)
     console = _console(stderr=True)
     with reaching(platform):
-        registry = platform.registry
-        try:
-            registry.get_family(family)
-        except UnknownFamilyError:
-            known = [r.name for r in registry.iter_families()]
-            raise NotFound(f"unknown model family {family!r} on {platform.description}; "
-                           f"registered: {', '.join(known) or 'none'}") from None
+        views.family_record(platform, family)  # NotFound: the closest names, not every registered family
         key = f"{DATASET_PREFIX}{family}/{file.name}"
         with file.open("rb") as body:
             put = platform.client("s3").put_object(Bucket=platform.bucket, Key=key, Body=body)

@@ -20,6 +20,9 @@ from mlops.core.errors import ConfigurationError
 # lost: at most this many, or 60 s of its traffic.
 CAPTURE_FLUSH_RECORDS = 5_000
 CAPTURE_MAX_AGE_SECONDS = 60.0
+# A drift check's window ends this long before it starts: a capture object whose PUT began before the check (the
+# writers key objects by their write time) is visible to its listing by then, whatever the clocks' skew.
+CAPTURE_SETTLE_SECONDS = 60.0
 
 
 class Env:
@@ -34,6 +37,7 @@ class Env:
     CAPTURE_SAMPLE_RATE = "MLOPS_CAPTURE_SAMPLE_RATE"
     CAPTURE_FLUSH_RECORDS = "MLOPS_CAPTURE_FLUSH_RECORDS"
     CAPTURE_MAX_AGE_SECONDS = "MLOPS_CAPTURE_MAX_AGE_SECONDS"
+    CAPTURE_SETTLE_SECONDS = "MLOPS_CAPTURE_SETTLE_SECONDS"
     NEVER_CAPTURE = "MLOPS_NEVER_CAPTURE"
     GIT_REVISION = "MLOPS_GIT_REVISION"
     DECISION_FLUSH_RECORDS = "MLOPS_DECISION_FLUSH_RECORDS"
@@ -137,6 +141,9 @@ class RolloutSettings(StorageSettings):
 
 class DriftSettings(StorageSettings):
     state_machine_arn: str = Field(alias=Env.STATE_MACHINE_ARN, pattern=r"^arn:aws[a-z-]*:states:")
+    # 0 in the local runtime, which writes every capture before it starts a check.
+    capture_settle_seconds: float = Field(CAPTURE_SETTLE_SECONDS, alias=Env.CAPTURE_SETTLE_SECONDS, ge=0.0,
+                                          le=3600.0)
 
 
 class PerformanceSettings(StorageSettings):

@@ -80,8 +80,10 @@ def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns:
     else:
         verdict = "insufficient_data" if "insufficient_data" in statuses else "not_checked"
     baseline_predictions = profile.get("prediction", {})
+    # Below min_samples no figure (a PSI of a handful of predictions reads as a shift: 8.6 on one row).
     prediction_psi = (round(psi(np.asarray(baseline_predictions["psi_counts"]), prediction_counts(predictions)), 6)
-                      if n and "psi_counts" in baseline_predictions and family.task == BINARY else None)
+                      if n >= policy.min_samples and n and "psi_counts" in baseline_predictions
+                      and family.task == BINARY else None)
     # Regression and multiclass families: their prediction distribution tested per task (mlops.stats.tasks).
     prediction = prediction_drift(family.task, baseline_predictions, predictions, policy)
     if prediction is not None:
@@ -291,9 +293,15 @@ def _number(value: Any, markers: frozenset[str] = frozenset()) -> float:
 
 
 class DriftMonitor:
+    """Drift checks of live families. `capture_settle_seconds`: a check's window ends this long before it runs
+    (deployed: `mlops.core.settings.CAPTURE_SETTLE_SECONDS`, so capture objects whose PUT began before the check
+    are listed by the next one at the latest; 0 where every capture is written before a check starts)."""
+
     def __init__(self, registry: ModelRegistry, artifacts: ArtifactStore, captures: CaptureReader,
-                 publisher: MetricsPublisher, state_machine_arn: str, is_execution_running: Any) -> None:
+                 publisher: MetricsPublisher, state_machine_arn: str, is_execution_running: Any,
+                 capture_settle_seconds: float = 0.0) -> None:
         self.registry = registry
+        self.capture_settle_seconds = capture_settle_seconds
         self.artifacts = artifacts
         self.captures = captures
         self.publisher = publisher
@@ -326,7 +334,7 @@ class DriftMonitor:
         skipped = set(idle)
         names = [s.name for s in live if s.name not in skipped]
         size = max(1, int(batch_size))
-        items = [{"families": names[i:i + size]} for i in range(0, len(names), size)]
+        items = [{"families": names[i:i + size], "run": run} for i in range(0, len(names), size)]
         key = f"{FANOUT_PREFIX}{run}.json"
         s3 = aws.client("s3")
         s3.put_object(Bucket=self.artifacts.bucket, Key=key, Body=orjson.dumps(items), ContentType="application/json")
@@ -338,20 +346,21 @@ class DriftMonitor:
         return {"bucket": self.artifacts.bucket, "key": key, "count": len(names), "batches": len(items),
                 "idle": len(idle), "idle_key": idle_key}
 
-    def check_batch(self, names: list[str]) -> dict[str, Any]:
+    def check_batch(self, names: list[str], run: str | None = None) -> dict[str, Any]:
         """One fan-out item: each family's check in turn (`check_family`); a family whose check raises anything is
         recorded as failed (logged, DriftCheckErrors) and the batch goes on, so one family never stops another.
-        Returns {"checked", "results"} with one small summary per family."""
+        Returns {"checked", "results"} with one small summary per family. `run`: the fan-out execution's name,
+        recorded with each check (`fanout_run`), so `mlops drift check-all` reads its own run's records."""
         results = []
         for name in names:
             try:
-                results.append(self.check_family(name))
+                results.append(self.check_family(name, run))
             except Exception as exc:  # noqa: BLE001 - every other family of the batch is still checked
-                self.record_failure(name, f"{type(exc).__name__}: {exc}")
+                self.record_failure(name, f"{type(exc).__name__}: {exc}", run)
                 results.append({"family": name, "verdict": "error", "error": f"{type(exc).__name__}: {exc}"[:500]})
         return {"checked": len(results), "results": results}
 
-    def check_family(self, name: str) -> dict[str, Any]:
+    def check_family(self, name: str, run: str | None = None) -> dict[str, Any]:
         """One family's check, as the fan-out's item processor runs it: the family looked up directly (one
         GetItem), skipped when it was retired or lost its live model since the listing. A platform error is
         answered as verdict "error" and counted in DriftCheckErrors by family (what the alarm names); anything
@@ -362,16 +371,16 @@ class DriftMonitor:
             if record.retired or not record.live_version:
                 return {"family": name, "verdict": "skipped",
                         "reason": "retired" if record.retired else "no live model"}
-            report = self.check(record)
+            report = self.check(record, run)
         except PlatformError as exc:
-            self.record_failure(name, exc.message)
+            self.record_failure(name, exc.message, run)
             return {"family": name, "verdict": "error", "error": exc.message}
         retrain = report.get("retrain") or {}
         return {"family": name, "verdict": report["verdict"], "rows": report.get("rows", 0),
                 "drifted_features": report.get("drifted_features", []), "report_key": report.get("report_key"),
                 "retrain_started": bool(retrain.get("started"))}
 
-    def record_failure(self, name: str, error: Any) -> None:
+    def record_failure(self, name: str, error: Any, run: str | None = None) -> None:
         """A check that failed: logged with its family, counted in DriftCheckErrors (the alarm's contributor names
         the family) and recorded as a drift record with verdict "error" and the message, so `mlops drift list`,
         `drift check-all` and auditors see the failure instead of the last good check. The window it would have
@@ -383,11 +392,14 @@ class DriftMonitor:
             live = self.registry.get_family(name).live_version or None
             self.registry.record_drift(name, {"verdict": "error", "error": text, "family": name, "live_version": live,
                                               "rows": 0, "drifted_features": [],
-                                              "checked_at": datetime.now(UTC).isoformat()})
+                                              "checked_at": datetime.now(UTC).isoformat(),
+                                              **({"fanout_run": run} if run else {})})
         except Exception as exc:  # noqa: BLE001 - the log line and the metric above already say it failed
             logger().warning("drift failure not recorded", extra={"family": name, "error": str(exc)[:300]})
 
-    def check(self, record: FamilyRecord) -> dict[str, Any]:
+    def check(self, record: FamilyRecord, run: str | None = None) -> dict[str, Any]:
+        """One family's drift check of its live model (docs/statistics.md; the window: `CaptureReader.columns`
+        with arrived=True). `run`: the fan-out execution that asked for it, recorded as `fanout_run`."""
         live = self.registry.get_version(record.family.name, record.live_version)
         # The live model's inputs and baseline are those of the declaration it was trained under: a run-time
         # change of the features applies to the next model (the drift policy applies at once).
@@ -397,10 +409,12 @@ class DriftMonitor:
         since = _epoch(live.updated_at)
         if previous and previous[0].get("report", {}).get("live_version") == live.version:
             since = max(since, float(previous[0]["report"].get("window_end", since)))
-        until = time.time()
-        # The newest MAX_CAPTURED_ROWS of the window, as columns (read newest first, in parallel).
+        until = time.time() - self.capture_settle_seconds
+        # The window is the capture objects WRITTEN since the last judged window (records a sandbox still held at
+        # that check are judged now), from the live version's start; the newest MAX_CAPTURED_ROWS of it, as
+        # columns (read newest first, in parallel).
         captured = self.captures.columns(family.name, live.version, since, until, max_rows=MAX_CAPTURED_ROWS,
-                                         request_ids=False)
+                                         request_ids=False, arrived=True, floor=_epoch(live.updated_at))
         if not len(captured):
             # No traffic since the last check: nothing to judge and nothing written (no report, record or metric),
             # so an idle family costs nothing (docs/architecture.md, "Serving tiers"); the window stays open. The
@@ -416,7 +430,7 @@ class DriftMonitor:
         window_end = since if report["verdict"] == "insufficient_data" else until
         report.update({"family": family.name, "live_version": live.version, "window_start": since,
                        "window_end": window_end, "checked_at": datetime.now(UTC).isoformat(),
-                       "family_config_version": trained_config})
+                       "family_config_version": trained_config, **({"fanout_run": run} if run else {})})
         if trained_config != int(record.config_version or 0):
             report["declaration_note"] = (
                 f"checked against the declaration live v{live.version} was trained under (config version "
@@ -471,4 +485,5 @@ def create_drift_monitor(settings: Any) -> DriftMonitor:
 
     return DriftMonitor(ModelRegistry(settings.registry_table), ArtifactStore(settings.artifact_bucket),
                         CaptureReader(settings.artifact_bucket), MetricsPublisher(settings.metrics_namespace),
-                        settings.state_machine_arn, execution_is_running(settings.state_machine_arn))
+                        settings.state_machine_arn, execution_is_running(settings.state_machine_arn),
+                        settings.capture_settle_seconds)

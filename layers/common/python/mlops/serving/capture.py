@@ -47,9 +47,23 @@ def version_prefix(family: str, version: int) -> str:
     return f"{CAPTURE_PREFIX}family={family}/version={version}/"
 
 
+ARRIVAL_MARK = "w"  # the id of an object keyed by its write time starts with it (hex ids never do)
+
+
 def key_for(family: str, version: int, epoch_ms: int, suffix: str, extension: str = COLUMNAR_SUFFIX) -> str:
-    """The key of a batch whose first record was captured at `epoch_ms`."""
+    """The key of a batch at `epoch_ms`: the writers use the time they write it (and an id starting with
+    ARRIVAL_MARK); objects written before that were keyed by their first record's time."""
     return f"{start_after_key(family, version, epoch_ms)}-{suffix}{extension}"
+
+
+def arrival_keyed(key: str) -> bool:
+    """Whether the object's key time is when it was written (the writers now), not its first record's time."""
+    return key.rsplit("/", 1)[-1][14:15] == ARRIVAL_MARK
+
+
+def key_seconds(key: str) -> float:
+    """The time in a capture object's key, epoch seconds."""
+    return int(key.rsplit("/", 1)[-1][:13]) / 1000
 
 
 def start_after_key(family: str, version: int, epoch_ms: int) -> str:
@@ -179,12 +193,14 @@ class CaptureWriter:
                 for at, request_id, instances, labels, probabilities, chosen in batch
                 for i in chosen]
         body = encode(CapturedColumns.from_rows(rows, self.never_capture))
-        first_ms = int(batch[0][0] * 1000)
-        key = key_for(self.family, self.version, first_ms, uuid.uuid4().hex[:12])
+        # Keyed by the time it is written, not its first record's: a drift check's window is the objects written
+        # in it (CaptureReader.columns(arrived=True)), so records buffered across a check are judged by the next.
+        written_ms = int(time.time() * 1000)
+        key = key_for(self.family, self.version, written_ms, ARRIVAL_MARK + uuid.uuid4().hex[:12])
         aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/octet-stream")
         if self.on_written is not None:
             try:
-                self.on_written(max(at for at, *_ in batch))
+                self.on_written(written_ms / 1000)
             except Exception:  # noqa: BLE001 - the object is written; the mark only saves idle checks
                 self.mark_failures += 1
 
@@ -239,12 +255,25 @@ class CaptureReader:
         return aws.client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def columns(self, family: str, version: int, since: float, until: float | None = None,
-                max_rows: int | None = None, request_ids: bool = True) -> CapturedColumns:
+                max_rows: int | None = None, request_ids: bool = True, arrived: bool = False,
+                floor: float | None = None) -> CapturedColumns:
         """Every captured record in [since, until] as columns, oldest first; above `max_rows`, the NEWEST
         `max_rows` (objects are read newest first, in parallel, and reading stops there). `request_ids=False`:
-        without them (`read_window`)."""
-        window, read = read_window(self.keys(family, version, since, until), self._fetch, since, until, max_rows,
-                                   self.workers, request_ids=request_ids)
+        without them (`read_window`).
+
+        `arrived=True` (drift checks): the window is the objects WRITTEN in (since, until], all their records at
+        or after `floor` (the version's start), whenever they were captured. A record a sandbox still buffered
+        when one check ran is then judged by the next one instead of falling between two windows. Objects of the
+        older keying (first record's time) keep the record-time window [since, until]."""
+        keys = self.keys(family, version, since, until)
+        bounds = None
+        if arrived:
+            high = until if until is not None else float("inf")
+            keys = [k for k in keys if not arrival_keyed(k) or since < key_seconds(k) <= high]
+            low = floor if floor is not None else float("-inf")
+            bounds = lambda key: (low, None) if arrival_keyed(key) else (since, until)  # noqa: E731
+        window, read = read_window(keys, self._fetch, since, until, max_rows, self.workers,
+                                   request_ids=request_ids, bounds=bounds)
         self.objects_read += read
         return window
 

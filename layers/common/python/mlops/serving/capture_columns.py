@@ -285,13 +285,14 @@ def _concat_field(columns: list[Column | None], sizes: list[int]) -> Column:
 
 
 def read_window(keys: Sequence[str], fetch: Callable[[str], bytes], since: float, until: float | None,
-                max_rows: int | None, workers: int = 16, chunk: int = 64,
-                request_ids: bool = True) -> tuple[CapturedColumns, int]:
+                max_rows: int | None, workers: int = 16, chunk: int = 64, request_ids: bool = True,
+                bounds: Callable[[str], tuple[float, float | None]] | None = None) -> tuple[CapturedColumns, int]:
     """The captured rows in [since, until] of the objects `keys` (in key order, i.e. oldest first), keeping the
     NEWEST `max_rows` when there are more: objects are read newest first, `chunk` at a time on `workers` threads
     (S3 GETs are I/O-bound), and reading stops once `max_rows` rows are held. `request_ids=False` leaves the
     request ids out (empty strings: statistics never read them, and at 1M rows they are most of the copying).
-    Returns (columns, objects read)."""
+    `bounds(key)`, when given, is the [low, high] range of record times kept from that object instead of
+    [since, until] (high None: no upper bound). Returns (columns, objects read)."""
     parts: list[CapturedColumns] = []
     held = read = 0
     newest_first = list(reversed(keys))
@@ -301,9 +302,10 @@ def read_window(keys: Sequence[str], fetch: Callable[[str], bytes], since: float
             for key, body in zip(batch, pool.map(fetch, batch), strict=True):
                 read += 1
                 part = decode(body) if key.endswith(COLUMNAR_SUFFIX) else decode_jsonl(body)
-                keep = part.at >= since
-                if until is not None:
-                    keep &= part.at <= until
+                low, high = bounds(key) if bounds is not None else (since, until)
+                keep = part.at >= low
+                if high is not None:
+                    keep &= part.at <= high
                 if not keep.all():
                     part = part.take(keep)
                 if not request_ids:  # a view of one empty string: nothing copied per row
