@@ -30,7 +30,7 @@ def test_bench_harness_quick_mode_writes_one_entry_per_row(tmp_path):
     # Every section gives its rows (the training section once printed its failures and gave none).
     assert any(n.startswith("train step hgb") for n in names), names
     assert any(n.startswith("drift check end to end") for n in names) and any("fan-out" in n for n in names)
-    assert any(n.startswith("shared tier") for n in names) and any("families" in n for n in names)
+    assert any(n.startswith("shared tier") for n in names) and any(n.startswith("family registration") for n in names)
     for entry in data["rows"]:
         assert {"name", "value", "unit", "target", "met"} <= set(entry)
     assert (ROOT / "bench" / "results.json").read_bytes() == committed  # the committed full run is left alone

@@ -15,9 +15,9 @@ from mlops.core.errors import ConfigurationError
 
 # Capture objects: a writer flushes at this many sampled records or 60 s after its first one, whichever comes
 # first (a size-or-time buffer, as Kinesis Data Firehose buffers). Large enough that a busy family's hourly
-# window is a few hundred objects (the drift check's cost is per object: docs/benchmarks.md, drift_scale), and
-# the 60 s bound keeps a quiet family's captures as timely as before. Records buffered in a reclaimed sandbox are
-# lost: at most this many, or 60 s of its traffic.
+# window is a few hundred objects (the drift check's cost is per object: docs/benchmarks.md, drift_scale). The age
+# bound is checked when a record arrives (a frozen sandbox runs no timer); records buffered in a reclaimed sandbox
+# are lost: at most this many, or 60 s of its traffic.
 CAPTURE_FLUSH_RECORDS = 5_000
 CAPTURE_MAX_AGE_SECONDS = 60.0
 # A drift check's window ends this long before it starts: a capture object whose PUT began before the check (the

@@ -82,7 +82,7 @@ def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns:
     baseline_predictions = profile.get("prediction", {})
     # Below min_samples no figure (a PSI of a handful of predictions reads as a shift: 8.6 on one row).
     prediction_psi = (round(psi(np.asarray(baseline_predictions["psi_counts"]), prediction_counts(predictions)), 6)
-                      if n >= policy.min_samples and n and "psi_counts" in baseline_predictions
+                      if n >= max(1, policy.min_samples) and "psi_counts" in baseline_predictions
                       and family.task == BINARY else None)
     # Regression and multiclass families: their prediction distribution tested per task (mlops.stats.tasks).
     prediction = prediction_drift(family.task, baseline_predictions, predictions, policy)
@@ -331,8 +331,7 @@ class DriftMonitor:
         live = [s for s in self.registry.iter_families(status=FAMILY_ACTIVE)
                 if s.live_version and (not wanted or s.name in wanted) and (not tier or s.serving == tier)]
         idle = [s.name for s in live if skip_idle and s.idle_since_drift_check]
-        skipped = set(idle)
-        names = [s.name for s in live if s.name not in skipped]
+        names = [s.name for s in live if not (skip_idle and s.idle_since_drift_check)]
         size = max(1, int(batch_size))
         items = [{"families": names[i:i + size], "run": run} for i in range(0, len(names), size)]
         key = f"{FANOUT_PREFIX}{run}.json"
