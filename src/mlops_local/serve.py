@@ -432,8 +432,9 @@ def main(port: int = 8080, as_json: bool = False, families: Sequence[Any] = (), 
                 "console_url": f"http://127.0.0.1:{httpd.server_address[1]}/console"}
         _write_server_file(server_file, info)
         if as_json:
-            print(json.dumps(info), flush=True)
+            # The note first: a caller that stops the server as soon as it reads the endpoints has had it.
             print(STATE_NOTE, file=sys.stderr, flush=True)
+            print(json.dumps(info), flush=True)
         else:
             live = {name: platform.registry.get_family(name).live_version for name in info["families"]}
             print("\n".join(help_lines(info, live)), flush=True)
