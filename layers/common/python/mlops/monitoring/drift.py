@@ -21,7 +21,7 @@ from mlops.registry.artifacts import ArtifactStore
 from mlops.registry.store import FAMILY_ACTIVE, FamilyRecord, ModelRegistry
 from mlops.reports.publish import drift_histograms, publish_drift_report
 from mlops.serving.capture import CaptureReader
-from mlops.serving.capture_columns import NUMERIC, TEXT, CapturedColumns, Column
+from mlops.serving.capture_columns import NUMERIC, TEXT, CapturedColumns, Column, concat
 from mlops.serving.scoring import marker_numbers, value_text
 from mlops.stats.distributions import (
     chi_square_against_frequencies,
@@ -42,7 +42,8 @@ OTHER = "(other)"
 
 def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns: dict[str, np.ndarray],
                           predictions: np.ndarray, policy: DriftPolicy,
-                          current_counts: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+                          current_counts: dict[str, np.ndarray] | None = None, rows: int | None = None
+                          ) -> dict[str, Any]:
     """Per-feature drift figures and the verdict. docs/statistics.md has every formula and threshold.
 
     columns: feature name -> (n,) float64 captured values (NaN = missing; categorical: category index, k =
@@ -65,8 +66,13 @@ def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns:
 
     current_counts, when given, receives each tested feature's current counts as the tests computed them
     (numeric: the non-missing values in the profile's PSI bins; categorical: per category then "other"), so the
-    report's histograms (`reports.drift_report.current_histograms`) need not bin a million rows again."""
-    n = int(np.asarray(predictions).size)
+    report's histograms (`reports.drift_report.current_histograms`) need not bin a million rows again.
+
+    rows: the number of captured input rows in `columns` when it differs from the predictions' (a window that
+    spans a promotion: every served version's inputs, the live model's predictions only); default
+    predictions.size. The predictions' own test needs `min_samples` predictions."""
+    n = int(np.asarray(predictions).size) if rows is None else int(rows)
+    served = int(np.asarray(predictions).size)
     counts = current_counts if current_counts is not None else {}
     features = {f.name: _feature_report(f, family, profile, columns, n, policy, counts) for f in family.features}
     drifted_features = sorted(name for name, f in features.items() if f["drifted"])
@@ -82,7 +88,7 @@ def compare_with_baseline(family: ModelFamily, profile: dict[str, Any], columns:
     baseline_predictions = profile.get("prediction", {})
     # Below min_samples no figure (a PSI of a handful of predictions reads as a shift: 8.6 on one row).
     prediction_psi = (round(psi(np.asarray(baseline_predictions["psi_counts"]), prediction_counts(predictions)), 6)
-                      if n >= max(1, policy.min_samples) and "psi_counts" in baseline_predictions
+                      if served >= max(1, policy.min_samples) and "psi_counts" in baseline_predictions
                       and family.task == BINARY else None)
     # Regression and multiclass families: their prediction distribution tested per task (mlops.stats.tasks).
     prediction = prediction_drift(family.task, baseline_predictions, predictions, policy)
@@ -403,33 +409,46 @@ class DriftMonitor:
         # The live model's inputs and baseline are those of the declaration it was trained under: a run-time
         # change of the features applies to the next model (the drift policy applies at once).
         family, trained_config = self.registry.live_declaration(record, live.lineage or {})
-        # The last judged window (failed checks, verdict "error", judged nothing: their window stays open).
+        # The last judged window (failed checks, verdict "error", judged nothing: their window stays open), of
+        # whichever version was live then: a promotion or rollback does not drop the traffic since.
         previous = [r for r in self.registry.drift_records(family.name, limit=10) if r.get("verdict") != "error"]
-        since = _epoch(live.updated_at)
-        if previous and previous[0].get("report", {}).get("live_version") == live.version:
-            since = max(since, float(previous[0]["report"].get("window_end", since)))
-        until = time.time() - self.capture_settle_seconds
+        since = float(previous[0].get("report", {}).get("window_end", 0.0)) if previous else 0.0
+        # On the millisecond grid of the capture keys, the current millisecond excluded: an object keyed in it may
+        # still be written after this check lists, and falls in the next window instead of between two.
+        until = (int((time.time() - self.capture_settle_seconds) * 1000) - 1) / 1000
         # The window is the capture objects WRITTEN since the last judged window (records a sandbox still held at
-        # that check are judged now), from the live version's start; the newest MAX_CAPTURED_ROWS of it, as
-        # columns (read newest first, in parallel).
-        captured = self.captures.columns(family.name, live.version, since, until, max_rows=MAX_CAPTURED_ROWS,
-                                         request_ids=False, arrived=True, floor=_epoch(live.updated_at))
-        if not len(captured):
+        # that check are judged now), of every version that served the family (the live one, the previous live
+        # one, canaries, rolled-back ones); the newest MAX_CAPTURED_ROWS of it, as columns (read newest first, in
+        # parallel). Their inputs are judged against the live model's baseline: is today's traffic what the live
+        # model was trained on? Predictions are the live model's only.
+        unreadable: list[dict[str, str]] = []
+        captured = self.captures.written(family.name, self.captures.versions(family.name), since, until,
+                                         max_rows=MAX_CAPTURED_ROWS, request_ids=False, unreadable=unreadable)
+        judged, not_judged = self._comparable(record, family, live.version, captured)
+        if not judged and not unreadable:
             # No traffic since the last check: nothing to judge and nothing written (no report, record or metric),
             # so an idle family costs nothing (docs/architecture.md, "Serving tiers"); the window stays open. The
             # mark says captures up to `until` were looked at: until a new capture, the fan-out skips the family.
             self.registry.set_drift_checked(family.name, until)
             return {"family": family.name, "live_version": live.version, "verdict": "no_traffic", "rows": 0,
-                    "drifted_features": [], "retrain": None, "report_key": None, "window_start": since}
+                    "drifted_features": [], "retrain": None, "report_key": None, "window_start": since,
+                    **({"not_judged": not_judged} if not_judged else {})}
         profile = self.artifacts.get_json(live.lineage["baseline_profile"]["sha256"])
-        columns, predictions = captured_columns(family, captured)
+        inputs = concat([captured[v] for v in judged])
+        columns, _ = captured_columns(family, inputs)
+        predictions = captured_predictions(family.task, captured.get(live.version, CapturedColumns.empty()))
         counts: dict[str, np.ndarray] = {}
-        report = compare_with_baseline(family, profile, columns, predictions, family.drift, counts)
+        report = compare_with_baseline(family, profile, columns, predictions, family.drift, counts, rows=len(inputs))
         # Too few rows: keep the window open so samples accumulate instead of being judged in slices.
         window_end = since if report["verdict"] == "insufficient_data" else until
         report.update({"family": family.name, "live_version": live.version, "window_start": since,
                        "window_end": window_end, "checked_at": datetime.now(UTC).isoformat(),
-                       "family_config_version": trained_config, **({"fanout_run": run} if run else {})})
+                       "family_config_version": trained_config, "prediction_rows": int(predictions.size),
+                       "rows_by_version": {str(v): len(captured[v]) for v in judged},
+                       **({"not_judged": not_judged} if not_judged else {}),
+                       **({"unreadable_objects": unreadable[:20], "unreadable_count": len(unreadable)}
+                          if unreadable else {}),
+                       **({"fanout_run": run} if run else {})})
         if trained_config != int(record.config_version or 0):
             report["declaration_note"] = (
                 f"checked against the declaration live v{live.version} was trained under (config version "
@@ -460,6 +479,34 @@ class DriftMonitor:
         self.registry.set_drift_checked(family.name, until)
         return report
 
+    def _comparable(self, record: FamilyRecord, family: ModelFamily, live: int,
+                    captured: dict[int, CapturedColumns]) -> tuple[list[int], list[dict[str, Any]]]:
+        """Which versions' captured inputs the live model's baseline can judge: the live version's, and another
+        version's when the declaration it was trained under has the same inputs (feature names and kinds;
+        categories are read as the live model reads them, an undeclared one as "other"). Returns (versions,
+        [{"version", "rows", "reason"}] of those left out, named in the report)."""
+        inputs = {f.name: f.kind for f in family.features}
+        judged: list[int] = []
+        left: list[dict[str, Any]] = []
+        for version, rows in captured.items():
+            if version == live:
+                judged.append(version)
+                continue
+            try:
+                lineage = self.registry.get_version(family.name, version).lineage or {}
+                served, _ = self.registry.live_declaration(record, lineage)
+            except PlatformError as exc:
+                left.append({"version": version, "rows": len(rows), "reason": f"its registry entry: {exc}"})
+                continue
+            theirs = {f.name: f.kind for f in served.features}
+            if theirs != inputs:
+                differ = ", ".join(sorted(set(theirs) ^ set(inputs))) or "kinds differ"
+                left.append({"version": version, "rows": len(rows),
+                             "reason": f"v{version} was trained with other inputs ({differ}) than live v{live}"})
+                continue
+            judged.append(version)
+        return judged, left
+
     def _maybe_retrain(self, record: FamilyRecord, report: dict[str, Any]) -> dict[str, Any]:
         """Confirmed drift starts a retrain when the policy allows it (mlops.monitoring.retrain: the rollout lock,
         the newest usable data set, a run record with trigger source "drift")."""
@@ -473,10 +520,6 @@ class DriftMonitor:
                        skipped: list[str] | None = None) -> dict[str, Any] | None:
         """The data set a retrain would use now (mlops.monitoring.retrain.Retrainer.newest_dataset)."""
         return self.retrainer.newest_dataset(family, record, skipped)
-
-
-def _epoch(iso: str) -> float:
-    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def create_drift_monitor(settings: Any) -> DriftMonitor:

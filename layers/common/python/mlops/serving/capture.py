@@ -26,15 +26,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from mlops.core import aws
 from mlops.core.settings import CAPTURE_FLUSH_RECORDS, CAPTURE_MAX_AGE_SECONDS
 from mlops.serving.capture_columns import (
     COLUMNAR_SUFFIX,
     JSONL_SUFFIX,
     CapturedColumns,
+    concat,
     decode,
     decode_jsonl,
     encode,
+    read_parts,
     read_window,
 )
 
@@ -194,7 +198,7 @@ class CaptureWriter:
                 for i in chosen]
         body = encode(CapturedColumns.from_rows(rows, self.never_capture))
         # Keyed by the time it is written, not its first record's: a drift check's window is the objects written
-        # in it (CaptureReader.columns(arrived=True)), so records buffered across a check are judged by the next.
+        # in it (CaptureReader.written), so records buffered across a check are judged by the next.
         written_ms = int(time.time() * 1000)
         key = key_for(self.family, self.version, written_ms, ARRIVAL_MARK + uuid.uuid4().hex[:12])
         aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/octet-stream")
@@ -255,27 +259,61 @@ class CaptureReader:
         return aws.client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def columns(self, family: str, version: int, since: float, until: float | None = None,
-                max_rows: int | None = None, request_ids: bool = True, arrived: bool = False,
-                floor: float | None = None) -> CapturedColumns:
-        """Every captured record in [since, until] as columns, oldest first; above `max_rows`, the NEWEST
-        `max_rows` (objects are read newest first, in parallel, and reading stops there). `request_ids=False`:
-        without them (`read_window`).
-
-        `arrived=True` (drift checks): the window is the objects WRITTEN in (since, until], all their records at
-        or after `floor` (the version's start), whenever they were captured. A record a sandbox still buffered
-        when one check ran is then judged by the next one instead of falling between two windows. Objects of the
-        older keying (first record's time) keep the record-time window [since, until]."""
+                max_rows: int | None = None, request_ids: bool = True) -> CapturedColumns:
+        """Every captured record of one version in [since, until] by record time, as columns, oldest first;
+        above `max_rows`, the NEWEST `max_rows` (objects are read newest first, in parallel, and reading stops
+        there). `request_ids=False`: without them (`read_window`). Canary checks: one version's records."""
         keys = self.keys(family, version, since, until)
-        bounds = None
-        if arrived:
-            high = until if until is not None else float("inf")
-            keys = [k for k in keys if not arrival_keyed(k) or since < key_seconds(k) <= high]
-            low = floor if floor is not None else float("-inf")
-            bounds = lambda key: (low, None) if arrival_keyed(key) else (since, until)  # noqa: E731
-        window, read = read_window(keys, self._fetch, since, until, max_rows, self.workers,
-                                   request_ids=request_ids, bounds=bounds)
+        window, read = read_window(keys, self._fetch, since, until, max_rows, self.workers, request_ids=request_ids)
         self.objects_read += read
         return window
+
+    def versions(self, family: str) -> list[int]:
+        """The model versions that have captures (one listing of the family's version prefixes), ascending."""
+        s3 = aws.client("s3")
+        found: list[int] = []
+        for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{CAPTURE_PREFIX}family={family}/", Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                tail = common["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+                if tail.startswith("version=") and tail[8:].isdigit():
+                    found.append(int(tail[8:]))
+        return sorted(found)
+
+    def written(self, family: str, versions: list[int], since: float, until: float,
+                max_rows: int | None = None, request_ids: bool = True,
+                unreadable: list[dict[str, str]] | None = None) -> dict[int, CapturedColumns]:
+        """The records of the capture objects WRITTEN in (since, until] (epoch seconds), of each of `versions`,
+        whenever each record was captured: version -> columns (oldest first; versions without rows left out).
+        Drift checks: consecutive windows then judge every written record exactly once, including records a
+        sandbox still held when one check ran, and whichever version served them. Above `max_rows` in all, the
+        NEWEST `max_rows` by capture time (objects of every version read newest first, in parallel, reading
+        stopping there). Objects of the older keying (by their first record's time, before writers keyed them by
+        write time) keep the record-time window [since, until]. Objects that cannot be decoded are skipped and
+        appended to `unreadable` (`read_parts`)."""
+        keys: list[tuple[float, str, int]] = []
+        for version in versions:
+            for key in self.keys(family, version, since, until):
+                if arrival_keyed(key) and not since < key_seconds(key) <= until:
+                    continue
+                keys.append((key_seconds(key), key, version))
+        keys.sort()
+        origin = {key: version for _, key, version in keys}
+        bounds = lambda key: (float("-inf"), None) if arrival_keyed(key) else (since, until)  # noqa: E731
+        parts, read = read_parts([key for _, key, _ in keys], self._fetch, since, until, max_rows, self.workers,
+                                 request_ids=request_ids, bounds=bounds, unreadable=unreadable)
+        self.objects_read += read
+        by_version: dict[int, list[CapturedColumns]] = {}
+        for key, part in reversed(parts):  # oldest first
+            by_version.setdefault(origin[key], []).append(part)
+        merged = {version: concat(chunks) for version, chunks in by_version.items()}
+        total = sum(len(m) for m in merged.values())
+        if max_rows is not None and total > max_rows:  # exactly the newest max_rows over every version
+            keep = np.zeros(total, dtype=bool)
+            keep[np.argsort(np.concatenate([m.at for m in merged.values()]), kind="stable")[total - max_rows:]] = True
+            offsets = np.cumsum([0] + [len(m) for m in merged.values()])
+            merged = {v: m.take(keep[offsets[i]:offsets[i + 1]]) for i, (v, m) in enumerate(merged.items())}
+        return {v: m for v, m in sorted(merged.items()) if len(m)}
 
     def records(self, family: str, version: int, since: float, until: float | None = None,
                 limit: int | None = None) -> Iterator[CapturedRecord]:

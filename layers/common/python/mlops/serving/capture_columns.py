@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from mlops.core.observability import logger
+
 FORMAT = 1
 NUMERIC, TEXT, JSON = "num", "str", "json"
 COLUMNAR_SUFFIX = ".cap"
@@ -286,14 +288,30 @@ def _concat_field(columns: list[Column | None], sizes: list[int]) -> Column:
 
 def read_window(keys: Sequence[str], fetch: Callable[[str], bytes], since: float, until: float | None,
                 max_rows: int | None, workers: int = 16, chunk: int = 64, request_ids: bool = True,
-                bounds: Callable[[str], tuple[float, float | None]] | None = None) -> tuple[CapturedColumns, int]:
+                bounds: Callable[[str], tuple[float, float | None]] | None = None,
+                unreadable: list[dict[str, str]] | None = None) -> tuple[CapturedColumns, int]:
     """The captured rows in [since, until] of the objects `keys` (in key order, i.e. oldest first), keeping the
-    NEWEST `max_rows` when there are more: objects are read newest first, `chunk` at a time on `workers` threads
-    (S3 GETs are I/O-bound), and reading stops once `max_rows` rows are held. `request_ids=False` leaves the
-    request ids out (empty strings: statistics never read them, and at 1M rows they are most of the copying).
-    `bounds(key)`, when given, is the [low, high] range of record times kept from that object instead of
-    [since, until] (high None: no upper bound). Returns (columns, objects read)."""
-    parts: list[CapturedColumns] = []
+    NEWEST `max_rows` when there are more (`read_parts`). Returns (columns, objects read)."""
+    parts, read = read_parts(keys, fetch, since, until, max_rows, workers, chunk, request_ids, bounds, unreadable)
+    return newest_rows(concat([part for _, part in reversed(parts)]), max_rows), read
+
+
+def read_parts(keys: Sequence[str], fetch: Callable[[str], bytes], since: float, until: float | None,
+               max_rows: int | None, workers: int = 16, chunk: int = 64, request_ids: bool = True,
+               bounds: Callable[[str], tuple[float, float | None]] | None = None,
+               unreadable: list[dict[str, str]] | None = None
+               ) -> tuple[list[tuple[str, CapturedColumns]], int]:
+    """The rows in [since, until] of each object of `keys` (in key order, i.e. oldest first), as (key, part)
+    NEWEST object first: objects are read newest first, `chunk` at a time on `workers` threads (S3 GETs are
+    I/O-bound), and reading stops once `max_rows` rows are held (the caller cuts to exactly `max_rows`:
+    `newest_rows`). `request_ids=False` leaves the request ids out (empty strings: statistics never read them,
+    and at 1M rows they are most of the copying). `bounds(key)`, when given, is the [low, high] range of record
+    times kept from that object instead of [since, until] (high None: no upper bound).
+
+    An object that is not a capture batch (not decodable) is skipped, never fatal: one corrupt object must not
+    stop every later check of its family. It is appended to `unreadable` as {"key", "error"} (the caller
+    records it) and logged with its key. Returns (parts, objects read); S3 errors are raised."""
+    parts: list[tuple[str, CapturedColumns]] = []
     held = read = 0
     newest_first = list(reversed(keys))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -301,7 +319,11 @@ def read_window(keys: Sequence[str], fetch: Callable[[str], bytes], since: float
             batch = newest_first[start:start + chunk]
             for key, body in zip(batch, pool.map(fetch, batch), strict=True):
                 read += 1
-                part = decode(body) if key.endswith(COLUMNAR_SUFFIX) else decode_jsonl(body)
+                try:
+                    part = decode(body) if key.endswith(COLUMNAR_SUFFIX) else decode_jsonl(body)
+                except Exception as exc:  # noqa: BLE001 - any decoding failure: the object is unreadable
+                    _skipped(key, exc, unreadable)
+                    continue
                 low, high = bounds(key) if bounds is not None else (since, until)
                 keep = part.at >= low
                 if high is not None:
@@ -310,12 +332,23 @@ def read_window(keys: Sequence[str], fetch: Callable[[str], bytes], since: float
                     part = part.take(keep)
                 if not request_ids:  # a view of one empty string: nothing copied per row
                     part.request_id = np.broadcast_to(_NO_ID, (len(part),))
-                parts.append(part)
+                parts.append((key, part))
                 held += len(part)
             if max_rows is not None and held >= max_rows:
                 break
-    merged = concat(parts[::-1])  # oldest first again
-    if max_rows is not None and len(merged) > max_rows:
-        newest = np.argsort(merged.at, kind="stable")[-max_rows:]
-        merged = merged.take(np.sort(newest))
-    return merged, read
+    return parts, read
+
+
+def newest_rows(columns: CapturedColumns, max_rows: int | None) -> CapturedColumns:
+    """The newest `max_rows` rows by capture time (all when fewer or None), in their order."""
+    if max_rows is None or len(columns) <= max_rows:
+        return columns
+    newest = np.argsort(columns.at, kind="stable")[-max_rows:]
+    return columns.take(np.sort(newest))
+
+
+def _skipped(key: str, exc: Exception, unreadable: list[dict[str, str]] | None) -> None:
+    error = f"{type(exc).__name__}: {str(exc)[:300]}"
+    logger().warning("capture object skipped: not readable", extra={"key": key, "error": error})
+    if unreadable is not None:
+        unreadable.append({"key": key, "error": error})
