@@ -30,6 +30,7 @@ LAMBDA_REQUEST = 0.20 / 1e6
 SFN_TRANSITION = 0.025 / 1000
 S3_GET = 0.0004 / 1000
 S3_PUT = 0.005 / 1000
+S3_LIST = 0.005 / 1000  # LIST is priced as PUT: a check lists its version prefixes, then each version's window
 DRIFT_MEMORY_GB = 3008 / 1024
 # Transitions of one item (a batch of families) in the Distributed Map: the child execution's start, CheckFamily
 # entered and exited, and its end (Step Functions bills each state transition of a child workflow), shared by the
@@ -54,10 +55,11 @@ def _write_captures(bucket: str, family: Any, version: int, rows: int, per_objec
     """`rows` captured records of the family's live version in objects of `per_object` rows, 1 ms apart from
     `start` (after the version went live: a check reads the traffic since then)."""
     from mlops.core import aws
-    from mlops.serving.capture import key_for
+    from mlops.serving.capture import ARRIVAL_MARK, key_for
     from mlops.serving.capture_columns import CapturedColumns, encode
 
     s3 = aws.client("s3")
+    start = min(start, time.time() - rows / per_object / 1000 - 1)  # every key time in the past: in the window
     base = _records(family, 20_000, 5)
     written = objects = 0
     while written < rows:
@@ -66,7 +68,8 @@ def _write_captures(bucket: str, family: Any, version: int, rows: int, per_objec
                  for i in range(min(per_object, rows - written))]
         if fmt == "cap":
             body = encode(CapturedColumns.from_rows(batch))
-            key = key_for(family.name, version, int(at * 1000), f"{objects:08x}")
+            # Keyed as the writers key them (by write time, ARRIVAL_MARK): the drift window is the objects written.
+            key = key_for(family.name, version, int(at * 1000), f"{ARRIVAL_MARK}{objects:08x}")
         else:
             body = b"\n".join(orjson.dumps({"at": r[0], "request_id": r[1], "index": r[2], "family": family.name,
                                             "version": version, "inputs": r[3], "label": r[4],
@@ -189,9 +192,9 @@ def run(row: Row, quick: bool, rows: int | None = None, families: int | None = N
             durations.append(time.perf_counter() - began)
         per_check_traffic = wall / max(1, checked)
         cost = (DRIFT_MEMORY_GB * per_check_traffic * LAMBDA_GB_SECOND + LAMBDA_REQUEST
-                + TRANSITIONS_PER_ITEM / BATCH * SFN_TRANSITION + 3 * S3_GET + 2 * S3_PUT)
+                + TRANSITIONS_PER_ITEM / BATCH * SFN_TRANSITION + 3 * S3_GET + 2 * S3_PUT + 2 * S3_LIST)
         idle = (DRIFT_MEMORY_GB * statistics.median(durations) * LAMBDA_GB_SECOND + LAMBDA_REQUEST
-                + TRANSITIONS_PER_ITEM / BATCH * SFN_TRANSITION + 2 * S3_GET)
+                + TRANSITIONS_PER_ITEM / BATCH * SFN_TRANSITION + 2 * S3_GET + 2 * S3_LIST)
         row(f"drift fan-out: {families} families in one scheduled run (local, Distributed Map on moto)", wall, "s",
             "all checked", checked == families and described["status"] == "SUCCEEDED", checked=checked,
             seconds_per_family=round(wall / families, 3), status=described["status"],
