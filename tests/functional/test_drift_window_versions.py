@@ -74,7 +74,7 @@ def test_a_promotion_and_a_rollback_between_checks_lose_no_captured_record(platf
     assert second["live_version"] == v2
     assert second["rows_by_version"] == {str(v1): 200, str(v2): 250}, second["rows_by_version"]
     assert second["rows"] == 450 and second["prediction_rows"] == 250
-    assert second["window_start"] == first["window_end"]
+    assert second["window_start"] == first["window_end"] and not second["window_open"]
 
     _write(family, v2, 100, 15, shift=-60_000)
     platform.registry.transition(family.name, v2, ROLLED_BACK, "test", "complaints")
@@ -88,6 +88,13 @@ def test_a_promotion_and_a_rollback_between_checks_lose_no_captured_record(platf
     assert third["verdict"] == "drift" and "income" in third["drifted_features"]  # the rolled-back model's too
 
     assert _check(platform, monitor, family)["verdict"] == "no_traffic"  # each record judged once
+
+    _write(family, v1, 20, 17)  # too few: judged as insufficient, read again (with more) next time
+    small = _check(platform, monitor, family)
+    assert small["verdict"] == "insufficient_data" and small["window_open"]
+    assert small["window_end"] == small["window_start"] < small["read_until"]
+    _write(family, v1, 200, 18)
+    assert _check(platform, monitor, family)["rows"] == 220
 
 
 def test_a_version_trained_with_other_inputs_is_named_not_mixed_in(platform, monitor):

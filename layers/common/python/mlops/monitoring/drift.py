@@ -441,8 +441,11 @@ class DriftMonitor:
         report = compare_with_baseline(family, profile, columns, predictions, family.drift, counts, rows=len(inputs))
         # Too few rows: keep the window open so samples accumulate instead of being judged in slices.
         window_end = since if report["verdict"] == "insufficient_data" else until
+        # window_end is where the next check starts; read_until where this one stopped reading (they differ when
+        # the window stays open: those rows are read again, with more, next time).
         report.update({"family": family.name, "live_version": live.version, "window_start": since,
-                       "window_end": window_end, "checked_at": datetime.now(UTC).isoformat(),
+                       "window_end": window_end, "read_until": until, "window_open": window_end != until,
+                       "checked_at": datetime.now(UTC).isoformat(),
                        "family_config_version": trained_config, "prediction_rows": int(predictions.size),
                        "rows_by_version": {str(v): len(captured[v]) for v in judged},
                        **({"not_judged": not_judged} if not_judged else {}),
