@@ -28,5 +28,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     reports = _monitor.run(detail.get("families"), detail.get("tier"))
     return {"checked": len(reports), "reports": [
         {k: r.get(k) for k in ("family", "verdict", "drifted_features", "rows", "retrain", "report_key",
-                               "window_start")}
+                               "window_start", "error")}
         for r in reports]}

@@ -9,7 +9,7 @@ Routes (GET; anything else answers 405):
   /console/families/F/versions/N                    model card of F vN (.../card.json: its JSON)
   /console/families/F/versions/N/timeline           rollout timeline of F vN's canary
   /console/families/F/compare?a=N&b=M[&all=1]       two versions side by side
-  /console/families/F/drift[/RUN]                   drift report (newest, or RUN)
+  /console/families/F/drift[/RUN]                   drift report (newest, or RUN; a failed check: its error)
   /console/runs[?family=F]                          pipeline runs
   /console/runs/RUN[?family=F]                      one run's story
 """
@@ -202,14 +202,43 @@ class Console:
         return self._framed(html, family, [(f"v{version}", base), ("rollout", None)], [("model card", base)])
 
     def drift_page(self, family: str, run: str | None) -> str:
+        """A drift check's report page, framed. A failed check (verdict "error") has no report: its error, time
+        and window on a console page (`console_drift_check`); the family's drift page (no `run`) then shows the
+        newest completed check's report below it. A completed check whose stored report cannot be drawn is a page
+        saying why, not a 500."""
         from . import views
 
-        html, report = views.drift_page(self.platform, family, run)
-        links = []
-        if report.get("live_version"):
-            links.append((f"model card v{report['live_version']}",
-                          f"{PREFIX}/families/{quote(family)}/versions/{report['live_version']}"))
-        return self._framed(html, family, [("drift", None)], links)
+        found = views.drift_run(self.platform, family, run)
+        failure = found.get("failure")
+        if failure is not None and run is None and failure["newest_completed"]:
+            newest = views.drift_run(self.platform, family, failure["newest_completed"]["run"])
+            try:
+                html = views.draw_drift(self.platform, family, newest)
+            except Exception as exc:  # noqa: BLE001 - the failed check alone, with a link to the newest good one
+                print(f"console: drift report {newest['summary']['run']} of {family}: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
+            else:
+                section = render("console_drift_failure.html.j2", d=found["summary"], failure=failure,
+                                 family=family, base=f"{PREFIX}/families/{quote(family)}", newest_shown=True)
+                return self._framed(html.replace("<main>", "<main>\n" + section, 1), family, [("drift", None)],
+                                    self._drift_links(family, newest["report"]))
+        if failure is not None:
+            return render("console_drift_check.html.j2", family=family, d=found["summary"], failure=failure,
+                          crumbs=[(family, f"{PREFIX}/families/{quote(family)}"), ("drift", None)])
+        try:
+            html = views.draw_drift(self.platform, family, found)
+        except Exception as exc:  # noqa: BLE001 - a stored report the renderer cannot draw: said on the page
+            print(f"console: drift report {found['summary']['run']} of {family}: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
+            return render("console_drift_check.html.j2", family=family, d=found["summary"], failure=None,
+                          problem=f"{type(exc).__name__}: {exc}",
+                          crumbs=[(family, f"{PREFIX}/families/{quote(family)}"), ("drift", None)])
+        return self._framed(html, family, [("drift", None)], self._drift_links(family, found["report"]))
+
+    @staticmethod
+    def _drift_links(family: str, report: dict[str, Any]) -> list[tuple[str, str]]:
+        live = report.get("live_version")
+        return [(f"model card v{live}", f"{PREFIX}/families/{quote(family)}/versions/{live}")] if live else []
 
     # ---- helpers ---------------------------------------------------------------------------------------------
 

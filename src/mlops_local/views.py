@@ -500,13 +500,59 @@ def rollout(platform: Platform, family: str, version: int) -> dict[str, Any]:
 
 
 def drift_summary(item: dict[str, Any]) -> dict[str, Any]:
+    """One drift record (the registry's DRIFT item: {"at", "verdict", "report"}) as the lists show it. A failed
+    check (verdict "error", written by `DriftMonitor.record_failure`) has its message in `error` and judged
+    nothing (rows 0); `checked_at` is when it ran (the record's time when the report has none)."""
     report = item.get("report") or {}
-    return {"run": item.get("at"), "checked_at": report.get("checked_at"), "verdict": report.get("verdict"),
+    return {"run": item.get("at"), "checked_at": report.get("checked_at") or item.get("at"),
+            "verdict": report.get("verdict") or item.get("verdict"),
             "live_version": report.get("live_version"), "rows": report.get("rows"),
             "drifted_features": report.get("drifted_features") or [],
             "prediction_psi": report.get("prediction_psi"), "prediction": report.get("prediction"),
             "prediction_drift": prediction_drift_text(report), "retrain": report.get("retrain"),
+            "error": report.get("error"), "fanout_run": report.get("fanout_run"),
             "report_key": report.get("report_key"), "report_html_key": report.get("report_html_key")}
+
+
+def failed(item: dict[str, Any] | None) -> bool:
+    """Whether a drift record is a failed check (verdict "error": it judged nothing and has no report)."""
+    return bool(item) and ((item.get("report") or {}).get("verdict") or item.get("verdict")) == "error"
+
+
+def epoch_iso(value: Any) -> str | None:
+    """Epoch seconds (a drift window's bound) as ISO-8601 UTC text; None when missing or not a number."""
+    try:
+        return datetime.fromtimestamp(float(value), UTC).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def failed_check(platform: Platform, family: str, item: dict[str, Any]) -> dict[str, Any]:
+    """What there is to say about a failed drift check (`item`, verdict "error"): {"error", "checked_at",
+    "window": {"start", "end", "basis"}, "newest_completed": the newest check that did judge traffic (a
+    `drift_summary`, or None)}. The window is the one the check would have judged: its own bounds when the record
+    holds them, else from the end of the last judged window of the same live version before it (or, with none,
+    the model going live) to the moment it failed. It stays open: the next check judges that traffic. One query
+    (the family's newest 100 drift records)."""
+    report = item.get("report") or {}
+    records = platform.registry.drift_records(family, limit=100)
+    completed = [r for r in records if not failed(r)]
+    newest = drift_summary(completed[0]) if completed else None
+    at = str(item.get("at") or "")
+    before = next((r for r in completed if str(r.get("at") or "") < at), None)
+    live = report.get("live_version")
+    start = epoch_iso(report.get("window_start"))
+    if start:
+        basis = "recorded with the check"
+    elif before is not None and (before.get("report") or {}).get("live_version") == live and \
+            epoch_iso((before.get("report") or {}).get("window_end")):
+        start = epoch_iso(before["report"]["window_end"])
+        basis = f"the end of the window the check of {before.get('at')} judged"
+    else:
+        basis = f"live v{live} going live (no earlier judged window of it)" if live else "no earlier judged window"
+    end = epoch_iso(report.get("window_end")) or report.get("checked_at") or item.get("at")
+    return {"error": report.get("error") or "no message recorded", "checked_at": report.get("checked_at") or at,
+            "window": {"start": start, "end": end, "basis": basis}, "newest_completed": newest}
 
 
 def prediction_drift_text(report: dict[str, Any]) -> str:
@@ -532,8 +578,12 @@ def prediction_drift_text(report: dict[str, Any]) -> str:
 def drift_check(platform: Platform, family: str) -> dict[str, Any]:
     """Run the family's drift check now, as its schedule does: invoke the platform's drift function (the local
     server's, or the stack's `DriftFunction` output) with an EventBridge scheduled event naming the family
-    (`detail.families`), then read the check it recorded (`drift_run`). NotFound for an unknown family or one
-    without a live model; click.ClickException when the platform names no drift function or the check failed."""
+    (`detail.families`), then read the check it recorded (`drift_run`). A check that failed and was recorded
+    (verdict "error") is returned as `drift_run` returns it (its `summary.error`, `failure`); one with no traffic
+    since the last check is {"summary": {"verdict": "no_traffic", "window_start", "captures_off", ...},
+    "report": None} (`captures_off`: the family declares capture_sample_rate 0, so nothing is ever captured).
+    NotFound for an unknown family or one without a live model; click.ClickException when the platform names no
+    drift function, or the check failed without a record of it (the function itself failed)."""
     import json
 
     record = family_record(platform, family)
@@ -548,31 +598,55 @@ def drift_check(platform: Platform, family: str) -> dict[str, Any]:
                                    "started before `mlops drift check` existed, or a stack deployed before its "
                                    "DriftFunction output): restart `mlops local serve`, or redeploy the stack")
     event = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {"families": [family]}}
+    # The newest record before the check: a failure recorded by this check is newer (registry times, one clock).
+    newest = platform.registry.drift_records(family, limit=1)
+    before = str(newest[0].get("at") or "") if newest else ""
     response = platform.client("lambda").invoke(FunctionName=platform.drift_function,
                                                 Payload=json.dumps(event).encode())
     payload = json.loads(response["Payload"].read() or b"{}")
-    if response.get("FunctionError"):
-        raise click.ClickException(f"the drift function failed: {payload.get('errorType', 'error')}: "
-                                   f"{str(payload.get('errorMessage', payload))[:500]}")
-    result = next((r for r in payload.get("reports") or [] if r.get("family") == family), None)
+    crashed = bool(response.get("FunctionError"))
+    result = None if crashed else next((r for r in payload.get("reports") or [] if r.get("family") == family), None)
     if result is None or result.get("verdict") == "error":
-        reason = f"it failed: {result.get('error') or 'no message'}" if result else \
-            "the drift function reported no check of it"
-        raise click.ClickException(f"the drift check of {family} did not complete ({reason}; see the drift "
-                                   "function's logs)")
+        # A failure the drift function recorded (verdict "error"): shown like any recorded check.
+        recorded = next((i for i in platform.registry.drift_records(family, limit=5)
+                         if failed(i) and str(i.get("at") or "") > before), None)
+        if recorded is not None:
+            return drift_run(platform, family, str(recorded["at"]))
+        if crashed:
+            reason = f"{payload.get('errorType', 'error')}: {str(payload.get('errorMessage', payload))[:500]}"
+        elif result:
+            reason = str(result.get("error") or "no message")
+        else:
+            reason = "the drift function reported no check of it"
+        raise click.ClickException(f"the drift check of {family} failed and was not recorded (`mlops drift list` "
+                                   f"does not show it; the drift function's logs have the details): {reason}")
     if result.get("verdict") == "no_traffic":  # nothing judged and nothing recorded: no captures since the last
         since = datetime.fromtimestamp(float(result.get("window_start") or 0), UTC).isoformat()
         return {"summary": {"verdict": "no_traffic", "run": None, "live_version": record.live_version, "rows": 0,
-                            "window_start": since, "retrain": None},
+                            "window_start": since, "retrain": None,
+                            "captures_off": captures_off(record.family)},
                 "report": None}
     return drift_run(platform, family)
+
+
+def captures_off(declaration: Any) -> bool:
+    """Whether the family captures nothing (capture_sample_rate 0): drift checks and canary checks then have no
+    captured traffic to judge."""
+    return float(getattr(declaration, "capture_sample_rate", 1.0) or 0.0) == 0.0
+
+
+CAPTURES_OFF = "captures off (capture_sample_rate 0)"
 
 
 def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, timeout: float = 3600.0,
                  include_idle: bool = False) -> dict[str, Any]:
     """Run the scheduled drift fan-out now (the state machine the schedules start), wait for it, and say what
-    each listed family's check recorded: {"execution", "status", "seconds", "families": [{"family", "verdict",
-    "drifted_features", "error", "run"}]}. A failed check is recorded with verdict "error" and its message; a
+    each listed family's check recorded: {"execution", "status", "seconds", "tier", "families": [{"family",
+    "verdict", "drifted_features", "error", "run", "captures_off"}], "not_listed": [{"family", "reason"}]}.
+    `not_listed`: the registered families (of `tier`) the listing left out, with why (`_not_listed_reason`:
+    retired, never trained, no live model). `captures_off`: a family with nothing judged (not_recorded, idle)
+    that declares capture_sample_rate 0, so it never has traffic to judge. A failed check is recorded with
+    verdict "error" and its message; a
     family with no drift record of this run (each check records its fan-out execution) has "not_recorded" (no
     captured traffic in its window: nothing judged, or it was retired or lost its model since the listing); a
     family left out as the schedules leave it out (no capture written since its last check) has "idle", unless
@@ -625,8 +699,35 @@ def drift_fanout(platform: Platform, tier: str | None, progress: Any = None, tim
         families += [{"family": name, "verdict": "idle", "drifted_features": [], "error": None, "run": None}
                      for name in json.loads(body)]
     families.sort(key=lambda f: f["family"])
+    # One pass over the family index: who was not listed and why, and which unjudged families capture nothing.
+    summaries = {s.name: s for s in platform.registry.iter_families()}
+    for entry in families:
+        entry["captures_off"] = False
+        summary = summaries.get(entry["family"])
+        # Only a family that never had a capture written can be one that captures nothing (one lookup each).
+        if entry["verdict"] in ("not_recorded", "idle") and summary is not None and summary.last_capture_at is None:
+            try:
+                entry["captures_off"] = captures_off(platform.registry.get_family(entry["family"]).family)
+            except Exception:  # noqa: BLE001 - retired or removed since the listing: the row says what it recorded
+                entry["captures_off"] = False
+    listed = {f["family"] for f in families}
+    not_listed = [{"family": s.name, "reason": _not_listed_reason(s)} for s in summaries.values()
+                  if s.name not in listed and (not tier or s.serving == tier)]
+    not_listed.sort(key=lambda f: (f["reason"], f["family"]))
     return {"execution": arn, "status": described["status"], "seconds": round(time.monotonic() - began, 1),
-            "families": families}
+            "tier": tier, "families": families, "not_listed": not_listed}
+
+
+def _not_listed_reason(summary: Any) -> str:
+    """Why the fan-out's listing left a registered family out: retired, never trained (no version at all), no live
+    model (versions, none live), or live since the listing was made."""
+    if summary.status != "active":
+        return "retired"
+    if not summary.latest_version:
+        return "never trained"
+    if not summary.live_version:
+        return "no live model"
+    return "live since the listing"
 
 
 def drift_runs(platform: Platform, family: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -655,8 +756,16 @@ def drift_run(platform: Platform, family: str, run: str | None = None, version: 
     if not items:
         what = f"run {run!r}" if run else f"check of v{version}" if version is not None else "check"
         raise NotFound(f"no drift {what} of {family} recorded (`mlops drift list {family}`)")
-    item = items[0]
+    return drift_found(platform, family, items[0])
+
+
+def drift_found(platform: Platform, family: str, item: dict[str, Any]) -> dict[str, Any]:
+    """One drift record in full (`drift_run`'s answer): {"summary", "report", "profile", "stored_report"}; a
+    failed check (verdict "error") has no stored report nor profile and adds "failure" (`failed_check`)."""
     report = dict(item.get("report") or {})
+    if failed(item):
+        return {"summary": drift_summary(item), "report": report, "profile": None, "stored_report": False,
+                "failure": failed_check(platform, family, item)}
     stored = _stored_report(platform, report.get("report_key"))
     if stored is not None:
         report = {**stored, **{k: v for k, v in report.items() if k not in stored}}
@@ -718,16 +827,47 @@ def model_card_page(platform: Platform, family: str, version: int) -> tuple[str,
     return build_model_card(platform.registry, family, version, generated_at=now_iso())
 
 
-def drift_page(platform: Platform, family: str, run: str | None = None, version: int | None = None
-               ) -> tuple[str, dict[str, Any]]:
-    """(HTML, the stored report) of a drift check: the newest, the one `run` names, or the newest of `version`."""
+def draw_drift(platform: Platform, family: str, found: dict[str, Any]) -> str:
+    """The HTML page of a completed drift check (`drift_run`'s answer). Raises the renderer's ValidationError
+    when the stored report cannot be drawn (no `features` object)."""
     from mlops.reports.drift_report import render_drift_report
 
-    found = drift_run(platform, family, run, version)
     declaration = family_record(platform, family).family
-    html = render_drift_report(found["report"], found["profile"], None, declaration,
+    return render_drift_report(found["report"], found["profile"], None, declaration,
                                generated_at=found["report"].get("checked_at"))
-    return html, found["report"]
+
+
+def drawable_drift_page(platform: Platform, family: str, version: int
+                        ) -> tuple[str, dict[str, Any], str | None]:
+    """(HTML, report, note) of the newest drift check of live `version` that can be drawn, for `mlops report`:
+    failed checks (verdict "error") and reports the renderer refuses are passed over, newest first, and `note`
+    says which check was used and what was passed over (None when it is the newest check of the version).
+    NotFound when the version has no check, or none that can be drawn (naming the newest failure)."""
+    family_record(platform, family)
+    items = [i for i in platform.registry.drift_records(family, limit=1000)
+             if (i.get("report") or {}).get("live_version") == version]
+    if not items:
+        raise NotFound(f"no drift check of v{version} of {family} recorded (`mlops drift list {family}`)")
+    passed_over: list[str] = []
+    for item in items:
+        if failed(item):
+            passed_over.append(f"{item.get('at')} failed ({(item.get('report') or {}).get('error') or 'no message'})")
+            continue
+        found = drift_found(platform, family, item)
+        try:
+            html = draw_drift(platform, family, found)
+        except Exception as exc:  # noqa: BLE001 - a stored report the renderer cannot draw: the next one
+            passed_over.append(f"{item.get('at')} could not be drawn ({type(exc).__name__}: {exc})")
+            continue
+        note = None
+        if passed_over:
+            shown = "; ".join(passed_over[:3]) + (f"; and {len(passed_over) - 3} more" if len(passed_over) > 3
+                                                 else "")
+            note = (f"drift report: the newest drawable check of v{version}, {item.get('at')} "
+                    f"({found['summary']['verdict']}), used instead of the newer {shown}")
+        return html, found["report"], note
+    raise NotFound(f"no drift report of v{version} of {family} can be drawn: its {len(items)} check(s) "
+                   f"failed or could not be drawn, the newest {passed_over[0]} (`mlops drift list {family}`)")
 
 
 def timeline_page(platform: Platform, family: str, version: int) -> tuple[str, dict[str, Any]]:

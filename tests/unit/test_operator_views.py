@@ -79,7 +79,8 @@ def test_check_all_reads_its_own_runs_records_not_the_newest_by_time():
     }
     platform = SimpleNamespace(drift_fanout="arn:aws:states:us-east-1:123456789012:stateMachine:fanout",
                                client=clients.__getitem__, poll_seconds=0.0,
-                               registry=SimpleNamespace(drift_records=lambda name, limit=10: records[name]))
+                               registry=SimpleNamespace(drift_records=lambda name, limit=10: records[name],
+                                                        iter_families=lambda status=None: []))
     found = {f["family"]: f for f in views.drift_fanout(platform, None)["families"]}
     assert found["ours"]["verdict"] == "drift" and found["ours"]["drifted_features"] == ["x1"]
     assert found["theirs"]["verdict"] == "not_recorded" and found["theirs"]["drifted_features"] == []

@@ -23,6 +23,17 @@ def register(cli: click.Group) -> None:
     cli.add_command(families)
 
 
+def capture_warning(family: Any) -> str | None:
+    """The warning line for a declaration that captures nothing (capture_sample_rate 0, allowed: some families
+    must not capture), or None: drift monitoring and canary checks then get no captured traffic."""
+    if float(family.capture_sample_rate) != 0.0:
+        return None
+    return (f"warning: family {family.name}: capture_sample_rate 0 captures no scored request, so drift monitoring "
+            "and canary checks get no captured traffic for it: drift checks have nothing to judge, and a later "
+            "model's canary cannot compare its predictions with the live model's, so it waits and is rolled back "
+            "after max_idle_windows for not enough traffic (`mlops promote` can still make it live)")
+
+
 @click.group()
 def families() -> None:
     """Model families declared in files (YAML or JSON; schema: docs/family.schema.json, guide: docs/families.md),
@@ -134,6 +145,9 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
                         if family.task == "binary_classification" else family.task)
             click.echo(f"ok: {path}: family {family.name}: {len(family.features)} features, target "
                        f"{family.target!r}, {decision}, sensitive attribute {sensitive}")
+            warning = capture_warning(family)
+            if warning:
+                click.echo(warning, err=True)
             if data is None:
                 continue
             try:
@@ -164,14 +178,18 @@ def validate(files: tuple[Path, ...], data: Path | None) -> None:
 @families.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--reason", default=None, metavar="TEXT",
-              help="Why the change is made, recorded with it (default: `mlops families apply <file name>`).")
+              help="Why the change is made, recorded with it (default, also for an empty or blank TEXT: "
+                   "`mlops families apply <file name>`).")
 @platform_options
 def apply(file: Path, reason: str | None, target: TargetOptions) -> None:
     """Register the families declared in FILE, or update them: each change becomes the family's next
     configuration version, recorded with your principal, the time and the reason; a declaration equal to the
     current one changes nothing. A retired family becomes active again. The file is checked first exactly as
     `mlops families validate` does (exit 2 when invalid). Goes through the platform's IAM-authorized management
-    route (PUT /families/NAME): `mlops local serve`, or a deployed stack with your credentials (SigV4).
+    route (PUT /families/NAME): `mlops local serve`, or a deployed stack with your credentials (SigV4). A
+    `serving: dedicated` family is refused (exit 2): its own scoring function comes from a deployment (cdk.json's
+    mlops.families); at run time register families with `serving: shared`. A declaration with
+    capture_sample_rate 0 is applied with a warning: drift and canary checks get no captured traffic for it.
 
     \b
     Examples:
@@ -187,7 +205,8 @@ def apply(file: Path, reason: str | None, target: TargetOptions) -> None:
     for family in declared:
         try:
             answer = api.request("PUT", f"/families/{family.name}", {
-                "family": family.model_dump(mode="json"), "reason": reason or f"mlops families apply {file.name}"})
+                "family": family.model_dump(mode="json"),
+                "reason": reason if reason and reason.strip() else f"mlops families apply {file.name}"})
         except click.ClickException as exc:
             done = ", ".join(f"{a['name']} ({a['change']})" for a in applied)
             exc.message = f"{family.name}: {exc.message}" + (f" (applied before it: {done})" if done else "")
@@ -195,6 +214,10 @@ def apply(file: Path, reason: str | None, target: TargetOptions) -> None:
         summary = answer["family"]
         applied.append({"name": summary["name"], "change": answer["change"],
                         "config_version": summary["config_version"], "status": summary["status"]})
+    for family in declared:  # on stderr: --json output stays one object
+        warning = capture_warning(family)
+        if warning:
+            click.echo(warning, err=True)
     if target.as_json:
         echo_json({"applied": applied})
         return
@@ -319,6 +342,13 @@ def show(name: str, config_version: int | None, history: int, target: TargetOpti
     sensitive = declaration.get("sensitive_attribute")
     fairness = f"sensitive attribute {sensitive!r}" if sensitive else "no sensitive attribute (no fairness gate)"
     out.print(f"Fairness: {fairness}; rollout lock: {tables.escape(detail['rollout_holder'] or 'free')}")
+    rate = declaration.get("capture_sample_rate")
+    if rate is not None and float(rate) == 0.0:
+        out.print("Capture: [yellow]captures off (capture_sample_rate 0)[/]: drift monitoring and canary checks get "
+                  "no captured traffic for this family")
+    elif rate is not None:
+        out.print(f"Capture: sample rate {tables.figure(float(rate))} (the share of scored records captured for "
+                  "drift and canary checks)")
     status = detail["status"] if detail["status"] == "active" else f"[yellow]{detail['status']}[/]"
     out.print(f"Status: {status}, config version {detail['config_version'] or '- (unversioned)'}, serving "
               f"{detail['serving']}; last change {tables.when(detail['changed_at'])} by "

@@ -29,8 +29,9 @@ def register(cli: click.Group) -> None:
 def report(family: str, version: int, output: Path | None, open_: bool, target: TargetOptions) -> None:
     """Write a version's reports as self-contained HTML pages (no scripts, nothing loaded from the network) with
     their JSON: the model card (metrics, ROC and calibration curves, confusion matrix, fairness by group, gate,
-    lineage, status history), the newest drift report of this version (per-feature distributions, training vs
-    current), the family's performance report (delayed labels: realised and estimated metrics per version and
+    lineage, status history), the newest drift report of this version that can be drawn (per-feature
+    distributions, training vs current; a failed check has no report, so the newest completed one is used and a
+    note names it), the family's performance report (delayed labels: realised and estimated metrics per version and
     window), and the rollout timeline when the version had a canary.
 
     \b
@@ -51,8 +52,12 @@ def report(family: str, version: int, output: Path | None, open_: bool, target: 
         pages: list[tuple[str, str, Any]] = [("model-card", card_html, card)]
         step("drift report")
         try:
-            drift_html, drift = _draw("the drift report", views.drift_page, platform, family, version=version)
+            # The newest check of this version that can be drawn: failed checks (verdict "error") have no report.
+            drift_html, drift, used = _draw("the drift report", views.drawable_drift_page, platform, family,
+                                            version)
             pages.append(("drift-report", drift_html, drift))
+            if used:
+                notes.append(used)
         except NotFound as exc:
             notes.append(f"no drift report: {exc.message}")
         except click.ClickException as exc:

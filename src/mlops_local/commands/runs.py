@@ -340,7 +340,23 @@ def canary_lines(run: dict[str, Any]) -> list[str]:
         divergence = divergence_text(check.get("divergence"))
         if divergence:
             lines.append(f"  divergence: {divergence}")
+        hint = nothing_captured_hint(run, check)
+        if hint:
+            lines.append(f"  [yellow]{hint}[/]")
     return lines
+
+
+def nothing_captured_hint(run: dict[str, Any], check: dict[str, Any]) -> str | None:
+    """A canary check that saw requests but not one captured prediction on either side, for people: the family
+    may capture nothing (capture_sample_rate 0), and a canary is judged on captured predictions. None otherwise."""
+    requests = check.get("requests")
+    if not isinstance(requests, int | float) or requests <= 0 or check.get("canary_predictions") or \
+            check.get("live_predictions"):
+        return None
+    family = run.get("family") or "FAMILY"
+    return (f"{requests:.0f} requests but no prediction captured on either side: a canary is judged on captured "
+            f"predictions, and a family with capture_sample_rate 0 (captures off: `mlops families show {family}`) "
+            "never has any, so its canary waits and is rolled back after max_idle_windows")
 
 
 def divergence_text(divergence: dict[str, Any] | None) -> str:
@@ -577,6 +593,9 @@ def canary_progress(run: dict[str, Any] | None) -> str | None:
         family = (run or {}).get("family", "<family>")
         line += (f"\n[yellow]waiting for traffic ({check.get('idle_windows')} of {canary.get('max_idle_windows')} "
                  f"idle windows, then a rollback): send scoring requests to POST /models/{family}/predict[/]")
+        hint = nothing_captured_hint(run or {}, check)
+        if hint:
+            line += f"\n[yellow]{hint}[/]"
     return line
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 STATUS_STYLE = {"live": "bold green", "canary": "cyan", "candidate": "blue", "retired": "dim",
                 "rejected": "red", "rolled_back": "yellow"}
-VERDICT_STYLE = {"drift": "bold red", "no_drift": "green", "insufficient_data": "yellow", "not_checked": "dim"}
+VERDICT_STYLE = {"drift": "bold red", "no_drift": "green", "insufficient_data": "yellow", "not_checked": "dim",
+                 "error": "bold red"}
 
 
 def console(stderr: bool = False) -> Any:
