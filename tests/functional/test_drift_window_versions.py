@@ -155,3 +155,26 @@ def test_the_newest_rows_are_kept_across_versions_above_the_cap(platform):
     assert np.all(np.diff(window[1].at) >= 0)
     everything = reader.written(family.name, [1, 2], since, time.time())
     assert {v: len(c) for v, c in everything.items()} == {1: 70, 2: 30}
+
+
+def test_a_check_that_raises_anything_is_recorded_and_the_other_families_still_checked(platform, monitor):
+    """`drift check` and schedules naming several families (DriftMonitor.run) recorded only platform errors: any
+    other exception crashed the invocation, unrecorded, and the families after it went unchecked."""
+    broken, fine = _family("broken-one"), _family("fine-two")
+    for family in (broken, fine):
+        version = _run(platform, family, synthetic.credit_risk_columns(2500, 1), "run-1")["register"]["version"]
+        platform.registry.transition(family.name, version, LIVE, "test", "first model")
+        _write(family, version, 250, 51)
+    real = monitor.check
+
+    def check(record, run=None):
+        if record.family.name == broken.name:
+            raise KeyError("baseline_profile")
+        return real(record, run)
+
+    monitor.check = check
+    results = {r["family"]: r for r in monitor.run([broken.name, fine.name])}
+    assert results[broken.name]["verdict"] == "error" and "KeyError" in results[broken.name]["error"]
+    assert results[fine.name]["verdict"] == "no_drift"
+    (recorded,) = platform.registry.drift_records(broken.name)
+    assert recorded["verdict"] == "error" and "baseline_profile" in recorded["report"]["error"]

@@ -151,14 +151,16 @@ def test_apply_warns_of_capture_sample_rate_0_and_records_the_default_reason_for
     assert api.sent[0]["reason"] == "mlops families apply nocap.yaml"
 
 
-def test_the_canary_display_says_why_a_family_that_captures_nothing_cannot_be_judged():
+def test_the_canary_display_says_why_a_canary_with_requests_but_no_captured_predictions_waits():
     canary = {"version": 2, "weight": 10, "step": 0, "steps": [10, 50, 100], "min_requests": 20,
               "bake_seconds": 300, "max_idle_windows": 3}
     check = {"decision": "wait", "weight": 10, "requests": 400, "canary_predictions": 0, "live_predictions": 0,
              "idle_windows": 1, "reasons": ["waiting for traffic"]}
     run = {"family": "nocap", "outcome": "started", "canary": {**canary, "last_check": check}}
-    assert any("no prediction captured on either side" in line and "capture_sample_rate 0" in line
+    assert any("no prediction captured on either side" in line and "capture_sample_rate" in line
                for line in canary_lines(run))
+    off = {**run, "canary": {**canary, "last_check": {**check, "divergence": {"status": "not_checked"}}}}
+    assert not any("no prediction captured" in line for line in canary_lines(off))  # its reasons say why
     assert "mlops families show nocap" in canary_progress(run)
     captured = {**run, "canary": {**canary, "last_check": {**check, "canary_predictions": 3}}}
     assert not any("no prediction captured" in line for line in canary_lines(captured))

@@ -30,8 +30,8 @@ def capture_warning(family: Any) -> str | None:
         return None
     return (f"warning: family {family.name}: capture_sample_rate 0 captures no scored request, so drift monitoring "
             "and canary checks get no captured traffic for it: drift checks have nothing to judge, and a later "
-            "model's canary cannot compare its predictions with the live model's, so it waits and is rolled back "
-            "after max_idle_windows for not enough traffic (`mlops promote` can still make it live)")
+            "model's canary cannot compare its predictions with the live model's: it is judged on errors and p99 "
+            "latency only")
 
 
 @click.group()

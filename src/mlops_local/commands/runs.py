@@ -347,16 +347,18 @@ def canary_lines(run: dict[str, Any]) -> list[str]:
 
 
 def nothing_captured_hint(run: dict[str, Any], check: dict[str, Any]) -> str | None:
-    """A canary check that saw requests but not one captured prediction on either side, for people: the family
-    may capture nothing (capture_sample_rate 0), and a canary is judged on captured predictions. None otherwise."""
+    """A canary check that saw requests but not one captured prediction on either side while it compares
+    predictions, for people: it waits for captures (a very low capture_sample_rate, or captures that do not reach
+    S3). None otherwise, and for a family with captures off (its decisions say it is judged on errors and latency
+    only: `mlops.rollout.control.CAPTURES_OFF`)."""
     requests = check.get("requests")
     if not isinstance(requests, int | float) or requests <= 0 or check.get("canary_predictions") or \
-            check.get("live_predictions"):
+            check.get("live_predictions") or (check.get("divergence") or {}).get("status") == "not_checked":
         return None
     family = run.get("family") or "FAMILY"
-    return (f"{requests:.0f} requests but no prediction captured on either side: a canary is judged on captured "
-            f"predictions, and a family with capture_sample_rate 0 (captures off: `mlops families show {family}`) "
-            "never has any, so its canary waits and is rolled back after max_idle_windows")
+    return (f"{requests:.0f} requests but no prediction captured on either side: the canary waits for captured "
+            f"predictions to compare (is the capture_sample_rate very low? `mlops families show {family}`; or do "
+            "captures reach S3? the scoring function's logs), and is rolled back after max_idle_windows")
 
 
 def divergence_text(divergence: dict[str, Any] | None) -> str:

@@ -16,8 +16,9 @@ def check_live_families(registry: ModelRegistry, families: list[str] | None, tie
                         on_error: Callable[[str, str], None]) -> list[dict[str, Any]]:
     """`check(record)` of every active family with a live model in the family index (`iter_families`; only the
     names in `families` when given, only serving tier `tier` when given), skipping one retired since the listing.
-    A PlatformError in one family is passed to `on_error(name, message)` and answered {"family", "verdict":
-    "error", "error"}; the others are still checked. Returns the results in family-name order."""
+    A failure in one family (a PlatformError, or anything else its check raised: a bug, an S3 error, a corrupt
+    artifact) is passed to `on_error(name, message)` and answered {"family", "verdict": "error", "error"}; the
+    others are still checked, as the fan-out's batches do. Returns the results in family-name order."""
     results: list[dict[str, Any]] = []
     for summary in registry.iter_families(status=FAMILY_ACTIVE):
         if (families and summary.name not in families) or not summary.live_version:
@@ -30,4 +31,8 @@ def check_live_families(registry: ModelRegistry, families: list[str] | None, tie
         except PlatformError as exc:
             on_error(summary.name, exc.message)
             results.append({"family": summary.name, "verdict": "error", "error": exc.message})
+        except Exception as exc:  # noqa: BLE001 - one family's failure is recorded and never stops the others
+            message = f"{type(exc).__name__}: {exc}"[:2000]
+            on_error(summary.name, message)
+            results.append({"family": summary.name, "verdict": "error", "error": message[:500]})
     return results

@@ -301,6 +301,10 @@ def _targets(canary: dict[str, Any]) -> tuple[str, str]:
             str(canary.get("primary_target") or canary.get("primary_function_version") or ""))
 
 
+CAPTURES_OFF = ("predictions not compared: captures off (capture_sample_rate 0), judged on errors and p99 latency "
+                "only")
+
+
 def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Judge the bake window: errors, p99 latency and prediction divergence from the live version on the
     same traffic. Decision: step_up, promote, rollback, or wait (not enough canary traffic yet).
@@ -310,7 +314,8 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
     predicted classes; one level, `divergence_pvalue` split across the judged steps) is acted on once per step,
     when the window is complete (enough requests and captured predictions on both sides): a window that waits is
     judged again with more traffic, and acting on every look would raise the false-rollback rate above the
-    policy's `divergence_pvalue`."""
+    policy's `divergence_pvalue`. A family with capture_sample_rate 0 is judged on errors and latency only
+    (CAPTURES_OFF in its reasons)."""
     canary = state["canary"]
     family = state["family"]
     record = ctx.registry.get_family(family)
@@ -331,7 +336,15 @@ def canary_check(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dic
         if traffic.p99_ms is not None and traffic.p99_ms > policy.max_p99_latency_ms:
             reasons.append(f"p99 latency {traffic.p99_ms:.1f} ms over {policy.max_p99_latency_ms:.1f} ms")
     since = float(canary["window_start"])
-    if record.family.task == BINARY:
+    if record.family.capture_sample_rate == 0:
+        # A family that must not capture (capture_sample_rate 0) has no predictions to compare: it is judged on
+        # errors and latency alone, as a deployment guardrail on alarms is, and every decision says so. Waiting
+        # for captures that never come would roll every new model back for "not enough canary traffic".
+        divergence = Divergence(True, False, {"status": "not_checked", "reason": CAPTURES_OFF}, CAPTURES_OFF,
+                                "predictions")
+        figures.update({"canary_predictions": 0, "live_predictions": 0,
+                        "divergence": {"status": "not_checked", "diverged": None, "summary": CAPTURES_OFF}})
+    elif record.family.task == BINARY:
         divergence = _binary_divergence(ctx, family, canary, since, policy, figures)
     else:  # regression, multiclass: a two-sample test and an effect size per task (mlops.stats.tasks)
         new = captured_task_predictions(ctx.captures, record.family, int(canary["version"]), since)
