@@ -511,7 +511,12 @@ def drift_summary(item: dict[str, Any]) -> dict[str, Any]:
             "prediction_psi": report.get("prediction_psi"), "prediction": report.get("prediction"),
             "prediction_drift": prediction_drift_text(report), "retrain": report.get("retrain"),
             "error": report.get("error"), "fanout_run": report.get("fanout_run"),
-            "report_key": report.get("report_key"), "report_html_key": report.get("report_html_key")}
+            "report_key": report.get("report_key"), "report_html_key": report.get("report_html_key"),
+            # The window spans model versions (a promotion or rollback between checks): rows per serving version,
+            # the live model's own predictions, versions trained with other inputs left out, unreadable objects.
+            "rows_by_version": report.get("rows_by_version") or {}, "prediction_rows": report.get("prediction_rows"),
+            "not_judged": report.get("not_judged") or [], "unreadable_count": report.get("unreadable_count") or 0,
+            "window_open": bool(report.get("window_open"))}
 
 
 def failed(item: dict[str, Any] | None) -> bool:
@@ -621,10 +626,12 @@ def drift_check(platform: Platform, family: str) -> dict[str, Any]:
         raise click.ClickException(f"the drift check of {family} failed and was not recorded (`mlops drift list` "
                                    f"does not show it; the drift function's logs have the details): {reason}")
     if result.get("verdict") == "no_traffic":  # nothing judged and nothing recorded: no captures since the last
-        since = datetime.fromtimestamp(float(result.get("window_start") or 0), UTC).isoformat()
+        start = float(result.get("window_start") or 0)
+        since = datetime.fromtimestamp(start, UTC).isoformat() if start else None  # None: never judged yet
         return {"summary": {"verdict": "no_traffic", "run": None, "live_version": record.live_version, "rows": 0,
                             "window_start": since, "retrain": None,
-                            "captures_off": captures_off(record.family)},
+                            "captures_off": captures_off(record.family),
+                            "not_judged": result.get("not_judged") or []},
                 "report": None}
     return drift_run(platform, family)
 

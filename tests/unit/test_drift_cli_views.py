@@ -164,3 +164,22 @@ def test_the_canary_display_says_why_a_canary_with_requests_but_no_captured_pred
     assert "mlops families show nocap" in canary_progress(run)
     captured = {**run, "canary": {**canary, "last_check": {**check, "canary_predictions": 3}}}
     assert not any("no prediction captured" in line for line in canary_lines(captured))
+
+
+def test_drift_show_says_what_a_window_spanning_a_promotion_held():
+    from mlops_local import views
+    from mlops_local.commands.drift import window_lines
+
+    report = {"verdict": "no_drift", "live_version": 2, "rows": 450, "rows_by_version": {"1": 200, "2": 250},
+              "prediction_rows": 250, "not_judged": [{"version": 3, "rows": 12, "reason": "v3 was trained with "
+                                                                                          "other inputs (age)"}],
+              "unreadable_count": 1, "unreadable_objects": [{"key": "captures/x.cap", "error": "ValueError: bad"}],
+              "window_open": False}
+    summary = views.drift_summary({"at": "2026-12-01T10:00:00Z", "verdict": "no_drift", "report": report})
+    text = "\n".join(window_lines(summary, report))
+    assert "v1 200, v2 250" in text and "predictions: v2's 250" in text
+    assert "12 rows of v3" in text and "other inputs (age)" in text
+    assert "1 capture object(s) could not be read" in text and "captures/x.cap" in text
+    one = {**report, "rows_by_version": {"2": 250}, "not_judged": [], "unreadable_count": 0, "window_open": True}
+    lines = window_lines(views.drift_summary({"at": "t", "verdict": "insufficient_data", "report": one}), one)
+    assert lines == ["  the window stays open: too few rows to judge, they are read again with the next traffic"]

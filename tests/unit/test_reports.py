@@ -371,6 +371,18 @@ def test_drift_report_labels_insufficient_data_and_keeps_the_reason() -> None:
     assert "insufficient data" in html and "12 captured rows, 500 needed" in html
 
 
+def test_drift_report_says_what_a_window_spanning_a_promotion_held(drift: tuple) -> None:
+    report, profile, histograms = drift
+    spanning = {**report, "live_version": 2, "rows_by_version": {"1": 200, "2": 250}, "prediction_rows": 250,
+                "not_judged": [{"version": 3, "rows": 12, "reason": "v3 was trained with other inputs (age)"}],
+                "unreadable_count": 1, "unreadable_objects": [{"key": "captures/bad.cap", "error": "ValueError: x"}]}
+    html = render_drift_report(spanning, profile, histograms, samples.family(), generated_at=GENERATED)
+    assert "served by v1 200, v2 250" in html and "v2's 250 predictions only" in html
+    assert "Not judged: 12 rows of v3" in html and "<code>captures/bad.cap</code>" in html
+    plain = render_drift_report(report, profile, histograms, samples.family(), generated_at=GENERATED)
+    assert "served by" not in plain and "Not judged" not in plain and "could not be read" not in plain
+
+
 def test_drift_report_draws_at_most_the_chart_limit_with_drifted_features_first(monkeypatch: pytest.MonkeyPatch,
                                                                                 drift: tuple) -> None:
     from mlops.reports import drift_report

@@ -271,6 +271,31 @@ def not_listed_text(not_listed: list[dict[str, Any]], tier: str | None) -> str |
     return f"not listed: {count} registered famil{'y' if count == 1 else 'ies'}{scope}: {'; '.join(parts)}"
 
 
+def window_lines(summary: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    """What a check's window held, for people, when there is more to say than its row count: the rows per model
+    version that served them (a promotion or rollback between two checks; inputs are judged against the live
+    model's baseline, predictions are the live model's), versions left out (trained with other inputs), capture
+    objects that could not be read, and a window kept open (too few rows)."""
+    lines: list[str] = []
+    by_version = summary.get("rows_by_version") or {}
+    live = str(summary.get("live_version"))
+    if set(by_version) - {live}:
+        served = ", ".join(f"v{v} {tables.figure(n)}" for v, n in sorted(by_version.items(), key=lambda i: int(i[0])))
+        lines.append(f"  rows by serving version: {served} (inputs judged against live v{live}'s baseline; "
+                     f"predictions: v{live}'s {tables.figure(summary.get('prediction_rows') or 0)})")
+    for left in summary.get("not_judged") or []:
+        lines.append(f"  not judged: {tables.figure(left['rows'])} rows of v{left['version']}: "
+                     f"{tables.escape(left['reason'])}")
+    if summary.get("unreadable_count"):
+        objects = report.get("unreadable_objects") or []
+        named = "; ".join(f"{o['key']} ({o['error']})" for o in objects[:3])
+        lines.append(f"  [yellow]{summary['unreadable_count']} capture object(s) could not be read and were "
+                     f"skipped[/]: {tables.escape(named)}")
+    if summary.get("window_open"):
+        lines.append("  the window stays open: too few rows to judge, they are read again with the next traffic")
+    return lines
+
+
 def print_check(out: Any, platform: Any, family: str, found: dict[str, Any]) -> None:
     """One drift check for people: the verdict line (with the predictions' own test, per task) and a row per
     feature."""
@@ -285,9 +310,13 @@ def print_check(out: Any, platform: Any, family: str, found: dict[str, Any]) -> 
                       "judge and nothing was recorded (raise capture_sample_rate with `mlops families apply` to "
                       "monitor it)")
             return
-        out.print(f"[bold]{family}[/] drift check of live v{summary['live_version']}: no captured traffic since "
-                  f"{summary['window_start']} (the last check, or the model going live): nothing to judge and "
-                  "nothing recorded; the window stays open")
+        since = (f"since {summary['window_start']} (the end of the last judged window)" if summary["window_start"]
+                 else "yet (no check has judged traffic)")
+        out.print(f"[bold]{family}[/] drift check of live v{summary['live_version']}: no captured traffic {since}: "
+                  "nothing to judge and nothing recorded; the window stays open")
+        for left in summary.get("not_judged") or []:
+            out.print(f"  not judged: {tables.figure(left['rows'])} rows of v{left['version']}: "
+                      f"{tables.escape(left['reason'])}")
         return
     if "failure" in found:
         print_failure(out, family, summary, found["failure"])
@@ -296,6 +325,8 @@ def print_check(out: Any, platform: Any, family: str, found: dict[str, Any]) -> 
               f"{tables.verdict(summary['verdict'])} on {tables.figure(summary['rows'])} rows "
               f"(at least {report.get('min_samples')} needed); predictions: "
               f"{tables.escape(summary['prediction_drift'])}; retrain: {tables.escape(_retrain(summary['retrain']))}")
+    for line in window_lines(summary, report):
+        out.print(line)
     table = tables.table("Features", [
         "Feature", "Kind", "Status", ("PSI", {"justify": "right"}), ("KS D", {"justify": "right"}),
         ("KS p", {"justify": "right"}), ("Chi2 p", {"justify": "right"}), ("Cramér's V", {"justify": "right"}),
