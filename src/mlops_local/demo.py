@@ -199,7 +199,8 @@ class Demo:
              "predictions diverge -> rollback",
              lambda step: self._story_silent_label_flip(platform, step)),
             ("5. Drifted traffic detected; policy starts a retrain",
-             "normal traffic -> no drift; drifted traffic -> drift -> retrain on newest good data",
+             "normal traffic -> no drift; drifted traffic -> drift, but no retrain (nothing new to train); "
+             "stronger regularisation applied -> drift -> retrain of the live data set -> canary -> live",
              lambda step: self._story_drift(platform, traffic, step)),
             ("6. A regression family: loss given default, canaried on predicted values and promoted",
              f"{REGRESSION_FAMILY} v1 live -> v2 beats it on RMSE, KS of predicted values vs v1 healthy at 10% "
@@ -331,6 +332,17 @@ class Demo:
         quiet = family_report(platform.run_drift_check(), FAMILY)
         traffic.send(120, "drifted")
         platform.flush_captures()
+        # Every data set is either the live model's (under the same training-relevant declaration: a retrain would
+        # reproduce it) or was ruled out by stories 3 and 4: the policy starts nothing, and the report says why.
+        first = family_report(platform.run_drift_check(), FAMILY)
+        waited = not (first.get("retrain") or {}).get("started")
+        self.say(f"   drift without a retrain: {(first.get('retrain') or {}).get('reason', '-')[:220]}")
+        # A training-relevant change (mlops.core.declarations) makes the live model's data set worth training again.
+        declared = platform.registry.get_family(FAMILY).family
+        platform.registry.register_family(declared.model_copy(update={"hyperparameters": {"C": 0.1}}),
+                                          actor="demo", reason="story 5: stronger regularisation for the next model")
+        traffic.send(120, "drifted")
+        platform.flush_captures()
         latest = platform.registry.get_family(FAMILY).latest_version
         drifted = family_report(platform.run_drift_check(), FAMILY)
         retrain = drifted.get("retrain") or {}
@@ -342,9 +354,10 @@ class Demo:
             traffic.stop()
             record = run.record
             outcome = f"v{record.version} {record.status}" if record else f"no version registered; run {run.outcome}"
-        step.ok = quiet["verdict"] == "no_drift" and drifted["verdict"] == "drift" and record is not None \
-            and record.status == "live" and live_version(platform, FAMILY) == record.version
+        step.ok = quiet["verdict"] == "no_drift" and first["verdict"] == drifted["verdict"] == "drift" and waited \
+            and record is not None and record.status == "live" and live_version(platform, FAMILY) == record.version
         step.observed = (f"first check {quiet['verdict']} ({quiet.get('rows', 0)} rows); second check "
+                         f"{first['verdict']}, no retrain{'' if waited else ' (one started!)'}; after the change, "
                          f"{drifted['verdict']} on {drifted.get('drifted_features', [])}; retrain on "
                          f"{retrain.get('dataset', {}).get('key', '-')} -> {outcome}")
 

@@ -114,22 +114,33 @@ def test_drift_retrain_with_no_usable_data_set_says_why(platform, monitor, uploa
     uploads("broken.csv", "failed")
     retrain = monitor._maybe_retrain(record, {"verdict": "drift"})
     assert retrain["started"] is False
-    assert retrain["reason"].startswith(f"no usable data set under datasets/{FAMILY}/: the newest uploads' runs")
+    assert retrain["reason"].startswith(f"no usable data set under datasets/{FAMILY}/: none of the family's newest "
+                                        "uploads could train a model it does not already have")
+    assert retrain["reason"].endswith(f"considered: datasets/{FAMILY}/broken.csv (version "
+                                      f"{_version_of('broken.csv')}): its run ended failed")
 
 
-def test_newest_dataset_never_retrains_on_the_live_models_own_data_set(platform, monitor, uploads):
-    # Given a live model trained on the newest upload: a retrain on it would reproduce the live model.
+def _version_of(filename: str) -> str:
+    key = f"datasets/{FAMILY}/{filename}"
+    return boto3.client("s3").list_object_versions(Bucket=BUCKET, Prefix=key)["Versions"][0]["VersionId"]
+
+
+def test_newest_dataset_never_retrains_on_the_live_models_own_data_set_nor_on_older_ones(platform, monitor,
+                                                                                         uploads):
+    # Given a live model trained on the newest upload: a retrain on it would reproduce the live model, and a retrain
+    # on an older upload would go backwards (under this declaration it reproduces the model trained on it).
     record = declare(platform)
     uploads("older.csv", "promoted")
     uploads("live.csv", "promoted")
     live_key = f"datasets/{FAMILY}/live.csv"
-    listed = boto3.client("s3").list_object_versions(Bucket=BUCKET, Prefix=live_key)["Versions"][0]
-    lineage = {"dataset": {"bucket": BUCKET, "key": live_key, "version_id": listed["VersionId"]},
+    lineage = {"dataset": {"bucket": BUCKET, "key": live_key, "version_id": _version_of("live.csv")},
                "family_config_version": platform.registry.get_family(FAMILY).config_version}
     live = platform.registry.allocate_version(FAMILY, lineage, actor="t").version
     platform.registry.transition(FAMILY, live, "live", "t", "first")
     record = platform.registry.get_family(FAMILY)
-    assert monitor.newest_dataset(FAMILY, record)["key"] == f"datasets/{FAMILY}/older.csv"
+    skipped: list[str] = []
+    assert monitor.newest_dataset(FAMILY, record, skipped) is None
+    assert skipped == [f"{live_key} (version {_version_of('live.csv')}): the live model v{live} was trained on it"]
 
 
 def test_drift_retrain_with_only_the_live_models_data_set_starts_nothing_and_says_to_upload(platform, monitor,

@@ -156,6 +156,28 @@ def test_collect_finds_duplicate_content_with_the_registry(platform, tmp_path, m
     assert again["duplicate_of"]["run_id"] == "run-1" and again["training"]["engine"] == "sagemaker"
 
 
+def test_collect_and_train_name_the_version_whose_artifact_they_trained_again(platform, tmp_path, monkeypatch):
+    # Whatever the engine, a model byte-identical to an existing version's carries `identical_to`: the definition
+    # ends the run `unchanged` instead of registering and canarying it again (a drift retrain reproducing live v1).
+    family = _family(platform, "again", engine="sagemaker")
+    ref = _upload("datasets/again/a.csv", synthetic.credit_risk_csv(600, 9))
+    event = _event(family, ref, "run-3", source="drift")
+    plan = engines.plan_step(platform, event, LIMITS, JOBS)
+    status, base = _run_job(tmp_path, plan, monkeypatch)
+    assert status == 0
+    job = _model_archive(base / "model", "training-jobs/again/job-1/output/model.tar.gz")
+    first = engines.collect_step(platform, {**event, "plan": plan, "job": job})
+    assert "identical_to" not in first
+    live = platform.registry.allocate_version("again", {"artifact_sha256": first["artifact"]["sha256"],
+                                                        "dataset": first["dataset"]}, actor="t").version
+    platform.registry.transition("again", live, "live", "t", "first")
+    again = engines.collect_step(platform, {**event, "plan": plan, "job": job})
+    expected = {"version": live, "status": "live", "artifact_sha256": first["artifact"]["sha256"]}
+    assert again["identical_to"] == expected and again["artifact"] == first["artifact"]
+    on_lambda = engines.lambda_train_step(platform, _event(family, ref, "run-4", source="drift"), LIMITS)
+    assert on_lambda["identical_to"] == expected
+
+
 def test_collect_refuses_an_archive_with_an_altered_artifact(platform, tmp_path, monkeypatch):
     family = _family(platform, "tamper", engine="sagemaker")
     ref = _upload("datasets/tamper/a.csv", synthetic.credit_risk_csv(600, 9))

@@ -16,8 +16,8 @@ from .test_drift_retrain_dataset import FAMILY, declare, monitor, state_machine,
 
 def test_retrain_not_started_names_each_upload_passed_over_and_drift_show_prints_it(platform, monitor, uploads):  # noqa: F811
     declare(platform)
-    uploads("broken.csv", "failed")
     uploads("live.csv", "promoted")
+    uploads("broken.csv", "failed")  # newer than the live model's data set, and ruled out
     live_key = f"datasets/{FAMILY}/live.csv"
     listed = boto3.client("s3").list_object_versions(Bucket=BUCKET, Prefix=live_key)["Versions"][0]
     lineage = {"dataset": {"bucket": BUCKET, "key": live_key, "version_id": listed["VersionId"]},

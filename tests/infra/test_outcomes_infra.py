@@ -125,7 +125,7 @@ def test_definition_ends_identical_content_at_a_duplicate_state_and_gated_out_ru
     assert states["Train"]["Next"] == "DuplicateContent?" and states["Train"]["Parameters"]["trigger.$"] == "$.trigger"
     choice = states["DuplicateContent?"]
     assert choice["Choices"] == [{"Variable": "$.train.duplicate_of", "IsPresent": True, "Next": "FinishDuplicate"}]
-    assert choice["Default"] == "Evaluate"
+    assert choice["Default"] == "SameModel?"
     # PlanTraining recognises most duplicates before the rollout lock; Train those judged while it waited.
     early = states["DuplicateUpload?"]
     assert early["Choices"] == [{"Variable": "$.plan.duplicate_of", "IsPresent": True, "Next": "FinishDuplicate"}]
@@ -140,3 +140,19 @@ def test_definition_ends_identical_content_at_a_duplicate_state_and_gated_out_ru
 def test_operators_get_the_failed_events_queue_as_an_output(synthesized):
     queue = _logical(synthesized, "AWS::SQS::Queue", "FailedEventsQueue")
     assert synthesized.template["Outputs"]["FailedEventsQueue"]["Value"] == {"Ref": queue}
+
+
+def test_definition_ends_a_run_whose_model_is_an_existing_versions_at_unchanged_before_evaluate():
+    # Train and CollectTrainingJob both lead here: a byte-identical ONNX artifact is never registered or canaried.
+    states = DEFINITION["States"]
+    assert states["Train"]["Next"] == states["CollectTrainingJob"]["Next"] == "DuplicateContent?"
+    same = states["SameModel?"]
+    assert same["Choices"] == [{"Variable": "$.train.identical_to", "IsPresent": True, "Next": "FinishUnchanged"}]
+    assert same["Default"] == "Evaluate"
+    finish = states["FinishUnchanged"]
+    assert finish["Parameters"]["action"] == "finish:unchanged" and finish["Resource"] == "${ControlFunctionArn}"
+    assert finish["Catch"][0]["Next"] == "HandleFailure"
+    assert states[finish["Next"]] == {"Type": "Succeed", "OutputPath": "$.outcome"}
+    from mlops.rollout.control import ACTIONS
+
+    assert "finish:unchanged" in ACTIONS

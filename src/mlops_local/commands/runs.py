@@ -13,7 +13,7 @@ from ..client import NotFound, Platform, TargetOptions, connect, echo_json, plat
 from . import tables
 
 OUTCOME_STYLE = {"promoted": "bold green", "started": "cyan", "gated_out": "yellow", "rolled_back": "yellow",
-                 "duplicate": "blue", "rejected": "red", "refused": "red", "failed": "bold red"}
+                 "duplicate": "blue", "unchanged": "blue", "rejected": "red", "refused": "red", "failed": "bold red"}
 # A failed execution's run is recorded by the failure handling; EventBridge delivers within seconds.
 FAILURE_HANDLING_GRACE_SECONDS = 120.0
 # The trigger records every upload within seconds; without a record after this, it never saw the upload.
@@ -109,8 +109,9 @@ def runs(ctx: click.Context, family: str | None, limit: int, target: TargetOptio
     """List pipeline runs, newest first: outcome, deciding step, reason, timings.
 
     Every object uploaded under datasets/ has a run: started, rejected (no or unknown family, unsupported file,
-    too big), duplicate (identical content already judged), refused (family busy), failed (step and reason),
-    gated_out (gate reasons), rolled_back (canary reasons) or promoted (the model went live).
+    too big), duplicate (identical content already judged), unchanged (the trained model is byte-identical to an
+    existing version), refused (family busy), failed (step and reason), gated_out (gate reasons), rolled_back
+    (canary reasons) or promoted (the model went live).
 
     \b
     Examples:
@@ -269,6 +270,10 @@ def print_story(console: Any, story: dict[str, Any]) -> None:
     duplicate_of = (run.get("detail") or {}).get("duplicate_of")
     if duplicate_of:
         console.print(f"Duplicate of run {duplicate_of.get('run_id')} ({duplicate_of.get('outcome')})")
+    identical_to = (run.get("detail") or {}).get("identical_to")
+    if identical_to:
+        console.print(f"Same model as v{identical_to.get('version')} ({identical_to.get('status') or '-'}): ONNX "
+                      f"artifact sha256 {identical_to.get('artifact_sha256') or '-'}")
     if story["states"]:
         table = Table(title="Execution", title_justify="left")
         for name in ("State", "Entered (UTC)", "Seconds", "Error"):
@@ -411,7 +416,7 @@ def upload(file: Path, family: str, follow: bool, timeout: float, poll_seconds: 
     """Upload a data set to datasets/<family>/<file name>, which starts a pipeline run, and optionally follow it.
 
     With --follow the exit code tells the outcome: 0 promoted (the model is live), 1 anything else (gated out,
-    rolled back, failed, rejected, duplicate, refused, or still running at --timeout); 130 when you stop
+    rolled back, failed, rejected, duplicate, unchanged, refused, or still running at --timeout); 130 when you stop
     following with Ctrl-C (the run goes on: `mlops runs show RUN --follow` follows it again). While a canary bakes,
     the display shows its requests against the policy's min_requests: a canary is judged on scoring traffic, so
     send requests to the family's predict route or it waits and, after max_idle_windows, rolls back.

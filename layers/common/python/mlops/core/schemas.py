@@ -258,6 +258,8 @@ class DriftPolicy(_Frozen):
     min_samples: int = Field(500, ge=10)
     # Drift is confirmed when at least this many features drift.
     min_drifted_features: int = Field(1, ge=1)
+    # Confirmed drift starts the pipeline on the newest data set that could train a model the family does not have
+    # (mlops.monitoring.retrain; the live model's own only after a training-relevant change, mlops.core.declarations).
     auto_retrain: bool = False
 
     @field_validator("schedule")

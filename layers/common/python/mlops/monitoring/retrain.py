@@ -1,8 +1,8 @@
 """Retrains started by monitoring: one path for drift (mlops.monitoring.drift) and performance
-(mlops.monitoring.performance) retrains. The rollout lock defers them, the data set is the newest recorded upload
-that no run or later verdict ruled out (never the live model's own data set under the same family configuration),
-and the pipeline is started through the trigger's `start_pipeline` with a run record (trigger source "drift" or
-"performance")."""
+(mlops.monitoring.performance) retrains. The rollout lock defers them; the data set is the newest recorded upload
+that could train a model the family does not already have (no run or later verdict ruled it out, and not one a
+model was trained on under the same training-relevant declaration: mlops.core.declarations); the pipeline is
+started through the trigger's `start_pipeline` with a run record (trigger source "drift" or "performance")."""
 
 from __future__ import annotations
 
@@ -10,14 +10,80 @@ from collections.abc import Callable
 from typing import Any
 
 from mlops.core import aws
+from mlops.core.declarations import DeclarationChanges, declaration_changes
+from mlops.core.errors import UnknownFamilyError
 from mlops.core.observability import MetricsPublisher
 from mlops.pipeline.trigger import DATASET_PREFIX, is_trainable_key, pipeline_input, start_pipeline
-from mlops.registry.runs import DUPLICATE, FAILED, GATED_OUT, REFUSED, REJECTED, ROLLED_BACK, RunLog
-from mlops.registry.store import UPLOADS_CONSIDERED, FamilyRecord, ModelRegistry
+from mlops.registry.runs import (
+    DUPLICATE,
+    FAILED,
+    GATED_OUT,
+    REFUSED,
+    REJECTED,
+    ROLLED_BACK,
+    UNCHANGED,
+    RunLog,
+)
+from mlops.registry.store import (
+    ROLLBACK_INSUFFICIENT_TRAFFIC,
+    UPLOADS_CONSIDERED,
+    FamilyRecord,
+    ModelRegistry,
+    rolled_back_for_insufficient_traffic,
+)
 
 # Upload-run outcomes that rule a data set out of a monitoring retrain: it never trained (rejected, refused, a
-# duplicate of content an earlier version holds), failed, or gave a model the gate or the canary turned down.
-UNUSABLE_RUN_OUTCOMES = (REJECTED, FAILED, REFUSED, DUPLICATE, GATED_OUT, ROLLED_BACK)
+# duplicate of content an earlier version holds), failed, trained a model identical to an existing version
+# (unchanged), or gave a model the gate or the canary turned down. A canary rolled back only because too little
+# traffic reached it is no verdict on the model (`run_rolled_back_unjudged`): its data set stays usable.
+UNUSABLE_RUN_OUTCOMES = (REJECTED, FAILED, REFUSED, DUPLICATE, UNCHANGED, GATED_OUT, ROLLED_BACK)
+# How the canary check words a rollback for too little traffic (runs recorded before `canary_cause` existed).
+_INSUFFICIENT_TRAFFIC_REASON = "not enough canary traffic to judge"
+
+
+def run_rolled_back_unjudged(run: dict[str, Any]) -> bool:
+    """Whether an upload run ended rolled_back only because too little traffic reached its canary: its detail's
+    `canary_cause` (mlops.rollout.control.finish), or for runs recorded before it, every canary reason saying so."""
+    if run.get("outcome") != ROLLED_BACK:
+        return False
+    detail = run.get("detail") or {}
+    if "canary_cause" in detail:
+        return detail["canary_cause"] == ROLLBACK_INSUFFICIENT_TRAFFIC
+    reasons = [str(r) for r in detail.get("canary_reasons") or []]
+    return bool(reasons) and all(r.startswith(_INSUFFICIENT_TRAFFIC_REASON) for r in reasons)
+
+
+class _Declarations:
+    """The family's declarations by config version, read once each (GetItem of CONFIG#<n>), compared with the
+    current one."""
+
+    def __init__(self, registry: ModelRegistry, record: FamilyRecord) -> None:
+        self.registry = registry
+        self.record = record
+        self.current = int(getattr(record, "config_version", 0) or 0)
+        self._read: dict[int, DeclarationChanges | None] = {}
+
+    def changes_since(self, config_version: int) -> DeclarationChanges | None:
+        """What changed from `config_version` to the current declaration; None when that declaration is unknown
+        (0: trained before declarations were versioned, or its history item is missing)."""
+        if config_version and config_version == self.current:
+            return DeclarationChanges(training=(), other=())
+        if not config_version:
+            return None
+        if config_version not in self._read:
+            try:
+                before = self.registry.get_family_config(self.record.family.name, config_version)
+            except UnknownFamilyError:
+                self._read[config_version] = None
+            else:
+                self._read[config_version] = declaration_changes(before, self.record.family)
+        return self._read[config_version]
+
+    def since(self, config_version: int, changes: DeclarationChanges) -> str:
+        """"config version 1 -> 2, changed: drift, canary (none of them training-relevant)"."""
+        if config_version == self.current:
+            return f"config version {config_version}, unchanged"
+        return f"config version {config_version} -> {self.current}, {changes.describe()}"
 
 
 class Retrainer:
@@ -57,18 +123,12 @@ class Retrainer:
         holder = self.registry.get_family(family.name).rollout_holder
         if holder and self.is_execution_running(holder):
             return {"started": False, "reason": f"rollout {holder} is in progress; retrain deferred"}
-        skipped: list[str] = []
-        found = self.newest_dataset(family.name, record, skipped)
+        found, skipped, headline = self._choose(family.name, record)
         if found is None:
             considered = ("; considered: " + "; ".join(skipped[:5])
-                          + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else "")) if skipped else \
-                "; no upload is recorded for this family"
-            return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/: the "
-                                                "newest uploads' runs were each rejected, failed, refused, a "
-                                                "duplicate, gated out or rolled back, or trained the live model "
-                                                "(a retrain on the live model's own data set under the same "
-                                                "family configuration reproduces it: upload newer data)"
-                                                + considered}
+                          + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else "")) if skipped else ""
+            return {"started": False, "reason": f"no usable data set under {DATASET_PREFIX}{family.name}/: "
+                                                + headline + considered}
         dataset = {k: v for k, v in found.items() if k != "run_id"}
         started = start_pipeline(self.state_machine_arn, name, pipeline_input(record, dataset, source),
                                  RunLog(self.registry, self.publisher))
@@ -76,25 +136,47 @@ class Retrainer:
 
     def newest_dataset(self, family: str, record: FamilyRecord,
                        skipped: list[str] | None = None) -> dict[str, Any] | None:
-        """The newest data set version a retrain can use: the family's newest recorded uploads (one query, at most
-        UPLOADS_CONSIDERED, newest first), skipping a version
+        """The newest data set version a retrain can use: one that could train a model the family does not have.
+        The family's newest recorded uploads (one query, at most UPLOADS_CONSIDERED, newest first), skipping a
+        version
         - its training engine does not read (`trigger.is_trainable_key`: .csv, .csv.gz, and .parquet off Lambda);
         - whose upload run ended in an outcome that rules the data out (`UNUSABLE_RUN_OUTCOMES`: rejected, failed,
-          refused, duplicate, gated out, rolled back), or that a later rejection or rollback of a model trained on
-          it marked unusable;
-        - that trained the live model under the family's current configuration version (a retrain on it would
-          reproduce the live model); after a configuration change (`families apply`) it is a fair candidate.
-        Two GetItems per candidate, stopping at the first usable one; never lists the bucket or the family's
-        versions. Returns the pipeline input's `dataset` plus `run_id` (the upload run that vouches for it), or
-        None; `skipped`, when given, receives one line per upload passed over and why (the drift report and
-        `mlops drift show` say why no retrain started)."""
-        passed_over = skipped if skipped is not None else []
+          refused, duplicate, unchanged, gated out, rolled back; not a rollback for too little canary traffic,
+          which is no verdict), or that a later rejection or verdict rollback of a model trained on it marked
+          unusable (`UNUSABLE#`);
+        - a model version was trained on whose canary was rolled back for too little traffic (`UNJUDGED#`), unless
+          a training-relevant part of the declaration changed since (mlops.core.declarations): a retrain would
+          reproduce that version, which an operator can still promote;
+        and stopping at the live model's data set: it is used only when a training-relevant part of the
+        declaration changed since the live model was trained (a change of drift, canary, gate or other policies
+        would reproduce the live model; a live model trained before declarations were versioned is retrained),
+        and an upload older than it is never used (a retrain on older data goes backwards).
+        Two to three GetItems per candidate (its run, the unusable and the unjudged marker) plus one per older
+        declaration compared, stopping at the first usable one; never lists the bucket or the family's versions.
+        Returns the pipeline input's `dataset` plus `run_id` (the upload run that vouches for it), or None;
+        `skipped`, when given, receives one line per upload passed over and why (the drift report and `mlops drift
+        show` say why no retrain started)."""
+        found, passed_over, _ = self._choose(family, record)
+        if skipped is not None:
+            skipped.extend(passed_over)
+        return found
+
+    def _choose(self, family: str, record: FamilyRecord) -> tuple[dict[str, Any] | None, list[str], str]:
+        """(data set or None, one line per upload passed over, the headline of why none is usable)."""
+        passed_over: list[str] = []
+        declarations = _Declarations(self.registry, record)
         live_ident: tuple[Any, Any] = (None, None)
+        live_since = ""
+        live_reproduces = False
         if record.live_version:
             lineage = self.registry.get_version(family, record.live_version).lineage or {}
             live = lineage.get("dataset") or {}
-            if int(lineage.get("family_config_version") or 0) == int(getattr(record, "config_version", 0) or 0):
-                live_ident = (live.get("key"), live.get("version_id") or None)
+            live_ident = (live.get("key"), live.get("version_id") or None)
+            trained = int(lineage.get("family_config_version") or 0)
+            changes = declarations.changes_since(trained)
+            live_reproduces = changes is not None and not changes.retrains_differently
+            if changes is not None:
+                live_since = declarations.since(trained, changes)
         seen: set[tuple[str, str | None]] = set()
         for upload in self.registry.recent_uploads(family, UPLOADS_CONSIDERED):
             dataset = upload.get("dataset") or {}
@@ -103,22 +185,64 @@ class Retrainer:
                 continue
             seen.add(ident)
             named = f"{ident[0]}" + (f" (version {ident[1]})" if ident[1] else "")
-            if ident == live_ident:
-                passed_over.append(f"{named}: the live model v{record.live_version} was trained on it under the "
-                                   "current configuration")
-                continue
-            if not is_trainable_key(record.family, str(ident[0])):
-                passed_over.append(f"{named}: the family's training engine does not read this format")
-                continue
-            run = self.registry.get_run(family, upload["run_id"])
-            if run is not None and run.get("outcome") in UNUSABLE_RUN_OUTCOMES:
-                passed_over.append(f"{named}: its run ended {run.get('outcome')}")
-                continue
-            # A model trained on it was rejected or rolled back later (an operator's rollback included).
-            if self.registry.dataset_unusable(family, str(ident[0]), ident[1]) is not None:
-                passed_over.append(f"{named}: a model trained on it was later rejected or rolled back")
-                continue
-            return {"bucket": dataset.get("bucket") or self.bucket, "key": ident[0],
-                    "version_id": ident[1], "etag": str(dataset.get("etag", "")).strip('"'),
-                    "run_id": upload["run_id"]}
+            is_live = ident == live_ident
+            if is_live and live_reproduces:
+                passed_over.append(f"{named}: the live model v{record.live_version} was trained on it")
+                return None, passed_over, (
+                    f"no data set newer than live v{record.live_version}'s is usable, and no training-relevant part "
+                    f"of the declaration changed since it was trained ({live_since}): a retrain would reproduce "
+                    f"v{record.live_version}; upload newer data, or change what training uses (features, target, "
+                    "algorithm, hyperparameters...)")
+            reason = self._ruled_out(family, str(ident[0]), ident[1], upload, record, declarations)
+            if reason is None:
+                return ({"bucket": dataset.get("bucket") or self.bucket, "key": ident[0], "version_id": ident[1],
+                         "etag": str(dataset.get("etag", "")).strip('"'), "run_id": upload["run_id"]},
+                        passed_over, "")
+            passed_over.append(f"{named}: {reason}")
+            if is_live:  # older uploads than the live model's data set are never a retrain's choice
+                return None, passed_over, (f"no usable data set newer than live v{record.live_version}'s (older "
+                                           "uploads are not considered); upload newer data")
+        if not passed_over:
+            return None, passed_over, "no upload is recorded for this family; upload a data set"
+        return None, passed_over, ("none of the family's newest uploads could train a model it does not already "
+                                   "have; upload newer data")
+
+    def _ruled_out(self, family: str, key: str, version_id: str | None, upload: dict[str, Any],
+                   record: FamilyRecord, declarations: _Declarations) -> str | None:
+        """Why this upload cannot be a retrain's data set, or None."""
+        if not is_trainable_key(record.family, key):
+            return "the family's training engine does not read this format"
+        run = self.registry.get_run(family, upload["run_id"])
+        if run is not None and run.get("outcome") in UNUSABLE_RUN_OUTCOMES and not run_rolled_back_unjudged(run):
+            return f"its run ended {run.get('outcome')}"
+        # A model trained on it was rejected or rolled back on a verdict later (an operator's rollback included).
+        marker = self.registry.dataset_unusable(family, key, version_id)
+        legacy = None
+        if marker is not None:
+            status = str(marker.get("status") or ROLLED_BACK)
+            legacy = self._legacy_unjudged(family, marker) if status == ROLLED_BACK else None
+            if legacy is None:
+                return f"a model trained on it (v{marker.get('version')}) was later {status.replace('_', ' ')}"
+        unjudged = self.registry.dataset_unjudged(family, key, version_id) or legacy
+        if unjudged is not None:
+            trained = int(unjudged.get("family_config_version") or 0)
+            changes = declarations.changes_since(trained)
+            if changes is not None and not changes.retrains_differently:
+                version = unjudged.get("version")
+                return (f"v{version} was trained on it and no training-relevant part of the declaration changed "
+                        f"since ({declarations.since(trained, changes)}): a retrain would reproduce v{version}, "
+                        "whose canary was rolled back for too little traffic, not for what it did (an operator can "
+                        f"still promote it: mlops promote {family} {version} --reason ...)")
         return None
+
+    def _legacy_unjudged(self, family: str, marker: dict[str, Any]) -> dict[str, Any] | None:
+        """An `UNUSABLE#` marker a rollback for too little traffic wrote before such rollbacks stopped marking data
+        sets: read as the `UNJUDGED#` item it stands for ({version, family_config_version}), else None."""
+        try:
+            version = self.registry.get_version(family, int(marker.get("version") or 0))
+        except UnknownFamilyError:
+            return None
+        if not rolled_back_for_insufficient_traffic(version):
+            return None
+        return {"version": version.version,
+                "family_config_version": int(version.lineage.get("family_config_version") or 0)}

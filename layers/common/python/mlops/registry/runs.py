@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 STARTED = RUN_STARTED
 REJECTED, DUPLICATE, REFUSED, FAILED = "rejected", "duplicate", "refused", "failed"
+# The run trained a model byte-identical to a version the family already has (`check_identical_model`).
+UNCHANGED = "unchanged"
 GATED_OUT, ROLLED_BACK, PROMOTED = "gated_out", "rolled_back", "promoted"
 # Outcomes that judge the content itself: the same bytes, configuration and code would be judged the same way.
 # A rollback judges live traffic at the time (not enough requests, a latency spike), so it may be retried.
@@ -159,3 +161,39 @@ def duplicate_reason(duplicate_of: dict[str, Any]) -> str:
     return (f"identical content (sha256 {str(duplicate_of.get('sha256', ''))[:12]}..., same family configuration "
             f"and code) was already {duplicate_of.get('outcome')} by run {duplicate_of.get('run_id')}{version}; "
             "no new rollout")
+
+
+# ---- identical models -------------------------------------------------------------------------------------------
+
+
+# Runs that retrain a known model on purpose: a dedicated family's code rollout (`{"rollout_code": ...}`) retrains
+# the live model on its exact data version and seed, so that the canary compares new scoring code with the old on
+# the same artifact.
+SAME_MODEL_ON_PURPOSE = ("code",)
+
+
+def check_identical_model(registry: ModelRegistry, family: str, train: dict[str, Any],
+                          event: dict[str, Any]) -> dict[str, Any] | None:
+    """Called by the Train step (CollectTrainingJob on SageMaker) once the ONNX artifact is stored: when its sha256
+    equals an existing version's (`ModelRegistry.version_with_artifact`), the run has nothing new to register or
+    canary. Returns `{"identical_to": {version, status, artifact_sha256}}` (the definition's SameModel? Choice ends
+    the run as `unchanged`), else None. Every trigger (uploads, drift and performance retrains) except a code
+    rollout (`SAME_MODEL_ON_PURPOSE`, the event's `trigger.source`), whose point is the same model on new code
+    (docs/registry.md, "Identical models")."""
+    if (event.get("trigger") or {}).get("source") in SAME_MODEL_ON_PURPOSE:
+        return None
+    sha256 = str(((train or {}).get("artifact") or {}).get("sha256") or "")
+    if not sha256:
+        return None
+    found = registry.version_with_artifact(family, sha256)
+    if found is None:
+        return None
+    return {"identical_to": {"version": found.version, "status": found.status, "artifact_sha256": sha256}}
+
+
+def unchanged_reason(identical_to: dict[str, Any]) -> str:
+    """The `unchanged` run's reason: which version the trained model is byte-identical to."""
+    status = f", {identical_to['status']}" if identical_to.get("status") else ""
+    return (f"the trained model is byte-identical to v{identical_to.get('version')}{status} (ONNX artifact sha256 "
+            f"{str(identical_to.get('artifact_sha256', ''))[:12]}...): this data set under this declaration "
+            "reproduces it, so nothing was registered and traffic is unchanged")

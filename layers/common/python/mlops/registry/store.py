@@ -55,7 +55,8 @@ META = "META"
 
 # Run outcomes (docs/registry.md): `started` while a run is in progress, then exactly one of the others.
 RUN_STARTED = "started"
-RUN_OUTCOMES = (RUN_STARTED, "rejected", "duplicate", "refused", "failed", "gated_out", "rolled_back", "promoted")
+RUN_OUTCOMES = (RUN_STARTED, "rejected", "duplicate", "unchanged", "refused", "failed", "gated_out", "rolled_back",
+                "promoted")
 MAX_REASON_CHARS = 2000
 
 # Families are data (docs/registry.md, "Families"): a family's current declaration is its META item, versioned by
@@ -128,8 +129,20 @@ def _expires_at(at: datetime, days: int) -> dict[str, str]:
     return _n(int((at + timedelta(days=days)).timestamp()))
 
 
+def _dataset_digest(key: str, version_id: str | None) -> str:
+    return hashlib.sha256(f"{key}\n{version_id or ''}".encode()).hexdigest()[:40]
+
+
 def _unusable_sk(key: str, version_id: str | None) -> str:
-    return "UNUSABLE#" + hashlib.sha256(f"{key}\n{version_id or ''}".encode()).hexdigest()[:40]
+    return "UNUSABLE#" + _dataset_digest(key, version_id)
+
+
+def _unjudged_sk(key: str, version_id: str | None) -> str:
+    return "UNJUDGED#" + _dataset_digest(key, version_id)
+
+
+def _artifact_sk(sha256: str) -> str:
+    return f"ARTIFACT#{sha256}"
 
 
 def _run_key(family: str, run_id: str) -> dict[str, Any]:
@@ -761,7 +774,9 @@ class ModelRegistry:
                          run_id: str | None = None, max_attempts: int = 60) -> VersionRecord:
         """Allocate the next version as a candidate: one transaction bumps the counter and creates the item,
         so concurrent callers get distinct consecutive numbers with no gaps and no lost writes. With `run_id`
-        the same transaction records the run, so a retried registration returns the version it already got."""
+        the same transaction records the run, so a retried registration returns the version it already got. A
+        lineage naming its `artifact_sha256` also indexes it (`ARTIFACT#<sha256>`, the first version keeps it), so
+        `version_with_artifact` answers with one GetItem."""
         for attempt in range(max_attempts):
             if run_id:
                 earlier = self.get_run(family, run_id)
@@ -790,6 +805,8 @@ class ModelRegistry:
                     *([{"Update": self._run_update(family, run_id, now, {"version": _n(version)},
                                                    keep={"outcome": _s(RUN_STARTED)},
                                                    condition="attribute_not_exists(version)")}] if run_id else []),
+                    *([{"Update": self._artifact_index(family, str(lineage["artifact_sha256"]), version, now)}]
+                      if lineage.get("artifact_sha256") else []),
                 ])
                 return VersionRecord.from_item(item)
             except Exception as exc:
@@ -799,6 +816,33 @@ class ModelRegistry:
                     continue
                 raise
         raise ConcurrencyConflictError(f"could not allocate a version of {family!r} after {max_attempts} attempts")
+
+    def _artifact_index(self, family: str, sha256: str, version: int, now: str) -> dict[str, Any]:
+        """UpdateItem arguments of the `ARTIFACT#<sha256>` index item: the first version with this ONNX artifact."""
+        return {"TableName": self.table, "Key": {"PK": _s(_family_pk(family)), "SK": _s(_artifact_sk(sha256))},
+                "UpdateExpression": "SET #v = if_not_exists(#v, :v), #at = if_not_exists(#at, :t)",
+                "ExpressionAttributeNames": {"#v": "version", "#at": "at"},
+                "ExpressionAttributeValues": {":v": _n(version), ":t": _s(now)}}
+
+    def version_with_artifact(self, family: str, sha256: str) -> VersionRecord | None:
+        """The family's version whose ONNX artifact has this sha256, or None: the `ARTIFACT#` index item (one
+        GetItem, then the version's); for versions registered before the index existed, the live and canary
+        versions are compared directly (the family item and at most two versions). Older non-live versions
+        without an index item are not found."""
+        item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
+                                                             "SK": _s(_artifact_sk(sha256))},
+                                 ConsistentRead=True).get("Item")
+        if item:
+            return self.get_version(family, int(_plain(item)["version"]))
+        try:
+            record = self.get_family(family)
+        except UnknownFamilyError:
+            return None
+        for version in dict.fromkeys(v for v in (record.live_version, record.canary_version) if v):
+            found = self.get_version(family, version)
+            if found.artifact_sha256 == sha256:
+                return found
+        return None
 
     def get_version(self, family: str, version: int) -> VersionRecord:
         item = self.ddb.get_item(
@@ -857,9 +901,16 @@ class ModelRegistry:
 
     # ---- status changes -------------------------------------------------------------------------------
 
-    def transition(self, family: str, version: int, to_status: str, actor: str, reason: str) -> VersionRecord:
+    def transition(self, family: str, version: int, to_status: str, actor: str, reason: str, *,
+                   cause: str | None = None) -> VersionRecord:
         """Move one version to `to_status`, keeping the family's pointers and the history in the same
-        transaction. Repeating a change that already happened is a no-op; anything not allowed raises."""
+        transaction. Repeating a change that already happened is a no-op; anything not allowed raises.
+
+        A rejection or rollback marks the version's data set unusable for retrains (`UNUSABLE#`, a verdict on the
+        model), except a canary rollback whose `cause` is ROLLBACK_INSUFFICIENT_TRAFFIC: too little traffic is no
+        verdict, so that data set stays usable and `UNJUDGED#` only remembers which version (and configuration
+        version) was trained on it (`dataset_unjudged`): a retrain under the same training-relevant declaration
+        would reproduce that version."""
         if to_status not in STATUSES:
             raise IllegalTransitionError(f"unknown status {to_status!r}")
         current = self.get_version(family, version)
@@ -917,7 +968,11 @@ class ModelRegistry:
             live_after = 0
             meta_update = {"set": "live_version = :z", "cond": "live_version = :v", "values": {":z": _n(0)}}
 
-        if to_status in (REJECTED, ROLLED_BACK) and (marker := self._unusable_put(family, current, to_status, now)):
+        if to_status == ROLLED_BACK and cause == ROLLBACK_INSUFFICIENT_TRAFFIC:
+            if marker := self._unjudged_put(family, current, now):
+                items.append(marker)
+        elif to_status in (REJECTED, ROLLED_BACK) and (marker := self._unusable_put(family, current, to_status,
+                                                                                    now)):
             items.append(marker)
         items.insert(0, self._status_update(family, version, current.status, to_status, now, reason))
         items.append({"Put": self._event_put(family, version, current.status, to_status, now, actor, reason,
@@ -1286,7 +1341,8 @@ class ModelRegistry:
 
     def dataset_unusable(self, family: str, key: str, version_id: str | None) -> dict[str, Any] | None:
         """The model version that made this data set version unusable for retrains (a version trained on it was
-        rejected or rolled back): {key, version_id, version, status, at}, or None (one GetItem)."""
+        rejected, or rolled back on a verdict; `transition`): {key, version_id, version, status, at}, or None (one
+        GetItem)."""
         item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
                                                              "SK": _s(_unusable_sk(key, version_id))},
                                  ConsistentRead=True).get("Item")
@@ -1295,8 +1351,32 @@ class ModelRegistry:
         plain = _plain(item)
         return {k: plain.get(k) for k in ("key", "version_id", "version", "status", "at")}
 
+    def dataset_unjudged(self, family: str, key: str, version_id: str | None) -> dict[str, Any] | None:
+        """The newest model version trained on this data set version whose canary was rolled back for too little
+        traffic (no verdict on it): {key, version_id, version, family_config_version, at}, or None (one GetItem)."""
+        item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
+                                                             "SK": _s(_unjudged_sk(key, version_id))},
+                                 ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        plain = _plain(item)
+        return {k: plain.get(k) for k in ("key", "version_id", "version", "family_config_version", "at")}
+
+    def _unjudged_put(self, family: str, current: VersionRecord, now: str) -> dict[str, Any] | None:
+        """Written with a rollback for too little canary traffic: which version was trained on the data set."""
+        dataset = current.lineage.get("dataset") or {}
+        if not dataset.get("key"):
+            return None
+        return {"Put": {"TableName": self.table, "Item": {
+            "PK": _s(_family_pk(family)), "SK": _s(_unjudged_sk(dataset["key"], dataset.get("version_id"))),
+            "key": _s(str(dataset["key"])), "version_id": _s(str(dataset.get("version_id") or "")),
+            "version": _n(current.version),
+            "family_config_version": _n(int(current.lineage.get("family_config_version") or 0)), "at": _s(now),
+        }}}
+
     def _unusable_put(self, family: str, current: VersionRecord, to_status: str, now: str) -> dict[str, Any] | None:
-        """Written with a rejection or rollback: the data set version behind the model is marked unusable."""
+        """Written with a rejection or a verdict rollback: the data set version behind the model is marked
+        unusable."""
         dataset = current.lineage.get("dataset") or {}
         if not dataset.get("key"):
             return None

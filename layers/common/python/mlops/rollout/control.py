@@ -492,14 +492,16 @@ def rollback(ctx: RolloutContext, state: dict[str, Any], run_id: str) -> dict[st
     canary = state["canary"]
     family = state["family"]
     reasons = (state.get("check") or {}).get("reasons") or ["canary check failed"]
+    cause = (state.get("check") or {}).get("cause", ROLLBACK_MISBEHAVED)
+    # The cause also decides whether the data set stays usable for retrains: too little traffic is no verdict.
     ctx.registry.transition(family, int(canary["version"]), ROLLED_BACK, f"pipeline:{run_id}",
-                            "canary: " + "; ".join(reasons))
+                            "canary: " + "; ".join(reasons), cause=cause)
     reconcile_alias(ctx, family)
     ctx.publisher.put("CanaryWeight", 0, {"Family": family}, unit="Percent")
     # The cause decides whether an operator may still promote it (registry.store.rolled_back_for_insufficient_traffic).
     ctx.registry.update_lineage(family, int(canary["version"]), {
         "canary_result": {"decision": "rollback", "reasons": reasons, "figures": (state.get("check") or {})
-                          .get("figures"), "cause": (state.get("check") or {}).get("cause", ROLLBACK_MISBEHAVED)}})
+                          .get("figures"), "cause": cause}})
     record_canary(ctx, family, run_id, {**canary, "weight": 0}, ctx.registry.get_family(family).family.canary,
                   state.get("check"), ended="rolled_back")
     return {"rolled_back_version": int(canary["version"]), "reasons": reasons}
@@ -523,7 +525,12 @@ def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str
     elif outcome == runs.ROLLED_BACK:
         detail["canary_reasons"] = list((state.get("rollback") or state.get("check") or {}).get("reasons") or [])
         detail["canary_figures"] = (state.get("check") or {}).get("figures")
+        # misbehaved or insufficient_traffic: only the first rules the data set out of retrains.
+        detail["canary_cause"] = (state.get("check") or {}).get("cause", ROLLBACK_MISBEHAVED)
         reason = "canary: " + ("; ".join(detail["canary_reasons"]) or "check failed")
+    elif outcome == runs.UNCHANGED:  # Train (CollectTrainingJob) found the model identical to an existing version
+        detail["identical_to"] = (state.get("train") or {}).get("identical_to") or {}
+        reason = runs.unchanged_reason(detail["identical_to"])
     elif outcome == runs.DUPLICATE:  # found by PlanTraining (before the lock) or by Train (after waiting for it)
         detail["duplicate_of"] = ((state.get("train") or {}).get("duplicate_of")
                                   or (state.get("plan") or {}).get("duplicate_of") or {})
@@ -533,6 +540,8 @@ def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str
     history = history_summary(ctx.state_machine_arn, run_id, skip_current=True)
     if outcome == runs.DUPLICATE:
         step = "Train" if (state.get("train") or {}).get("duplicate_of") else "PlanTraining"
+    elif outcome == runs.UNCHANGED:
+        step = "CollectTrainingJob" if state.get("training_job") else "Train"
     else:
         step = history.get("step") or ""
     ctx.runs.ended(family, run_id, outcome, step=step, reason=reason, detail=detail,
@@ -618,7 +627,7 @@ ACTIONS = {
     "canary_start": canary_start, "canary_check": canary_check, "canary_step": canary_step,
     "promote": promote, "rollback": rollback, "handle_failure": handle_failure,
     **{f"finish:{outcome}": partial(finish, outcome=outcome)
-       for outcome in (runs.PROMOTED, runs.GATED_OUT, runs.ROLLED_BACK, runs.DUPLICATE)},
+       for outcome in (runs.PROMOTED, runs.GATED_OUT, runs.ROLLED_BACK, runs.DUPLICATE, runs.UNCHANGED)},
     # Executions started on the previous definition call `finish:rejected` for a gated-out candidate.
     "finish:rejected": partial(finish, outcome=runs.GATED_OUT),
     # The shared scoring function's code rollouts (infra/statemachine/code_rollout.asl.json).

@@ -502,11 +502,13 @@ def plan_step(ctx: Any, event: dict[str, Any], limits: LambdaLimits, jobs: JobSe
 def collect_step(ctx: Any, event: dict[str, Any]) -> dict[str, Any]:
     """The CollectTrainingJob state: the completed job's model.tar.gz holds the Train output (result.json) and
     the artifacts it names (artifacts/<sha256>); each is re-hashed and stored content-addressed, the duplicate
-    check runs against the registry (the container has no access to it), and the output gains `training`.
+    check and the identical-model check (`runs.check_identical_model`: `identical_to` when the ONNX artifact is an
+    existing version's) run against the registry (the container has no access to it), and the output gains
+    `training`.
 
     Raises IntegrityError when an artifact's bytes do not hash to its name or the output names an artifact the
     archive lacks, ValidationError for a malformed job description."""
-    from mlops.registry.runs import check_duplicate
+    from mlops.registry.runs import check_duplicate, check_identical_model
     from mlops.training.steps import family_for_run
 
     family, config_version = family_for_run(ctx.registry, event)
@@ -550,7 +552,8 @@ def collect_step(ctx: Any, event: dict[str, Any]) -> dict[str, Any]:
                         size=int((event.get("plan") or {}).get("data_set", {}).get("stored_bytes", 0)))
     if duplicate := check_duplicate(ctx, family, seen, event):
         return {**duplicate, "training": training}
-    return {**result, "training": training, "family_config_version": config_version}
+    output = {**result, "training": training, "family_config_version": config_version}
+    return {**output, **(check_identical_model(ctx.registry, family.name, output, event) or {})}
 
 
 def _artifact_hashes(result: dict[str, Any]) -> list[str]:
@@ -583,7 +586,9 @@ def training_record(job: dict[str, Any]) -> dict[str, Any]:
 
 def lambda_train_step(ctx: Any, event: dict[str, Any], limits: LambdaLimits) -> dict[str, Any]:
     """The Train state on the Lambda engine: `pipeline.train_step`, its output gaining `training` (engine,
-    memory, seconds)."""
+    memory, seconds), and `identical_to` when the ONNX artifact it stored is an existing version's
+    (`runs.check_identical_model`: the run ends `unchanged`; not for a code rollout, which means to)."""
+    from mlops.registry.runs import check_identical_model
     from mlops.training.steps import train_step
 
     started = time.monotonic()
@@ -591,7 +596,9 @@ def lambda_train_step(ctx: Any, event: dict[str, Any], limits: LambdaLimits) -> 
     result["training"] = {"engine": ENGINE_LAMBDA, "memory_mb": limits.memory_mb,
                           "seconds": round(time.monotonic() - started, 3),
                           "estimate": (event.get("plan") or {}).get("estimate")}
-    return result
+    if "duplicate_of" in result:  # identical content: no model was trained
+        return result
+    return {**result, **(check_identical_model(ctx.registry, str(event.get("family") or ""), result, event) or {})}
 
 
 def sagemaker_failure_message(job: dict[str, Any]) -> str:
