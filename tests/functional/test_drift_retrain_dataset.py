@@ -69,7 +69,7 @@ def test_newest_dataset_skips_versions_whose_upload_run_ruled_the_data_out(platf
     record = declare(platform)
     # Named to sort last: versions listed in the same second must be ordered by time, not by key.
     good = uploads("z-good.csv", "promoted")
-    for outcome in ("failed", "refused", "duplicate", "gated_out", "rolled_back", "rejected"):
+    for outcome in ("failed", "duplicate", "gated_out", "rolled_back", "rejected"):
         uploads(f"newer-{outcome}.csv", outcome)
     found = monitor.newest_dataset(FAMILY, record)
     assert found["key"] == f"datasets/{FAMILY}/z-good.csv"

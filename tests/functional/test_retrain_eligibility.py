@@ -247,3 +247,12 @@ def test_the_registry_finds_the_version_an_artifact_is_identical_to(platform):
     boto3.client("dynamodb").delete_item(TableName=platform.registry.table,
                                          Key={"PK": {"S": f"FAMILY#{family}"}, "SK": {"S": "ARTIFACT#" + "b" * 64}})
     assert registry.version_with_artifact(family, "b" * 64).version == second
+
+
+def test_an_upload_refused_because_the_family_stayed_busy_is_retrained_on(platform, monitor, uploads):  # noqa: F811
+    """A refused upload never trained (the family's lock stayed held): it is the newest data its owners supplied,
+    not a verdict on it, so a retrain uses it instead of passing over it."""
+    _apply(platform, drift={"auto_retrain": True})
+    uploads("older.csv", "promoted")
+    uploads("busy.csv", "refused")
+    assert monitor.newest_dataset(FAMILY, platform.registry.get_family(FAMILY))["key"] == f"datasets/{FAMILY}/busy.csv"

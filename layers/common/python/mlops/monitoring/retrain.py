@@ -18,7 +18,6 @@ from mlops.registry.runs import (
     DUPLICATE,
     FAILED,
     GATED_OUT,
-    REFUSED,
     REJECTED,
     ROLLED_BACK,
     UNCHANGED,
@@ -32,11 +31,13 @@ from mlops.registry.store import (
     rolled_back_for_insufficient_traffic,
 )
 
-# Upload-run outcomes that rule a data set out of a monitoring retrain: it never trained (rejected, refused, a
-# duplicate of content an earlier version holds), failed, trained a model identical to an existing version
-# (unchanged), or gave a model the gate or the canary turned down. A canary rolled back only because too little
-# traffic reached it is no verdict on the model (`run_rolled_back_unjudged`): its data set stays usable.
-UNUSABLE_RUN_OUTCOMES = (REJECTED, FAILED, REFUSED, DUPLICATE, UNCHANGED, GATED_OUT, ROLLED_BACK)
+# Upload-run outcomes that rule a data set out of a monitoring retrain: it was never accepted (rejected: not a
+# valid data set), is a duplicate of content an earlier version holds, failed, trained a model identical to an
+# existing version (unchanged), or gave a model the gate or the canary turned down. Two outcomes are no verdict
+# and leave the data set usable: a canary rolled back only because too little traffic reached it
+# (`run_rolled_back_unjudged`), and an upload refused because the family stayed busy (it never trained: the
+# newest data its owners supplied, which a retrain should use rather than pass over).
+UNUSABLE_RUN_OUTCOMES = (REJECTED, FAILED, DUPLICATE, UNCHANGED, GATED_OUT, ROLLED_BACK)
 # How the canary check words a rollback for too little traffic (runs recorded before `canary_cause` existed).
 _INSUFFICIENT_TRAFFIC_REASON = "not enough canary traffic to judge"
 
@@ -141,9 +142,9 @@ class Retrainer:
         version
         - its training engine does not read (`trigger.is_trainable_key`: .csv, .csv.gz, and .parquet off Lambda);
         - whose upload run ended in an outcome that rules the data out (`UNUSABLE_RUN_OUTCOMES`: rejected, failed,
-          refused, duplicate, unchanged, gated out, rolled back; not a rollback for too little canary traffic,
-          which is no verdict), or that a later rejection or verdict rollback of a model trained on it marked
-          unusable (`UNUSABLE#`);
+          duplicate, unchanged, gated out, rolled back; not a rollback for too little canary traffic nor an upload
+          refused because the family stayed busy, which are no verdict), or that a later rejection or verdict
+          rollback of a model trained on it marked unusable (`UNUSABLE#`);
         - a model version was trained on whose canary was rolled back for too little traffic (`UNJUDGED#`), unless
           a training-relevant part of the declaration changed since (mlops.core.declarations): a retrain would
           reproduce that version, which an operator can still promote;
