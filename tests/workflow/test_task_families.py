@@ -119,9 +119,10 @@ def test_task_family_drift_on_inputs_and_predictions_starts_a_retrain(platform, 
     quiet = drift_report(platform, family)
     assert quiet["verdict"] == "no_drift", quiet
     assert quiet["prediction"]["status"] == "checked" and quiet["prediction"]["drifted"] is False, quiet["prediction"]
-    # A configuration change since the live model was trained: a retrain on its data set is not a reproduction.
-    platform.registry.register_family(family.model_copy(update={"gate": family.gate.model_copy(
-        update={"min_primary_margin": -1.0})}), actor="test", reason="accept a retrain that is not better")
+    # A training-relevant change since the live model was trained (its seed; a policy change alone would not do):
+    # a retrain on its data set is not a reproduction. The gate accepts a retrain that is not better.
+    platform.registry.register_family(family.model_copy(update={"seed": family.seed + 1, "gate": family.gate.model_copy(
+        update={"min_primary_margin": -1.0})}), actor="test", reason="another seed; accept a retrain not better")
     generator.send(100, "drifted")
     drifted = drift_report(platform, family)
     assert drifted["verdict"] == "drift" and {"income", "late_payments"} <= set(drifted["drifted_features"])
