@@ -256,3 +256,32 @@ def test_an_upload_refused_because_the_family_stayed_busy_is_retrained_on(platfo
     uploads("older.csv", "promoted")
     uploads("busy.csv", "refused")
     assert monitor.newest_dataset(FAMILY, platform.registry.get_family(FAMILY))["key"] == f"datasets/{FAMILY}/busy.csv"
+
+
+def test_undoing_a_training_change_does_not_retrain_into_an_earlier_version(platform, monitor, uploads):  # noqa: F811
+    """Second fresh-user pass: v1 trained on d1 under config 1; a hyperparameter change retrained d1 into v2 (live);
+    undoing the change made d1 "changed since the live model" again, so every drift check retrained it into a
+    byte-identical copy of v1 (run `unchanged`, 13 s of training each). Every version trained on a data set counts,
+    not only the live one."""
+    _apply(platform, drift={"auto_retrain": True})
+    uploads("d1.csv", "promoted")
+    first = _live(platform, "d1.csv")
+    _apply(platform, drift={"auto_retrain": True}, hyperparameters={"C": 0.5})
+    second = _version(platform, "d1.csv", "c")
+    platform.registry.transition(FAMILY, second, CANARY, "pipeline:run", "canary at 10%")
+    platform.registry.transition(FAMILY, second, LIVE, "pipeline:run", "promoted")
+    assert platform.registry.get_version(FAMILY, first).status == RETIRED
+    assert [t["version"] for t in platform.registry.versions_trained_on(FAMILY, **_ident_args("d1.csv"))] == \
+        [first, second]
+    _apply(platform, drift={"auto_retrain": True})  # back to config 1's training declaration
+    retrain = _retrain(monitor, platform)
+    assert retrain["started"] is False
+    assert f"a retrain would reproduce v{first}, retired (an operator can bring it back: mlops promote " \
+           f"{FAMILY} {first}" in retrain["reason"], retrain["reason"]
+    _apply(platform, drift={"auto_retrain": True}, hyperparameters={"C": 2.0})  # a third training declaration
+    assert _retrain(monitor, platform)["started"] is True
+
+
+def _ident_args(filename: str) -> dict:
+    ident = _ident(filename)
+    return {"key": ident["key"], "version_id": ident["version_id"]}

@@ -24,6 +24,7 @@ from mlops.registry.runs import (
     RunLog,
 )
 from mlops.registry.store import (
+    RETIRED,
     ROLLBACK_INSUFFICIENT_TRAFFIC,
     UPLOADS_CONSIDERED,
     FamilyRecord,
@@ -224,7 +225,16 @@ class Retrainer:
             legacy = self._legacy_unjudged(family, marker) if status == ROLLED_BACK else None
             if legacy is None:
                 return f"a model trained on it (v{marker.get('version')}) was later {status.replace('_', ' ')}"
+        # Any version already trained on it under a declaration a retrain would train the same way (not only the
+        # live one: undoing a hyperparameter change would otherwise reproduce an earlier version at every check).
         unjudged = self.registry.dataset_unjudged(family, key, version_id) or legacy
+        for trained in reversed(self.registry.versions_trained_on(family, key, version_id)):
+            if trained["version"] in (record.live_version, (unjudged or {}).get("version")):
+                continue  # the live model's data set is the caller's; an unjudged canary's is said below
+            changes = declarations.changes_since(int(trained["family_config_version"]))
+            if changes is not None and not changes.retrains_differently:
+                return self._reproduces(family, int(trained["version"]),
+                                        declarations.since(int(trained["family_config_version"]), changes))
         if unjudged is not None:
             trained = int(unjudged.get("family_config_version") or 0)
             changes = declarations.changes_since(trained)
@@ -235,6 +245,24 @@ class Retrainer:
                         "whose canary was rolled back for too little traffic, not for what it did (an operator can "
                         f"still promote it: mlops promote {family} {version} --reason ...)")
         return None
+
+    def _reproduces(self, family: str, version: int, since: str) -> str:
+        """Why a data set is passed over when a retrain on it would reproduce `version`, and what can be done."""
+        try:
+            found = self.registry.get_version(family, version)
+        except UnknownFamilyError:
+            found = None
+        if found is None:
+            state = "no longer in the registry"
+        elif rolled_back_for_insufficient_traffic(found):
+            state = (f"its canary was rolled back for too little traffic, not for what it did (an operator can still "
+                     f"promote it: mlops promote {family} {version} --reason ...)")
+        elif found.status == RETIRED:
+            state = f"retired (an operator can bring it back: mlops promote {family} {version} --reason ...)"
+        else:
+            state = found.status.replace("_", " ")
+        return (f"v{version} was trained on it and no training-relevant part of the declaration changed since "
+                f"({since}): a retrain would reproduce v{version}, {state}")
 
     def _legacy_unjudged(self, family: str, marker: dict[str, Any]) -> dict[str, Any] | None:
         """An `UNUSABLE#` marker a rollback for too little traffic wrote before such rollbacks stopped marking data

@@ -141,6 +141,10 @@ def _unjudged_sk(key: str, version_id: str | None) -> str:
     return "UNJUDGED#" + _dataset_digest(key, version_id)
 
 
+def _trained_sk(key: str, version_id: str | None) -> str:
+    return "TRAINED#" + _dataset_digest(key, version_id)
+
+
 def _artifact_sk(sha256: str) -> str:
     return f"ARTIFACT#{sha256}"
 
@@ -776,7 +780,8 @@ class ModelRegistry:
         so concurrent callers get distinct consecutive numbers with no gaps and no lost writes. With `run_id`
         the same transaction records the run, so a retried registration returns the version it already got. A
         lineage naming its `artifact_sha256` also indexes it (`ARTIFACT#<sha256>`, the first version keeps it), so
-        `version_with_artifact` answers with one GetItem."""
+        `version_with_artifact` answers with one GetItem; one naming its `dataset` appends the version and the
+        family config version it was trained under to the data set's `TRAINED#` item (`versions_trained_on`)."""
         for attempt in range(max_attempts):
             if run_id:
                 earlier = self.get_run(family, run_id)
@@ -807,6 +812,8 @@ class ModelRegistry:
                                                    condition="attribute_not_exists(version)")}] if run_id else []),
                     *([{"Update": self._artifact_index(family, str(lineage["artifact_sha256"]), version, now)}]
                       if lineage.get("artifact_sha256") else []),
+                    *([{"Update": self._trained_index(family, lineage, version, now)}]
+                      if (lineage.get("dataset") or {}).get("key") else []),
                 ])
                 return VersionRecord.from_item(item)
             except Exception as exc:
@@ -823,6 +830,32 @@ class ModelRegistry:
                 "UpdateExpression": "SET #v = if_not_exists(#v, :v), #at = if_not_exists(#at, :t)",
                 "ExpressionAttributeNames": {"#v": "version", "#at": "at"},
                 "ExpressionAttributeValues": {":v": _n(version), ":t": _s(now)}}
+
+    def _trained_index(self, family: str, lineage: dict[str, Any], version: int, now: str) -> dict[str, Any]:
+        """UpdateItem arguments appending {version, family_config_version} to the data set version's `TRAINED#`
+        item (created by the first version trained on it)."""
+        dataset = lineage["dataset"]
+        entry = {"M": {"version": _n(version), "family_config_version": _n(int(lineage.get("family_config_version")
+                                                                                 or 0)), "at": _s(now)}}
+        return {"TableName": self.table,
+                "Key": {"PK": _s(_family_pk(family)),
+                        "SK": _s(_trained_sk(str(dataset["key"]), dataset.get("version_id") or None))},
+                "UpdateExpression": "SET #t = list_append(if_not_exists(#t, :empty), :entry)",
+                "ExpressionAttributeNames": {"#t": "trained"},
+                "ExpressionAttributeValues": {":empty": {"L": []}, ":entry": {"L": [entry]}}}
+
+    def versions_trained_on(self, family: str, key: str, version_id: str | None) -> list[dict[str, Any]]:
+        """Every model version trained on this data set version, oldest first, as [{"version",
+        "family_config_version", "at"}] (one GetItem of its `TRAINED#` item; versions allocated before the index
+        existed are not listed)."""
+        item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
+                                                             "SK": _s(_trained_sk(key, version_id))},
+                                 ConsistentRead=True).get("Item")
+        if not item:
+            return []
+        return [{"version": int(m["version"]["N"]), "family_config_version": int(m["family_config_version"]["N"]),
+                 "at": m.get("at", {}).get("S", "")}
+                for m in (entry["M"] for entry in (item.get("trained") or {}).get("L", []))]
 
     def version_with_artifact(self, family: str, sha256: str) -> VersionRecord | None:
         """The family's version whose ONNX artifact has this sha256, or None: the `ARTIFACT#` index item (one
