@@ -336,7 +336,9 @@ class Demo:
         # reproduce it) or was ruled out by stories 3 and 4: the policy starts nothing, and the report says why.
         first = family_report(platform.run_drift_check(), FAMILY)
         waited = not (first.get("retrain") or {}).get("started")
-        self.say(f"   drift without a retrain: {(first.get('retrain') or {}).get('reason', '-')[:220]}")
+        # The reason's first sentence, whole (the uploads it passed over are in the drift report).
+        reason = str((first.get("retrain") or {}).get("reason", "-")).split("; considered:")[0]
+        self.say(f"   drift without a retrain: {reason}")
         # A training-relevant change (mlops.core.declarations) makes the live model's data set worth training again.
         declared = platform.registry.get_family(FAMILY).family
         platform.registry.register_family(declared.model_copy(update={"hyperparameters": {"C": 0.1}}),

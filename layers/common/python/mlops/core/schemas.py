@@ -207,6 +207,7 @@ class CanaryPolicy(_Frozen):
     # Below this many canary requests (and captured predictions on each side) in a bake window the check cannot
     # judge, so it waits another window.
     min_requests: int = Field(20, ge=1)
+    # Windows short of traffic the canary waits through; the next one still short rolls it back (0: the first).
     max_idle_windows: int = Field(3, ge=0)
     # A second upload for a family waits for the running rollout: poll interval and how long before refusing.
     lock_poll_seconds: int = Field(30, ge=0, le=3600)
