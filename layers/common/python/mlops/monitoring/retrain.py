@@ -153,7 +153,7 @@ class Retrainer:
         declaration changed since the live model was trained (a change of drift, canary, gate or other policies
         would reproduce the live model; a live model trained before declarations were versioned is retrained),
         and an upload older than it is never used (a retrain on older data goes backwards).
-        Two to three GetItems per candidate (its run, the unusable and the unjudged marker) plus one per older
+        Two to four GetItems per candidate (its run, the unusable, trained-on and unjudged items) plus one per older
         declaration compared, stopping at the first usable one; never lists the bucket or the family's versions.
         Returns the pipeline input's `dataset` plus `run_id` (the upload run that vouches for it), or None;
         `skipped`, when given, receives one line per upload passed over and why (the drift report and `mlops drift
