@@ -132,7 +132,10 @@ class Console:
             runs = self.platform.registry.list_runs(family=record.name, limit=1)
             drift = self.platform.registry.drift_records(record.name, limit=1)
             rows.append({**summary, "last_run": runs[0] if runs else None,
-                         "last_drift": views.drift_summary(drift[0]) if drift else None})
+                         "last_drift": views.drift_summary(drift[0]) if drift else None,
+                         # Only for a family never checked (one GetItem: the listing carries no declaration).
+                         "captures_off": not drift and views.captures_off(
+                             self.platform.registry.get_family(record.name).family)})
         following = rows[-1]["name"] if page.next_token and rows else None
         return render("console_families.html.j2", families=rows, platform=self.platform.description,
                       crumbs=[], after=after, following=following)

@@ -748,7 +748,7 @@ def drift_run(platform: Platform, family: str, run: str | None = None, version: 
     """One drift check in full: the newest (or the one whose id starts with `run`, or the newest of live
     `version`), with the stored S3 report (which also holds the current histograms) when it is readable, and the
     baseline profile of the version it checked. NotFound when there is none."""
-    family_record(platform, family)
+    record = family_record(platform, family)
     items = platform.registry.drift_records(family, limit=1000 if run or version else 1)
     if run:
         wanted = run.strip().removeprefix(f"s3://{platform.bucket}/")
@@ -762,7 +762,9 @@ def drift_run(platform: Platform, family: str, run: str | None = None, version: 
         items = [i for i in items if (i.get("report") or {}).get("live_version") == version]
     if not items:
         what = f"run {run!r}" if run else f"check of v{version}" if version is not None else "check"
-        raise NotFound(f"no drift {what} of {family} recorded (`mlops drift list {family}`)")
+        why = (f": {CAPTURES_OFF}, so drift checks have no traffic to judge"
+               if captures_off(getattr(record, "family", None)) else "")
+        raise NotFound(f"no drift {what} of {family} recorded{why} (`mlops drift list {family}`)")
     return drift_found(platform, family, items[0])
 
 

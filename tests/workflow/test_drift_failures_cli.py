@@ -158,6 +158,17 @@ def test_a_family_that_captures_nothing_is_said_to(platform, new_family, stack):
     checked = mlops("drift", "check", quiet.name, *stack)
     assert checked.exit_code == 0 and "captures off (capture_sample_rate 0)" in flat(checked.output), checked.output
     assert json.loads(mlops("drift", "check", quiet.name, "--json", *stack).stdout)["summary"]["captures_off"]
+    httpd = bind_front(platform, 0)  # the console says it too: the families list and the drift page's 404
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    console = f"http://127.0.0.1:{httpd.server_address[1]}/console"
+    try:
+        status, page = get(console)
+        assert status == 200 and "captures off (capture_sample_rate 0)" in page, page[-2000:]
+        status, page = get(f"{console}/families/{quiet.name}/drift")
+        assert status == 404 and "captures off (capture_sample_rate 0)" in page, page[-2000:]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_console_drift_pages_of_a_failed_check_without_a_completed_one_and_of_an_undrawable_report(platform,
