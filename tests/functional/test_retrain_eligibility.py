@@ -114,7 +114,7 @@ def test_uploads_older_than_the_live_models_data_set_are_not_considered(platform
     assert monitor.newest_dataset(FAMILY, platform.registry.get_family(FAMILY), skipped) is None
     assert skipped == [f"datasets/{FAMILY}/live.csv (version {_ident('live.csv')['version_id']}): a model trained "
                        "on it (v2) was later rolled back"]
-    assert f"no usable data set newer than live v{live}'s (older uploads are not considered)" in \
+    assert f"no usable data set: none newer than live v{live}'s, and that one is passed over" in \
         _retrain(monitor, platform)["reason"]
 
 
@@ -174,7 +174,7 @@ def test_after_a_drift_retrain_of_the_live_data_set_lacked_traffic_the_data_set_
     assert "later rolled back" not in reason
     assert (f"fam_b.csv (version {_ident('fam_b.csv')['version_id']}): v{retrained} was trained on it and no "
             "training-relevant part of the declaration changed since (config version 2, unchanged)") in reason
-    assert f"no usable data set newer than live v{live}'s" in reason
+    assert f"no usable data set: none newer than live v{live}'s" in reason
 
 
 def test_a_rollback_marker_written_for_too_little_traffic_before_the_fix_is_read_as_no_verdict(
@@ -285,3 +285,38 @@ def test_undoing_a_training_change_does_not_retrain_into_an_earlier_version(plat
 def _ident_args(filename: str) -> dict:
     ident = _ident(filename)
     return {"key": ident["key"], "version_id": ident["version_id"]}
+
+
+def test_a_run_that_reproduced_a_version_is_not_repeated_under_the_same_declaration(  # noqa: F811
+        platform, monitor, uploads):  # noqa: F811
+    """Third fresh-user pass (HIGH): a training-relevant change that does not change the model (C: 1.0, the default,
+    written out) retrained the live model's data set at every drift check, each run ending `unchanged`. The
+    `unchanged` run records that the data set under that declaration reproduces the version."""
+    _apply(platform, drift={"auto_retrain": True})
+    uploads("d1.csv", "promoted")
+    live = _live(platform, "d1.csv")
+    config = _apply(platform, drift={"auto_retrain": True}, hyperparameters={"C": 1.0}).config_version
+    assert _retrain(monitor, platform)["started"] is True  # the first try: nothing says it reproduces v1 yet
+    platform.registry.record_reproduced(FAMILY, _ident("d1.csv"), live, config)  # what the run ending unchanged does
+    retrain = _retrain(monitor, platform)
+    assert retrain["started"] is False
+    assert f"already reproduced v{live} byte for byte (its run ended unchanged)" in retrain["reason"], retrain
+    _apply(platform, drift={"auto_retrain": True}, hyperparameters={"C": 0.3})  # a real change: worth a retrain
+    assert _retrain(monitor, platform)["started"] is True
+
+
+def test_a_model_the_gate_rejected_rules_its_data_set_out_only_under_the_same_training(  # noqa: F811
+        platform, monitor, uploads):  # noqa: F811
+    """Third fresh-user pass (MED): a hyperparameter tried and turned down by the gate ruled the live model's own
+    data set out for good, even after another training change. The rejection judged that training of the data."""
+    _apply(platform, drift={"auto_retrain": True})
+    uploads("d1.csv", "promoted")
+    _live(platform, "d1.csv")
+    _apply(platform, drift={"auto_retrain": True}, hyperparameters={"C": 0.1})
+    rejected = _version(platform, "d1.csv", "d")
+    platform.registry.transition(FAMILY, rejected, "rejected", "pipeline:run", "gate: AUC margin")
+    skipped: list[str] = []
+    assert monitor.newest_dataset(FAMILY, platform.registry.get_family(FAMILY), skipped) is None
+    assert f"a model trained on it (v{rejected}) was later rejected" in skipped[0]
+    _apply(platform, drift={"auto_retrain": True}, hyperparameters={"C": 0.05})
+    assert monitor.newest_dataset(FAMILY, platform.registry.get_family(FAMILY))["key"] == f"datasets/{FAMILY}/d1.csv"

@@ -82,6 +82,10 @@ def test_a_run_that_trains_the_live_models_artifact_again_ends_unchanged_without
     assert run["detail"]["identical_to"] == {"version": 1, "status": "live", "artifact_sha256": live_sha}
     assert run["reason"].startswith(f"the trained model is byte-identical to v1, live (ONNX artifact sha256 "
                                     f"{live_sha[:12]}...)")
+    # The data set records that it reproduces v1 under this declaration: the next retrain passes it over.
+    dataset = _first_csv(platform, family)
+    trained = platform.registry.versions_trained_on(family.name, dataset["key"], dataset.get("version_id"))
+    assert [(t["version"], t["reproduced"]) for t in trained] == [(1, False), (1, True)], trained
     shown = CliRunner().invoke(cli, ["runs", "show", described["name"], *stack], catch_exceptions=False)
     assert shown.exit_code == 0, shown.output
     assert "unchanged" in shown.output and f"Same model as v1 (live): ONNX artifact sha256 {live_sha}" in \

@@ -202,8 +202,9 @@ class Retrainer:
                         passed_over, "")
             passed_over.append(f"{named}: {reason}")
             if is_live:  # older uploads than the live model's data set are never a retrain's choice
-                return None, passed_over, (f"no usable data set newer than live v{record.live_version}'s (older "
-                                           "uploads are not considered); upload newer data")
+                return None, passed_over, (f"no usable data set: none newer than live v{record.live_version}'s, "
+                                           "and that one is passed over (below; older uploads are not "
+                                           "considered); upload newer data")
         if not passed_over:
             return None, passed_over, "no upload is recorded for this family; upload a data set"
         return None, passed_over, ("none of the family's newest uploads could train a model it does not already "
@@ -215,7 +216,9 @@ class Retrainer:
         if not is_trainable_key(record.family, key):
             return "the family's training engine does not read this format"
         run = self.registry.get_run(family, upload["run_id"])
-        if run is not None and run.get("outcome") in UNUSABLE_RUN_OUTCOMES and not run_rolled_back_unjudged(run):
+        if run is not None and run.get("outcome") in UNUSABLE_RUN_OUTCOMES and not run_rolled_back_unjudged(run) \
+                and not (run.get("outcome") == GATED_OUT and self._judged_other_training(
+                    family, run.get("version") or (run.get("detail") or {}).get("version"), declarations)):
             return f"its run ended {run.get('outcome')}"
         # A model trained on it was rejected or rolled back on a verdict later (an operator's rollback included).
         marker = self.registry.dataset_unusable(family, key, version_id)
@@ -223,18 +226,27 @@ class Retrainer:
         if marker is not None:
             status = str(marker.get("status") or ROLLED_BACK)
             legacy = self._legacy_unjudged(family, marker) if status == ROLLED_BACK else None
-            if legacy is None:
+            # The gate rejects a model, i.e. this data under that declaration's training: after a training-relevant
+            # change (a hyperparameter tried and turned down, then another) the data set may train again.
+            if legacy is None and not (status == REJECTED and self._judged_other_training(
+                    family, marker.get("version"), declarations)):
                 return f"a model trained on it (v{marker.get('version')}) was later {status.replace('_', ' ')}"
         # Any version already trained on it under a declaration a retrain would train the same way (not only the
         # live one: undoing a hyperparameter change would otherwise reproduce an earlier version at every check).
         unjudged = self.registry.dataset_unjudged(family, key, version_id) or legacy
+        # A run that ended `unchanged` on it counts too (`reproduced`): a declaration change that does not change
+        # the model (a default written out) would otherwise retrain it at every check.
         for trained in reversed(self.registry.versions_trained_on(family, key, version_id)):
-            if trained["version"] in (record.live_version, (unjudged or {}).get("version")):
-                continue  # the live model's data set is the caller's; an unjudged canary's is said below
-            changes = declarations.changes_since(int(trained["family_config_version"]))
+            if trained["version"] == (unjudged or {}).get("version") and not trained.get("reproduced"):
+                continue  # an unjudged canary's version: said below, with how to promote it
+            config = int(trained["family_config_version"])
+            changes = declarations.changes_since(config)
             if changes is not None and not changes.retrains_differently:
-                return self._reproduces(family, int(trained["version"]),
-                                        declarations.since(int(trained["family_config_version"]), changes))
+                if trained.get("reproduced"):
+                    return (f"a retrain on it under this declaration (config version {config}) already reproduced "
+                            f"v{trained['version']} byte for byte (its run ended unchanged): change what training "
+                            "uses, or upload newer data")
+                return self._reproduces(family, int(trained["version"]), declarations.since(config, changes))
         if unjudged is not None:
             trained = int(unjudged.get("family_config_version") or 0)
             changes = declarations.changes_since(trained)
@@ -245,6 +257,16 @@ class Retrainer:
                         "whose canary was rolled back for too little traffic, not for what it did (an operator can "
                         f"still promote it: mlops promote {family} {version} --reason ...)")
         return None
+
+    def _judged_other_training(self, family: str, version: Any, declarations: _Declarations) -> bool:
+        """Whether `version` (a model the gate rejected) was trained under a declaration that trains differently
+        from today's: its rejection then says nothing about a retrain now. False when unknown."""
+        try:
+            lineage = self.registry.get_version(family, int(version)).lineage or {}
+        except (UnknownFamilyError, TypeError, ValueError):
+            return False
+        changes = declarations.changes_since(int(lineage.get("family_config_version") or 0))
+        return changes is not None and changes.retrains_differently
 
     def _reproduces(self, family: str, version: int, since: str) -> str:
         """Why a data set is passed over when a retrain on it would reproduce `version`, and what can be done."""

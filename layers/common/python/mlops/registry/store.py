@@ -831,12 +831,21 @@ class ModelRegistry:
                 "ExpressionAttributeNames": {"#v": "version", "#at": "at"},
                 "ExpressionAttributeValues": {":v": _n(version), ":t": _s(now)}}
 
-    def _trained_index(self, family: str, lineage: dict[str, Any], version: int, now: str) -> dict[str, Any]:
-        """UpdateItem arguments appending {version, family_config_version} to the data set version's `TRAINED#`
-        item (created by the first version trained on it)."""
+    def record_reproduced(self, family: str, dataset: dict[str, Any], version: int, config_version: int) -> None:
+        """A run trained on `dataset` under `config_version` a model byte-identical to `version` (it ended
+        `unchanged`): appended to the data set's `TRAINED#` item with `reproduced`, so a retrain under a
+        training-equivalent declaration passes the data set over instead of reproducing `version` again."""
+        trained = {"dataset": dataset, "family_config_version": config_version}
+        self.ddb.update_item(**self._trained_index(family, trained, version, _iso(self._clock()), reproduced=True))
+
+    def _trained_index(self, family: str, lineage: dict[str, Any], version: int, now: str,
+                       reproduced: bool = False) -> dict[str, Any]:
+        """UpdateItem arguments appending {version, family_config_version, at[, reproduced]} to the data set
+        version's `TRAINED#` item (created by the first version trained on it)."""
         dataset = lineage["dataset"]
         entry = {"M": {"version": _n(version), "family_config_version": _n(int(lineage.get("family_config_version")
-                                                                                 or 0)), "at": _s(now)}}
+                                                                                 or 0)), "at": _s(now),
+                       **({"reproduced": {"BOOL": True}} if reproduced else {})}}
         return {"TableName": self.table,
                 "Key": {"PK": _s(_family_pk(family)),
                         "SK": _s(_trained_sk(str(dataset["key"]), dataset.get("version_id") or None))},
@@ -854,7 +863,7 @@ class ModelRegistry:
         if not item:
             return []
         return [{"version": int(m["version"]["N"]), "family_config_version": int(m["family_config_version"]["N"]),
-                 "at": m.get("at", {}).get("S", "")}
+                 "at": m.get("at", {}).get("S", ""), "reproduced": bool(m.get("reproduced", {}).get("BOOL"))}
                 for m in (entry["M"] for entry in (item.get("trained") or {}).get("L", []))]
 
     def version_with_artifact(self, family: str, sha256: str) -> VersionRecord | None:

@@ -531,6 +531,7 @@ def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str
     elif outcome == runs.UNCHANGED:  # Train (CollectTrainingJob) found the model identical to an existing version
         detail["identical_to"] = (state.get("train") or {}).get("identical_to") or {}
         reason = runs.unchanged_reason(detail["identical_to"])
+        _record_reproduced(ctx, family, state, detail["identical_to"])
     elif outcome == runs.DUPLICATE:  # found by PlanTraining (before the lock) or by Train (after waiting for it)
         detail["duplicate_of"] = ((state.get("train") or {}).get("duplicate_of")
                                   or (state.get("plan") or {}).get("duplicate_of") or {})
@@ -553,6 +554,23 @@ def finish(ctx: RolloutContext, state: dict[str, Any], run_id: str, outcome: str
         publish_model_card(ctx.registry, ctx.pipeline.artifacts.bucket, family, int(version))
     ctx.registry.release_rollout(family, run_id)
     return {"outcome": outcome, "family": family, "version": version}
+
+
+def _record_reproduced(ctx: RolloutContext, family: str, state: dict[str, Any], identical_to: dict[str, Any]) -> None:
+    """An `unchanged` run's data set and declaration reproduce `identical_to`'s version: recorded on the data set
+    (`ModelRegistry.record_reproduced`) so the next retrain under that declaration passes it over (third fresh-user
+    pass: a declaration change that does not change the model, C: 1.0 written out, retrained at every check). A
+    failed write is logged; the run's own record already says unchanged."""
+    dataset = state.get("dataset") or {}
+    config = int((state.get("train") or {}).get("family_config_version")
+                 or (state.get("plan") or {}).get("family_config_version") or 0)
+    if not dataset.get("key") or not identical_to.get("version"):
+        return
+    try:
+        ctx.registry.record_reproduced(family, dataset, int(identical_to["version"]), config)
+    except Exception as exc:  # noqa: BLE001 - the run ends unchanged either way
+        logger().warning("reproduced model not recorded on its data set", extra={"family": family,
+                                                                                  "error": str(exc)[:300]})
 
 
 def handle_failure(ctx: RolloutContext, state: dict[str, Any], run_id: str,
