@@ -183,3 +183,9 @@ def test_drift_show_says_what_a_window_spanning_a_promotion_held():
     one = {**report, "rows_by_version": {"2": 250}, "not_judged": [], "unreadable_count": 0, "window_open": True}
     lines = window_lines(views.drift_summary({"at": "t", "verdict": "insufficient_data", "report": one}), one)
     assert lines == ["  the window stays open: too few rows to judge, they are read again with the next traffic"]
+
+
+def test_runs_with_a_family_name_as_a_command_says_to_use_family():
+    result = CliRunner().invoke(cli, ["runs", "toyfam"])
+    assert result.exit_code == 2
+    assert "mlops runs --family toyfam" in result.output and "mlops runs show RUN_ID" in result.output

@@ -99,7 +99,21 @@ def _console(stderr: bool = False) -> Any:
 # ---- mlops runs ------------------------------------------------------------------------------------------------
 
 
-@click.group(invoke_without_command=True)
+class _RunsGroup(click.Group):
+    """`mlops runs NAME` is a common slip for `mlops runs --family NAME`: the error says so."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            if args and not args[0].startswith("-"):
+                raise click.UsageError(f"no such command {args[0]!r}: to list a family's runs, "
+                                       f"`mlops runs --family {args[0]}`; one run: `mlops runs show RUN_ID`",
+                                       ctx) from exc
+            raise
+
+
+@click.group(cls=_RunsGroup, invoke_without_command=True)
 @click.option("--family", metavar="NAME", help="Only this family's runs (also unregistered names that were "
                                                 "rejected).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Newest runs shown.")
