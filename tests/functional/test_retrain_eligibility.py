@@ -320,3 +320,20 @@ def test_a_model_the_gate_rejected_rules_its_data_set_out_only_under_the_same_tr
     assert f"a model trained on it (v{rejected}) was later rejected" in skipped[0]
     _apply(platform, drift={"auto_retrain": True}, hyperparameters={"C": 0.05})
     assert monitor.newest_dataset(FAMILY, platform.registry.get_family(FAMILY))["key"] == f"datasets/{FAMILY}/d1.csv"
+
+
+def test_a_data_set_whose_only_model_the_gate_rejected_stays_out_after_a_training_change(  # noqa: F811
+        platform, monitor, uploads):  # noqa: F811
+    """The demo's noisy upload (story 3): its model was rejected, and no model trained on it ever passed the gate,
+    so a later training change does not bring it back (the rejection judged the data, not the hyperparameters)."""
+    _apply(platform, drift={"auto_retrain": True})
+    uploads("d1.csv", "promoted")
+    _live(platform, "d1.csv")
+    uploads("noisy.csv", "promoted")
+    rejected = _version(platform, "noisy.csv", "e")
+    platform.registry.transition(FAMILY, rejected, "rejected", "pipeline:run", "gate: AUC")
+    _apply(platform, drift={"auto_retrain": True}, hyperparameters={"C": 0.1})
+    skipped: list[str] = []
+    found = monitor.newest_dataset(FAMILY, platform.registry.get_family(FAMILY), skipped)
+    assert found["key"] == f"datasets/{FAMILY}/d1.csv"  # the live model's, after a training change
+    assert f"a model trained on it (v{rejected}) was later rejected" in skipped[0]

@@ -218,7 +218,8 @@ class Retrainer:
         run = self.registry.get_run(family, upload["run_id"])
         if run is not None and run.get("outcome") in UNUSABLE_RUN_OUTCOMES and not run_rolled_back_unjudged(run) \
                 and not (run.get("outcome") == GATED_OUT and self._judged_other_training(
-                    family, run.get("version") or (run.get("detail") or {}).get("version"), declarations)):
+                    family, run.get("version") or (run.get("detail") or {}).get("version"), declarations,
+                    key, version_id)):
             return f"its run ended {run.get('outcome')}"
         # A model trained on it was rejected or rolled back on a verdict later (an operator's rollback included).
         marker = self.registry.dataset_unusable(family, key, version_id)
@@ -229,7 +230,7 @@ class Retrainer:
             # The gate rejects a model, i.e. this data under that declaration's training: after a training-relevant
             # change (a hyperparameter tried and turned down, then another) the data set may train again.
             if legacy is None and not (status == REJECTED and self._judged_other_training(
-                    family, marker.get("version"), declarations)):
+                    family, marker.get("version"), declarations, key, version_id)):
                 return f"a model trained on it (v{marker.get('version')}) was later {status.replace('_', ' ')}"
         # Any version already trained on it under a declaration a retrain would train the same way (not only the
         # live one: undoing a hyperparameter change would otherwise reproduce an earlier version at every check).
@@ -258,15 +259,28 @@ class Retrainer:
                         f"still promote it: mlops promote {family} {version} --reason ...)")
         return None
 
-    def _judged_other_training(self, family: str, version: Any, declarations: _Declarations) -> bool:
-        """Whether `version` (a model the gate rejected) was trained under a declaration that trains differently
-        from today's: its rejection then says nothing about a retrain now. False when unknown."""
+    def _judged_other_training(self, family: str, version: Any, declarations: _Declarations, key: str,
+                               version_id: str | None) -> bool:
+        """Whether the gate's rejection of `version` judged the training rather than the data: another model
+        trained on this data set passed the gate (the live model's own data set, say), and `version` was trained
+        under a declaration that trains differently from today's. A data set whose only models were rejected
+        (noisy labels, say) stays ruled out. False when unknown."""
         try:
             lineage = self.registry.get_version(family, int(version)).lineage or {}
         except (UnknownFamilyError, TypeError, ValueError):
             return False
         changes = declarations.changes_since(int(lineage.get("family_config_version") or 0))
-        return changes is not None and changes.retrains_differently
+        if changes is None or not changes.retrains_differently:
+            return False
+        for trained in self.registry.versions_trained_on(family, key, version_id):
+            if trained["version"] == int(version) or trained.get("reproduced"):
+                continue
+            try:
+                if self.registry.get_version(family, trained["version"]).status != REJECTED:
+                    return True
+            except UnknownFamilyError:
+                continue
+        return False
 
     def _reproduces(self, family: str, version: int, since: str) -> str:
         """Why a data set is passed over when a retrain on it would reproduce `version`, and what can be done."""
