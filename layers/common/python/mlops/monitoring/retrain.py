@@ -6,6 +6,7 @@ started through the trigger's `start_pipeline` with a run record (trigger source
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -215,11 +216,13 @@ class Retrainer:
         """Why this upload cannot be a retrain's data set, or None."""
         if not is_trainable_key(record.family, key):
             return "the family's training engine does not read this format"
+        # Every version trained on it (and every run on it that ended `unchanged`), read once, when first needed.
+        trained_on = functools.cache(lambda: self.registry.versions_trained_on(family, key, version_id))
         run = self.registry.get_run(family, upload["run_id"])
         if run is not None and run.get("outcome") in UNUSABLE_RUN_OUTCOMES and not run_rolled_back_unjudged(run) \
                 and not (run.get("outcome") == GATED_OUT and self._judged_other_training(
                     family, run.get("version") or (run.get("detail") or {}).get("version"), declarations,
-                    key, version_id)):
+                    trained_on)):
             return f"its run ended {run.get('outcome')}"
         # A model trained on it was rejected or rolled back on a verdict later (an operator's rollback included).
         marker = self.registry.dataset_unusable(family, key, version_id)
@@ -230,41 +233,37 @@ class Retrainer:
             # The gate rejects a model, i.e. this data under that declaration's training: after a training-relevant
             # change (a hyperparameter tried and turned down, then another) the data set may train again.
             if legacy is None and not (status == REJECTED and self._judged_other_training(
-                    family, marker.get("version"), declarations, key, version_id)):
+                    family, marker.get("version"), declarations, trained_on)):
                 return f"a model trained on it (v{marker.get('version')}) was later {status.replace('_', ' ')}"
-        # Any version already trained on it under a declaration a retrain would train the same way (not only the
-        # live one: undoing a hyperparameter change would otherwise reproduce an earlier version at every check).
+        # Any version already trained on it under a declaration a retrain would train the same way, newest first:
+        # not only the live one (undoing a hyperparameter change would otherwise reproduce an earlier version at
+        # every check), a run that ended `unchanged` on it (a default written out would retrain at every check),
+        # and a canary rolled back for too little traffic (`UNJUDGED#`, also for versions older than `TRAINED#`).
         unjudged = self.registry.dataset_unjudged(family, key, version_id) or legacy
-        # A run that ended `unchanged` on it counts too (`reproduced`): a declaration change that does not change
-        # the model (a default written out) would otherwise retrain it at every check.
-        for trained in reversed(self.registry.versions_trained_on(family, key, version_id)):
-            if trained["version"] == (unjudged or {}).get("version") and not trained.get("reproduced"):
-                continue  # an unjudged canary's version: said below, with how to promote it
+        entries = list(reversed(trained_on()))
+        if unjudged is not None and not any(t["version"] == unjudged.get("version") for t in entries):
+            entries.append({"version": unjudged.get("version"), "reproduced": False,
+                            "family_config_version": unjudged.get("family_config_version") or 0})
+        for trained in entries:
             config = int(trained["family_config_version"])
             changes = declarations.changes_since(config)
-            if changes is not None and not changes.retrains_differently:
-                if trained.get("reproduced"):
-                    return (f"a retrain on it under this declaration (config version {config}) already reproduced "
-                            f"v{trained['version']} byte for byte (its run ended unchanged): change what training "
-                            "uses, or upload newer data")
-                return self._reproduces(family, int(trained["version"]), declarations.since(config, changes))
-        if unjudged is not None:
-            trained = int(unjudged.get("family_config_version") or 0)
-            changes = declarations.changes_since(trained)
-            if changes is not None and not changes.retrains_differently:
-                version = unjudged.get("version")
-                return (f"v{version} was trained on it and no training-relevant part of the declaration changed "
-                        f"since ({declarations.since(trained, changes)}): a retrain would reproduce v{version}, "
-                        "whose canary was rolled back for too little traffic, not for what it did (an operator can "
-                        f"still promote it: mlops promote {family} {version} --reason ...)")
+            if changes is None or changes.retrains_differently:
+                continue
+            if trained.get("reproduced"):
+                return (f"a retrain on it under this declaration (config version {config}) already reproduced "
+                        f"v{trained['version']} byte for byte (its run ended unchanged): change what training "
+                        "uses, or upload newer data")
+            return self._reproduces(family, int(trained["version"]), declarations.since(config, changes),
+                                    unjudged=trained["version"] == (unjudged or {}).get("version"))
         return None
 
-    def _judged_other_training(self, family: str, version: Any, declarations: _Declarations, key: str,
-                               version_id: str | None) -> bool:
+    def _judged_other_training(self, family: str, version: Any, declarations: _Declarations,
+                               trained_on: Callable[[], list[dict[str, Any]]]) -> bool:
         """Whether the gate's rejection of `version` judged the training rather than the data: another model
-        trained on this data set passed the gate (the live model's own data set, say), and `version` was trained
-        under a declaration that trains differently from today's. A data set whose only models were rejected
-        (noisy labels, say) stays ruled out. False when unknown."""
+        trained on this data set passed the gate (the live model's own data set, say; `trained_on()` lists them,
+        read only when needed), and `version` was trained under a declaration that trains differently from
+        today's. A data set whose only models were rejected (noisy labels, say) stays ruled out. False when
+        unknown."""
         try:
             lineage = self.registry.get_version(family, int(version)).lineage or {}
         except (UnknownFamilyError, TypeError, ValueError):
@@ -272,7 +271,7 @@ class Retrainer:
         changes = declarations.changes_since(int(lineage.get("family_config_version") or 0))
         if changes is None or not changes.retrains_differently:
             return False
-        for trained in self.registry.versions_trained_on(family, key, version_id):
+        for trained in trained_on():
             if trained["version"] == int(version) or trained.get("reproduced"):
                 continue
             try:
@@ -282,17 +281,18 @@ class Retrainer:
                 continue
         return False
 
-    def _reproduces(self, family: str, version: int, since: str) -> str:
-        """Why a data set is passed over when a retrain on it would reproduce `version`, and what can be done."""
+    def _reproduces(self, family: str, version: int, since: str, unjudged: bool = False) -> str:
+        """Why a data set is passed over when a retrain on it would reproduce `version`, and what can be done
+        (`unjudged`: its canary was rolled back for too little traffic, as the data set's UNJUDGED# item says)."""
         try:
             found = self.registry.get_version(family, version)
         except UnknownFamilyError:
             found = None
-        if found is None:
+        if unjudged or (found is not None and rolled_back_for_insufficient_traffic(found)):
+            state = (f"whose canary was rolled back for too little traffic, not for what it did (an operator can "
+                     f"still promote it: mlops promote {family} {version} --reason ...)")
+        elif found is None:
             state = "no longer in the registry"
-        elif rolled_back_for_insufficient_traffic(found):
-            state = (f"its canary was rolled back for too little traffic, not for what it did (an operator can still "
-                     f"promote it: mlops promote {family} {version} --reason ...)")
         elif found.status == RETIRED:
             state = f"retired (an operator can bring it back: mlops promote {family} {version} --reason ...)"
         else:

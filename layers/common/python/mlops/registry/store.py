@@ -700,10 +700,11 @@ class ModelRegistry:
                 out.append(cursor.pop())
         return sorted(out, key=lambda f: f.name)
 
-    def _family_item(self, name: str) -> dict[str, Any] | None:
+    def _family_item(self, name: str, sort_key: str = META) -> dict[str, Any] | None:
+        """One item of the family's partition (its META item by default), a consistent GetItem, typed, or None."""
         try:
             return self.ddb.get_item(
-                TableName=self.table, Key={"PK": _s(_family_pk(name)), "SK": _s(META)}, ConsistentRead=True
+                TableName=self.table, Key={"PK": _s(_family_pk(name)), "SK": _s(sort_key)}, ConsistentRead=True
             ).get("Item")
         except Exception as exc:
             self._raise_transient(exc)
@@ -857,9 +858,7 @@ class ModelRegistry:
         """Every model version trained on this data set version, oldest first, as [{"version",
         "family_config_version", "at"}] (one GetItem of its `TRAINED#` item; versions allocated before the index
         existed are not listed)."""
-        item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
-                                                             "SK": _s(_trained_sk(key, version_id))},
-                                 ConsistentRead=True).get("Item")
+        item = self._family_item(family, _trained_sk(key, version_id))
         if not item:
             return []
         return [{"version": int(m["version"]["N"]), "family_config_version": int(m["family_config_version"]["N"]),
@@ -1385,9 +1384,7 @@ class ModelRegistry:
         """The model version that made this data set version unusable for retrains (a version trained on it was
         rejected, or rolled back on a verdict; `transition`): {key, version_id, version, status, at}, or None (one
         GetItem)."""
-        item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
-                                                             "SK": _s(_unusable_sk(key, version_id))},
-                                 ConsistentRead=True).get("Item")
+        item = self._family_item(family, _unusable_sk(key, version_id))
         if not item:
             return None
         plain = _plain(item)
@@ -1396,9 +1393,7 @@ class ModelRegistry:
     def dataset_unjudged(self, family: str, key: str, version_id: str | None) -> dict[str, Any] | None:
         """The newest model version trained on this data set version whose canary was rolled back for too little
         traffic (no verdict on it): {key, version_id, version, family_config_version, at}, or None (one GetItem)."""
-        item = self.ddb.get_item(TableName=self.table, Key={"PK": _s(_family_pk(family)),
-                                                             "SK": _s(_unjudged_sk(key, version_id))},
-                                 ConsistentRead=True).get("Item")
+        item = self._family_item(family, _unjudged_sk(key, version_id))
         if not item:
             return None
         plain = _plain(item)
