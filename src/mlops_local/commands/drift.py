@@ -314,9 +314,8 @@ def print_check(out: Any, platform: Any, family: str, found: dict[str, Any]) -> 
                  else "yet (no check has judged traffic)")
         out.print(f"[bold]{family}[/] drift check of live v{summary['live_version']}: no captured traffic {since}: "
                   "nothing to judge and nothing recorded; the window stays open")
-        for left in summary.get("not_judged") or []:
-            out.print(f"  not judged: {tables.figure(left['rows'])} rows of v{left['version']}: "
-                      f"{tables.escape(left['reason'])}")
+        for line in window_lines(summary, {}):  # versions trained with other inputs, left out
+            out.print(line)
         return
     if "failure" in found:
         print_failure(out, family, summary, found["failure"])
